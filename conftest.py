@@ -1,0 +1,1 @@
+"""Root pytest configuration: shared by the unit tests and the claim suites."""

@@ -1,0 +1,269 @@
+"""The registry of base/SFT pairs, and the one path by which every model is loaded.
+
+Real checkpoints come from the Hugging Face cache or hub; the tiny pairs are
+built offline by ``harness.zoo`` and saved with ``save_pretrained``, so both
+load through ``AutoModelForCausalLM.from_pretrained`` alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from harness import cache
+
+ARCHITECTURE_FIELDS = (
+    "model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+    "intermediate_size",
+)
+
+
+class PairMismatchError(ValueError):
+    """Base and SFT models do not share the architecture a layer-wise comparison needs."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """A model cannot be had here (not cached and the hub is offline, or no such directory)."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One checkpoint: a hub id or a local directory, and an optional revision."""
+
+    location: str
+    revision: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.location).expanduser().is_dir() or self.location.startswith(("/", ".", "~"))
+
+    def describe(self) -> str:
+        return self.location + (f"@{self.revision}" if self.revision else "")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A base/SFT pair under a marker name (``pytest -m NAME`` selects it)."""
+
+    name: str
+    base: ModelRef
+    sft: ModelRef
+    family: str
+    dtype: str = "bfloat16"
+    builder: str | None = None  # a harness.zoo recipe name: the pair is built offline on first use
+    notes: str = field(default="", compare=False)
+
+    @property
+    def is_built_locally(self) -> bool:
+        return self.builder is not None
+
+
+def _hub_pair(name: str, base: str, sft: str, family: str, notes: str = "") -> ModelSpec:
+    return ModelSpec(name, ModelRef(base), ModelRef(sft), family, notes=notes)
+
+
+def _tiny_pair(name: str, family: str) -> ModelSpec:
+    placeholder = ModelRef(f"harness-zoo:{name}")
+    return ModelSpec(name, placeholder, placeholder, family, dtype="float32", builder=name,
+                     notes="built offline by harness.zoo on first use, then cached")
+
+
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    _hub_pair("olmo2_1b", "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT", "olmo2"),
+    _hub_pair("olmo2_7b", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "olmo2"),
+    _hub_pair("olmo2_13b", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT", "olmo2"),
+    _hub_pair("olmo2_32b", "allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT", "olmo2"),
+    _hub_pair("mistral_7b", "mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistral",
+              notes="gated on the hub: accept the licence and run `hf auth login` first"),
+    _tiny_pair("tiny_olmo2", "olmo2"),
+    _tiny_pair("tiny_mistral", "mistral"),
+)}
+REAL_PAIRS = tuple(name for name, spec in REGISTRY.items() if not spec.is_built_locally)
+TINY_PAIRS = tuple(name for name, spec in REGISTRY.items() if spec.is_built_locally)
+DEFAULT_PAIR = "tiny_olmo2"
+
+
+def custom_pair(base: str, sft: str, name: str = "custom", dtype: str = "bfloat16",
+                base_revision: str | None = None, sft_revision: str | None = None) -> ModelSpec:
+    """A pair the user names by hub id or local directory."""
+    return ModelSpec(name, ModelRef(base, base_revision), ModelRef(sft, sft_revision), family="custom",
+                     dtype=dtype)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown pair {name!r}; registered pairs: {', '.join(REGISTRY)}. "
+                       "Name any other pair with --base and --sft.") from None
+
+
+# --- availability -----------------------------------------------------------------
+
+def hub_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def cached_snapshot(ref: ModelRef) -> Path | None:
+    """The cached snapshot folder holding ``ref``'s config and all its weights, or None. Never downloads."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(ref.location, revision=ref.revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+    return folder if _has_complete_weights(folder) else None
+
+
+def _has_complete_weights(folder: Path) -> bool:
+    if not (folder / "config.json").is_file():
+        return False
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        import json
+
+        shards = set(json.loads(index.read_text())["weight_map"].values())
+        return all((folder / shard).is_file() for shard in shards)
+    return any(folder.glob("*.safetensors")) or (folder / "pytorch_model.bin").is_file()
+
+
+def _unavailable_checkpoint(ref: ModelRef) -> str | None:
+    if ref.is_local:
+        folder = Path(ref.location).expanduser()
+        if not folder.is_dir():
+            return f"{ref.location} is not a directory"
+        if not _has_complete_weights(folder):
+            return f"{ref.location} has no config.json with complete weights"
+        return None
+    if hub_offline() and cached_snapshot(ref) is None:
+        return f"{ref.describe()} is not in the Hugging Face cache"
+    return None
+
+
+def unavailable_reason(spec: ModelSpec) -> str | None:
+    """Why ``spec`` cannot be loaded here, as a message that says what to do; None when it can."""
+    if spec.is_built_locally:
+        return None
+    missing = [r for r in (spec.base, spec.sft) if _unavailable_checkpoint(r)]
+    if not missing:
+        return None
+    details = "; ".join(_unavailable_checkpoint(r) for r in missing)
+    remote = [r for r in missing if not r.is_local]
+    advice = []
+    if remote:
+        fetch = " and ".join(f"`hf download {r.location}" + (f" --revision {r.revision}`" if r.revision else "`")
+                             for r in remote)
+        advice.append(f"fetch the weights with {fetch} on a machine with network access"
+                      + (" (the hub is offline here: HF_HUB_OFFLINE=1)" if hub_offline() else ""))
+    advice.append("or name local checkpoints with --base DIR --sft DIR")
+    if spec.notes:
+        advice.append(spec.notes)
+    return f"pair {spec.name!r} unavailable: {details}. To run it, " + "; ".join(advice) + "."
+
+
+# --- resolution and loading ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResolvedPair:
+    """A pair whose two checkpoints can be loaded now."""
+
+    spec: ModelSpec
+    base: ModelRef
+    sft: ModelRef
+    build_info: dict | None = None
+
+
+def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
+    """Build a tiny pair if needed, check availability and architecture; never downloads when offline."""
+    if spec.is_built_locally:
+        from harness import zoo
+
+        built = zoo.build_pair(spec.builder, progress=progress)
+        resolved = ResolvedPair(spec, ModelRef(str(built.base_dir)), ModelRef(str(built.sft_dir)), built.info)
+    else:
+        reason = unavailable_reason(spec)
+        if reason:
+            raise ModelUnavailableError(reason)
+        resolved = ResolvedPair(spec, spec.base, spec.sft)
+    check_same_architecture(load_config(resolved.base), load_config(resolved.sft),
+                            resolved.base.describe(), resolved.sft.describe())
+    return resolved
+
+
+def load_config(ref: ModelRef):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(ref.location, revision=ref.revision)
+
+
+def check_same_architecture(base_config, sft_config, base_name: str = "base", sft_name: str = "SFT") -> None:
+    """Refuse a pair whose layers cannot be compared one to one."""
+    differences = []
+    for name in ARCHITECTURE_FIELDS:
+        left, right = getattr(base_config, name, None), getattr(sft_config, name, None)
+        if left != right:
+            differences.append(f"{name}: {left!r} vs {right!r}")
+    if differences:
+        raise PairMismatchError(
+            f"{base_name} and {sft_name} do not share one architecture ({'; '.join(differences)}). "
+            "A layer-wise comparison needs the same model type, layer count and widths: "
+            "pick the SFT checkpoint that was fine-tuned from this base.")
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
+    if isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    try:
+        resolved = getattr(torch, dtype)
+    except AttributeError:
+        resolved = None
+    if not isinstance(resolved, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
+    return resolved
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(ref: ModelRef, dtype: str | torch.dtype = "float32", device: str = "auto"):
+    """Load one checkpoint for inference.
+
+    ``device="auto"`` places the model with accelerate's ``device_map="auto"`` when
+    a GPU is present (spreading a model larger than one device across all of them)
+    and on the CPU otherwise.
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": resolve_dtype(dtype), "revision": ref.revision}
+    if device == "auto" and torch.cuda.is_available():
+        kwargs["device_map"] = "auto"
+    model = AutoModelForCausalLM.from_pretrained(ref.location, **kwargs)
+    if "device_map" not in kwargs:
+        model.to("cpu" if device == "auto" else device)
+    model.eval()
+    return model
+
+
+def load_tokenizer(ref: ModelRef):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ref.location, revision=ref.revision)
+    if tokenizer.pad_token_id is None:  # many base checkpoints ship none; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def weights_fingerprint(ref: ModelRef) -> str:
+    """What identifies the weights in a report: a hub revision, or a hash of local safetensors."""
+    if ref.is_local:
+        return "sha256:" + cache.directory_sha256(Path(ref.location).expanduser())
+    snapshot = cached_snapshot(ref)
+    if snapshot is not None:
+        return f"{ref.location}@{snapshot.name}"  # the snapshot folder is named by commit
+    return ref.describe()

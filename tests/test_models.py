@@ -1,0 +1,127 @@
+import json
+
+import pytest
+import torch
+import transformers
+
+from harness import models
+
+
+def _save_tiny_model(directory, family="olmo2", layers=2, hidden=32):
+    config_class = transformers.Olmo2Config if family == "olmo2" else transformers.MistralConfig
+    extra = {} if family == "olmo2" else {"sliding_window": None}
+    config = config_class(vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=layers,
+                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, **extra)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    cache_dir = tmp_path / "hub"
+    cache_dir.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache_dir
+
+
+def _plant_snapshot(cache_dir, repo_id, files, commit="0123456789abcdef0123456789abcdef01234567"):
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for name, content in files.items():
+        (snapshot / name).write_text(content)
+    return snapshot
+
+
+def test_registry_names_the_papers_pairs():
+    expected = {
+        "olmo2_1b": ("allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT"),
+        "olmo2_7b": ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT"),
+        "olmo2_13b": ("allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT"),
+        "olmo2_32b": ("allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT"),
+        "mistral_7b": ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1"),
+    }
+    for name, (base, sft) in expected.items():
+        spec = models.get_spec(name)
+        assert (spec.base.location, spec.sft.location) == (base, sft)
+        assert not spec.is_built_locally
+    assert set(models.TINY_PAIRS) == {"tiny_olmo2", "tiny_mistral"}
+    assert {models.get_spec(n).family for n in models.TINY_PAIRS} == {"olmo2", "mistral"}
+    assert set(models.REGISTRY) == set(expected) | set(models.TINY_PAIRS)
+
+
+def test_unknown_pair_lists_the_registered_ones():
+    with pytest.raises(KeyError, match="olmo2_7b.*--base and --sft"):
+        models.get_spec("llama_9000")
+
+
+def test_offline_and_uncached_pair_is_skipped_with_what_to_do(empty_hub_cache):
+    reason = models.unavailable_reason(models.get_spec("olmo2_7b"))
+    assert reason is not None
+    for needed in ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "hf download", "HF_HUB_OFFLINE=1",
+                   "--base DIR --sft DIR"):
+        assert needed in reason
+    with pytest.raises(models.ModelUnavailableError, match="not in the Hugging Face cache"):
+        models.resolve_pair(models.get_spec("olmo2_7b"))
+
+
+def test_gated_pair_says_how_to_get_access(empty_hub_cache):
+    assert "hf auth login" in models.unavailable_reason(models.get_spec("mistral_7b"))
+
+
+def test_cached_pair_is_available_offline_without_download(empty_hub_cache):
+    for repo in ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT"):
+        _plant_snapshot(empty_hub_cache, repo, {"config.json": "{}", "model.safetensors": "x"})
+    assert models.unavailable_reason(models.get_spec("olmo2_7b")) is None
+    fingerprint = models.weights_fingerprint(models.get_spec("olmo2_7b").base)
+    assert fingerprint.endswith("@0123456789abcdef0123456789abcdef01234567")
+
+
+def test_cached_pair_with_a_missing_shard_is_unavailable(empty_hub_cache):
+    index = json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors",
+                                       "b": "model-00002-of-00002.safetensors"}})
+    for repo in ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT"):
+        _plant_snapshot(empty_hub_cache, repo, {"config.json": "{}", "model.safetensors.index.json": index,
+                                                "model-00001-of-00002.safetensors": "x"})
+    assert models.unavailable_reason(models.get_spec("olmo2_7b")) is not None
+
+
+def test_mismatched_pair_is_refused_with_the_differences(tmp_path):
+    base = _save_tiny_model(tmp_path / "base", layers=2)
+    sft = _save_tiny_model(tmp_path / "sft", layers=3)
+    with pytest.raises(models.PairMismatchError, match=r"num_hidden_layers: 2 vs 3"):
+        models.resolve_pair(models.custom_pair(str(base), str(sft)))
+
+
+def test_pairs_of_different_families_are_refused(tmp_path):
+    base = _save_tiny_model(tmp_path / "base", family="olmo2")
+    sft = _save_tiny_model(tmp_path / "sft", family="mistral")
+    with pytest.raises(models.PairMismatchError, match="model_type"):
+        models.resolve_pair(models.custom_pair(str(base), str(sft)))
+
+
+def test_local_pair_resolves_and_loads_through_the_same_path(tmp_path):
+    base = _save_tiny_model(tmp_path / "base")
+    sft = _save_tiny_model(tmp_path / "sft")
+    resolved = models.resolve_pair(models.custom_pair(str(base), str(sft), dtype="float32"))
+    model = models.load_model(resolved.sft, dtype="bfloat16", device="cpu")
+    assert model.dtype == torch.bfloat16 and not model.training
+    assert models.weights_fingerprint(resolved.base).startswith("sha256:")
+
+
+def test_missing_local_directory_is_reported(tmp_path):
+    reason = models.unavailable_reason(models.custom_pair(str(tmp_path / "nope"), str(tmp_path / "nope2")))
+    assert "is not a directory" in reason
+
+
+def test_unknown_dtype_is_refused():
+    with pytest.raises(ValueError, match="unknown dtype"):
+        models.resolve_dtype("float13")
+    assert models.resolve_dtype("bfloat16") is torch.bfloat16

@@ -21,11 +21,11 @@ run: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/harness run
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites)
+	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites benchmarks)
 	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites)
+	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites benchmarks)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .benchmarks .hypothesis

@@ -58,6 +58,48 @@ def pair_summary(resolved: models.ResolvedPair) -> str:
     return "\n".join(lines)
 
 
+def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
+    from harness.profile import ProfileOptions
+
+    return ProfileOptions(
+        probe_set=args.probe_set, pooled_samples=args.pooled_samples, token_samples=args.token_samples,
+        max_tokens=args.max_tokens, alpha=args.alpha, cka_center=not args.uncentered_cka,
+        last_layer=args.last_layer, seed=args.seed, dtype=args.dtype or spec.dtype, batch_size=args.batch_size)
+
+
+def command_profile(args: argparse.Namespace) -> int:
+    from harness import profile, reports
+
+    spec = _pair_from_args(args)
+    options = profile_options(args, spec)
+    resolved = models.resolve_pair(spec)
+    result = profile.profile_pair(resolved, options, device=args.device)
+    path = reports.write_report(args.out, reports.profile_report(result))
+    print(result.pair.round(4).to_string())
+    forward = result.meta["forward"]
+    print(f"\nforward passes: base {forward['base']['samples']} samples, sft {forward['sft']['samples']} samples "
+          f"(0 when read from the cache); {result.meta['timings']['total_seconds']} s")
+    print(f"report: {path}")
+    return 0
+
+
+def _add_profile_options(parser: argparse.ArgumentParser) -> None:
+    from harness.data import MAX_TOKENS, POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+
+    parser.add_argument("--probe-set", default="gsm8k-local", choices=PROBE_SETS, help="probe texts")
+    parser.add_argument("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
+    parser.add_argument("--token-samples", type=int, default=TOKEN_LEVEL_SAMPLES,
+                        help="first samples that also get token-level metrics and the logit lens")
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="truncate each text to this many tokens")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--alpha", type=float, default=1.0, help="matrix-entropy order (1 = von Neumann)")
+    parser.add_argument("--uncentered-cka", action="store_true", help="drop the centring of eq. 6")
+    parser.add_argument("--last-layer", default="pre_norm", choices=("pre_norm", "final_norm"),
+                        help="take layer L before the final norm (default) or after it")
+    parser.add_argument("--seed", type=int, default=0, help="probe sampling seed")
+    parser.add_argument("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
+
+
 def command_build(args: argparse.Namespace) -> int:
     resolved = models.resolve_pair(_pair_from_args(args))
     print(pair_summary(resolved))
@@ -79,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         _add_pair_options(sub)
         sub.set_defaults(handler=handler)
+    profile_parser = commands.add_parser("profile", help="per-layer metrics of a pair, written as a JSON report")
+    _add_pair_options(profile_parser)
+    _add_profile_options(profile_parser)
+    profile_parser.add_argument("--out", required=True, help="where to write the JSON report")
+    profile_parser.set_defaults(handler=command_profile)
     return parser
 
 
@@ -86,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError) as error:
+    except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -259,6 +259,21 @@ def load_tokenizer(ref: ModelRef):
     return tokenizer
 
 
+def checkpoint_directory(ref: ModelRef) -> Path:
+    """The local folder of a checkpoint's files: the folder itself, or its Hugging Face cache snapshot."""
+    if ref.is_local:
+        return Path(ref.location).expanduser()
+    snapshot = cached_snapshot(ref)
+    if snapshot is not None:
+        return snapshot
+    if hub_offline():
+        raise ModelUnavailableError(f"{ref.describe()} is not in the Hugging Face cache and the hub is offline")
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(ref.location, revision=ref.revision,
+                                  allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+
+
 def weights_fingerprint(ref: ModelRef) -> str:
     """What identifies the weights in a report: a hub revision, or a hash of local safetensors."""
     if ref.is_local:

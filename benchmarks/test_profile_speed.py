@@ -1,0 +1,99 @@
+"""Speed and memory of the profile engine on the tiny default pair (pytest-benchmark).
+
+Figures land in the benchmark table and its extra_info; no test here asserts a time.
+What is asserted is the design rule: exactly one forward pass per model per sample.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from harness import capture, models, profile
+from harness.data import load_probe_set
+
+SAMPLES = 200
+OPTIONS = profile.ProfileOptions(pooled_samples=SAMPLES, token_samples=100, max_tokens=256, batch_size=8)
+
+
+def _bare_forward(model, tokenizer, texts):
+    encoded = capture.encode(tokenizer, texts, OPTIONS.max_tokens)
+    for batch in capture.batches(encoded, list(range(len(texts))), OPTIONS.batch_size, tokenizer.pad_token_id):
+        capture.forward_only(model, batch)
+
+
+def test_bare_forward_over_the_probe_set(benchmark, tiny_olmo2):
+    resolved, _ = tiny_olmo2
+    model = models.load_model(resolved.base, device="cpu")
+    tokenizer = models.load_tokenizer(resolved.base)
+    texts = load_probe_set(OPTIONS.probe_set, SAMPLES).texts
+    benchmark.pedantic(_bare_forward, args=(model, tokenizer, texts), rounds=3, warmup_rounds=1)
+    benchmark.extra_info["samples"] = SAMPLES
+
+
+def test_profile_capture_of_one_model(benchmark, tiny_olmo2, monkeypatch, tmp_path):
+    resolved, _ = tiny_olmo2
+    probe = load_probe_set(OPTIONS.probe_set, SAMPLES)
+    runs = []
+
+    def fresh_cache():  # every round is a cache miss
+        monkeypatch.setenv("HARNESS_CACHE", tempfile.mkdtemp(dir=tmp_path))
+        return (), {}
+
+    def capture_base():
+        runs.append(profile.capture_model(resolved.base, probe, OPTIONS, "base", device="cpu", progress=False))
+
+    benchmark.pedantic(capture_base, setup=fresh_cache, rounds=3, warmup_rounds=1)
+    assert all(run.forward_samples == SAMPLES for run in runs)
+    benchmark.extra_info.update(samples=SAMPLES, forward_samples_per_round=runs[-1].forward_samples,
+                                forward_calls_per_round=runs[-1].forward_calls)
+
+
+def test_pair_tables_from_cached_runs(benchmark, tiny_olmo2, monkeypatch, tmp_path):
+    resolved, _ = tiny_olmo2
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    first = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
+    assert first.meta["forward"]["base"]["samples"] == SAMPLES == first.meta["forward"]["sft"]["samples"]
+    result = benchmark.pedantic(profile.profile_pair, args=(resolved, OPTIONS), kwargs={"device": "cpu",
+                                "progress": False}, rounds=3, warmup_rounds=0)
+    assert result.meta["forward"]["base"]["samples"] == 0
+
+
+PEAK_SCRIPT = """
+import json, os, resource, sys, tempfile
+os.environ["HARNESS_CACHE"] = tempfile.mkdtemp()  # a cache miss: the profile really runs
+from harness import capture, models, profile
+sys.path.insert(0, {bench_dir!r})
+from conftest import long_probe
+base_dir, tokens, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+ref = models.ModelRef(base_dir)
+probe = long_probe(64)
+if mode == "profile":
+    options = profile.ProfileOptions(pooled_samples=64, token_samples=32, max_tokens=tokens, batch_size=8)
+    profile.capture_model(ref, probe, options, "base", device="cpu", progress=False)
+else:
+    model, tokenizer = models.load_model(ref, device="cpu"), models.load_tokenizer(ref)
+    encoded = capture.encode(tokenizer, probe.texts, tokens)
+    for batch in capture.batches(encoded, list(range(64)), 8, tokenizer.pad_token_id):
+        capture.forward_only(model, batch)
+print(json.dumps({{"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+@pytest.mark.parametrize("tokens", [128, 256, 512])
+def test_peak_memory_as_the_sequence_length_doubles(benchmark, tiny_olmo2, tokens):
+    """Peak resident memory of a fresh process: bare forward passes against a full profile capture."""
+    resolved, _ = tiny_olmo2
+    script = PEAK_SCRIPT.format(bench_dir=os.path.dirname(__file__))
+
+    def measure(mode):
+        done = subprocess.run([sys.executable, "-c", script, resolved.base.location, str(tokens), mode],
+                              capture_output=True, text=True, check=True, env=os.environ.copy())
+        return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+
+    peaks = benchmark.pedantic(lambda: {m: measure(m) for m in ("forward", "profile")}, rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update(tokens=tokens, peak_rss_mib_bare_forward=round(peaks["forward"], 1),
+                                peak_rss_mib_profile=round(peaks["profile"], 1))

@@ -1,0 +1,24 @@
+"""The paper's metrics as pure functions of tensors (the public API is this module's names)."""
+
+from harness.metrics._checks import DegenerateInputError
+from harness.metrics.geometry import cosine_similarity, curvature, linear_cka, mean_shift, row_cosines
+from harness.metrics.spectrum import (
+    condition_number,
+    dataset_entropy,
+    effective_rank,
+    matrix_entropy,
+    numerical_rank,
+    prompt_entropy,
+    rank_deficiency,
+    sparsity,
+    spectral_norm,
+    spectral_summary,
+)
+from harness.metrics.weights import ATTENTION_MODULES, MLP_MODULES, CheckpointError, weight_change
+
+__all__ = [
+    "ATTENTION_MODULES", "MLP_MODULES", "CheckpointError", "DegenerateInputError", "condition_number",
+    "cosine_similarity", "curvature", "dataset_entropy", "effective_rank", "linear_cka", "matrix_entropy",
+    "mean_shift", "numerical_rank", "prompt_entropy", "rank_deficiency", "row_cosines", "sparsity",
+    "spectral_norm", "spectral_summary", "weight_change",
+]

@@ -1,0 +1,346 @@
+"""Layer profiles: the per-layer metrics of one model, and of a base/SFT pair.
+
+One model is in memory at a time. Its probe set is streamed in resumable
+chunks: each chunk is one forward pass per sample, whose hooks keep the pooled
+vector of every sample at every layer and the token-level metrics of the first
+``token_samples`` samples, and is written to the cache as one safetensors file.
+A killed run resumes at the first missing chunk; a finished profile is a cache
+hit that loads no model at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as save_tensors
+from tqdm.auto import tqdm
+
+from harness import cache, capture, metrics, models
+from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
+from harness.metrics.geometry import row_cosines
+from harness.probing import logit_lens_hits
+
+PROFILE_FORMAT = 1  # bump when what a chunk holds, or how a metric is computed, changes
+SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
+DATASET_METRICS = ("dataset_entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm",
+                   "pooled_sparsity")
+
+
+class ActivationError(FloatingPointError):
+    """A model produced NaN or infinite activations."""
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What a profile measures and how. Where the paper is silent, its literal equation is the default."""
+
+    probe_set: str = "gsm8k-local"
+    pooled_samples: int = POOLED_SAMPLES  # §4.1: 1,000 instances for pooled metrics
+    token_samples: int = TOKEN_LEVEL_SAMPLES  # §4.1: 100 instances for token-level metrics
+    max_tokens: int = MAX_TOKENS  # §4.1: T = 256
+    alpha: float = 1.0  # matrix-entropy order; 1 is the von Neumann limit
+    normalize_entropy: bool = True  # divide by log N (§4.1)
+    cka_center: bool = True  # eq. 6 centres the Gram matrices
+    sparsity_eps: float = 0.01  # §4.1
+    last_layer: str = "pre_norm"  # layer L before the final norm, like every other layer
+    weight_modules: tuple[str, ...] = metrics.ATTENTION_MODULES  # Θ of eq. 1
+    seed: int = 0
+    dtype: str = "float32"
+    batch_size: int = 8  # does not change results
+    chunk_size: int = 250  # samples per resumable chunk; does not change results
+
+    def __post_init__(self) -> None:
+        if self.pooled_samples < 2:
+            raise ValueError("pooled_samples must be at least 2 (dataset metrics need two samples)")
+        if not 0 <= self.token_samples <= self.pooled_samples:
+            raise ValueError("token_samples must lie between 0 and pooled_samples (they are its first samples)")
+        if self.max_tokens < 3:
+            raise ValueError("max_tokens must be at least 3 (curvature needs three tokens)")
+        if self.last_layer not in capture.LAST_LAYER_CHOICES:
+            raise ValueError(f"last_layer must be one of {capture.LAST_LAYER_CHOICES}")
+        if self.batch_size < 1 or self.chunk_size < 1:
+            raise ValueError("batch_size and chunk_size must be positive")
+
+    def result_fields(self) -> dict:
+        """The options that change the numbers (the cache key), without batch and chunk sizes."""
+        fields = dataclasses.asdict(self)
+        fields.pop("batch_size")
+        fields.pop("chunk_size")
+        return fields
+
+
+# --- capture of one model ------------------------------------------------------------
+
+@dataclass
+class _ChunkSink:
+    """Receives every layer's states for the current batch and keeps per-sample results only."""
+
+    n_layers: int
+    token_ids: set[int]
+    options: ProfileOptions
+    norm: torch.nn.Module | None
+    lm_head: torch.nn.Module
+    label: str
+    pooled: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)  # layer -> sample -> (D,)
+    token_rows: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # sample -> metric -> (L+1,)
+    batch: capture.Batch | None = None
+
+    def __call__(self, layer: int, states: torch.Tensor) -> None:
+        batch = self.batch
+        mask = batch.attention_mask.to(states.device).bool()
+        if not torch.isfinite(states[mask]).all():
+            raise ActivationError(f"{self.label}: layer {layer} produced NaN or infinite activations on probe "
+                                  f"samples {batch.sample_ids}; check the checkpoint and the dtype")
+        states32 = states.float()
+        counts = mask.sum(dim=1, keepdim=True)
+        pooled = (states32 * mask[..., None]).sum(dim=1) / counts  # (B, D): mean over real tokens only
+        by_sample = self.pooled.setdefault(layer, {})
+        for row, sample in enumerate(batch.sample_ids):
+            by_sample[sample] = pooled[row].cpu()
+        token_rows = [row for row, sample in enumerate(batch.sample_ids) if sample in self.token_ids]
+        if not token_rows:
+            return
+        for row in token_rows:
+            self._token_metrics(layer, batch.sample_ids[row], states32[row, mask[row]])
+        norm = None if (layer == self.n_layers - 1 and self.options.last_layer == "final_norm") else self.norm
+        rows = torch.tensor(token_rows)
+        hits, totals = logit_lens_hits(states[rows], batch.input_ids[rows], batch.attention_mask[rows], norm,
+                                       self.lm_head)
+        for index, row in enumerate(token_rows):
+            record = self._record(batch.sample_ids[row])
+            record["probe_hits"][layer] = float(hits[index])
+            record["probe_counts"][layer] = float(totals[index])
+
+    def _record(self, sample: int) -> dict[str, np.ndarray]:
+        if sample not in self.token_rows:
+            names = (*SAMPLE_METRICS, "probe_hits", "probe_counts")
+            self.token_rows[sample] = {name: np.full(self.n_layers, np.nan) for name in names}
+        return self.token_rows[sample]
+
+    def _token_metrics(self, layer: int, sample: int, h: torch.Tensor) -> None:
+        record = self._record(sample)
+        options = self.options
+        tokens = h.shape[0]
+        # Too-short samples have no value; the tables count the samples each mean rests on.
+        if tokens >= 2:
+            record["prompt_entropy"][layer] = metrics.prompt_entropy(h, options.alpha, options.normalize_entropy)
+        if tokens >= 3:
+            try:
+                record["curvature"][layer] = metrics.curvature(h)
+            except metrics.DegenerateInputError:
+                pass
+        record["token_sparsity"][layer] = metrics.sparsity(h, options.sparsity_eps)
+
+
+def _chunk_path(directory: Path, index: int) -> Path:
+    return directory / f"chunk-{index:05d}.safetensors"
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+@dataclass
+class ModelRun:
+    """The streamed capture of one model over one probe set, stored as chunk files."""
+
+    label: str
+    directory: Path
+    n_samples: int
+    n_layers: int  # L + 1 (layer 0 is the embedding output)
+    token_samples: int
+    fingerprint: str
+    forward_samples: int = 0  # samples sent through the model in this process (0 on a cache hit)
+    forward_calls: int = 0
+    seconds: float = 0.0
+
+    def chunk_files(self) -> list[Path]:
+        return sorted(self.directory.glob("chunk-*.safetensors"))
+
+    def pooled(self, layer: int) -> torch.Tensor:
+        """(N, D) mean-pooled states of every sample at ``layer``, in probe-set order."""
+        parts = []
+        for path in self.chunk_files():
+            with safe_open(path, framework="pt") as handle:
+                parts.append(handle.get_tensor(f"pooled.{layer}"))
+        return torch.cat(parts)
+
+    def sample_metric(self, name: str) -> np.ndarray:
+        """(token_samples, L+1) per-sample values of a token-level metric."""
+        parts = []
+        for path in self.chunk_files():
+            with safe_open(path, framework="pt") as handle:
+                if name in handle.keys():
+                    parts.append(handle.get_tensor(name).numpy())
+        return np.concatenate(parts) if parts else np.empty((0, self.n_layers))
+
+
+def _run_directory(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions) -> tuple[Path, str]:
+    fingerprint = models.weights_fingerprint(ref)
+    key = cache.stable_hash({"weights": fingerprint, "probe": probe.digest(), "options": options.result_fields(),
+                             "format": PROFILE_FORMAT})
+    return cache.cache_root() / "profiles" / key, fingerprint
+
+
+def capture_model(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions, label: str,
+                  device: str = "auto", progress: bool = True) -> ModelRun:
+    """Stream ``probe`` through one model, chunk by chunk, resuming from the cache."""
+    directory, fingerprint = _run_directory(ref, probe, options)
+    chunks = _chunks(len(probe), options.chunk_size)
+    missing = [i for i in range(len(chunks)) if not _chunk_path(directory, i).is_file()]
+    config = models.load_config(ref)
+    run = ModelRun(label, directory, len(probe), config.num_hidden_layers + 1,
+                   min(options.token_samples, len(probe)), fingerprint)
+    if not missing:
+        return run
+    started = time.perf_counter()
+    tokenizer = models.load_tokenizer(ref)
+    model = models.load_model(ref, dtype=options.dtype, device=device)
+    encoded = capture.encode(tokenizer, probe.texts, options.max_tokens)
+    norm, lm_head = capture.final_norm(model), model.get_output_embeddings()
+    decoder = model.get_decoder()
+
+    def count(module, args, kwargs):
+        run.forward_calls += 1
+        run.forward_samples += int(kwargs["input_ids"].shape[0])
+
+    counter = decoder.register_forward_pre_hook(count, with_kwargs=True)
+    bar = tqdm(total=sum(len(chunks[i]) for i in missing), desc=f"profile {label}", unit="sample",
+               disable=not progress)
+    try:
+        for index in missing:
+            sink = _ChunkSink(run.n_layers, set(range(run.token_samples)), options, norm, lm_head, label)
+            sample_ids = list(chunks[index])
+            with capture.layer_hooks(model, sink, options.last_layer):
+                for batch in capture.batches([encoded[i] for i in sample_ids], sample_ids, options.batch_size,
+                                             tokenizer.pad_token_id):
+                    sink.batch = batch
+                    capture.forward_only(model, batch)
+                    bar.update(len(batch.sample_ids))
+            cache.write_bytes_atomic(_chunk_path(directory, index), _chunk_bytes(sink, sample_ids, encoded))
+    finally:
+        counter.remove()
+        bar.close()
+        del model
+        gc.collect()
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _chunk_bytes(sink: _ChunkSink, sample_ids: list[int], encoded: list[list[int]]) -> bytes:
+    tensors = {f"pooled.{layer}": torch.stack([sink.pooled[layer][s] for s in sample_ids]).contiguous()
+               for layer in range(sink.n_layers)}
+    tensors["sample_ids"] = torch.tensor(sample_ids)
+    tensors["tokens"] = torch.tensor([len(encoded[s]) for s in sample_ids])
+    token_ids = [s for s in sample_ids if s in sink.token_rows]
+    if token_ids:
+        for name in sink.token_rows[token_ids[0]]:
+            tensors[name] = torch.tensor(np.stack([sink.token_rows[s][name] for s in token_ids]))
+    return save_tensors(tensors)
+
+
+# --- tables ------------------------------------------------------------------------------
+
+def _nan_mean(values: np.ndarray) -> tuple[float, int]:
+    finite = values[np.isfinite(values)]
+    return (float(finite.mean()) if finite.size else math.nan), int(finite.size)
+
+
+def intrinsic_table(run: ModelRun, options: ProfileOptions) -> pd.DataFrame:
+    """Layer × intrinsic metric for one model (the quantities of Fig. 2 and Fig. 3)."""
+    sample_values = {name: run.sample_metric(name) for name in (*SAMPLE_METRICS, "probe_hits", "probe_counts")}
+    rows = []
+    for layer in range(run.n_layers):
+        summary = metrics.spectral_summary(run.pooled(layer), options.alpha, options.normalize_entropy,
+                                           options.sparsity_eps)
+        row = {"layer": layer, "dataset_entropy": summary["entropy"],
+               "effective_rank": summary["effective_rank"], "rank_deficiency": summary["rank_deficiency"],
+               "condition_number": summary["condition_number"], "spectral_norm": summary["spectral_norm"],
+               "pooled_sparsity": summary["sparsity"]}
+        for name in SAMPLE_METRICS:
+            row[name], row[f"{name}_samples"] = _nan_mean(sample_values[name][:, layer])
+        counts = sample_values["probe_counts"][:, layer]
+        total = np.nansum(counts)
+        row["probe_accuracy"] = float(np.nansum(sample_values["probe_hits"][:, layer]) / total) if total else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def pair_table(base: ModelRun, sft: ModelRun, base_table: pd.DataFrame, sft_table: pd.DataFrame,
+               weight_changes: dict[int, float], options: ProfileOptions) -> pd.DataFrame:
+    """Layer × pair metric: CKA (eq. 6), cosine (eq. 7), mean shift, ΔW (eq. 1), eqs. 8-9 differences."""
+    if base.n_layers != sft.n_layers or base.n_samples != sft.n_samples:
+        raise ValueError("base and SFT runs differ in layers or samples; they must share probe set and depth")
+    rows = []
+    for layer in range(base.n_layers):
+        x, y = base.pooled(layer), sft.pooled(layer)
+        row = {"layer": layer, "cka": metrics.linear_cka(x, y, center=options.cka_center),
+               "cosine": metrics.cosine_similarity(x, y), "mean_shift": metrics.mean_shift(x, y),
+               "weight_change": weight_changes.get(layer, math.nan)}
+        for name in SAMPLE_METRICS:  # eq. 8: mean over samples of the per-sample difference
+            diff = sft.sample_metric(name)[:, layer] - base.sample_metric(name)[:, layer]
+            row[f"delta_{name}"], _ = _nan_mean(diff)
+        for name in (*DATASET_METRICS, "probe_accuracy"):  # eq. 9: difference of dataset-level values
+            row[f"delta_{name}"] = float(sft_table.loc[layer, name] - base_table.loc[layer, name])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("layer")
+
+
+def per_sample_cosines(base: ModelRun, sft: ModelRun, layer: int) -> np.ndarray:
+    """(N,) cosine of each sample's base and SFT vectors at ``layer``, for bootstrapping eq. 7."""
+    return row_cosines(base.pooled(layer), sft.pooled(layer)).numpy()
+
+
+# --- pairs ---------------------------------------------------------------------------------
+
+@dataclass
+class PairProfile:
+    """Everything measured on one pair: three tables, the runs behind them, and how they were made."""
+
+    base: pd.DataFrame
+    sft: pd.DataFrame
+    pair: pd.DataFrame
+    meta: dict
+    base_run: ModelRun | None = None
+    sft_run: ModelRun | None = None
+
+
+def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str = "auto",
+                 progress: bool = True) -> PairProfile:
+    """Profile base, then SFT (one model in memory at a time), then the pair metrics."""
+    started = time.perf_counter()
+    probe = load_probe_set(options.probe_set, options.pooled_samples, options.seed)
+    runs = {label: capture_model(ref, probe, options, label, device=device, progress=progress)
+            for label, ref in (("base", pair.base), ("sft", pair.sft))}
+    captured = time.perf_counter()
+    tables = {label: intrinsic_table(run, options) for label, run in runs.items()}
+    weight_changes = metrics.weight_change(models.checkpoint_directory(pair.base),
+                                           models.checkpoint_directory(pair.sft), options.weight_modules)
+    pair_metrics = pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"], weight_changes, options)
+    meta = {
+        "pair": {"name": pair.spec.name, "family": pair.spec.family, "base": pair.base.describe(),
+                 "sft": pair.sft.describe(), "base_weights": runs["base"].fingerprint,
+                 "sft_weights": runs["sft"].fingerprint},
+        "probe": {"name": probe.name, "source": probe.source, "digest": probe.digest(), "samples": len(probe),
+                  "seed": probe.seed},
+        "options": dataclasses.asdict(options),
+        "layers": {"count": runs["base"].n_layers, "numbering": "0 = embedding output, l = output of decoder "
+                   f"block l, all before the final norm (last_layer={options.last_layer})"},
+        "forward": {label: {"samples": run.forward_samples, "calls": run.forward_calls,
+                            "seconds": round(run.seconds, 3)} for label, run in runs.items()},
+        "timings": {"capture_seconds": round(captured - started, 3),
+                    "tables_seconds": round(time.perf_counter() - captured, 3),
+                    "total_seconds": round(time.perf_counter() - started, 3)},
+        "device": device,
+    }
+    return PairProfile(tables["base"], tables["sft"], pair_metrics, meta, runs["base"], runs["sft"])
+

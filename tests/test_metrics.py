@@ -1,0 +1,140 @@
+"""Each metric on a case small enough to compute by hand, and its degenerate inputs."""
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from harness import metrics
+from harness.metrics import CheckpointError, DegenerateInputError
+
+T = torch.tensor
+
+
+def test_matrix_entropy_by_hand():
+    z = T([[3.0, 0.0], [0.0, 1.0]])  # K = diag(9, 1): shares 0.9 and 0.1
+    bits = -(0.9 * math.log2(0.9) + 0.1 * math.log2(0.1))
+    assert metrics.matrix_entropy(z, normalize=False) == pytest.approx(bits)  # 0.4690
+    assert metrics.matrix_entropy(z) == pytest.approx(bits / math.log2(2))
+    assert metrics.matrix_entropy(z, alpha=2.0, normalize=False) == pytest.approx(-math.log2(0.81 + 0.01))
+    assert metrics.matrix_entropy(T([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])) == pytest.approx(1 / math.log2(3))
+
+
+def test_prompt_and_dataset_entropy_are_eqs_2_and_3():
+    z = T([[3.0, 0.0], [0.0, 1.0]])
+    assert metrics.prompt_entropy(z) == metrics.dataset_entropy(z) == metrics.matrix_entropy(z)
+
+
+def test_effective_rank_by_hand():
+    nats = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert metrics.effective_rank(T([[3.0, 0.0], [0.0, 1.0]])) == pytest.approx(math.exp(nats))  # 1.3842
+    assert metrics.effective_rank(torch.eye(3)) == pytest.approx(3.0)
+
+
+def test_rank_condition_and_spectral_norm_by_hand():
+    z = torch.diag(T([4.0, 2.0, 0.0]))
+    assert metrics.numerical_rank(z) == 2
+    assert metrics.rank_deficiency(z) == 1
+    assert metrics.condition_number(z) == pytest.approx(2.0)
+    assert metrics.spectral_norm(z) == pytest.approx(4.0)
+
+
+def test_sparsity_by_hand():
+    assert metrics.sparsity(T([[0.001, 1.0], [0.5, -0.005]])) == 0.5
+    assert metrics.sparsity(T([[0.001, 1.0], [0.5, -0.005]]), eps=0.6) == 0.75
+
+
+def test_curvature_by_hand():
+    assert metrics.curvature(T([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])) == pytest.approx(0.5)  # a right angle
+    assert metrics.curvature(T([[0.0, 0.0], [1.0, 0.0], [2.0, 1.0]])) == pytest.approx(0.25)  # 45 degrees
+    # two angles, 90 and 180 degrees: mean 135 degrees
+    assert metrics.curvature(T([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 0.0]])) == pytest.approx(0.75)
+
+
+def test_linear_cka_by_hand():
+    x, y = T([[1.0], [2.0], [3.0]]), T([[1.0], [2.0], [4.0]])
+    # one feature each: CKA is the squared correlation, 3² / (2 · 42/9)
+    assert metrics.linear_cka(x, y) == pytest.approx(9 / (2 * 42 / 9))
+    uncentered = (1 + 4 + 12) ** 2 / ((1 + 4 + 9) * (1 + 4 + 16))
+    assert metrics.linear_cka(x, y, center=False) == pytest.approx(uncentered)
+
+
+def test_cosine_and_mean_shift_by_hand():
+    x, y = T([[1.0, 0.0], [1.0, 1.0]]), T([[0.0, 1.0], [1.0, 1.0]])
+    assert metrics.cosine_similarity(x, y) == pytest.approx(0.5)
+    assert metrics.mean_shift(T([[0.0, 0.0], [2.0, 0.0]]), T([[1.0, 1.0], [3.0, 1.0]])) == pytest.approx(math.sqrt(2))
+
+
+def test_weight_change_by_hand(tmp_path):
+    def save(name, tensors):
+        (tmp_path / name).mkdir()
+        save_file(tensors, tmp_path / name / "model.safetensors")
+        return tmp_path / name
+
+    base = save("base", {
+        "model.layers.0.self_attn.q_proj.weight": torch.zeros(2, 2),
+        "model.layers.1.self_attn.k_proj.weight": torch.zeros(1, 1),
+        "model.layers.1.self_attn.v_proj.weight": torch.zeros(1, 1),
+        "model.layers.1.mlp.up_proj.weight": torch.zeros(1, 1),
+        "model.embed_tokens.weight": torch.zeros(3, 2),
+    })
+    sft = save("sft", {
+        "model.layers.0.self_attn.q_proj.weight": torch.ones(2, 2),
+        "model.layers.1.self_attn.k_proj.weight": T([[3.0]]),
+        "model.layers.1.self_attn.v_proj.weight": T([[4.0]]),
+        "model.layers.1.mlp.up_proj.weight": T([[12.0]]),
+        "model.embed_tokens.weight": torch.ones(3, 2),
+    })
+    assert metrics.weight_change(base, sft) == {1: pytest.approx(2.0), 2: pytest.approx(5.0)}
+    with_mlp = metrics.weight_change(base, sft, modules=metrics.ATTENTION_MODULES + metrics.MLP_MODULES)
+    assert with_mlp[2] == pytest.approx(13.0)
+
+
+def test_weight_change_reads_sharded_checkpoints(tmp_path):
+    import json
+
+    for name, value in (("base", 0.0), ("sft", 2.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        save_file({"model.layers.0.self_attn.q_proj.weight": torch.full((1, 1), value)}, folder / "a.safetensors")
+        save_file({"model.layers.0.self_attn.o_proj.weight": torch.full((1, 1), value)}, folder / "b.safetensors")
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+            "model.layers.0.self_attn.q_proj.weight": "a.safetensors",
+            "model.layers.0.self_attn.o_proj.weight": "b.safetensors"}}))
+    assert metrics.weight_change(tmp_path / "base", tmp_path / "sft") == {1: pytest.approx(math.sqrt(8))}
+
+
+@pytest.mark.parametrize("call", [
+    lambda: metrics.matrix_entropy(torch.zeros(3, 2)),
+    lambda: metrics.matrix_entropy(T([[1.0, float("nan")], [0.0, 1.0]])),
+    lambda: metrics.matrix_entropy(T([[1.0, 2.0]])),  # one row: log N = 0
+    lambda: metrics.effective_rank(torch.zeros(2, 2)),
+    lambda: metrics.condition_number(torch.zeros(2, 2)),
+    lambda: metrics.curvature(T([[0.0], [1.0]])),  # fewer than 3 tokens
+    lambda: metrics.curvature(torch.ones(4, 2)),  # every step has zero length
+    lambda: metrics.linear_cka(torch.ones(3, 2), torch.randn(3, 2)),  # no variance
+    lambda: metrics.linear_cka(torch.randn(3, 2), torch.randn(4, 2)),
+    lambda: metrics.cosine_similarity(T([[0.0, 0.0], [1.0, 0.0]]), T([[1.0, 0.0], [1.0, 0.0]])),
+    lambda: metrics.cosine_similarity(torch.randn(3, 2), torch.randn(3, 3)),
+    lambda: metrics.mean_shift(torch.randn(3, 2), T([[float("inf"), 0.0]])),
+    lambda: metrics.spectral_norm(torch.randn(3)),
+])
+def test_degenerate_input_is_a_clear_error_not_a_nan(call):
+    with pytest.raises(DegenerateInputError):
+        call()
+
+
+def test_weight_change_refuses_unmatched_checkpoints(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no safetensors"):
+        metrics.weight_change(tmp_path / "empty", tmp_path / "empty")
+    for name, shape in (("a", (2, 2)), ("b", (3, 2))):
+        (tmp_path / name).mkdir()
+        save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(shape)}, tmp_path / name / "m.safetensors")
+    with pytest.raises(CheckpointError, match="shape"):
+        metrics.weight_change(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    save_file({"other.weight": torch.zeros(1)}, tmp_path / "c" / "m.safetensors")
+    with pytest.raises(CheckpointError, match="not in the SFT"):
+        metrics.weight_change(tmp_path / "a", tmp_path / "c")

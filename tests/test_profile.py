@@ -1,0 +1,145 @@
+"""The profile engine: one forward pass per sample, resumable, and right on known pairs."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from harness import cli, models, profile, reports
+
+OPTIONS = profile.ProfileOptions(pooled_samples=24, token_samples=10, max_tokens=48, batch_size=5, chunk_size=10)
+
+
+def _resolved(built, sft_dir=None):
+    return models.resolve_pair(models.custom_pair(str(built.base_dir), str(sft_dir or built.sft_dir), "micro"))
+
+
+def test_profile_has_every_metric_for_layers_0_to_L(micro_pair, isolated_cache):
+    result = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    layers = list(range(micro_pair.info["recipe"]["num_layers"] + 1))
+    for table in (result.base, result.sft, result.pair):
+        assert table.index.tolist() == layers
+    for column in (*profile.DATASET_METRICS, *profile.SAMPLE_METRICS, "probe_accuracy"):
+        assert result.base[column].notna().all() and result.sft[column].notna().all(), column
+    for column in ("cka", "cosine", "mean_shift", "delta_prompt_entropy", "delta_dataset_entropy"):
+        assert result.pair[column].notna().all(), column
+    assert math.isnan(result.pair.loc[0, "weight_change"])  # the embedding output has no Q/K/V/O
+    assert result.pair.loc[1:, "weight_change"].gt(0).all()
+
+
+def test_exactly_one_forward_pass_per_model_per_sample(micro_pair, isolated_cache):
+    result = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    for label in ("base", "sft"):
+        assert result.meta["forward"][label]["samples"] == OPTIONS.pooled_samples
+        assert result.meta["forward"][label]["calls"] == math.ceil(10 / 5) * 2 + math.ceil(4 / 5)
+
+
+def test_finished_profile_is_a_cache_hit_that_loads_no_model(micro_pair, isolated_cache, monkeypatch):
+    first = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded for a cached profile")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+    again = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    assert again.meta["forward"]["base"]["samples"] == 0
+    assert again.pair.equals(first.pair) and again.base.equals(first.base)
+
+
+def test_batch_size_does_not_change_the_numbers(micro_pair, isolated_cache):
+    a = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    import dataclasses
+
+    b = profile.profile_pair(_resolved(micro_pair), dataclasses.replace(OPTIONS, batch_size=1), device="cpu",
+                             progress=False)
+    assert b.meta["forward"]["base"]["samples"] == 0  # same cache key: batch size is not part of the result
+    import shutil
+
+    shutil.rmtree(isolated_cache)
+    c = profile.profile_pair(_resolved(micro_pair), dataclasses.replace(OPTIONS, batch_size=1), device="cpu",
+                             progress=False)
+    assert (c.pair - a.pair).abs().max().max() < 1e-4
+
+
+def test_killed_run_resumes_at_the_missing_chunk(micro_pair, isolated_cache, monkeypatch):
+    from harness import cache
+
+    real_write = cache.write_bytes_atomic
+    written = []
+
+    def dies_on_second_chunk(path, data):
+        if len(written) == 1:
+            raise KeyboardInterrupt
+        written.append(path)
+        real_write(path, data)
+
+    monkeypatch.setattr(cache, "write_bytes_atomic", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    monkeypatch.setattr(cache, "write_bytes_atomic", real_write)
+    assert not list(isolated_cache.rglob("*.tmp"))  # no partial file
+    resumed = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    assert resumed.meta["forward"]["base"]["samples"] == OPTIONS.pooled_samples - OPTIONS.chunk_size
+    fresh_cache = isolated_cache.parent / "fresh"
+    monkeypatch.setenv("HARNESS_CACHE", str(fresh_cache))
+    uninterrupted = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    assert resumed.pair.equals(uninterrupted.pair)
+
+
+def test_identical_models_are_identical_at_every_layer(micro_pair, isolated_cache):
+    result = profile.profile_pair(_resolved(micro_pair, sft_dir=micro_pair.base_dir), OPTIONS, device="cpu",
+                                  progress=False)
+    assert result.pair["cka"].tolist() == pytest.approx([1.0] * len(result.pair))
+    assert result.pair["cosine"].tolist() == pytest.approx([1.0] * len(result.pair))
+    assert result.pair["mean_shift"].abs().max() == 0.0
+    assert result.pair.loc[1:, "weight_change"].abs().max() == 0.0
+
+
+def test_nan_activations_are_refused_and_leave_no_chunk(micro_pair, isolated_cache, tmp_path):
+    broken = tmp_path / "broken"
+    model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
+    with torch.no_grad():
+        model.model.layers[1].self_attn.o_proj.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(broken)
+    with pytest.raises(profile.ActivationError, match="layer 2 produced NaN"):
+        profile.profile_pair(_resolved(micro_pair, sft_dir=broken), OPTIONS, device="cpu", progress=False)
+    base_chunks = math.ceil(OPTIONS.pooled_samples / OPTIONS.chunk_size)
+    assert len(list(isolated_cache.rglob("chunk-*"))) == base_chunks  # the base's; none of the SFT's
+    assert not list(isolated_cache.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("bad", [dict(pooled_samples=1), dict(token_samples=50, pooled_samples=10),
+                                 dict(max_tokens=2), dict(last_layer="post"), dict(batch_size=0)])
+def test_bad_options_are_refused(bad):
+    with pytest.raises(ValueError):
+        profile.ProfileOptions(**bad)
+
+
+def test_cli_writes_a_report_pandas_can_read(micro_pair, isolated_cache, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir),
+                     "--dtype", "float32", "--device", "cpu", "--pooled-samples", "12", "--token-samples", "4",
+                     "--max-tokens", "32", "--out", str(out)])
+    assert code == 0 and "report:" in capsys.readouterr().out
+    report = reports.load_report(out)
+    for name in ("base", "sft", "pair"):
+        assert reports.table(report, name).index.tolist() == list(range(4))
+    assert report["probe"]["digest"] and report["options"]["alpha"] == 1.0
+    assert report["environment"]["packages"]["torch"] and report["timings"]["total_seconds"] > 0
+    assert report["forward"]["base"]["samples"] == 12
+    assert json.loads(out.read_text())["schema_version"] == reports.SCHEMA_VERSION
+    assert not list(tmp_path.glob(".report.json.*"))
+
+
+def test_corrupt_or_foreign_report_is_a_clear_error(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text("{not json")
+    with pytest.raises(reports.ReportError, match="not valid JSON"):
+        reports.load_report(path)
+    path.write_text(json.dumps({"schema_version": 999}))
+    with pytest.raises(reports.ReportError, match="schema version 999"):
+        reports.load_report(path)
+    with pytest.raises(reports.ReportError, match="no report"):
+        reports.load_report(tmp_path / "missing.json")

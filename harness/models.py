@@ -81,6 +81,11 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     _tiny_pair("tiny_olmo2", "olmo2"),
     _tiny_pair("tiny_mistral", "mistral"),
 )}
+CONTROL_PAIRS: dict[str, ModelSpec] = {
+    name: ModelSpec(name, ModelRef(f"harness-control:{name}"), ModelRef(f"harness-control:{name}"), "olmo2",
+                    dtype="float32", builder=name, notes="a planted control built from the tiny OLMo-2 base")
+    for name in ("planted_late", "planted_uniform", "planted_early")
+}
 REAL_PAIRS = tuple(name for name, spec in REGISTRY.items() if not spec.is_built_locally)
 TINY_PAIRS = tuple(name for name, spec in REGISTRY.items() if spec.is_built_locally)
 DEFAULT_PAIR = "tiny_olmo2"
@@ -94,6 +99,8 @@ def custom_pair(base: str, sft: str, name: str = "custom", dtype: str = "bfloat1
 
 
 def get_spec(name: str) -> ModelSpec:
+    if name in CONTROL_PAIRS:
+        return CONTROL_PAIRS[name]
     try:
         return REGISTRY[name]
     except KeyError:
@@ -181,9 +188,12 @@ class ResolvedPair:
 def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
     """Build a tiny pair if needed, check availability and architecture; never downloads when offline."""
     if spec.is_built_locally:
-        from harness import zoo
+        from harness import controls, zoo
 
-        built = zoo.build_pair(spec.builder, progress=progress)
+        if spec.builder in controls.CONTROLS:
+            built = controls.build_control(spec.builder, progress=progress)
+        else:
+            built = zoo.build_pair(spec.builder, progress=progress)
         resolved = ResolvedPair(spec, ModelRef(str(built.base_dir)), ModelRef(str(built.sft_dir)), built.info)
     else:
         reason = unavailable_reason(spec)

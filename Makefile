@@ -22,7 +22,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites benchmarks)
-	$(OFFLINE) $(PY) -m pytest $(PYTEST_ARGS)
+	$(OFFLINE) $(PY) -m pytest --baseline $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites benchmarks)

@@ -18,3 +18,5 @@ if _chosen:
     settings.load_profile(_chosen)
 elif not os.environ.get("CI"):
     settings.load_profile("dev")
+
+pytest_plugins = ["suites.plugin"]

@@ -76,7 +76,7 @@ class Resampler:
         # A resample with replacement is a weighting of the samples by how often each was drawn.
         shares = np.stack([np.bincount(rows, minlength=n) for rows in self.rows]).astype(float) / n  # (B, N)
         values = {}
-        for column, layer in enumerate(self.layers):
+        for layer in self.layers:
             x = base.pooled(layer).double().numpy()
             y = sft.pooled(layer).double().numpy()
             cosines = metrics.row_cosines(torch.from_numpy(x), torch.from_numpy(y)).numpy()

@@ -100,6 +100,46 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
 
 
+def command_diff(args: argparse.Namespace) -> int:
+    """Compare two reports (or baselines) pair by pair; exit 1 on drift."""
+    from harness import regression, reports
+
+    old = regression.sections_of(reports.load_report(args.baseline), args.pair)
+    new = regression.sections_of(reports.load_report(args.current), args.pair)
+    common = sorted(set(old) & set(new))
+    if not common:
+        raise ValueError(f"the two reports share no pair (first: {sorted(old)}, second: {sorted(new)})")
+    drift = False
+    for name in common:
+        differences = regression.compare_sections(old[name], new[name])
+        print(f"{name}: {'no drift' if not differences else f'{len(differences)} differences'}")
+        if differences:
+            drift = True
+            print(regression.format_differences(differences, limit=args.limit))
+    return 1 if drift else 0
+
+
+def command_verify(args: argparse.Namespace) -> int:
+    """Verify every claim on one pair and write the report, figures and summary."""
+    import datetime as dt
+    from pathlib import Path
+
+    from harness import claims, plots, reports, verification
+
+    spec = _pair_from_args(args)
+    measured = verification.measure(spec, profile_options(args, spec), device=args.device)
+    for claim in claims.CLAIMS:
+        measured.verdict(claim)
+    folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report = reports.write_report(folder / "report.json", verification.claims_report({spec.name: measured.section()}))
+    plots.write_figures(folder, {spec.name: measured})
+    print(f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
+          f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
+    print(verification.verdict_table(measured))
+    print(f"\nreport  {report}\nfigures {folder}/*.png\nsummary {folder / 'summary.md'}")
+    return 0
+
+
 def command_build(args: argparse.Namespace) -> int:
     resolved = models.resolve_pair(_pair_from_args(args))
     print(pair_summary(resolved))
@@ -107,8 +147,10 @@ def command_build(args: argparse.Namespace) -> int:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    """The main job on one pair: resolve (building a tiny pair if needed) and summarise it."""
-    return command_build(args)
+    """The main job on one pair: build or find it, describe it, verify every claim built so far."""
+    command_build(args)
+    print()
+    return command_verify(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,11 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered pairs and whether they can be loaded here").set_defaults(
         handler=command_list)
-    for name, handler, text in (("build", command_build, "build (or find cached) a pair and describe it"),
-                                ("run", command_run, "the main job on a pair")):
+    build = commands.add_parser("build", help="build (or find cached) a pair and describe it")
+    _add_pair_options(build)
+    build.set_defaults(handler=command_build)
+    for name, handler, text in (("run", command_run, "the main job: describe a pair and verify every claim"),
+                                ("verify", command_verify, "verify every claim on a pair; report and figures")):
         sub = commands.add_parser(name, help=text)
         _add_pair_options(sub)
+        _add_profile_options(sub)
+        sub.add_argument("--report-dir", default="reports", help="where the report and figures go")
         sub.set_defaults(handler=handler)
+    diff = commands.add_parser("diff", help="compare two reports or baselines; exit 1 on drift")
+    diff.add_argument("baseline", help="the reference report or baseline file")
+    diff.add_argument("current", help="the report or baseline to compare with it")
+    diff.add_argument("--pair", help="compare only this pair")
+    diff.add_argument("--limit", type=int, default=60, help="rows of differences to print per pair")
+    diff.set_defaults(handler=command_diff)
     profile_parser = commands.add_parser("profile", help="per-layer metrics of a pair, written as a JSON report")
     _add_pair_options(profile_parser)
     _add_profile_options(profile_parser)
@@ -133,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError, RuntimeError) as error:
+    except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError, RuntimeError,
+            OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

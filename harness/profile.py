@@ -327,9 +327,11 @@ def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str
                                            models.checkpoint_directory(pair.sft), options.weight_modules)
     pair_metrics = pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"], weight_changes, options)
     meta = {
-        "pair": {"name": pair.spec.name, "family": pair.spec.family, "base": pair.base.describe(),
-                 "sft": pair.sft.describe(), "base_weights": runs["base"].fingerprint,
-                 "sft_weights": runs["sft"].fingerprint},
+        "pair": {"name": pair.spec.name, "family": pair.spec.family,
+                 # a built pair is named by its builder, not by a folder of this machine's cache
+                 "base": (pair.spec.base if pair.spec.is_built_locally else pair.base).describe(),
+                 "sft": (pair.spec.sft if pair.spec.is_built_locally else pair.sft).describe(),
+                 "base_weights": runs["base"].fingerprint, "sft_weights": runs["sft"].fingerprint},
         "probe": {"name": probe.name, "source": probe.source, "digest": probe.digest(), "samples": len(probe),
                   "seed": probe.seed},
         "options": dataclasses.asdict(options),

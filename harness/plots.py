@@ -1,0 +1,130 @@
+"""The paper's figures for each measured pair, and a one-page Markdown summary beside the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from harness import cache  # noqa: E402
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    temporary.replace(path)
+    return path
+
+
+def divergence_figure(name: str, pair, path: Path) -> Path:
+    """Fig. 1: CKA, cosine similarity and mean shift per layer."""
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
+    for axis, column, label in zip(axes, ("cka", "cosine", "mean_shift"), ("linear CKA", "cosine", "mean shift"),
+                                   strict=True):
+        axis.plot(pair.index, pair[column], marker="o")
+        axis.set_xlabel("layer")
+        axis.set_title(label)
+    figure.suptitle(f"{name}: base vs SFT")
+    return _save(figure, path)
+
+
+def intrinsic_figure(name: str, base, sft, path: Path) -> Path:
+    """Fig. 2: intrinsic metrics of base and SFT per layer."""
+    columns = ("effective_rank", "dataset_entropy", "prompt_entropy", "curvature", "condition_number",
+               "spectral_norm")
+    figure, axes = plt.subplots(2, 3, figsize=(12, 6.5), layout="constrained")
+    for axis, column in zip(axes.flat, columns, strict=True):
+        axis.plot(base.index, base[column], marker="o", label="base")
+        axis.plot(sft.index, sft[column], marker="s", label="SFT")
+        axis.set_title(column.replace("_", " "))
+        axis.set_xlabel("layer")
+        if column == "condition_number":
+            axis.set_yscale("log")
+    axes.flat[0].legend()
+    figure.suptitle(f"{name}: intrinsic metrics")
+    return _save(figure, path)
+
+
+def probing_figure(name: str, base, sft, path: Path) -> Path:
+    """Fig. 3: logit-lens next-token accuracy per layer."""
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot(base.index, base["probe_accuracy"], marker="o", label="base")
+    axis.plot(sft.index, sft["probe_accuracy"], marker="s", label="SFT")
+    axis.set_xlabel("layer")
+    axis.set_ylabel("next-token accuracy")
+    axis.set_title(f"{name}: logit lens")
+    axis.legend()
+    return _save(figure, path)
+
+
+def weight_change_figure(name: str, pair, path: Path) -> Path:
+    """Fig. 4: Q/K/V/O weight change per layer (eq. 1)."""
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    change = pair["weight_change"].dropna()
+    axis.bar(change.index, change.values)
+    axis.set_xlabel("layer")
+    axis.set_ylabel("‖W_sft − W_base‖ (Q/K/V/O)")
+    axis.set_title(f"{name}: weight change")
+    return _save(figure, path)
+
+
+def correlation_figure(name: str, pair, path: Path) -> Path:
+    """Fig. 5: Pearson correlation across layers between weight change and the representation metrics."""
+    columns = [c for c in ("weight_change", "cka", "cosine", "mean_shift", "delta_effective_rank",
+                           "delta_spectral_norm", "delta_condition_number", "delta_dataset_entropy")
+               if c in pair.columns]
+    matrix = pair[columns].dropna().corr().to_numpy()
+    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    image = axis.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
+    axis.set_xticks(range(len(columns)), columns, rotation=60, ha="right")
+    axis.set_yticks(range(len(columns)), columns)
+    for (i, j), value in np.ndenumerate(matrix):
+        axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    figure.colorbar(image)
+    axis.set_title(f"{name}: correlations across layers")
+    return _save(figure, path)
+
+
+def summary_markdown(measured: dict) -> str:
+    lines = ["# Layer-wise SFT claims", ""]
+    for name, m in sorted(measured.items()):
+        meta = m.profile.meta
+        lines += [f"## {name}", "",
+                  f"base `{meta['pair']['base']}`, SFT `{meta['pair']['sft']}`; probe set `{meta['probe']['name']}` "
+                  f"({meta['probe']['samples']} samples, digest {meta['probe']['digest']}); "
+                  f"{meta['layers']['count']} layers (0 = embedding output).", "",
+                  "| claim | holds | statistic | value | 95% CI | threshold |", "|---|---|---|---|---|---|"]
+        for claim, verdict in sorted(m.verdicts.items()):
+            ci = f"[{verdict.ci[0]:.4g}, {verdict.ci[1]:.4g}]" if verdict.ci else "–"
+            main = verdict.main
+            lines.append(f"| {claim} {verdict.title} | {'yes' if verdict.holds else '**no**'} | {verdict.statistic} "
+                         f"| {main.value:.4g} | {ci} | {main.comparison} {main.threshold:.4g} |")
+        lines += ["", *(f"![{kind}]({name}-{kind}.png)" for kind in FIGURES), ""]
+    return "\n".join(lines)
+
+
+FIGURES = ("divergence", "intrinsic", "probing", "weight-change", "correlation")
+
+
+def write_figures(folder: Path, measured: dict) -> list[Path]:
+    """Every figure of every measured pair, and summary.md, into ``folder``."""
+    written = []
+    for name, m in sorted(measured.items()):
+        p = m.profile
+        written += [
+            divergence_figure(name, p.pair, folder / f"{name}-divergence.png"),
+            intrinsic_figure(name, p.base, p.sft, folder / f"{name}-intrinsic.png"),
+            probing_figure(name, p.base, p.sft, folder / f"{name}-probing.png"),
+            weight_change_figure(name, p.pair, folder / f"{name}-weight-change.png"),
+            correlation_figure(name, p.pair, folder / f"{name}-correlation.png"),
+        ]
+    summary = folder / "summary.md"
+    cache.write_text_atomic(summary, summary_markdown(measured))
+    written.append(summary)
+    return written

@@ -1,0 +1,146 @@
+"""Comparing a measured pair with its stored baseline, within per-column tolerances.
+
+Modelled on pytest-regressions' ``dataframe_regression`` (per-column atol/rtol,
+one explicit regenerate flag) but kept in the library: baselines are one
+versioned JSON per model that also records verdicts and provenance, and the
+same comparison serves ``harness diff`` outside pytest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import config, reports
+
+
+@dataclass(frozen=True)
+class Difference:
+    where: str  # "pair table", "verdict C1", ...
+    column: str
+    layer: int | None
+    baseline: object
+    current: object
+    allowed: str
+
+    def row(self) -> str:
+        layer = "" if self.layer is None else str(self.layer)
+        return (f"{self.where:<16} {self.column:<28} {layer:>5} {_fmt(self.baseline):>14} "
+                f"{_fmt(self.current):>14}  {self.allowed}")
+
+
+HEADER = f"{'where':<16} {'column':<28} {'layer':>5} {'baseline':>14} {'current':>14}  allowed"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _close(baseline, current, tolerance: dict) -> bool:
+    if baseline is None or current is None:
+        return baseline is None and current is None
+    if isinstance(baseline, bool) or isinstance(current, bool):
+        return baseline == current
+    baseline, current = float(baseline), float(current)
+    if math.isnan(baseline) or math.isnan(current):
+        return math.isnan(baseline) and math.isnan(current)
+    if math.isinf(baseline) or math.isinf(current):
+        return baseline == current
+    return abs(current - baseline) <= tolerance["atol"] + tolerance["rtol"] * abs(baseline)
+
+
+def compare_tables(baseline: dict, current: dict, claims_config: dict | None = None) -> list[Difference]:
+    differences = []
+    for name in ("base", "sft", "pair"):
+        old, new = reports.table(baseline, name), reports.table(current, name)
+        for column in sorted(set(old.columns) | set(new.columns)):
+            if column not in old.columns or column not in new.columns:
+                differences.append(Difference(f"{name} table", column, None, column in old.columns,
+                                              column in new.columns, "present in both"))
+                continue
+            tolerance = config.tolerance_for(column, claims_config)
+            for layer in sorted(set(old.index) | set(new.index)):
+                a = old[column].get(layer)
+                b = new[column].get(layer)
+                if not _close(a, b, tolerance):
+                    differences.append(Difference(f"{name} table", column, int(layer), a, b,
+                                                  f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"))
+    return differences
+
+
+def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None = None) -> list[Difference]:
+    """Verdicts of the claims both sections evaluated; a claim evaluated in only one is not compared."""
+    differences = []
+    old_verdicts, new_verdicts = baseline.get("verdicts", {}), current.get("verdicts", {})
+    for claim in sorted(set(old_verdicts) & set(new_verdicts)):
+        old, new = old_verdicts[claim], new_verdicts[claim]
+        if old["holds"] != new["holds"]:
+            differences.append(Difference(f"verdict {claim}", "holds", None, old["holds"], new["holds"], "equal"))
+        value_tolerance = config.tolerance_for("value", claims_config)
+        if not _close(old["value"], new["value"], value_tolerance):
+            differences.append(Difference(f"verdict {claim}", old["statistic"], None, old["value"], new["value"],
+                                          f"atol {value_tolerance['atol']:g}, rtol {value_tolerance['rtol']:g}"))
+        for index, bound in enumerate(("ci_low", "ci_high")):
+            tolerance = config.tolerance_for(bound, claims_config)
+            a = old["ci"][index] if old.get("ci") else None
+            b = new["ci"][index] if new.get("ci") else None
+            if not _close(a, b, tolerance):
+                differences.append(Difference(f"verdict {claim}", bound, None, a, b,
+                                              f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"))
+    return differences
+
+
+def compare_sections(baseline: dict, current: dict, claims_config: dict | None = None,
+                     tables: bool = True, verdicts: bool = True) -> list[Difference]:
+    differences = []
+    if baseline.get("probe", {}).get("digest") != current.get("probe", {}).get("digest"):
+        differences.append(Difference("probe data", "digest", None, baseline.get("probe", {}).get("digest"),
+                                      current.get("probe", {}).get("digest"), "equal (same probe texts)"))
+    if tables:
+        differences += compare_tables(baseline, current, claims_config)
+    if verdicts:
+        differences += compare_verdicts(baseline, current, claims_config)
+    return differences
+
+
+def format_differences(differences: list[Difference], limit: int = 60) -> str:
+    rows = [d.row() for d in differences[:limit]]
+    more = f"\n... and {len(differences) - limit} more" if len(differences) > limit else ""
+    return "\n".join([HEADER, *rows]) + more
+
+
+# --- baseline files ------------------------------------------------------------------------------
+
+def baseline_path(directory: Path, pair: str, probe_set: str) -> Path:
+    return Path(directory) / pair / f"{probe_set}.json"
+
+
+def write_baseline(path: Path, section: dict) -> Path:
+    payload = {"schema_version": reports.SCHEMA_VERSION, "kind": "baseline", "environment": reports.environment(),
+               **section}
+    return reports.write_report(path, payload)
+
+
+def load_baseline(path: Path) -> dict:
+    """A stored baseline; missing, corrupt or older-schema files are a clear error, never skipped."""
+    if not Path(path).is_file():
+        raise reports.ReportError(f"no baseline at {path}: create it with --update-baselines (and review it "
+                                  "before committing)")
+    return reports.load_report(path)
+
+
+def sections_of(report: dict, pair: str | None = None) -> dict[str, dict]:
+    """The per-pair sections of a claims report, or the one section of a baseline file."""
+    if report.get("kind") == "baseline":
+        return {report["pair"]["name"]: report}
+    sections = report.get("pairs")
+    if not isinstance(sections, dict):
+        raise reports.ReportError("report has neither pair sections nor a baseline")
+    if pair is not None:
+        if pair not in sections:
+            raise reports.ReportError(f"report has no pair {pair!r}; it has {sorted(sections)}")
+        return {pair: sections[pair]}
+    return sections

@@ -1,0 +1,191 @@
+"""The pytest side of the harness: options, markers, the session object and the fixtures.
+
+Each pair is a session-scoped fixture parameter carrying its own marker, so
+``pytest suites -m olmo2_7b`` selects one pair and its profile is computed
+once for every suite. With no ``-m``, the real-model parameters are
+deselected and one line at the end says how to select them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from harness import config as claims_config
+from harness import models, plots, regression, reports, verification
+from harness.controls import CONTROLS
+from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+from harness.profile import ProfileOptions
+
+REAL_MARKERS = (*models.REAL_PAIRS, "custom")
+PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
+               for name in (*models.REGISTRY, "custom")]
+CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in CONTROLS]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("harness", "layer-wise SFT claims")
+    group.addoption("--base", help="base checkpoint (hub id or folder) for the 'custom' pair; select it with -m custom")
+    group.addoption("--sft", help="SFT checkpoint (hub id or folder) for the 'custom' pair")
+    group.addoption("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
+    group.addoption("--dtype", default=None, help="model dtype (default: the pair's own, bfloat16 for real models)")
+    group.addoption("--probe-set", default="gsm8k-local", choices=PROBE_SETS, help="probe texts for the profiles")
+    group.addoption("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
+    group.addoption("--token-samples", type=int, default=TOKEN_LEVEL_SAMPLES, help="samples for token metrics")
+    group.addoption("--report-dir", default="reports", help="where each session writes its report and figures")
+    group.addoption("--baseline", action="store_true",
+                    help="regression mode: compare every metric and verdict with the stored baseline")
+    group.addoption("--baselines-dir", default="baselines", help="where baselines are stored, one folder per pair")
+    group.addoption("--update-baselines", action="store_true",
+                    help="write the measured pairs as the new baselines (the only way a baseline changes)")
+    group.addoption("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
+
+
+class ClaimSession:
+    """Reads every option once; measures each pair once; collects what the report will hold."""
+
+    def __init__(self, config: pytest.Config):
+        option = config.option
+        self.base, self.sft = option.base, option.sft
+        self.device, self.dtype = option.device, option.dtype
+        self.probe_set = option.probe_set
+        self.pooled_samples, self.token_samples = option.pooled_samples, option.token_samples
+        self.report_dir = Path(option.report_dir)
+        self.regression = option.baseline
+        self.baselines_dir = Path(option.baselines_dir)
+        self.update_baselines = option.update_baselines
+        self.claims_config = claims_config.load_config(Path(option.claims_config) if option.claims_config else None)
+        self.measured: dict[str, verification.Measured] = {}
+        self.unavailable: dict[str, str] = {}
+        self.deselected_note = ""
+
+    def spec(self, name: str) -> models.ModelSpec:
+        if name == "custom":
+            if not (self.base and self.sft):
+                pytest.skip("the custom pair needs --base and --sft (hub ids or local folders)")
+            return models.custom_pair(self.base, self.sft)
+        return models.get_spec(name)
+
+    def options(self, spec: models.ModelSpec) -> ProfileOptions:
+        return ProfileOptions(probe_set=self.probe_set, pooled_samples=self.pooled_samples,
+                              token_samples=self.token_samples, dtype=self.dtype or spec.dtype)
+
+    def measure(self, name: str) -> verification.Measured:
+        if name in self.unavailable:
+            pytest.skip(self.unavailable[name])
+        if name not in self.measured:
+            spec = self.spec(name)
+            try:
+                self.measured[name] = verification.measure(spec, self.options(spec), self.device,
+                                                           claims_config=self.claims_config)
+            except models.ModelUnavailableError as error:
+                self.unavailable[name] = str(error)
+                pytest.skip(str(error))
+        return self.measured[name]
+
+    def baseline(self, name: str) -> dict:
+        return regression.load_baseline(regression.baseline_path(self.baselines_dir, name, self.probe_set))
+
+    def finish(self) -> list[Path]:
+        """Write the session report (atomically), figures, summary, and baselines if asked."""
+        if not self.measured:
+            return []
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        folder = self.report_dir / stamp
+        sections = {name: m.section() for name, m in sorted(self.measured.items())}
+        written = [reports.write_report(folder / "report.json", verification.claims_report(sections))]
+        written += plots.write_figures(folder, self.measured)
+        if self.update_baselines:
+            for name, section in sections.items():
+                if name in CONTROLS:
+                    continue  # controls are verified against their known answer, never against a baseline
+                written.append(regression.write_baseline(
+                    regression.baseline_path(self.baselines_dir, name, self.probe_set), section))
+        return written
+
+
+def pytest_configure(config):
+    config.harness_session = ClaimSession(config)
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.option.markexpr:
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if any(item.get_closest_marker(m) for m in REAL_MARKERS) else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+        config.harness_session.deselected_note = (
+            f"{len(deselected)} tests on real checkpoints were deselected: select a pair with "
+            f"-m {' / -m '.join(models.REAL_PAIRS)}, or -m custom --base BASE --sft SFT")
+
+
+def pytest_sessionfinish(session):
+    harness = session.config.harness_session
+    harness.written = harness.finish()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    harness = config.harness_session
+    if harness.deselected_note:
+        terminalreporter.write_line(harness.deselected_note)
+    for name, measured in sorted(harness.measured.items()):
+        terminalreporter.write_sep("-", f"claims on {name}")
+        terminalreporter.write_line(verification.verdict_table(measured))
+    for path in getattr(harness, "written", []):
+        terminalreporter.write_line(f"wrote {path}")
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def harness_session(request) -> ClaimSession:
+    return request.config.harness_session
+
+
+@pytest.fixture(scope="session", params=PAIR_PARAMS)
+def measured_pair(request, harness_session) -> verification.Measured:
+    """A base/SFT pair, profiled once per session (from the cache when it was profiled before)."""
+    return harness_session.measure(request.param)
+
+
+@pytest.fixture(scope="session", params=CONTROL_PARAMS)
+def planted_pair(request, harness_session) -> verification.Measured:
+    """A planted control pair whose verdicts are known in advance."""
+    return harness_session.measure(request.param)
+
+
+@pytest.fixture
+def check_claim(harness_session):
+    """Evaluate a claim on a pair and assert what the mode asks for.
+
+    Controls: the verdict must be the planted answer. Models, verification mode:
+    the paper's claim must hold. Models, regression mode (--baseline): the
+    verdict must match the stored baseline within tolerance.
+    """
+
+    def check(claim: str, measured: verification.Measured) -> None:
+        verdict = measured.verdict(claim)
+        if measured.name in CONTROLS:
+            expected = CONTROLS[measured.name].expected.get(claim)
+            if expected is None:
+                pytest.skip(f"{measured.name} has no planted answer for {claim}")
+            assert verdict.holds == expected, (
+                f"planted control {measured.name}: {claim} should {'hold' if expected else 'fail'}. "
+                + verdict.explain())
+        elif harness_session.update_baselines:
+            return  # the measured verdict becomes the baseline at the end of the session
+        elif harness_session.regression:
+            baseline = harness_session.baseline(measured.name)
+            current = {"verdicts": {claim: verdict.to_dict()}, "probe": measured.profile.meta["probe"]}
+            differences = regression.compare_sections(baseline, current, harness_session.claims_config, tables=False)
+            assert not differences, (f"{claim} on {measured.name} drifted from its baseline:\n"
+                                     + regression.format_differences(differences) + "\nnow: " + verdict.explain())
+        else:
+            assert verdict.holds, f"the paper's claim does not hold on {measured.name}. " + verdict.explain()
+
+    return check

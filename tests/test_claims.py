@@ -1,0 +1,138 @@
+"""Every claim predicate on planted series: a positive control that must hold, negatives that must fail."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness import bootstrap, claims, config, metrics
+
+L = 10
+LAYERS = list(range(L + 1))
+T = config.thresholds_for("planted")
+
+
+def series(values):
+    return pd.Series([float(v) for v in values], index=LAYERS)
+
+
+def paper_like_bundle():
+    """Shapes the paper reports: plateau then tail drop, J-shaped change, late emergence, three stages."""
+    depth = np.array(LAYERS) / L
+    tail = np.clip((depth - 0.8) / 0.2, 0, 1)
+    change = 0.05 + 0.001 * np.array(LAYERS) + 0.08 * tail ** 2
+    change[0] = np.nan
+    rank = np.array([3.0, 9.0, 9.1, 9.0, 9.2, 9.1, 9.0, 9.1, 9.0, 4.0, 1.0])
+    norm = np.array([1.0, 40, 41, 42, 41, 43, 42, 44, 45, 120, 500])
+    bundle = {
+        "cka": series(0.995 - 0.001 * depth - 0.06 * tail),
+        "cosine": series(0.99 - 0.002 * depth - 0.3 * tail),
+        "mean_shift": series(0.3 + 0.1 * depth + 14 * tail),
+        "weight_change": series(change),
+        "abs_delta_spectral_norm": series(np.nan_to_num(change, nan=0.05) * 100),
+        "sft.probe_accuracy": series(0.01 + 0.02 * depth + 0.6 * tail),
+        "base.probe_accuracy": series(0.01 + 0.02 * depth + 0.5 * tail),
+    }
+    for model, wobble in (("base", 1.0), ("sft", 1.02)):
+        bundle[f"{model}.effective_rank"] = series(rank * wobble)
+        bundle[f"{model}.spectral_norm"] = series(norm * wobble)
+        bundle[f"{model}.dataset_entropy"] = series(rank / 10 * wobble)
+        bundle[f"{model}.condition_number"] = series(1000 / rank * wobble)
+    return bundle
+
+
+def flat(bundle, names, value_of=lambda s: s.mean()):
+    out = dict(bundle)
+    for name in names:
+        out[name] = pd.Series(value_of(bundle[name]), index=bundle[name].index) + 1e-3 * np.sin(LAYERS)
+    return out
+
+
+def mirrored(bundle, names):
+    out = dict(bundle)
+    for name in names:
+        values = bundle[name].to_numpy()
+        out[name] = pd.Series(np.concatenate([[values[0]], values[1:][::-1]]), index=LAYERS)
+    return out
+
+
+@pytest.mark.parametrize("claim", sorted(claims.CLAIMS))
+def test_every_claim_holds_on_the_planted_positive(claim):
+    verdict = claims.CLAIMS[claim](paper_like_bundle(), T)
+    assert verdict.holds, verdict.explain()
+
+
+NEGATIVES = {
+    "C1": [("uniform", lambda b: flat(b, ["cka", "cosine", "mean_shift"], lambda s: s.min())),
+           ("early", lambda b: mirrored(b, ["cka", "cosine", "mean_shift"]))],
+    "C2": [("uniform", lambda b: flat(b, ["weight_change"], lambda s: s.max())),
+           ("early", lambda b: mirrored(b, ["weight_change"]))],
+    "C5": [("uniform", lambda b: flat(b, ["sft.probe_accuracy"], lambda s: s.max())),
+           ("early", lambda b: mirrored(b, ["sft.probe_accuracy"]))],
+    "C6": [("untracked", lambda b: {**b, "sft.effective_rank": b["sft.effective_rank"][::-1].set_axis(LAYERS)}),
+           ("no bottleneck", lambda b: flat(b, [f"{m}.{n}" for m in ("base", "sft")
+                                                for n in ("effective_rank", "spectral_norm")]))],
+    "C7": [("unrelated", lambda b: {**b, "cosine": series(0.5 + 0.4 * np.cos(LAYERS))}),
+           ("early", lambda b: mirrored(b, ["weight_change"]))],
+}
+
+
+@pytest.mark.parametrize("claim,label,make", [(c, label, make) for c, cases in NEGATIVES.items()
+                                              for label, make in cases])
+def test_every_claim_fails_on_planted_negatives(claim, label, make):
+    verdict = claims.CLAIMS[claim](make(paper_like_bundle()), T)
+    assert not verdict.holds, f"{claim} passed the {label} negative control: {verdict.explain()}"
+
+
+def test_thresholds_come_from_the_config_not_the_code():
+    custom = config.thresholds_for("planted")
+    custom["C1"] = {**custom["C1"], "cka_drop_min": 0.5}
+    assert not claims.CLAIMS["C1"](paper_like_bundle(), custom).holds
+
+
+def test_per_model_overrides_apply_and_unknown_keys_are_refused(tmp_path):
+    path = tmp_path / "claims.yaml"
+    base = config.load_config()
+    path.write_text(__import__("yaml").safe_dump({**base, "models": {"m": {"C1": {"cka_drop_min": 0.5}}}}))
+    loaded = config.load_config(path)
+    assert config.thresholds_for("m", loaded)["C1"]["cka_drop_min"] == 0.5
+    assert config.thresholds_for("other", loaded)["C1"]["cka_drop_min"] == base["defaults"]["C1"]["cka_drop_min"]
+    path.write_text(__import__("yaml").safe_dump({**base, "models": {"m": {"C1": {"typo": 1}}}}))
+    with pytest.raises(config.ConfigError, match="unknown key 'typo'"):
+        config.thresholds_for("m", config.load_config(path))
+    path.write_text("format: 99\n")
+    with pytest.raises(config.ConfigError, match="format"):
+        config.load_config(path)
+
+
+def test_constant_series_give_no_correlation_and_no_verdict():
+    assert math.isnan(claims.pearson(series([1.0] * 11), series(range(11))))
+    bundle = {**paper_like_bundle(), "weight_change": series([1.0] * 11)}
+    assert not claims.CLAIMS["C7"](bundle, T).holds
+
+
+def test_bootstrap_interval_brackets_resampled_statistics():
+    bundle = paper_like_bundle()
+    rng = np.random.default_rng(0)
+    resampled = [{**bundle, "cka": bundle["cka"] + rng.normal(0, 0.002, len(LAYERS))} for _ in range(200)]
+    verdict = claims.evaluate("C1", bundle, T, resampled)
+    low, high = verdict.ci
+    assert low < verdict.main.value < high and high - low < 0.02
+    assert "200 resamples" in verdict.ci_note
+    assert claims.evaluate("C2", bundle, T).ci is None
+
+
+def test_weighted_bootstrap_cka_equals_cka_on_the_drawn_rows():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 6, generator=generator, dtype=torch.float64)
+    y = x @ torch.randn(6, 4, generator=generator, dtype=torch.float64) + 0.3 * torch.randn(30, 4, generator=generator,
+                                                                                          dtype=torch.float64)
+    rows = np.random.default_rng(1).integers(0, 30, size=(5, 30))
+    shares = np.stack([np.bincount(r, minlength=30) for r in rows]) / 30
+    gx, gy = (x @ x.T).numpy(), (y @ y.T).numpy()
+    weighted = bootstrap._weighted_centered_inner(gx, gy, shares) / np.sqrt(
+        bootstrap._weighted_centered_inner(gx, gx, shares) * bootstrap._weighted_centered_inner(gy, gy, shares))
+    direct = [metrics.linear_cka(x[r], y[r]) for r in rows]
+    assert weighted == pytest.approx(direct, rel=1e-9)

@@ -1,0 +1,38 @@
+"""The pytest plugin as a user meets it: selection by marker, skips that say what to do."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pytest(*args, env_extra=None, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "pytest", *args, "--report-dir", str(tmp_path / "reports"),
+                           "-p", "no:cacheprovider", "-rs"], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def test_a_real_pair_offline_is_skipped_with_what_to_do(tmp_path):
+    import huggingface_hub.constants
+
+    empty_cache = tmp_path / "hub"
+    empty_cache.mkdir()
+    run = _pytest("suites/test_c2_weight_change.py", "-m", "olmo2_7b", tmp_path=tmp_path,
+                  env_extra={"HF_HUB_CACHE": str(empty_cache), "HF_HOME": str(tmp_path / "hf")})
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "1 skipped" in run.stdout
+    assert "allenai/OLMo-2-1124-7B" in run.stdout and "hf download" in run.stdout
+    assert huggingface_hub.constants.HF_HUB_CACHE != str(empty_cache)  # the parent process is untouched
+
+
+def test_without_a_marker_real_pairs_are_deselected_and_the_way_to_select_them_is_shown(tmp_path):
+    run = _pytest("suites/test_c2_weight_change.py", "--collect-only", "-q", tmp_path=tmp_path)
+    assert "tiny_olmo2" in run.stdout and "olmo2_7b" not in run.stdout.split("deselected")[0]
+    assert "select a pair with -m olmo2_1b" in run.stdout
+
+
+def test_the_custom_pair_needs_base_and_sft(tmp_path):
+    run = _pytest("suites/test_c2_weight_change.py", "-m", "custom", tmp_path=tmp_path)
+    assert "needs --base and --sft" in run.stdout

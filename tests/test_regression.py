@@ -1,0 +1,88 @@
+"""Regression mode: baselines, per-layer differences, `harness diff`, and the suites' --baseline run."""
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import cli, regression, reports
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_BASELINE = ROOT / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
+
+
+@pytest.fixture
+def baseline():
+    return reports.load_report(TINY_BASELINE)
+
+
+def _nudge(section, table, column, layer, delta):
+    changed = copy.deepcopy(section)
+    payload = changed["tables"][table]
+    row, col = payload["index"].index(layer), payload["columns"].index(column)
+    payload["data"][row][col] += delta
+    return changed
+
+
+def test_identical_sections_do_not_differ(baseline):
+    assert regression.compare_sections(baseline, copy.deepcopy(baseline)) == []
+
+
+def test_a_changed_value_is_reported_with_its_table_column_and_layer(baseline):
+    differences = regression.compare_sections(baseline, _nudge(baseline, "pair", "cka", 3, 0.01))
+    assert [(d.where, d.column, d.layer) for d in differences] == [("pair table", "cka", 3)]
+    text = regression.format_differences(differences)
+    assert "pair table" in text and "cka" in text and "rtol" in text
+
+
+def test_changes_within_tolerance_are_not_drift(baseline):
+    value = reports.table(baseline, "pair").loc[3, "cka"]
+    assert regression.compare_sections(baseline, _nudge(baseline, "pair", "cka", 3, value * 1e-6)) == []
+
+
+def test_a_flipped_verdict_is_drift(baseline):
+    changed = copy.deepcopy(baseline)
+    changed["verdicts"]["C1"]["holds"] = not changed["verdicts"]["C1"]["holds"]
+    assert [(d.where, d.column) for d in regression.compare_sections(baseline, changed)] == [("verdict C1", "holds")]
+
+
+def test_missing_and_corrupt_baselines_are_clear_errors(tmp_path):
+    with pytest.raises(reports.ReportError, match="--update-baselines"):
+        regression.load_baseline(tmp_path / "none.json")
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"schema_version": 1, "tables": ')
+    with pytest.raises(reports.ReportError, match="not valid JSON"):
+        regression.load_baseline(corrupt)
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({"schema_version": 0}))
+    with pytest.raises(reports.ReportError, match="schema version 0"):
+        regression.load_baseline(older)
+
+
+def test_harness_diff_exits_non_zero_on_drift(baseline, tmp_path, capsys):
+    same, drifted = tmp_path / "same.json", tmp_path / "drifted.json"
+    same.write_text(json.dumps(baseline))
+    drifted.write_text(json.dumps(_nudge(baseline, "sft", "effective_rank", 7, 1.0)))
+    assert cli.main(["diff", str(TINY_BASELINE), str(same)]) == 0
+    assert cli.main(["diff", str(TINY_BASELINE), str(drifted)]) == 1
+    out = capsys.readouterr().out
+    assert "sft table" in out and "effective_rank" in out and "    7 " in out
+    assert cli.main(["diff", str(TINY_BASELINE), str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.slow
+def test_suites_fail_with_a_per_layer_diff_when_a_tiny_baseline_changed(baseline, tmp_path):
+    changed_dir = tmp_path / "baselines" / "tiny_olmo2"
+    changed_dir.mkdir(parents=True)
+    (changed_dir / "gsm8k-local.json").write_text(json.dumps(_nudge(baseline, "base", "spectral_norm", 5, 3.0)))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline",
+         "--baselines-dir", str(tmp_path / "baselines"), "--report-dir", str(tmp_path / "reports"), "-p",
+         "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "drifted from its baseline, per layer" in run.stdout
+    assert "base table" in run.stdout and "spectral_norm" in run.stdout

@@ -206,6 +206,17 @@ def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
                    _evidence(bundle, "weight_change", "cosine", *c["spectral_metrics"]))
 
 
+def inverted_u_swap(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
+    """C3 (§4.3, Fig. 6): swapping a middle segment scores at least as well as swapping the first or the
+    last 20% of layers. ``scores`` is indexed by segment; ``groups`` says which segments are which."""
+    c = t["C3"]
+    best_middle = float(scores[list(groups["middle"])].max())
+    best_edge = float(max(scores[list(groups["first"])].max(), scores[list(groups["last"])].max()))
+    conditions = [Condition("middle_minus_best_edge", best_middle - best_edge, c["margin"], ">=")]
+    return Verdict("C3", "inverted-U layer swap", conditions, "middle_minus_best_edge",
+                   {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()}})
+
+
 CLAIMS: dict[str, Callable[[Bundle, Mapping], Verdict]] = {
     "C1": cka_plateau_then_drop,
     "C2": j_shaped_weight_change,

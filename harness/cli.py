@@ -124,19 +124,73 @@ def command_verify(args: argparse.Namespace) -> int:
     import datetime as dt
     from pathlib import Path
 
-    from harness import claims, plots, reports, verification
+    from harness import claims, plots, reports, swap, verification
 
     spec = _pair_from_args(args)
     measured = verification.measure(spec, profile_options(args, spec), device=args.device)
     for claim in claims.CLAIMS:
         measured.verdict(claim)
+    swaps = verification.measure_swaps(spec, device=args.device, dtype=args.dtype)
+    for direction in swap.DIRECTIONS:
+        for count in swaps.thresholds["C3"]["segment_counts"]:
+            swaps.verdict(direction, count)
     folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report = reports.write_report(folder / "report.json", verification.claims_report({spec.name: measured.section()}))
+    section = measured.section()
+    section["swaps"] = swaps.section()["swaps"]
+    section["verdicts"].update(swaps.section()["verdicts"])
+    report = reports.write_report(folder / "report.json", verification.claims_report({spec.name: section}))
     plots.write_figures(folder, {spec.name: measured})
+    plots.write_swap_figures(folder, {spec.name: swaps})
     print(f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
           f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
-    print(verification.verdict_table(measured))
+    print(verification.verdict_table({**measured.verdicts, **swaps.verdicts}))
     print(f"\nreport  {report}\nfigures {folder}/*.png\nsummary {folder / 'summary.md'}")
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Score base and SFT with lm-eval on the named tasks."""
+
+    from harness import evaluate
+
+    spec = _pair_from_args(args)
+    resolved = models.resolve_pair(spec)
+    options = evaluate.EvalOptions(limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+                                   seed=args.seed, max_gen_toks=args.max_gen_toks)
+    tokenizer = models.load_tokenizer(resolved.sft)
+    table = {}
+    for label, ref in (("base", resolved.base), ("sft", resolved.sft)):
+        model = models.load_model(ref, dtype=args.dtype or spec.dtype, device=args.device)
+        table[label] = evaluate.lm_eval_scores(model, tokenizer, args.task, options)
+        del model
+    for task in args.task:
+        row = "  ".join(f"{label} {table[label][task]['score']:.3f} ± {table[label][task]['stderr'] or 0:.3f}"
+                        for label in table)
+        print(f"{task:<14} {table['base'][task]['metric']:<26} {row}")
+    if args.out:
+        from harness import cache
+
+        cache.write_json_atomic(args.out, {"pair": spec.name, "scores": table})
+        print(f"scores: {args.out}")
+    return 0
+
+
+def command_swap(args: argparse.Namespace) -> int:
+    """Layer-swap scores in both directions over M equal segments, with the C3 verdicts."""
+    from harness import swap, verification
+
+    spec = _pair_from_args(args)
+    measured = verification.measure_swaps(spec, device=args.device, dtype=args.dtype)
+    measured.thresholds["C3"] = {**measured.thresholds["C3"], "segment_counts": args.segments}
+    for direction in swap.DIRECTIONS:
+        result = measured.result(direction)
+        print(f"\n{direction} (no swap: {result['host']['score']:.4f})")
+        for count in args.segments:
+            scores = " ".join(f"{row['score']:.3f}" for row in result["segments"][count])
+            print(f"  M={count:<3} {scores}")
+            measured.verdict(direction, count)
+    print()
+    print(verification.verdict_table(measured.verdicts))
     return 0
 
 
@@ -168,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
         _add_profile_options(sub)
         sub.add_argument("--report-dir", default="reports", help="where the report and figures go")
         sub.set_defaults(handler=handler)
+    evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")
+    _add_pair_options(evaluate_parser)
+    evaluate_parser.add_argument("--task", action="append", default=None,
+                                 help="lm-eval task (repeatable): gsm8k_local, mmlu_local, gsm8k, mmlu")
+    evaluate_parser.add_argument("--limit", type=int, default=100, help="items per task")
+    evaluate_parser.add_argument("--num-fewshot", type=int, default=None, help="default: the task's own")
+    evaluate_parser.add_argument("--max-gen-toks", type=int, default=None, help="default: lm-eval's (256)")
+    evaluate_parser.add_argument("--batch-size", type=int, default=8)
+    evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.add_argument("--device", default="auto")
+    evaluate_parser.add_argument("--out", help="write the scores as JSON")
+    evaluate_parser.set_defaults(handler=command_evaluate)
+    swap_parser = commands.add_parser("swap", help="layer-swap scores and the C3 verdicts")
+    _add_pair_options(swap_parser)
+    swap_parser.add_argument("--segments", type=int, nargs="+", default=[3, 5, 10], help="values of M")
+    swap_parser.add_argument("--device", default="auto")
+    swap_parser.set_defaults(handler=command_swap)
     diff = commands.add_parser("diff", help="compare two reports or baselines; exit 1 on drift")
     diff.add_argument("baseline", help="the reference report or baseline file")
     diff.add_argument("current", help="the report or baseline to compare with it")
@@ -184,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "task", "unset") is None:
+        args.task = ["gsm8k_local", "mmlu_local"]
     try:
         return args.handler(args)
     except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError, RuntimeError,

@@ -1,7 +1,7 @@
 """Planted pairs whose answer is known: the controls every claim predicate is tested on.
 
-Each control takes the tiny OLMo-2 base as its base model and, as its "SFT"
-model, the same weights with Gaussian noise added to every decoder layer's
+Each control takes one model of the tiny OLMo-2 pair as its "base" model and,
+as its "SFT" model, the same weights with Gaussian noise added to every decoder layer's
 Q/K/V/O projections. The noise of layer l has a root-mean-square of
 ``scale(l / L)`` times that of the weight it perturbs:
 
@@ -34,6 +34,7 @@ class Control:
     profile: Callable[[float], float]  # relative depth in (0, 1] -> noise scale
     expected: dict[str, bool]  # claim -> whether it must hold
     description: str
+    clean: str = "base"  # which model of the tiny pair is the clean side: a swap control needs a competent one
 
 
 def _tail_profile(depth: float) -> float:
@@ -48,6 +49,15 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             "the same perturbation at every layer"),
     Control("planted_early", lambda depth: _tail_profile(1.1 - depth), {"C1": False, "C2": False, "C7": False},
             "the mirror image of planted_late: largest at the first layer, shrinking with depth"),
+    # Layer-swap controls (C3), built on the fine-tuned tiny model, which is good at the scored task:
+    # swapping a perturbed block into it harms most where the perturbation is; swapping a clean
+    # block into the perturbed copy helps most there.
+    Control("planted_edges", lambda depth: 3.0 if depth <= 0.2 or depth > 0.8 else 0.02,
+            {"C3:base_with_sft_block": True, "C3:sft_with_base_block": False},
+            "a large perturbation in the first and last 20% of layers, a small one between", clean="sft"),
+    Control("planted_middle", lambda depth: 3.0 if 0.2 < depth <= 0.8 else 0.02,
+            {"C3:base_with_sft_block": False, "C3:sft_with_base_block": True},
+            "a large perturbation between 20% and 80% of depth, a small one in the first and last 20%", clean="sft"),
 )}
 
 
@@ -96,15 +106,16 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
     control = CONTROLS[name]
     source = zoo.build_pair(SOURCE_PAIR, progress=progress)
     key = cache.stable_hash({"source": source.info["key"], "control": name, "format": CONTROLS_FORMAT,
-                             "scales": [control.profile(i / 10) for i in range(1, 11)]})
+                             "clean": control.clean, "scales": [control.profile(i / 10) for i in range(1, 11)]})
+    clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"
     if not cache.is_complete(directory):
         with cache.atomic_directory(directory) as scratch:
-            shutil.copytree(source.base_dir, scratch / "base")
-            model = AutoModelForCausalLM.from_pretrained(source.base_dir, dtype=torch.float32)
+            shutil.copytree(clean_dir, scratch / "base")
+            model = AutoModelForCausalLM.from_pretrained(clean_dir, dtype=torch.float32)
             plant(model, control)
             model.save_pretrained(scratch / "sft")
-            AutoTokenizer.from_pretrained(source.base_dir).save_pretrained(scratch / "sft")
+            AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "sft")
             cache.write_json_atomic(scratch / "build.json", {"name": name, "source": source.info["key"],
                                                               "description": control.description,
                                                               "expected": control.expected})

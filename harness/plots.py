@@ -128,3 +128,27 @@ def write_figures(folder: Path, measured: dict) -> list[Path]:
     cache.write_text_atomic(summary, summary_markdown(measured))
     written.append(summary)
     return written
+
+
+def swap_figure(name: str, swaps, path: Path) -> Path:
+    """Fig. 6: answer log-likelihood with each segment swapped, per direction and number of segments."""
+    directions = sorted(swaps.results)
+    figure, axes = plt.subplots(1, len(directions), figsize=(5.5 * len(directions), 3.4), layout="constrained",
+                                squeeze=False)
+    for axis, direction in zip(axes[0], directions, strict=True):
+        result = swaps.results[direction]
+        for count, rows in sorted(result["segments"].items()):
+            centres = [(np.mean(row["layers"]) + 1) / result["n_layers"] for row in rows]
+            axis.errorbar(centres, [row["score"] for row in rows], yerr=[row["stderr"] for row in rows],
+                          marker="o", capsize=2, label=f"M = {count}")
+        axis.axhline(result["host"]["score"], color="grey", linestyle="--", label="no swap")
+        axis.set_xlabel("relative depth of the swapped segment")
+        axis.set_ylabel("answer log-likelihood")
+        axis.set_title(direction.replace("_", " "))
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"{name}: layer swaps")
+    return _save(figure, path)
+
+
+def write_swap_figures(folder: Path, swaps: dict) -> list[Path]:
+    return [swap_figure(name, s, folder / f"{name}-layer-swap.png") for name, s in sorted(swaps.items()) if s.results]

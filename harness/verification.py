@@ -60,12 +60,91 @@ def claims_report(sections: dict[str, dict], kind: str = "claims") -> dict:
             "pairs": sections}
 
 
-def verdict_table(measured: Measured) -> str:
-    """A plain-text table of a pair's verdicts: claim, holds, statistic, value, CI, threshold."""
-    lines = [f"{'claim':<5} {'holds':<6} {'statistic':<26} {'value':>10} {'95% CI':>22} {'threshold':>12}"]
-    for claim, verdict in sorted(measured.verdicts.items()):
+def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
+    """A plain-text table of verdicts: claim, holds, statistic, value, CI, threshold."""
+    width = max([5, *map(len, verdicts)])
+    lines = [f"{'claim':<{width}} {'holds':<6} {'statistic':<26} {'value':>10} {'95% CI':>22} {'threshold':>12}"]
+    for claim, verdict in sorted(verdicts.items()):
         main = verdict.main
         ci = f"[{verdict.ci[0]:.4g}, {verdict.ci[1]:.4g}]" if verdict.ci else "-"
-        lines.append(f"{claim:<5} {'yes' if verdict.holds else 'no':<6} {verdict.statistic:<26} "
+        lines.append(f"{claim:<{width}} {'yes' if verdict.holds else 'no':<6} {verdict.statistic:<26} "
                      f"{main.value:>10.4g} {ci:>22} {main.comparison + ' ' + format(main.threshold, '.4g'):>12}")
     return "\n".join(lines)
+
+
+@dataclass
+class SwapMeasured:
+    """Layer-swap scores of one pair in both directions, computed once per session."""
+
+    name: str
+    resolved: models.ResolvedPair
+    thresholds: dict
+    device: str = "auto"
+    dtype: str = "float32"
+    results: dict[str, dict] = field(default_factory=dict)
+    verdicts: dict[str, claims.Verdict] = field(default_factory=dict)
+
+    def result(self, direction: str) -> dict:
+        from harness import swap, synthetic
+
+        if direction not in self.results:
+            host, donor = swap.DIRECTIONS[direction]
+            c = self.thresholds["C3"]
+            records = [synthetic.gsm8k_record(0, "test", i) for i in range(c["items"])]
+            self.results[direction] = swap.swap_scores(
+                _checkpoint(self.resolved, host), _checkpoint(self.resolved, donor), records,
+                tuple(c["segment_counts"]), head_from=c["head_from"], dtype=self.dtype, device=self.device)
+        return self.results[direction]
+
+    def verdict(self, direction: str, segment_count: int) -> claims.Verdict:
+        key = f"C3:{direction}:M{segment_count}"
+        if key not in self.verdicts:
+            self.verdicts[key] = swap_verdict(self.result(direction), segment_count, self.thresholds)
+        return self.verdicts[key]
+
+    def section(self) -> dict:
+        return {"pair": {"name": self.name, "base": self.resolved.base.describe() if not
+                         self.resolved.spec.is_built_locally else self.resolved.spec.base.describe()},
+                "swaps": {direction: {k: v for k, v in result.items() if k != "items"}
+                          for direction, result in sorted(self.results.items())},
+                "verdicts": {key: verdict.to_dict() for key, verdict in sorted(self.verdicts.items())},
+                "thresholds": {"C3": self.thresholds["C3"], "bootstrap": self.thresholds["bootstrap"]}}
+
+
+def _checkpoint(resolved: models.ResolvedPair, which: str):
+    return models.checkpoint_directory(resolved.base if which == "base" else resolved.sft)
+
+
+def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.Verdict:
+    """C3 on one direction and one M, with a bootstrap interval over the scored items."""
+    import numpy as np
+    import pandas as pd
+
+    from harness import swap
+
+    rows = result["segments"][segment_count]
+    scores = pd.Series([row["score"] for row in rows], index=[row["segment"] for row in rows])
+    parts = swap.segments(result["n_layers"], segment_count)
+    groups = swap.depth_groups(parts, result["n_layers"])
+    verdict = claims.inverted_u_swap(scores, groups, thresholds)
+    items = np.asarray(result["items"][segment_count])  # (segments, items)
+    sampling = thresholds["bootstrap"]
+    rng = np.random.default_rng(sampling["seed"])
+    statistics = []
+    for _ in range(sampling["resamples"]):
+        drawn = rng.integers(0, items.shape[1], items.shape[1])
+        resampled = pd.Series(items[:, drawn].mean(1), index=scores.index)
+        statistics.append(claims.inverted_u_swap(resampled, groups, thresholds).main.value)
+    tail = (1 - sampling["confidence"]) / 2 * 100
+    verdict.ci = (float(np.percentile(statistics, tail)), float(np.percentile(statistics, 100 - tail)))
+    verdict.ci_note = f"percentile bootstrap over {sampling['resamples']} resamples of the scored problems"
+    verdict.claim = f"C3 M={segment_count}"
+    verdict.evidence["host_score"] = result["host"]["score"]
+    return verdict
+
+
+def measure_swaps(spec: models.ModelSpec, device: str = "auto", dtype: str | None = None, progress: bool = True,
+                  claims_config: dict | None = None) -> SwapMeasured:
+    resolved = models.resolve_pair(spec, progress=progress)
+    return SwapMeasured(spec.name, resolved, config.thresholds_for(spec.name, claims_config), device,
+                        dtype or spec.dtype)

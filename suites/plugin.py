@@ -22,7 +22,10 @@ from harness.profile import ProfileOptions
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
                for name in (*models.REGISTRY, "custom")]
-CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in CONTROLS]
+CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
+                  if not any(claim.startswith("C3") for claim in control.expected)]
+SWAP_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
+                       if any(claim.startswith("C3") for claim in control.expected)]
 
 
 def pytest_addoption(parser):
@@ -58,6 +61,7 @@ class ClaimSession:
         self.update_baselines = option.update_baselines
         self.claims_config = claims_config.load_config(Path(option.claims_config) if option.claims_config else None)
         self.measured: dict[str, verification.Measured] = {}
+        self.swaps: dict[str, verification.SwapMeasured] = {}
         self.unavailable: dict[str, str] = {}
         self.deselected_note = ""
 
@@ -85,21 +89,40 @@ class ClaimSession:
                 pytest.skip(str(error))
         return self.measured[name]
 
+    def measure_swaps(self, name: str) -> verification.SwapMeasured:
+        if name in self.unavailable:
+            pytest.skip(self.unavailable[name])
+        if name not in self.swaps:
+            spec = self.spec(name)
+            try:
+                self.swaps[name] = verification.measure_swaps(spec, self.device, self.dtype,
+                                                              claims_config=self.claims_config)
+            except models.ModelUnavailableError as error:
+                self.unavailable[name] = str(error)
+                pytest.skip(str(error))
+        return self.swaps[name]
+
     def baseline(self, name: str) -> dict:
         return regression.load_baseline(regression.baseline_path(self.baselines_dir, name, self.probe_set))
 
     def finish(self) -> list[Path]:
         """Write the session report (atomically), figures, summary, and baselines if asked."""
-        if not self.measured:
+        if not self.measured and not self.swaps:
             return []
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         folder = self.report_dir / stamp
         sections = {name: m.section() for name, m in sorted(self.measured.items())}
+        for name, swaps in sorted(self.swaps.items()):
+            section = sections.setdefault(name, {"pair": swaps.section()["pair"], "verdicts": {}})
+            swap_section = swaps.section()
+            section["swaps"] = swap_section["swaps"]
+            section["verdicts"] = {**section.get("verdicts", {}), **swap_section["verdicts"]}
         written = [reports.write_report(folder / "report.json", verification.claims_report(sections))]
         written += plots.write_figures(folder, self.measured)
+        written += plots.write_swap_figures(folder, self.swaps)
         if self.update_baselines:
             for name, section in sections.items():
-                if name in CONTROLS:
+                if name in CONTROLS or "tables" not in section:
                     continue  # controls are verified against their known answer, never against a baseline
                 written.append(regression.write_baseline(
                     regression.baseline_path(self.baselines_dir, name, self.probe_set), section))
@@ -133,9 +156,11 @@ def pytest_terminal_summary(terminalreporter, config):
     harness = config.harness_session
     if harness.deselected_note:
         terminalreporter.write_line(harness.deselected_note)
-    for name, measured in sorted(harness.measured.items()):
+    for name in sorted(set(harness.measured) | set(harness.swaps)):
         terminalreporter.write_sep("-", f"claims on {name}")
-        terminalreporter.write_line(verification.verdict_table(measured))
+        verdicts = {**(harness.measured[name].verdicts if name in harness.measured else {}),
+                    **(harness.swaps[name].verdicts if name in harness.swaps else {})}
+        terminalreporter.write_line(verification.verdict_table(verdicts))
     for path in getattr(harness, "written", []):
         terminalreporter.write_line(f"wrote {path}")
 
@@ -159,6 +184,18 @@ def planted_pair(request, harness_session) -> verification.Measured:
     return harness_session.measure(request.param)
 
 
+@pytest.fixture(scope="session", params=PAIR_PARAMS)
+def swapped_pair(request, harness_session) -> verification.SwapMeasured:
+    """A base/SFT pair's layer-swap scores, computed once per session."""
+    return harness_session.measure_swaps(request.param)
+
+
+@pytest.fixture(scope="session", params=SWAP_CONTROL_PARAMS)
+def planted_swap_pair(request, harness_session) -> verification.SwapMeasured:
+    """A planted pair whose layer-swap verdicts are known in advance."""
+    return harness_session.measure_swaps(request.param)
+
+
 @pytest.fixture
 def check_claim(harness_session):
     """Evaluate a claim on a pair and assert what the mode asks for.
@@ -168,10 +205,13 @@ def check_claim(harness_session):
     verdict must match the stored baseline within tolerance.
     """
 
-    def check(claim: str, measured: verification.Measured) -> None:
-        verdict = measured.verdict(claim)
+    def check(claim: str, measured, direction: str | None = None, segments: int | None = None) -> None:
+        if direction is not None:
+            verdict, key = measured.verdict(direction, segments), f"{claim}:{direction}"
+        else:
+            verdict, key = measured.verdict(claim), claim
         if measured.name in CONTROLS:
-            expected = CONTROLS[measured.name].expected.get(claim)
+            expected = CONTROLS[measured.name].expected.get(key)
             if expected is None:
                 pytest.skip(f"{measured.name} has no planted answer for {claim}")
             assert verdict.holds == expected, (
@@ -181,7 +221,10 @@ def check_claim(harness_session):
             return  # the measured verdict becomes the baseline at the end of the session
         elif harness_session.regression:
             baseline = harness_session.baseline(measured.name)
-            current = {"verdicts": {claim: verdict.to_dict()}, "probe": measured.profile.meta["probe"]}
+            stored = f"{claim}:{direction}:M{segments}" if direction else claim
+            current = {"verdicts": {stored: verdict.to_dict()}, "probe": baseline.get("probe")}
+            if stored not in baseline.get("verdicts", {}):
+                pytest.fail(f"the baseline of {measured.name} has no verdict {stored}: run with --update-baselines")
             differences = regression.compare_sections(baseline, current, harness_session.claims_config, tables=False)
             assert not differences, (f"{claim} on {measured.name} drifted from its baseline:\n"
                                      + regression.format_differences(differences) + "\nnow: " + verdict.explain())

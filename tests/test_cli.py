@@ -4,11 +4,16 @@ from harness import cli
 
 
 @pytest.mark.slow
-def test_run_prints_the_tiny_pair_summary(capsys):
-    assert cli.main(["run", "--pair", "tiny_olmo2"]) == 0
+def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path):
+    assert cli.main(["run", "--pair", "tiny_olmo2", "--report-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for field in ("pair        tiny_olmo2", "10 decoder layers", "parameters", "exact match", "base 0.0"):
+    for field in ("pair        tiny_olmo2", "10 decoder layers", "parameters", "exact match", "base 0.0",
+                  "holds", "statistic", "C1", "C2", "C5", "C6", "C7", "report", "summary"):
         assert field in out
+    (folder,) = tmp_path.iterdir()
+    assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
+    assert len(list(folder.glob("*.png"))) == 6  # the five profile figures and the layer swaps
+    assert "C3:base_with_sft_block:M5" in out
 
 
 def test_list_shows_every_registered_pair(capsys, monkeypatch):

@@ -1,0 +1,169 @@
+"""Downstream scores: lm-eval on in-memory models, and log-likelihoods for layer swaps.
+
+GSM8K and MMLU are lm-eval's own tasks when their data can be had; offline,
+``gsm8k_local`` and ``mmlu_local`` reuse lm-eval's GSM8K task and MMLU template
+(same prompts, filters and metrics) over the project's generated data, written
+with the task YAML into the cache. A real task that cannot be had offline is
+reported as unavailable, never scored as zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from harness import cache, synthetic
+from harness.scoring import gsm8k_prompt
+
+LOCAL_TASKS = ("gsm8k_local", "mmlu_local")
+REAL_TASKS = ("gsm8k", "mmlu")
+PRIMARY_METRIC = {"gsm8k": "exact_match,strict-match", "gsm8k_local": "exact_match,strict-match",
+                  "mmlu": "acc,none", "mmlu_local": "acc,none"}
+TASK_DATA_FORMAT = 1
+
+
+class TaskUnavailable(RuntimeError):
+    """A real benchmark's data cannot be had (not cached and the hub is offline)."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    limit: int | None = 100  # items per task (None: the whole test split)
+    num_fewshot: int | None = None  # None: the task's own (5 for GSM8K, 0 for MMLU)
+    max_gen_toks: int | None = None  # None: lm-eval's default (256)
+    batch_size: int = 8
+    seed: int = 0
+    data_seed: int = 0  # seed of the generated local data
+    test_items: int = 500  # size of each generated test split
+
+
+def local_task_folder(options: EvalOptions) -> Path:
+    """Generated data and rendered YAML for the local tasks, written once into the cache."""
+    import lm_eval.tasks
+
+    key = cache.stable_hash({"format": TASK_DATA_FORMAT, "seed": options.data_seed, "test": options.test_items})
+    folder = cache.cache_root() / "tasks" / key
+    if cache.is_complete(folder):
+        return folder
+    with cache.atomic_directory(folder) as scratch:
+        splits = {
+            "gsm8k_train.jsonl": [synthetic.gsm8k_record(options.data_seed, "train", i) for i in range(200)],
+            "gsm8k_test.jsonl": [synthetic.gsm8k_record(options.data_seed, "test", i)
+                                 for i in range(options.test_items)],
+            "mmlu_dev.jsonl": [synthetic.mmlu_record(options.data_seed, "validation", i) for i in range(5)],
+            "mmlu_test.jsonl": [synthetic.mmlu_record(options.data_seed, "test", i) for i in range(options.test_items)],
+        }
+        for name, records in splits.items():
+            (scratch / name).write_text("".join(json.dumps(r) + "\n" for r in records))
+        lm_eval_tasks = os.path.dirname(lm_eval.tasks.__file__)
+        for task in LOCAL_TASKS:
+            template = resources.files("harness").joinpath(f"tasks/{task}.yaml.in").read_text()
+            rendered = template.replace("{lm_eval_tasks}", lm_eval_tasks).replace("{data_dir}", str(folder))
+            (scratch / f"{task}.yaml").write_text(rendered)
+    return folder
+
+
+def task_manager(tasks: list[str], options: EvalOptions):
+    from lm_eval.tasks import TaskManager
+
+    if all(task in LOCAL_TASKS for task in tasks):  # indexing lm-eval's built-in tasks costs seconds
+        return TaskManager(include_path=str(local_task_folder(options)), include_defaults=False)
+    return TaskManager(include_path=str(local_task_folder(options)))
+
+
+def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions) -> dict[str, dict]:
+    """Score an in-memory model (plain, swapped or PEFT-wrapped) on ``tasks`` with lm-eval.
+
+    Returns per task: the primary metric, its standard error, every metric lm-eval
+    reported, and the settings. Raises TaskUnavailable for a real task offline.
+    """
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    started = time.perf_counter()
+    wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size)
+    try:
+        results = simple_evaluate(model=wrapped, tasks=tasks, task_manager=task_manager(tasks, options),
+                                  limit=options.limit, num_fewshot=options.num_fewshot, random_seed=options.seed,
+                                  numpy_random_seed=options.seed, torch_random_seed=options.seed,
+                                  fewshot_random_seed=options.seed, bootstrap_iters=1000, log_samples=False,
+                                  gen_kwargs=({"max_gen_toks": options.max_gen_toks}
+                                              if options.max_gen_toks else None))
+    except ConnectionError as error:
+        raise TaskUnavailable(f"lm-eval could not load {tasks}: the hub is offline and the data are not cached "
+                              f"({error}). Use {', '.join(LOCAL_TASKS)} offline.") from error
+    seconds = time.perf_counter() - started
+    scores = {}
+    for task in tasks:
+        metrics = results["results"][task]
+        metric = PRIMARY_METRIC[task]
+        name, _, filter_name = metric.partition(",")
+        scores[task] = {
+            "metric": metric, "score": metrics[metric],
+            "stderr": metrics.get(f"{name}_stderr,{filter_name}"),
+            "all": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+            "n": results.get("n-samples", {}).get(task, {}).get("effective"),
+            "version": results.get("versions", {}).get(task),
+            "options": asdict(options), "seconds": round(seconds, 2),
+        }
+    return scores
+
+
+@torch.no_grad()
+def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int = 16) -> dict[str, float]:
+    """Mean per-token log-likelihood of each gold GSM8K answer given its question (and its standard error).
+
+    This is what a swapped model is scored on: exact match can sit at 0 for every
+    hybrid of a fully fine-tuned pair while the likelihood of the target still moves.
+    """
+    if not records:
+        raise ValueError("no records to score")
+    device = model.get_input_embeddings().weight.device
+    per_record = []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        prompts = [tokenizer(gsm8k_prompt(r["question"]))["input_ids"] for r in chunk]
+        answers = [tokenizer(" " + r["answer"])["input_ids"] for r in chunk]
+        width = max(len(p) + len(a) for p, a in zip(prompts, answers, strict=True))
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for row, (p, a) in enumerate(zip(prompts, answers, strict=True)):
+            ids[row, :len(p) + len(a)] = torch.tensor(p + a)
+            mask[row, :len(p) + len(a)] = 1
+            target[row, len(p):len(p) + len(a)] = True
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        scored = target[:, 1:]
+        per_record += ((logprobs * scored).sum(1) / scored.sum(1)).tolist()
+    values = torch.tensor(per_record, dtype=torch.float64)
+    if not torch.isfinite(values).all():
+        raise FloatingPointError("the model gave a non-finite log-likelihood; check its weights")
+    return {"score": float(values.mean()), "stderr": float(values.std() / math.sqrt(len(values))),
+            "n": len(values), "per_item": per_record}
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_size: int = 8) -> dict[str, float]:
+    """Token-level perplexity of ``texts`` (right-padded batches, padding masked)."""
+    from harness.capture import batches, encode
+
+    device = model.get_input_embeddings().weight.device
+    encoded = encode(tokenizer, texts, max_tokens)
+    total_nll, total_tokens = 0.0, 0
+    for batch in batches(encoded, list(range(len(texts))), batch_size, tokenizer.pad_token_id):
+        logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
+        logprobs = torch.log_softmax(logits[:, :-1].float().cpu(), -1).gather(-1, batch.input_ids[:, 1:, None])
+        valid = batch.attention_mask[:, 1:].bool()
+        total_nll -= float(logprobs.squeeze(-1)[valid].sum())
+        total_tokens += int(valid.sum())
+    if total_tokens == 0:
+        raise ValueError("no token to score: every text is a single token")
+    return {"perplexity": math.exp(total_nll / total_tokens), "tokens": total_tokens}

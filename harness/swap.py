@@ -1,0 +1,113 @@
+"""Hybrid models: one model with a block of layers taken from its pair partner (§4.3, Fig. 6).
+
+Weights are copied in place, tensor by tensor from the donor's safetensors
+files, into the same layer positions (a module moved to another index would keep
+its ``layer_idx`` and change cached generation), and copied back afterwards: no
+second model and no deep copy per configuration. ``swapped`` restores the host
+bit for bit, also when the block inside it raises.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.metrics.weights import _read, safetensors_index
+
+HEAD_PATTERNS = (re.compile(r"^model\.norm\."), re.compile(r"^lm_head\."))
+DIRECTIONS = {"base_with_sft_block": ("base", "sft"), "sft_with_base_block": ("sft", "base")}
+
+
+def segments(n_layers: int, count: int) -> list[list[int]]:
+    """Decoder layers 0..n-1 split into ``count`` contiguous segments as equal as possible (earlier ones longer)."""
+    if not 1 <= count <= n_layers:
+        raise ValueError(f"cannot split {n_layers} layers into {count} segments")
+    return [part.tolist() for part in np.array_split(np.arange(n_layers), count)]
+
+
+def block_layers(segment: list[int], last_k: int | None = None) -> list[int]:
+    """The layers a swap replaces: the whole segment (the paper's description), or its last k (its code)."""
+    if last_k is None:
+        return list(segment)
+    if last_k < 1:
+        raise ValueError("last_k must be at least 1")
+    return list(segment[-last_k:])
+
+
+def _swapped_names(host, layers: list[int], head: bool) -> list[str]:
+    wanted = tuple(f"model.layers.{layer}." for layer in layers)
+    names = [name for name, _ in host.named_parameters() if name.startswith(wanted)]
+    if head:
+        names += [name for name, _ in host.named_parameters() if any(p.match(name) for p in HEAD_PATTERNS)]
+    return names
+
+
+@contextmanager
+def swapped(host, donor_dir: Path, layers: list[int], head: bool = False) -> Iterator[list[str]]:
+    """Within the block, ``host`` runs with ``layers`` (0-based decoder indices) and, with ``head``,
+    the final norm and lm_head of the donor checkpoint. Yields the swapped parameter names."""
+    donor = safetensors_index(Path(donor_dir))
+    parameters = dict(host.named_parameters())
+    names = _swapped_names(host, layers, head)
+    missing = [name for name in names if name not in donor]
+    if missing:
+        raise KeyError(f"the donor checkpoint lacks {len(missing)} tensors, e.g. {missing[0]}")
+    saved = {}
+    try:
+        with torch.no_grad():
+            for name in names:
+                target = parameters[name]
+                incoming = _read(donor[name], name)
+                if incoming.shape != target.shape:
+                    raise ValueError(f"{name}: donor shape {tuple(incoming.shape)}, host {tuple(target.shape)}")
+                saved[name] = target.detach().clone()
+                target.copy_(incoming.to(dtype=target.dtype, device=target.device))
+        yield names
+    finally:
+        with torch.no_grad():
+            for name, original in saved.items():
+                parameters[name].copy_(original)
+
+
+def depth_groups(parts: list[list[int]], n_layers: int, edge: float = 0.2) -> dict[str, list[int]]:
+    """Segment indices that lie in the first 20% of depth, the last 20%, and between."""
+    first = [i for i, part in enumerate(parts) if part[0] / n_layers < edge]
+    last = [i for i, part in enumerate(parts) if (part[-1] + 1) / n_layers > 1 - edge]
+    middle = [i for i in range(len(parts)) if i not in first and i not in last]
+    return {"first": first, "middle": middle, "last": last}
+
+
+def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...] = (3, 5, 10),
+                head_from: str = "host", last_k: int | None = None, dtype: str = "float32", device: str = "auto",
+                progress: bool = True) -> dict:
+    """Answer log-likelihood of the host with each segment of the donor swapped in, for every M.
+
+    Returns {"host": score, "donor_head": bool, "segments": {M: [{segment, layers, score, stderr, n}]},
+    "items": {M: (segments, items) per-item scores}} with the host restored after each swap.
+    """
+    from tqdm.auto import tqdm
+
+    from harness import evaluate, models
+
+    host_ref = models.ModelRef(str(host_dir))
+    model = models.load_model(host_ref, dtype=dtype, device=device)
+    tokenizer = models.load_tokenizer(host_ref)
+    n_layers = len(model.model.layers)
+    reference = evaluate.answer_log_likelihood(model, tokenizer, records)
+    result = {"host": reference, "head_from": head_from, "last_k": last_k, "n_layers": n_layers,
+              "segments": {}, "items": {}}
+    plan = [(m, i, part) for m in segment_counts for i, part in enumerate(segments(n_layers, m))]
+    for m, index, part in tqdm(plan, desc="layer swaps", disable=not progress, leave=False):
+        layers = block_layers(part, last_k)
+        with swapped(model, donor_dir, layers, head=head_from == "donor"):
+            scored = evaluate.answer_log_likelihood(model, tokenizer, records)
+        result["segments"].setdefault(m, []).append({"segment": index, "layers": layers, **{
+            k: v for k, v in scored.items() if k != "per_item"}})
+        result["items"].setdefault(m, []).append(scored["per_item"])
+    del model
+    return result

@@ -1,0 +1,61 @@
+"""lm-eval on in-memory models, offline, and the likelihood scores used for swaps and retention."""
+
+import pytest
+
+from harness import evaluate, models, synthetic
+
+TINY_EVAL = evaluate.EvalOptions(limit=40, num_fewshot=0, max_gen_toks=40, batch_size=8)
+
+
+def test_local_task_folder_holds_data_and_rendered_yaml(isolated_cache):
+    folder = evaluate.local_task_folder(TINY_EVAL)
+    for name in ("gsm8k_train.jsonl", "gsm8k_test.jsonl", "mmlu_dev.jsonl", "mmlu_test.jsonl", "gsm8k_local.yaml",
+                 "mmlu_local.yaml"):
+        assert (folder / name).is_file(), name
+    yaml_text = (folder / "gsm8k_local.yaml").read_text()
+    assert "{data_dir}" not in yaml_text and "gsm8k/gsm8k.yaml" in yaml_text
+
+
+@pytest.mark.slow
+def test_lm_eval_scores_the_sft_model_clearly_above_the_base(tiny_pair):
+    tokenizer = models.load_tokenizer(models.ModelRef(str(tiny_pair.sft_dir)))
+    scores = {}
+    for label, directory in (("base", tiny_pair.base_dir), ("sft", tiny_pair.sft_dir)):
+        model = models.load_model(models.ModelRef(str(directory)), device="cpu")
+        scores[label] = evaluate.lm_eval_scores(model, tokenizer, ["gsm8k_local", "mmlu_local"], TINY_EVAL)
+    gsm_base, gsm_sft = scores["base"]["gsm8k_local"], scores["sft"]["gsm8k_local"]
+    assert gsm_base["metric"] == "exact_match,strict-match" and gsm_base["n"] == 40
+    assert gsm_sft["score"] - gsm_base["score"] > 3 * max(gsm_sft["stderr"], 0.01), scores
+    assert 0.0 <= scores["sft"]["mmlu_local"]["score"] <= 1.0 and scores["sft"]["mmlu_local"]["stderr"] > 0
+
+
+def test_a_real_task_offline_is_unavailable_not_zero(micro_pair, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ref = models.ModelRef(str(micro_pair.sft_dir))
+    model, tokenizer = models.load_model(ref, device="cpu"), models.load_tokenizer(ref)
+    with pytest.raises(evaluate.TaskUnavailable, match="gsm8k_local"):
+        evaluate.lm_eval_scores(model, tokenizer, ["gsm8k"], evaluate.EvalOptions(limit=2))
+
+
+@pytest.mark.slow
+def test_answer_log_likelihood_prefers_the_fine_tuned_model(tiny_pair):
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(30)]
+    tokenizer = models.load_tokenizer(models.ModelRef(str(tiny_pair.sft_dir)))
+    base = evaluate.answer_log_likelihood(models.load_model(models.ModelRef(str(tiny_pair.base_dir)), device="cpu"),
+                                          tokenizer, records)
+    sft = evaluate.answer_log_likelihood(models.load_model(models.ModelRef(str(tiny_pair.sft_dir)), device="cpu"),
+                                         tokenizer, records)
+    assert sft["score"] > base["score"] + 5 * (sft["stderr"] + base["stderr"])
+    assert len(sft["per_item"]) == 30
+
+
+def test_perplexity_by_hand_on_a_uniform_model(micro_pair):
+    import torch
+
+    ref = models.ModelRef(str(micro_pair.sft_dir))
+    model, tokenizer = models.load_model(ref, device="cpu"), models.load_tokenizer(ref)
+    with torch.no_grad():
+        model.lm_head.weight.zero_()  # every token equally likely: perplexity = vocabulary size
+    result = evaluate.perplexity(model, tokenizer, ["a short text", "another one that is longer"])
+    assert result["perplexity"] == pytest.approx(model.config.vocab_size, rel=1e-4)

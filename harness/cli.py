@@ -134,8 +134,11 @@ def command_verify(args: argparse.Namespace) -> int:
     for direction in swap.DIRECTIONS:
         for count in swaps.thresholds["C3"]["segment_counts"]:
             swaps.verdict(direction, count)
+    downstream = verification.downstream_scores(swaps.resolved, measured.thresholds, args.dtype or spec.dtype,
+                                                args.device)
     folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     section = measured.section()
+    section["downstream"] = downstream
     section["swaps"] = swaps.section()["swaps"]
     section["verdicts"].update(swaps.section()["verdicts"])
     report = reports.write_report(folder / "report.json", verification.claims_report({spec.name: section}))
@@ -144,6 +147,8 @@ def command_verify(args: argparse.Namespace) -> int:
     print(f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
           f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
     print(verification.verdict_table({**measured.verdicts, **swaps.verdicts}))
+    print("\ndownstream scores (lm-eval):")
+    print(verification.downstream_table(downstream))
     print(f"\nreport  {report}\nfigures {folder}/*.png\nsummary {folder / 'summary.md'}")
     return 0
 

@@ -148,3 +148,36 @@ def measure_swaps(spec: models.ModelSpec, device: str = "auto", dtype: str | Non
     resolved = models.resolve_pair(spec, progress=progress)
     return SwapMeasured(spec.name, resolved, config.thresholds_for(spec.name, claims_config), device,
                         dtype or spec.dtype)
+
+
+def downstream_scores(resolved: models.ResolvedPair, thresholds: dict, dtype: str, device: str = "auto") -> dict:
+    """lm-eval scores of base and SFT on the configured tasks; an unavailable task is recorded as such."""
+    from harness import evaluate
+
+    settings = thresholds["evaluation"]
+    options = evaluate.EvalOptions(limit=settings["limit"], num_fewshot=settings["num_fewshot"],
+                                   max_gen_toks=settings["max_gen_toks"])
+    tokenizer = models.load_tokenizer(resolved.sft)
+    scores: dict = {}
+    for label, ref in (("base", resolved.base), ("sft", resolved.sft)):
+        model = models.load_model(ref, dtype=dtype, device=device)
+        for task in settings["tasks"]:
+            try:
+                scores.setdefault(task, {})[label] = evaluate.lm_eval_scores(model, tokenizer, [task], options)[task]
+            except evaluate.TaskUnavailable as error:
+                scores.setdefault(task, {})[label] = {"unavailable": str(error)}
+        del model
+    return scores
+
+
+def downstream_table(scores: dict) -> str:
+    lines = []
+    for task, by_model in scores.items():
+        cells = []
+        for label in ("base", "sft"):
+            entry = by_model.get(label, {})
+            cells.append(f"{label} unavailable" if "unavailable" in entry else
+                         f"{label} {entry['score']:.3f} ± {entry['stderr'] or 0:.3f}")
+        metric = next((e["metric"] for e in by_model.values() if "metric" in e), "")
+        lines.append(f"{task:<14} {metric:<26} " + "   ".join(cells))
+    return "\n".join(lines)

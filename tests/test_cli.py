@@ -14,6 +14,7 @@ def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
     assert len(list(folder.glob("*.png"))) == 6  # the five profile figures and the layer swaps
     assert "C3:base_with_sft_block:M5" in out
+    assert "gsm8k_local" in out and "exact_match,strict-match" in out and "mmlu_local" in out
 
 
 def test_list_shows_every_registered_pair(capsys, monkeypatch):

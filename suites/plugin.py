@@ -76,31 +76,26 @@ class ClaimSession:
         return ProfileOptions(probe_set=self.probe_set, pooled_samples=self.pooled_samples,
                               token_samples=self.token_samples, dtype=self.dtype or spec.dtype)
 
-    def measure(self, name: str) -> verification.Measured:
+    def _once(self, store: dict, name: str, make):
+        """Measure ``name`` once per session; an unavailable pair is skipped, with its reason, every time."""
         if name in self.unavailable:
             pytest.skip(self.unavailable[name])
-        if name not in self.measured:
+        if name not in store:
             spec = self.spec(name)
             try:
-                self.measured[name] = verification.measure(spec, self.options(spec), self.device,
-                                                           claims_config=self.claims_config)
+                store[name] = make(spec)
             except models.ModelUnavailableError as error:
                 self.unavailable[name] = str(error)
                 pytest.skip(str(error))
-        return self.measured[name]
+        return store[name]
+
+    def measure(self, name: str) -> verification.Measured:
+        return self._once(self.measured, name, lambda spec: verification.measure(
+            spec, self.options(spec), self.device, claims_config=self.claims_config))
 
     def measure_swaps(self, name: str) -> verification.SwapMeasured:
-        if name in self.unavailable:
-            pytest.skip(self.unavailable[name])
-        if name not in self.swaps:
-            spec = self.spec(name)
-            try:
-                self.swaps[name] = verification.measure_swaps(spec, self.device, self.dtype,
-                                                              claims_config=self.claims_config)
-            except models.ModelUnavailableError as error:
-                self.unavailable[name] = str(error)
-                pytest.skip(str(error))
-        return self.swaps[name]
+        return self._once(self.swaps, name, lambda spec: verification.measure_swaps(
+            spec, self.device, self.dtype, claims_config=self.claims_config))
 
     def baseline(self, name: str) -> dict:
         return regression.load_baseline(regression.baseline_path(self.baselines_dir, name, self.probe_set))

@@ -120,7 +120,8 @@ def test_renyi_entropy_does_not_increase_with_alpha(z, a, b):
 @given(matrices())
 def test_effective_rank_lies_between_one_and_the_rank(z):
     value = metrics.effective_rank(z)
-    assert 1 - 1e-9 <= value <= metrics.numerical_rank(z) + 1e-6
+    assert value >= 1 - 1e-9
+    assert value <= metrics.numerical_rank(z) + 1e-6
 
 
 @given(st.integers(1, 8), st.integers(0, 4), st.integers(0, 4), seeds, st.floats(0.1, 10.0))

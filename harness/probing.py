@@ -28,15 +28,16 @@ def logit_lens_hits(states: torch.Tensor, input_ids: torch.Tensor, attention_mas
     vocabulary never needs (B, T, V) in memory. Returns two (B,) int tensors.
     """
     device = lm_head.weight.device
+    norm_device = next(norm.parameters()).device if norm is not None else device  # may differ under device_map
     targets, valid = next_token_targets(input_ids, attention_mask)
-    hidden = states[:, :-1].to(device)
+    hidden = states[:, :-1].to(norm_device)
     flat = hidden.reshape(-1, hidden.shape[-1])
     predictions = torch.empty(flat.shape[0], dtype=torch.long, device=device)
     for start in range(0, flat.shape[0], rows_per_chunk):
         chunk = flat[start:start + rows_per_chunk]
         if norm is not None:
             chunk = norm(chunk)
-        predictions[start:start + rows_per_chunk] = lm_head(chunk).argmax(dim=-1)
+        predictions[start:start + rows_per_chunk] = lm_head(chunk.to(device)).argmax(dim=-1)
     predictions = predictions.reshape(targets.shape).cpu()
     valid = valid.cpu()
     hits = ((predictions == targets.cpu()) & valid).sum(dim=1)

@@ -28,6 +28,17 @@ def test_profile_has_every_metric_for_layers_0_to_L(micro_pair, isolated_cache):
     assert result.pair.loc[1:, "weight_change"].gt(0).all()
 
 
+def test_a_bfloat16_profile_agrees_with_float32(micro_pair, isolated_cache):
+    import dataclasses
+
+    full = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+    half = profile.profile_pair(_resolved(micro_pair), dataclasses.replace(OPTIONS, dtype="bfloat16"), device="cpu",
+                                progress=False)
+    assert half.meta["forward"]["base"]["samples"] == OPTIONS.pooled_samples  # another cache key
+    assert half.pair["cka"].notna().all() and half.base["probe_accuracy"].notna().all()
+    assert (half.pair["cka"] - full.pair["cka"]).abs().max() < 0.05
+
+
 def test_exactly_one_forward_pass_per_model_per_sample(micro_pair, isolated_cache):
     result = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
     for label in ("base", "sft"):

@@ -1,0 +1,110 @@
+"""Segment masks and budget-matched LoRA arms (§4.4, Fig. 7; App. A).
+
+A mask such as ``01100`` names which of M equal segments of the decoder layers
+get LoRA adapters. Arms are matched on budget: the sum over adapted layers of
+the rank equals the full-depth arm's (the paper's own matching), so an arm on
+fewer layers gets a higher rank. The effective LoRA scale alpha / r is kept
+constant by default; the paper code's fixed alpha (128 at every rank, which
+changes the scale from arm to arm) is an option, so that confound can be
+measured rather than assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.metrics import ATTENTION_MODULES
+from harness.swap import segments
+
+SCALING_POLICIES = ("constant_ratio", "fixed_alpha")
+
+
+class MaskError(ValueError):
+    """A segment mask that is not a string of 0s and 1s with at least one 1."""
+
+
+def parse_mask(mask: str) -> tuple[int, ...]:
+    """``"01100"`` → (1, 2): the indices of the selected segments."""
+    if not mask or set(mask) - {"0", "1"}:
+        raise MaskError(f"a mask is a string of 0 and 1, one per segment; got {mask!r}")
+    chosen = tuple(i for i, bit in enumerate(mask) if bit == "1")
+    if not chosen:
+        raise MaskError(f"mask {mask!r} selects no segment")
+    return chosen
+
+
+def mask_layers(mask: str, n_layers: int) -> list[int]:
+    """The 0-based decoder layers a mask adapts, over len(mask) equal segments."""
+    parts = segments(n_layers, len(mask))
+    return [layer for index in parse_mask(mask) for layer in parts[index]]
+
+
+def single_segment_masks(count: int) -> list[str]:
+    """``10000``, ``01000``, ... for M = count (the arms of the inverted-U test)."""
+    return ["".join("1" if i == j else "0" for i in range(count)) for j in range(count)]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One LoRA arm: where it adapts, at which rank and scale, and what it costs."""
+
+    mask: str
+    layers: tuple[int, ...]
+    rank: int
+    alpha: float
+    modules: tuple[str, ...]
+    budget: int  # Σ over adapted layers of the rank (times the modules per layer)
+    full_budget: int
+
+    @property
+    def budget_error(self) -> float:
+        return abs(self.budget - self.full_budget) / self.full_budget
+
+
+def budget_matched_arm(mask: str, n_layers: int, full_rank: int, modules: tuple[str, ...] = ATTENTION_MODULES,
+                       scaling: str = "constant_ratio", ratio: float = 2.0, fixed_alpha: float = 128.0) -> Arm:
+    """The arm of ``mask`` whose rank × layers matches the full-depth arm at ``full_rank``.
+
+    The rank is rounded to the nearest integer, so the budget is off by at most
+    half a rank per adapted layer; ``Arm.budget_error`` records by how much.
+    """
+    if scaling not in SCALING_POLICIES:
+        raise ValueError(f"scaling must be one of {SCALING_POLICIES}, got {scaling!r}")
+    if full_rank < 1:
+        raise ValueError("full_rank must be at least 1")
+    layers = tuple(mask_layers(mask, n_layers))
+    full_budget = full_rank * n_layers * len(modules)
+    rank = max(1, round(full_rank * n_layers / len(layers)))
+    alpha = ratio * rank if scaling == "constant_ratio" else fixed_alpha
+    return Arm(mask, layers, rank, float(alpha), tuple(modules), rank * len(layers) * len(modules), full_budget)
+
+
+def lora_config(arm: Arm):
+    """A peft LoraConfig that adapts exactly the arm's layers and modules."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=arm.rank, lora_alpha=arm.alpha, lora_dropout=0.0, target_modules=list(arm.modules),
+                      layers_to_transform=list(arm.layers), layers_pattern="layers", bias="none",
+                      task_type="CAUSAL_LM")
+
+
+def apply_arm(model, arm: Arm):
+    """Wrap ``model`` (changed in place) with the arm's adapters, and check peft adapted what was asked.
+
+    A target that matches nothing fails silently in peft, so the adapted modules
+    are counted: exactly layers × modules, on exactly the arm's layers.
+    """
+    from peft import get_peft_model
+
+    wrapped = get_peft_model(model, lora_config(arm))
+    adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A") and module.lora_A]
+    expected = len(arm.layers) * len(arm.modules)
+    layers_seen = sorted({int(name.split(".layers.")[1].split(".")[0]) for name in adapted})
+    if len(adapted) != expected or layers_seen != sorted(arm.layers):
+        raise RuntimeError(f"peft adapted {len(adapted)} modules on layers {layers_seen}; the arm {arm.mask} asks "
+                           f"for {expected} on layers {list(arm.layers)}")
+    return wrapped
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

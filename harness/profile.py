@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from harness import cache, capture, metrics, models
 from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
-from harness.metrics.geometry import row_cosines
 from harness.probing import logit_lens_hits
 
 PROFILE_FORMAT = 1  # bump when what a chunk holds, or how a metric is computed, changes
@@ -293,11 +292,6 @@ def pair_table(base: ModelRun, sft: ModelRun, base_table: pd.DataFrame, sft_tabl
             row[f"delta_{name}"] = float(sft_table.loc[layer, name] - base_table.loc[layer, name])
         rows.append(row)
     return pd.DataFrame(rows).set_index("layer")
-
-
-def per_sample_cosines(base: ModelRun, sft: ModelRun, layer: int) -> np.ndarray:
-    """(N,) cosine of each sample's base and SFT vectors at ``layer``, for bootstrapping eq. 7."""
-    return row_cosines(base.pooled(layer), sft.pooled(layer)).numpy()
 
 
 # --- pairs ---------------------------------------------------------------------------------

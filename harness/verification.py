@@ -22,13 +22,16 @@ class Measured:
     resampler: bootstrap.Resampler
     verdicts: dict[str, claims.Verdict] = field(default_factory=dict)
     seconds: float = 0.0
+    _bundle: dict | None = None
 
     def verdict(self, claim: str) -> claims.Verdict:
         if claim not in self.verdicts:
             started = time.perf_counter()
             kind = bootstrap.NEEDS[claim]
+            if self._bundle is None:
+                self._bundle = bootstrap.bundle_of(self.profile)
             self.verdicts[claim] = claims.evaluate(
-                claim, bootstrap.bundle_of(self.profile), self.thresholds, self.resampler.bundles(kind),
+                claim, self._bundle, self.thresholds, self.resampler.bundles(kind),
                 confidence=self.thresholds["bootstrap"]["confidence"])
             self.seconds += time.perf_counter() - started
         return self.verdicts[claim]

@@ -62,6 +62,7 @@ class ClaimSession:
         self.claims_config = claims_config.load_config(Path(option.claims_config) if option.claims_config else None)
         self.measured: dict[str, verification.Measured] = {}
         self.swaps: dict[str, verification.SwapMeasured] = {}
+        self.baselines: dict[str, dict] = {}
         self.unavailable: dict[str, str] = {}
         self.deselected_note = ""
 
@@ -98,7 +99,11 @@ class ClaimSession:
             spec, self.device, self.dtype, claims_config=self.claims_config))
 
     def baseline(self, name: str) -> dict:
-        return regression.load_baseline(regression.baseline_path(self.baselines_dir, name, self.probe_set))
+        """The stored baseline of ``name``, read once per session."""
+        if name not in self.baselines:
+            self.baselines[name] = regression.load_baseline(
+                regression.baseline_path(self.baselines_dir, name, self.probe_set))
+        return self.baselines[name]
 
     def finish(self) -> list[Path]:
         """Write the session report (atomically), figures, summary, and baselines if asked."""

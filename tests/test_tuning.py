@@ -44,7 +44,7 @@ def test_peft_adapts_exactly_the_arms_layers_and_modules(micro_pair):
     model = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
     arm = tuning.budget_matched_arm("010", 3, full_rank=4)
     wrapped = tuning.apply_arm(model, arm)
-    hidden = model.config.hidden_size if hasattr(model, "config") else None
+    hidden = model.config.hidden_size
     assert arm.layers == (1,) and arm.rank == 12
     kv = wrapped.base_model.model.model.layers[1].self_attn.k_proj.base_layer.out_features
     per_layer = 2 * arm.rank * (hidden + hidden) + 2 * arm.rank * (hidden + kv)  # q, o and k, v

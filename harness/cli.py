@@ -124,7 +124,7 @@ def command_verify(args: argparse.Namespace) -> int:
     import datetime as dt
     from pathlib import Path
 
-    from harness import claims, plots, reports, swap, verification
+    from harness import claims, lora_study, plots, reports, swap, verification
 
     spec = _pair_from_args(args)
     measured = verification.measure(spec, profile_options(args, spec), device=args.device)
@@ -136,17 +136,30 @@ def command_verify(args: argparse.Namespace) -> int:
             swaps.verdict(direction, count)
     downstream = verification.downstream_scores(swaps.resolved, measured.thresholds, args.dtype or spec.dtype,
                                                 args.device)
+    studies = {}
+    if not args.no_tune:
+        study = lora_study.study_pair(spec, measured.profile.pair, measured.thresholds, args.device, args.dtype)
+        study.run()
+        study.all_verdicts()
+        studies[spec.name] = study
     folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     section = measured.section()
     section["downstream"] = downstream
     section["swaps"] = swaps.section()["swaps"]
     section["verdicts"].update(swaps.section()["verdicts"])
+    if studies:
+        section["lora"] = studies[spec.name].section()
+        section["verdicts"].update(section["lora"]["verdicts"])
     report = reports.write_report(folder / "report.json", verification.claims_report({spec.name: section}))
-    plots.write_figures(folder, {spec.name: measured})
+    plots.write_figures(folder, {spec.name: measured}, studies)
     plots.write_swap_figures(folder, {spec.name: swaps})
     print(f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
           f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
-    print(verification.verdict_table({**measured.verdicts, **swaps.verdicts}))
+    print(verification.verdict_table({**measured.verdicts, **swaps.verdicts,
+                                      **(studies[spec.name].verdicts if studies else {})}))
+    if studies:
+        print("\nLoRA arms (mean over seeds):")
+        print(studies[spec.name].summary().round(4).to_string())
     print("\ndownstream scores (lm-eval):")
     print(verification.downstream_table(downstream))
     print(f"\nreport  {report}\nfigures {folder}/*.png\nsummary {folder / 'summary.md'}")
@@ -199,6 +212,48 @@ def command_swap(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_tune(args: argparse.Namespace) -> int:
+    """Train budget-matched LoRA arms on a pair's base model and score them (C4, C8, the referee's controls)."""
+    import datetime as dt
+    from pathlib import Path
+
+    from harness import config, lora_study, plots, reports, tuning, verification
+
+    spec = _pair_from_args(args)
+    thresholds = config.thresholds_for(spec.name)
+    overrides = {key: value for key, value in (("seeds", tuple(args.seeds) if args.seeds else None),
+                                               ("steps", args.steps), ("full_rank", args.full_rank),
+                                               ("scaling", args.scaling), ("learning_rate", args.learning_rate))
+                 if value is not None}
+    masks = [mask.strip() for mask in args.masks.split(",")] if args.masks else None
+    for mask in masks or []:
+        tuning.parse_mask(mask)  # a malformed mask is refused before anything is loaded
+    profile = None
+    if not masks:  # the block finder reads the pair profile
+        profile = verification.measure(spec, profile_options(args, spec), device=args.device).profile.pair
+    study = lora_study.study_pair(spec, profile, thresholds, args.device, args.dtype, args.segments, masks=masks,
+                                  overrides=overrides)
+    study.run()
+    study.all_verdicts()
+    folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report = reports.write_report(folder / "report.json", verification.claims_report(
+        {spec.name: {"lora": study.section(), "verdicts": study.section()["verdicts"]}}, kind="lora"))
+    plots.write_figures(folder, {}, {spec.name: study})
+    print(f"LoRA arms on {spec.name} (task {study.settings.task}, {study.settings.steps} steps, seeds "
+          f"{list(study.settings.seeds)}, mean over seeds):")
+    print(study.summary().round(4).to_string())
+    if study.verdicts:
+        print()
+        print(verification.verdict_table(study.verdicts))
+    for key, reason in study.skipped.items():
+        print(f"{key}: not given ({reason})")
+    finder = study.finder_rank()
+    if finder:
+        print(f"\nblock finder proposed {finder['mask']}: rank {finder['rank']} of {finder['of']} arms")
+    print(f"\nreport  {report}\nfigure  {folder / (spec.name + '-lora.png')}\nsummary {folder / 'summary.md'}")
+    return 0
+
+
 def command_build(args: argparse.Namespace) -> int:
     resolved = models.resolve_pair(_pair_from_args(args))
     print(pair_summary(resolved))
@@ -226,7 +281,23 @@ def build_parser() -> argparse.ArgumentParser:
         _add_pair_options(sub)
         _add_profile_options(sub)
         sub.add_argument("--report-dir", default="reports", help="where the report and figures go")
+        sub.add_argument("--no-tune", action="store_true", help="skip the LoRA study (C4, C8)")
         sub.set_defaults(handler=handler)
+    tune = commands.add_parser("tune", help="train and score budget-matched LoRA arms (C4, C8, controls)")
+    _add_pair_options(tune)
+    _add_profile_options(tune)
+    tune.add_argument("--masks", help="comma-separated segment masks to train, e.g. 01100,11111 (default: the "
+                                      "whole study: every M = 5 mask, the controls and the block finder's choice)")
+    tune.add_argument("--segments", type=int, nargs="+", default=None, help="M values of the single-segment "
+                                                                            "inverted U (default: the config's)")
+    tune.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
+    tune.add_argument("--steps", type=int, default=None, help="training steps per arm (default: the config's)")
+    tune.add_argument("--full-rank", type=int, default=None, help="rank of the full-depth arm; sets the budget")
+    tune.add_argument("--scaling", choices=("constant_ratio", "fixed_alpha"), default=None,
+                      help="constant alpha/r (default), or the paper code's fixed alpha at every rank")
+    tune.add_argument("--learning-rate", type=float, default=None)
+    tune.add_argument("--report-dir", default="reports", help="where the report and figure go")
+    tune.set_defaults(handler=command_tune)
     evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")
     _add_pair_options(evaluate_parser)
     evaluate_parser.add_argument("--task", action="append", default=None,

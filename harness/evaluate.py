@@ -78,11 +78,14 @@ def task_manager(tasks: list[str], options: EvalOptions):
     return TaskManager(include_path=str(local_task_folder(options)))
 
 
-def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions) -> dict[str, dict]:
+def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions,
+                   per_item: bool = False) -> dict[str, dict]:
     """Score an in-memory model (plain, swapped or PEFT-wrapped) on ``tasks`` with lm-eval.
 
     Returns per task: the primary metric, its standard error, every metric lm-eval
-    reported, and the settings. Raises TaskUnavailable for a real task offline.
+    reported, and the settings; with ``per_item``, also the primary metric of each
+    item in document order (for paired comparisons between models). Raises
+    TaskUnavailable for a real task offline.
     """
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -93,7 +96,7 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions) -> 
         results = simple_evaluate(model=wrapped, tasks=tasks, task_manager=task_manager(tasks, options),
                                   limit=options.limit, num_fewshot=options.num_fewshot, random_seed=options.seed,
                                   numpy_random_seed=options.seed, torch_random_seed=options.seed,
-                                  fewshot_random_seed=options.seed, bootstrap_iters=1000, log_samples=False,
+                                  fewshot_random_seed=options.seed, bootstrap_iters=1000, log_samples=per_item,
                                   gen_kwargs=({"max_gen_toks": options.max_gen_toks}
                                               if options.max_gen_toks else None))
     except ConnectionError as error:
@@ -113,7 +116,17 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions) -> 
             "version": results.get("versions", {}).get(task),
             "options": asdict(options), "seconds": round(seconds, 2),
         }
+        if per_item:
+            scores[task]["per_item"] = _per_item(results["samples"][task], name, filter_name)
     return scores
+
+
+def _per_item(samples: list[dict], metric: str, filter_name: str) -> list[float]:
+    """The metric of each logged sample under one filter, in document order."""
+    rows = sorted((s["doc_id"], float(s[metric])) for s in samples if s["filter"] == filter_name)
+    if not rows:
+        raise RuntimeError(f"lm-eval logged no sample for the filter {filter_name!r}")
+    return [value for _, value in rows]
 
 
 @torch.no_grad()
@@ -151,19 +164,25 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
 
 
 @torch.no_grad()
-def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_size: int = 8) -> dict[str, float]:
-    """Token-level perplexity of ``texts`` (right-padded batches, padding masked)."""
+def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_size: int = 8) -> dict:
+    """Token-level perplexity of ``texts`` (right-padded batches, padding masked), with each text's summed
+    negative log-likelihood and token count, so that texts can be resampled."""
     from harness.capture import batches, encode
 
     device = model.get_input_embeddings().weight.device
     encoded = encode(tokenizer, texts, max_tokens)
-    total_nll, total_tokens = 0.0, 0
+    nll, tokens = [], []
     for batch in batches(encoded, list(range(len(texts))), batch_size, tokenizer.pad_token_id):
         logits = model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).logits
         logprobs = torch.log_softmax(logits[:, :-1].float().cpu(), -1).gather(-1, batch.input_ids[:, 1:, None])
-        valid = batch.attention_mask[:, 1:].bool()
-        total_nll -= float(logprobs.squeeze(-1)[valid].sum())
-        total_tokens += int(valid.sum())
+        valid = batch.attention_mask[:, 1:]
+        nll += (-torch.where(valid.bool(), logprobs.squeeze(-1), 0.0).sum(1)).tolist()
+        tokens += valid.sum(1).tolist()
+    total_tokens = sum(tokens)
     if total_tokens == 0:
         raise ValueError("no token to score: every text is a single token")
-    return {"perplexity": math.exp(total_nll / total_tokens), "tokens": total_tokens}
+    total_nll = sum(nll)
+    if not math.isfinite(total_nll):
+        raise FloatingPointError("the model gave a non-finite log-likelihood; check its weights")
+    return {"perplexity": math.exp(total_nll / total_tokens), "tokens": total_tokens,
+            "per_text": {"nll": nll, "tokens": tokens}}

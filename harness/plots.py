@@ -91,7 +91,67 @@ def correlation_figure(name: str, pair, path: Path) -> Path:
     return _save(figure, path)
 
 
-def summary_markdown(measured: dict) -> str:
+def lora_figure(name: str, study, path: Path) -> Path:
+    """Fig. 7: task score per LoRA arm (mean over seeds, each seed a dot), with answer log-likelihood and
+    retention perplexity beside it; every arm has the same budget."""
+    table = study.table()
+    summary = study.summary()
+    arms = list(dict.fromkeys(table["arm"]))
+    retention = [c for c in summary.columns if c.startswith("ppl:")]
+    panels = [("score", f"{study.settings.task} exact match"), ("answer_loglik", "answer log-likelihood")]
+    panels += [(column, f"perplexity, {column[4:]}") for column in retention]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained",
+                                squeeze=False)
+    positions = np.arange(len(arms))
+    for axis, (column, label) in zip(axes[0], panels, strict=True):
+        means = summary.loc[arms, column]
+        axis.bar(positions, means, color=["tab:orange" if "middle" in str(summary.loc[a, "roles"]) else "tab:blue"
+                                          for a in arms])
+        for offset, seed in enumerate(study.settings.seeds):
+            rows = table[table["seed"] == seed].set_index("arm").loc[arms]
+            axis.plot(positions + (offset - (len(study.settings.seeds) - 1) / 2) * 0.15, rows[column], "k.",
+                      markersize=4)
+        axis.axhline(summary.loc["base", column], color="grey", linestyle="--", label="untuned base")
+        axis.set_xticks(positions, arms, rotation=60, ha="right", fontsize=7)
+        axis.set_title(label)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"{name}: budget-matched LoRA arms (orange: middle masks; dots: seeds)")
+    return _save(figure, path)
+
+
+def lora_markdown(name: str, study) -> list[str]:
+    summary = study.summary()
+    lines = [f"### {name}: LoRA arms (budget {study.plan.arms[0].full_budget} rank-modules, seeds "
+             f"{list(study.settings.seeds)}, {study.settings.steps} steps, task `{study.settings.task}`)", "",
+             "| arm | roles | rank | trainable | score (mean) | sd over seeds | answer log-lik. | "
+             + " | ".join(c for c in summary.columns if c.startswith("ppl:")) + " |",
+             "|---|---|---|---|---|---|---|" + "---|" * sum(c.startswith("ppl:") for c in summary.columns)]
+    for arm, row in summary.iterrows():
+        ppl = " | ".join(f"{row[c]:.2f}" for c in summary.columns if c.startswith("ppl:"))
+        lines.append(f"| {arm} | {row['roles']} | {int(row['rank'])} | {int(row['trainable']):,} | {row['score']:.3f} "
+                     f"| {row['score_sd']:.3f} | {row['answer_loglik']:.3f} | {ppl} |")
+    finder = study.finder_rank()
+    if finder:
+        lines += ["", f"Block finder (training-free) proposed `{finder['mask']}`"
+                  f"{' (no middle segment was stable: the calmest was taken)' if finder['fallback'] else ''}; "
+                  f"it ranks {finder['rank']} of {finder['of']} arms (score {finder['score']:.3f}; best "
+                  f"`{finder['best_arm']}` {finder['best_score']:.3f})."]
+    lines += [f"- {key} not given: {reason}" for key, reason in sorted(study.skipped.items())]
+    return lines + ["", f"![lora]({name}-lora.png)", ""]
+
+
+def _verdict_rows(verdicts: dict) -> list[str]:
+    rows = []
+    for claim, verdict in sorted(verdicts.items()):
+        ci = f"[{verdict.ci[0]:.4g}, {verdict.ci[1]:.4g}]" if verdict.ci else "–"
+        main = verdict.main
+        rows.append(f"| {claim} {verdict.title} | {'yes' if verdict.holds else '**no**'} | {verdict.statistic} "
+                    f"| {main.value:.4g} | {ci} | {main.comparison} {main.threshold:.4g} |")
+    return rows
+
+
+def summary_markdown(measured: dict, studies: dict | None = None) -> str:
+    studies = studies or {}
     lines = ["# Layer-wise SFT claims", ""]
     for name, m in sorted(measured.items()):
         meta = m.profile.meta
@@ -100,21 +160,24 @@ def summary_markdown(measured: dict) -> str:
                   f"({meta['probe']['samples']} samples, digest {meta['probe']['digest']}); "
                   f"{meta['layers']['count']} layers (0 = embedding output).", "",
                   "| claim | holds | statistic | value | 95% CI | threshold |", "|---|---|---|---|---|---|"]
-        for claim, verdict in sorted(m.verdicts.items()):
-            ci = f"[{verdict.ci[0]:.4g}, {verdict.ci[1]:.4g}]" if verdict.ci else "–"
-            main = verdict.main
-            lines.append(f"| {claim} {verdict.title} | {'yes' if verdict.holds else '**no**'} | {verdict.statistic} "
-                         f"| {main.value:.4g} | {ci} | {main.comparison} {main.threshold:.4g} |")
+        lines += _verdict_rows({**m.verdicts, **(studies[name].verdicts if name in studies else {})})
         lines += ["", *(f"![{kind}]({name}-{kind}.png)" for kind in FIGURES), ""]
+        if name in studies:
+            lines += lora_markdown(name, studies[name])
+    for name, study in sorted(studies.items()):
+        if name not in measured:
+            lines += [f"## {name}", "", "| claim | holds | statistic | value | 95% CI | threshold |",
+                      "|---|---|---|---|---|---|", *_verdict_rows(study.verdicts), "", *lora_markdown(name, study)]
     return "\n".join(lines)
 
 
 FIGURES = ("divergence", "intrinsic", "probing", "weight-change", "correlation")
 
 
-def write_figures(folder: Path, measured: dict) -> list[Path]:
-    """Every figure of every measured pair, and summary.md, into ``folder``."""
-    written = []
+def write_figures(folder: Path, measured: dict, studies: dict | None = None) -> list[Path]:
+    """Every figure of every measured pair and LoRA study, and summary.md, into ``folder``."""
+    studies = studies or {}
+    written = [lora_figure(name, study, folder / f"{name}-lora.png") for name, study in sorted(studies.items())]
     for name, m in sorted(measured.items()):
         p = m.profile
         written += [
@@ -125,7 +188,7 @@ def write_figures(folder: Path, measured: dict) -> list[Path]:
             correlation_figure(name, p.pair, folder / f"{name}-correlation.png"),
         ]
     summary = folder / "summary.md"
-    cache.write_text_atomic(summary, summary_markdown(measured))
+    cache.write_text_atomic(summary, summary_markdown(measured, studies))
     written.append(summary)
     return written
 

@@ -6,12 +6,16 @@ Batches come from a seeded generator, so a run is reproducible on one machine.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from harness.cache import write_bytes_atomic
 
 IGNORE_INDEX = -100
 
@@ -42,9 +46,57 @@ class Schedule:
 Batch = dict[str, torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a resumable run keeps its latest state, and how often it saves it (in steps)."""
+
+    path: Path
+    every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"checkpoints need every >= 1 step, got {self.every}")
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(checkpoints: Checkpoints, model, optimizer, scheduler, generator, losses) -> None:
+    buffer = io.BytesIO()
+    torch.save({"step": len(losses), "losses": losses, "trainable": _trainable_state(model),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state()}, buffer)
+    write_bytes_atomic(checkpoints.path, buffer.getvalue())
+
+
+def _resume(checkpoints: Checkpoints, model, optimizer, scheduler, generator) -> list[float]:
+    """Load the saved state into the run's objects; return the losses so far (empty when starting afresh)."""
+    if not checkpoints.path.exists():
+        return []
+    state = torch.load(checkpoints.path, weights_only=True)
+    parameters = dict(model.named_parameters())
+    unknown = sorted(set(state["trainable"]) - {n for n, p in parameters.items() if p.requires_grad})
+    if unknown:
+        raise ValueError(f"checkpoint {checkpoints.path} does not belong to this model (e.g. {unknown[0]}); "
+                         f"delete it to start afresh")
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            parameters[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    return list(state["losses"])
+
+
 def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch], schedule: Schedule,
-          seed: int, description: str, progress: bool = True) -> list[float]:
-    """Run ``schedule.steps`` AdamW steps on batches drawn by ``next_batch``; return the losses."""
+          seed: int, description: str, progress: bool = True, checkpoints: Checkpoints | None = None) -> list[float]:
+    """Run ``schedule.steps`` AdamW steps on batches drawn by ``next_batch``; return the losses.
+
+    With ``checkpoints``, the trainable weights, optimizer, schedule and batch
+    generator are saved every few steps, and a run that finds a checkpoint goes
+    on from it: the result is the same as an uninterrupted run.
+    """
     generator = torch.Generator().manual_seed(seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
@@ -52,9 +104,10 @@ def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch]
     optimizer = torch.optim.AdamW(parameters, lr=schedule.learning_rate, betas=(0.9, 0.95),
                                   weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
+    losses: list[float] = _resume(checkpoints, model, optimizer, scheduler, generator) if checkpoints else []
     model.train()
-    losses: list[float] = []
-    bar = tqdm(range(schedule.steps), desc=description, disable=not progress, leave=False)
+    bar = tqdm(range(len(losses), schedule.steps), desc=description, disable=not progress, leave=False,
+               initial=len(losses), total=schedule.steps)
     for _ in bar:
         batch = next_batch(generator)
         loss = model(**batch).loss
@@ -67,6 +120,8 @@ def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch]
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if checkpoints and (len(losses) % checkpoints.every == 0 or len(losses) == schedule.steps):
+            _save_checkpoint(checkpoints, model, optimizer, scheduler, generator, losses)
     model.eval()
     return losses
 

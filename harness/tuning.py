@@ -11,6 +11,7 @@ measured rather than assumed.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from harness.metrics import ATTENTION_MODULES
@@ -44,11 +45,51 @@ def single_segment_masks(count: int) -> list[str]:
     return ["".join("1" if i == j else "0" for i in range(count)) for j in range(count)]
 
 
+def middle_masks(masks: list[str]) -> list[str]:
+    """The masks that adapt neither the first nor the last segment (the paper's middle configurations)."""
+    return [mask for mask in masks if parse_mask(mask) and mask[0] == "0" and mask[-1] == "0"]
+
+
+def edge_layers(n_layers: int, share: float = 0.2) -> dict[str, list[int]]:
+    """The first and the last ``share`` of the decoder layers (at least one layer each)."""
+    count = max(1, round(n_layers * share))
+    return {"first": list(range(count)), "last": list(range(n_layers - count, n_layers))}
+
+
+def middle_block(n_layers: int, share: float = 0.2) -> list[int]:
+    """The layers between the first and the last ``share`` of depth: the paper's mid-block."""
+    edges = edge_layers(n_layers, share)
+    return [layer for layer in range(n_layers) if layer not in edges["first"] + edges["last"]]
+
+
+def random_layer_sets(n_layers: int, size: int, count: int, seed: int = 0,
+                      exclude: tuple[tuple[int, ...], ...] = ()) -> list[tuple[int, ...]]:
+    """``count`` distinct random sets of ``size`` layers (the referee's equal-budget control), none in ``exclude``."""
+    if not 1 <= size <= n_layers:
+        raise ValueError(f"cannot draw {size} of {n_layers} layers")
+    rng = random.Random(f"random-layers|{n_layers}|{size}|{seed}")
+    drawn: list[tuple[int, ...]] = []
+    for _ in range(1000 * count):
+        if len(drawn) == count:
+            break
+        layers = tuple(sorted(rng.sample(range(n_layers), size)))
+        if layers not in drawn and layers not in exclude:
+            drawn.append(layers)
+    if len(drawn) < count:
+        raise ValueError(f"only {len(drawn)} distinct sets of {size} of {n_layers} layers can be drawn; "
+                         f"{count} were asked for")
+    return drawn
+
+
 @dataclass(frozen=True)
 class Arm:
-    """One LoRA arm: where it adapts, at which rank and scale, and what it costs."""
+    """One LoRA arm: where it adapts, at which rank and scale, and what it costs.
 
-    mask: str
+    ``label`` names it in reports: its mask (``01100``), or a control's name
+    (``random-1``) when its layers are not a union of equal segments.
+    """
+
+    label: str
     layers: tuple[int, ...]
     rank: int
     alpha: float
@@ -61,9 +102,16 @@ class Arm:
         return abs(self.budget - self.full_budget) / self.full_budget
 
 
-def budget_matched_arm(mask: str, n_layers: int, full_rank: int, modules: tuple[str, ...] = ATTENTION_MODULES,
-                       scaling: str = "constant_ratio", ratio: float = 2.0, fixed_alpha: float = 128.0) -> Arm:
-    """The arm of ``mask`` whose rank × layers matches the full-depth arm at ``full_rank``.
+    @property
+    def mask(self) -> str | None:
+        """The segment mask when the label is one, else None."""
+        return self.label if set(self.label) <= {"0", "1"} else None
+
+
+def layer_set_arm(label: str, layers: list[int] | tuple[int, ...], n_layers: int, full_rank: int,
+                  modules: tuple[str, ...] = ATTENTION_MODULES, scaling: str = "constant_ratio", ratio: float = 2.0,
+                  fixed_alpha: float = 128.0) -> Arm:
+    """The arm on ``layers`` whose rank × layers matches the full-depth arm at ``full_rank``.
 
     The rank is rounded to the nearest integer, so the budget is off by at most
     half a rank per adapted layer; ``Arm.budget_error`` records by how much.
@@ -72,11 +120,20 @@ def budget_matched_arm(mask: str, n_layers: int, full_rank: int, modules: tuple[
         raise ValueError(f"scaling must be one of {SCALING_POLICIES}, got {scaling!r}")
     if full_rank < 1:
         raise ValueError("full_rank must be at least 1")
-    layers = tuple(mask_layers(mask, n_layers))
+    layers = tuple(sorted(set(layers)))
+    if not layers or layers[0] < 0 or layers[-1] >= n_layers:
+        raise ValueError(f"arm {label!r}: layers {list(layers)} are not within 0..{n_layers - 1}")
     full_budget = full_rank * n_layers * len(modules)
     rank = max(1, round(full_rank * n_layers / len(layers)))
     alpha = ratio * rank if scaling == "constant_ratio" else fixed_alpha
-    return Arm(mask, layers, rank, float(alpha), tuple(modules), rank * len(layers) * len(modules), full_budget)
+    return Arm(label, layers, rank, float(alpha), tuple(modules), rank * len(layers) * len(modules), full_budget)
+
+
+def budget_matched_arm(mask: str, n_layers: int, full_rank: int, modules: tuple[str, ...] = ATTENTION_MODULES,
+                       scaling: str = "constant_ratio", ratio: float = 2.0, fixed_alpha: float = 128.0) -> Arm:
+    """The arm of segment mask ``mask``, budget-matched to the full-depth arm (see ``layer_set_arm``)."""
+    return layer_set_arm(mask, mask_layers(mask, n_layers), n_layers, full_rank, modules, scaling, ratio,
+                         fixed_alpha)
 
 
 def lora_config(arm: Arm):
@@ -101,7 +158,7 @@ def apply_arm(model, arm: Arm):
     expected = len(arm.layers) * len(arm.modules)
     layers_seen = sorted({int(name.split(".layers.")[1].split(".")[0]) for name in adapted})
     if len(adapted) != expected or layers_seen != sorted(arm.layers):
-        raise RuntimeError(f"peft adapted {len(adapted)} modules on layers {layers_seen}; the arm {arm.mask} asks "
+        raise RuntimeError(f"peft adapted {len(adapted)} modules on layers {layers_seen}; the arm {arm.label} asks "
                            f"for {expected} on layers {list(arm.layers)}")
     return wrapped
 

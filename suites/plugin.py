@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from harness import config as claims_config
-from harness import models, plots, regression, reports, verification
+from harness import lora_study, models, plots, regression, reports, verification
 from harness.controls import CONTROLS
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 from harness.profile import ProfileOptions
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
+DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
                for name in (*models.REGISTRY, "custom")]
 CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
@@ -44,6 +45,11 @@ def pytest_addoption(parser):
     group.addoption("--update-baselines", action="store_true",
                     help="write the measured pairs as the new baselines (the only way a baseline changes)")
     group.addoption("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
+    group.addoption("--tune", action="append", default=None, metavar="PAIR",
+                    help="pairs whose LoRA arms are trained for C4 and C8 (repeatable; default: tiny_olmo2). "
+                         "A study trains every arm with every seed: minutes on the tiny pair, GPU-hours on a 7B one")
+    group.addoption("--tune-segments", type=int, nargs="+", default=None, metavar="M",
+                    help="values of M for the single-segment inverted U of C4 (default: the claims config's)")
 
 
 class ClaimSession:
@@ -60,8 +66,11 @@ class ClaimSession:
         self.baselines_dir = Path(option.baselines_dir)
         self.update_baselines = option.update_baselines
         self.claims_config = claims_config.load_config(Path(option.claims_config) if option.claims_config else None)
+        self.tune_pairs = option.tune or list(DEFAULT_TUNED)
+        self.tune_segments = option.tune_segments
         self.measured: dict[str, verification.Measured] = {}
         self.swaps: dict[str, verification.SwapMeasured] = {}
+        self.studies: dict[str, lora_study.LoraStudy] = {}
         self.baselines: dict[str, dict] = {}
         self.unavailable: dict[str, str] = {}
         self.deselected_note = ""
@@ -98,6 +107,18 @@ class ClaimSession:
         return self._once(self.swaps, name, lambda spec: verification.measure_swaps(
             spec, self.device, self.dtype, claims_config=self.claims_config))
 
+    def study(self, name: str) -> lora_study.LoraStudy:
+        if name not in self.tune_pairs:
+            pytest.skip(f"the LoRA arms of {name} are not trained in this run (C4 and C8 train every arm with every "
+                        f"seed): ask for them with --tune {name}, or run `harness tune --pair {name}`")
+
+        def make(spec):
+            profile = self.measure(name).profile.pair  # the block finder reads the pair profile
+            return lora_study.study_pair(spec, profile, claims_config.thresholds_for(name, self.claims_config),
+                                         self.device, self.dtype, self.tune_segments)
+
+        return self._once(self.studies, name, make)
+
     def baseline(self, name: str) -> dict:
         """The stored baseline of ``name``, read once per session."""
         if name not in self.baselines:
@@ -107,7 +128,7 @@ class ClaimSession:
 
     def finish(self) -> list[Path]:
         """Write the session report (atomically), figures, summary, and baselines if asked."""
-        if not self.measured and not self.swaps:
+        if not self.measured and not self.swaps and not self.studies:
             return []
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         folder = self.report_dir / stamp
@@ -117,8 +138,16 @@ class ClaimSession:
             swap_section = swaps.section()
             section["swaps"] = swap_section["swaps"]
             section["verdicts"] = {**section.get("verdicts", {}), **swap_section["verdicts"]}
+        for name, study in sorted(self.studies.items()):
+            if study.untuned is None:
+                continue  # planned, never run (every test that needed it was skipped or failed first)
+            section = sections.setdefault(name, {"verdicts": {}})
+            study_section = study.section()
+            section["lora"] = study_section
+            section["verdicts"] = {**section.get("verdicts", {}), **study_section["verdicts"]}
         written = [reports.write_report(folder / "report.json", verification.claims_report(sections))]
-        written += plots.write_figures(folder, self.measured)
+        studies = {name: study for name, study in self.studies.items() if study.untuned is not None}
+        written += plots.write_figures(folder, self.measured, studies)
         written += plots.write_swap_figures(folder, self.swaps)
         if self.update_baselines:
             for name, section in sections.items():
@@ -156,10 +185,11 @@ def pytest_terminal_summary(terminalreporter, config):
     harness = config.harness_session
     if harness.deselected_note:
         terminalreporter.write_line(harness.deselected_note)
-    for name in sorted(set(harness.measured) | set(harness.swaps)):
+    for name in sorted(set(harness.measured) | set(harness.swaps) | set(harness.studies)):
         terminalreporter.write_sep("-", f"claims on {name}")
         verdicts = {**(harness.measured[name].verdicts if name in harness.measured else {}),
-                    **(harness.swaps[name].verdicts if name in harness.swaps else {})}
+                    **(harness.swaps[name].verdicts if name in harness.swaps else {}),
+                    **(harness.studies[name].verdicts if name in harness.studies else {})}
         terminalreporter.write_line(verification.verdict_table(verdicts))
     for path in getattr(harness, "written", []):
         terminalreporter.write_line(f"wrote {path}")
@@ -196,6 +226,12 @@ def planted_swap_pair(request, harness_session) -> verification.SwapMeasured:
     return harness_session.measure_swaps(request.param)
 
 
+@pytest.fixture(scope="session", params=PAIR_PARAMS)
+def tuned_pair(request, harness_session) -> lora_study.LoraStudy:
+    """A pair's LoRA study (every budget-matched arm trained and scored with every seed), once per session."""
+    return harness_session.study(request.param)
+
+
 @pytest.fixture
 def check_claim(harness_session):
     """Evaluate a claim on a pair and assert what the mode asks for.
@@ -208,6 +244,11 @@ def check_claim(harness_session):
     def check(claim: str, measured, direction: str | None = None, segments: int | None = None) -> None:
         if direction is not None:
             verdict, key = measured.verdict(direction, segments), f"{claim}:{direction}"
+        elif isinstance(measured, lora_study.LoraStudy):
+            reason = measured.unavailable(claim)
+            if reason:
+                pytest.skip(reason)
+            verdict, key = measured.verdict(claim), claim
         else:
             verdict, key = measured.verdict(claim), claim
         if measured.name in CONTROLS:

@@ -12,9 +12,27 @@ def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path
         assert field in out
     (folder,) = tmp_path.iterdir()
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
-    assert len(list(folder.glob("*.png"))) == 6  # the five profile figures and the layer swaps
+    assert len(list(folder.glob("*.png"))) == 7  # the five profile figures, the layer swaps, the LoRA arms
     assert "C3:base_with_sft_block:M5" in out
     assert "gsm8k_local" in out and "exact_match,strict-match" in out and "mmlu_local" in out
+    for key in ("C4 ", "C4:M5", "C4-control", "C8", "LoRA arms", "01110", "random1"):
+        assert key in out
+    assert "Block finder" in (folder / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_tune_trains_only_the_named_masks_and_says_which_verdicts_it_cannot_give(capsys, tmp_path):
+    assert cli.main(["tune", "--pair", "tiny_olmo2", "--masks", "01000,11111", "--report-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "01000" in out and "11111" in out and "untuned" in out
+    assert "C4: not given (C4 needs the masks" in out
+    (folder,) = tmp_path.iterdir()
+    assert (folder / "tiny_olmo2-lora.png").is_file() and (folder / "report.json").is_file()
+
+
+def test_tune_refuses_a_malformed_mask(capsys):
+    assert cli.main(["tune", "--pair", "tiny_olmo2", "--masks", "01a00"]) == 2
+    assert "a mask is a string of 0 and 1" in capsys.readouterr().err
 
 
 def test_list_shows_every_registered_pair(capsys, monkeypatch):

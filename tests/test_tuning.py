@@ -56,3 +56,140 @@ def test_a_target_that_matches_nothing_is_an_error(micro_pair):
     arm = tuning.budget_matched_arm("111", 3, full_rank=2, modules=("no_such_proj",))
     with pytest.raises((RuntimeError, ValueError)):
         tuning.apply_arm(model, arm)
+
+
+# --- study plans, the block finder, resumable training, one real run ----------------------------------
+
+def test_the_study_plan_matches_every_arms_budget_and_trains_each_layer_set_once():
+    from harness import config, lora_runs, lora_study
+
+    thresholds = config.thresholds_for("planted")
+    settings = lora_runs.TuneSettings(task="gsm8k_local")
+    plan = lora_study.plan_arms(32, thresholds, settings, finder_mask="01100")
+    layer_sets = [arm.layers for arm in plan.arms]
+    assert len(layer_sets) == len(set(layer_sets))
+    assert {arm.full_budget for arm in plan.arms} == {8 * 32 * 4}
+    assert all(arm.budget_error <= 0.5 * len(arm.layers) / (8 * 32) for arm in plan.arms)
+    assert plan.roles["middle"] == ["01000", "00100", "00010", "01100", "00110", "01110"]
+    block = tuple(tuning.middle_block(32))
+    random_sets = [next(a.layers for a in plan.arms if a.label == label) for label in plan.roles["random"]]
+    assert len(random_sets) == 3 and all(len(s) == len(block) and s != block for s in random_sets)
+    assert plan.roles["first20"] == ["first20"] and next(a for a in plan.arms if a.label == "first20").layers == (
+        0, 1, 2, 3, 4, 5)
+    assert len(plan.roles["single:10"]) == 10 and plan.roles["finder"] == ["01100"]
+    assert lora_study.plan_arms(32, thresholds, settings).arms == lora_study.plan_arms(32, thresholds, settings).arms
+
+
+def planted_profile(movement):
+    import pandas as pd
+
+    layers = range(len(movement) + 1)
+    change = [float("nan"), *movement]
+    return pd.DataFrame({"weight_change": change, "cka": [1.0, *(1 - 0.1 * m for m in movement)]}, index=layers)
+
+
+def test_the_block_finder_picks_the_calm_middle_before_a_late_rise():
+    from harness import block_finder
+
+    late_rise = [0.01] * 7 + [0.5, 0.8, 1.0]
+    proposal = block_finder.propose_mask(planted_profile(late_rise), 5)
+    assert proposal.mask == "01110" and not proposal.fallback
+    middle_moves = [0.0, 0.1, 1.0, 1.0, 1.0, 1.0, 0.2, 0.1, 0.1, 0.0]
+    assert block_finder.propose_mask(planted_profile(middle_moves), 5).mask == "00010"
+    ramp = [i / 9 for i in range(10)]  # nothing calm in the middle but its start
+    assert block_finder.propose_mask(planted_profile(ramp), 5).mask == "01000"
+    everywhere = [0.0, 1.0, 0.9, 1.0, 0.95, 1.0, 0.9, 1.0, 0.9, 1.0]
+    fallback = block_finder.propose_mask(planted_profile(everywhere), 5)
+    assert fallback.fallback and fallback.mask.count("1") == 1
+
+
+def test_the_block_finder_refuses_profiles_it_cannot_read():
+    import pandas as pd
+
+    from harness import block_finder
+
+    with pytest.raises(ValueError, match="non-finite"):
+        block_finder.propose_mask(planted_profile([0.1, float("nan"), 0.3, 0.4, 0.5]), 5)
+    with pytest.raises(KeyError, match="cka"):
+        block_finder.propose_mask(pd.DataFrame({"weight_change": [0.1] * 11}), 5)
+
+
+def test_an_interrupted_training_run_resumes_to_the_same_weights(micro_pair, tmp_path):
+    import torch
+
+    from harness import training
+
+    def fresh():
+        model = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
+        return tuning.apply_arm(model, tuning.budget_matched_arm("010", 3, full_rank=2))
+
+    stream = torch.arange(400) % 50
+    sampler = training.window_sampler(stream, 2, 16)
+    schedule = training.Schedule(6, 1e-2)
+    torch.manual_seed(0)
+    whole = fresh()
+    expected = training.train(whole, sampler, schedule, seed=3, description="whole", progress=False)
+
+    calls = {"n": 0}
+
+    def dies_at_step_five(generator):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return sampler(generator)
+
+    checkpoints = training.Checkpoints(tmp_path / "checkpoint.pt", every=2)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(fresh(), dies_at_step_five, schedule, seed=3, description="cut", progress=False,
+                       checkpoints=checkpoints)
+    assert torch.load(checkpoints.path, weights_only=True)["step"] == 4
+    torch.manual_seed(1)  # a different initialisation: the checkpoint must overwrite it
+    resumed = fresh()
+    losses = training.train(resumed, sampler, schedule, seed=3, description="resumed", progress=False,
+                            checkpoints=checkpoints)
+    assert losses == pytest.approx(expected)
+    for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_one_arm_is_trained_scored_and_cached(micro_pair, isolated_cache, monkeypatch):
+    from harness import lora_runs, training
+
+    settings = lora_runs.TuneSettings(task="gsm8k_local", steps=3, batch_size=2, learning_rate=1e-2, seeds=(0,),
+                                      train_examples=20, eval_limit=6, max_gen_toks=6, num_fewshot=0,
+                                      likelihood_items=4, retention_sets=("wikitext-local", "ifeval"),
+                                      retention_samples=5, retention_max_tokens=32, checkpoint_every=2)
+    base = models.ModelRef(str(micro_pair.base_dir))
+    arm = settings.arm("010", tuning.mask_layers("010", 3), 3)
+    result = lora_runs.run_arm(base, arm, 0, settings, device="cpu", progress=False)
+    assert result["label"] == "010" and result["trainable_parameters"] > 0
+    task = result["task"]
+    assert len(task["per_item"]) == 6 and task["score"] == pytest.approx(sum(task["per_item"]) / 6)
+    assert result["retention"]["wikitext-local"]["perplexity"] > 1
+    assert "unavailable" in result["retention"]["ifeval"]  # the hub is offline in tests
+    assert not list(isolated_cache.rglob("checkpoint.pt"))  # removed once the result is written
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(training, "train", no_training)
+    assert lora_runs.run_arm(base, arm, 0, settings, device="cpu", progress=False) == result
+    other_seed = settings.arm("010", tuning.mask_layers("010", 3), 3)
+    with pytest.raises(AssertionError, match="trained again"):
+        lora_runs.run_arm(base, other_seed, 1, settings, device="cpu", progress=False)
+
+
+def test_tuning_settings_come_from_the_config_and_auto_falls_back_offline(monkeypatch):
+    from harness import config, lora_runs
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    tiny = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("tiny_olmo2"))
+    assert tiny.task == "gsm8k_local" and tiny.seeds == (0, 1) and "down_proj" in tiny.modules
+    real = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("olmo2_7b"))
+    assert real.task == "auto" and real.modules == ("q_proj", "k_proj", "v_proj", "o_proj")
+    assert real.resolved().task == "gsm8k_local"  # GSM8K's train split cannot be had offline
+    broken = config.thresholds_for("olmo2_7b")
+    broken["tuning"]["warmup"] = 3
+    with pytest.raises(ValueError, match="unknown tuning settings"):
+        lora_runs.TuneSettings.from_thresholds(broken)

@@ -1,0 +1,373 @@
+"""The mid-block LoRA study of one pair (§4.4, App. A-B): its arms, their runs, verdicts and report section.
+
+Every arm has the same budget (rank × layers of the full-depth arm). The plan
+holds the M-segment masks of the main comparison (single segments, full depth,
+the configured middle masks), the single-segment arms of each M of the inverted
+U, the referee's controls (the first and the last 20% of layers, and random
+layer sets the size of the mid-block) and the block finder's proposal. Arms
+with the same layers are trained once. Verdicts use the mean over seeds, with
+percentile bootstrap intervals that resample the scored items (paired across
+arms) and the seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness import block_finder, claims, lora_runs, models, tuning
+from harness.swap import depth_groups, segments
+
+
+@dataclass(frozen=True)
+class Plan:
+    arms: tuple[tuning.Arm, ...]
+    roles: dict[str, list[str]]  # role -> arm labels (an arm can play several roles)
+    n_layers: int
+
+
+def plan_arms(n_layers: int, thresholds: dict, settings: lora_runs.TuneSettings, finder_mask: str | None = None,
+              segment_counts: list[int] | None = None) -> Plan:
+    """The arms of a study, deduplicated by their layers, and the role each plays."""
+    c4 = thresholds["C4"]
+    count = c4["segment_count"]
+    by_layers: dict[tuple[int, ...], tuning.Arm] = {}
+    roles: dict[str, list[str]] = {}
+
+    def add(role: str, label: str, layers) -> None:
+        layers = tuple(sorted(layers))
+        if layers not in by_layers:
+            by_layers[layers] = settings.arm(label, layers, n_layers)
+        roles.setdefault(role, []).append(by_layers[layers].label)
+
+    full = "1" * count
+    masks = [*tuning.single_segment_masks(count), full, *c4["middle_masks"], *thresholds["C8"]["compared"]]
+    for mask in dict.fromkeys(masks):
+        add("masks", mask, tuning.mask_layers(mask, n_layers))
+    roles["middle"] = [label for label in tuning.middle_masks([m for m in roles["masks"] if len(m) == count])]
+    for m in segment_counts if segment_counts is not None else c4["inverted_u_counts"]:
+        for mask in tuning.single_segment_masks(m):
+            add(f"single:{m}", mask, tuning.mask_layers(mask, n_layers))
+    edges = tuning.edge_layers(n_layers, c4["edge_share"])
+    add("first20", "first20", edges["first"])
+    add("last20", "last20", edges["last"])
+    block = tuning.middle_block(n_layers, c4["edge_share"])
+    add("midblock", "midblock", block)
+    for index, layers in enumerate(tuning.random_layer_sets(n_layers, len(block), c4["random_sets"],
+                                                            exclude=(tuple(block),)), start=1):
+        add("random", f"random{index}", layers)
+    if finder_mask:
+        add("finder", finder_mask, tuning.mask_layers(finder_mask, n_layers))
+    return Plan(tuple(by_layers.values()), roles, n_layers)
+
+
+def plan_masks(masks: list[str], n_layers: int, settings: lora_runs.TuneSettings) -> Plan:
+    """A study of just the given masks (``harness tune --masks``): verdicts whose arms are present are given."""
+    if not masks:
+        raise ValueError("no mask to train")
+    by_layers: dict[tuple[int, ...], tuning.Arm] = {}
+    roles: dict[str, list[str]] = {"masks": []}
+    for mask in dict.fromkeys(masks):
+        layers = tuple(tuning.mask_layers(mask, n_layers))
+        by_layers.setdefault(layers, settings.arm(mask, layers, n_layers))
+        roles["masks"].append(by_layers[layers].label)
+    counts = {len(mask) for mask in masks}
+    roles["middle"] = [m for m in tuning.middle_masks(roles["masks"]) if len(m) == max(counts)]
+    return Plan(tuple(by_layers.values()), roles, n_layers)
+
+
+def _percentile_ci(values: list[float], confidence: float) -> tuple[float, float] | None:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return None
+    tail = (1 - confidence) / 2 * 100
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+
+
+@dataclass
+class LoraStudy:
+    """One pair's LoRA arms, run once per session (each run cached on disk), and their verdicts."""
+
+    name: str
+    base: models.ModelRef
+    thresholds: dict
+    settings: lora_runs.TuneSettings
+    plan: Plan
+    proposal: block_finder.Proposal | None = None
+    device: str = "auto"
+    runs: dict[tuple[str, int], dict] = field(default_factory=dict)
+    untuned: dict | None = None
+    verdicts: dict[str, claims.Verdict] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self, progress: bool = True) -> None:
+        """Train and score every arm with every seed (cached runs are read back)."""
+        from tqdm.auto import tqdm
+
+        if self.untuned is not None and len(self.runs) == len(self.plan.arms) * len(self.settings.seeds):
+            return
+        started = time.perf_counter()
+        self.untuned = lora_runs.base_scores(self.base, self.settings, self.device)
+        jobs = [(arm, seed) for arm in self.plan.arms for seed in self.settings.seeds]
+        for arm, seed in tqdm(jobs, desc=f"{self.name}: LoRA arms", disable=not progress):
+            self.runs[(arm.label, seed)] = lora_runs.run_arm(self.base, arm, seed, self.settings, self.device,
+                                                             progress=progress)
+        self.seconds += time.perf_counter() - started
+
+    # --- scores ------------------------------------------------------------------------------
+
+    def _items(self, label: str) -> np.ndarray:
+        """(seeds, items) task scores of one arm."""
+        return np.array([self.runs[(label, seed)]["task"]["per_item"] for seed in self.settings.seeds], dtype=float)
+
+    def scores(self) -> pd.Series:
+        """Mean task score over seeds, per arm label."""
+        self.run()
+        return pd.Series({arm.label: float(self._items(arm.label).mean()) for arm in self.plan.arms})
+
+    def _bootstrap(self, statistic: Callable[[pd.Series], float], labels: list[str]) -> tuple | None:
+        sampling = self.thresholds["bootstrap"]
+        items = {label: self._items(label) for label in labels}
+        seeds, count = next(iter(items.values())).shape
+        rng = np.random.default_rng(sampling["seed"])
+        values = []
+        for _ in range(sampling["resamples"]):
+            s, i = rng.integers(0, seeds, seeds), rng.integers(0, count, count)
+            values.append(statistic(pd.Series({label: float(a[s][:, i].mean()) for label, a in items.items()})))
+        return _percentile_ci(values, sampling["confidence"])
+
+    def _score_verdict(self, key: str, predicate: Callable[[pd.Series], claims.Verdict], labels: list[str],
+                       title_suffix: str = "") -> claims.Verdict:
+        self.run()
+        scores = self.scores()[labels]
+        verdict = predicate(scores)
+        verdict.ci = self._bootstrap(lambda resampled: predicate(resampled).main.value, labels)
+        verdict.ci_note = (f"percentile bootstrap over {self.thresholds['bootstrap']['resamples']} resamples of the "
+                           f"scored items (paired across arms) and of the {len(self.settings.seeds)} seeds")
+        verdict.claim = key
+        verdict.title += title_suffix
+        return verdict
+
+    # --- verdicts ----------------------------------------------------------------------------
+
+    def verdict_keys(self) -> list[str]:
+        counts = sorted(int(role.removeprefix("single:")) for role in self.plan.roles if role.startswith("single:"))
+        return ["C4", *(f"C4:M{m}" for m in counts), "C4-control", "C8"]
+
+    def unavailable(self, key: str) -> str | None:
+        """Why a verdict cannot be given with this study's plan (None when it can)."""
+        roles, c4 = self.plan.roles, self.thresholds["C4"]
+        masks = set(roles.get("masks", []))
+        edges = {"1" * c4["segment_count"], *_edges(c4["segment_count"])}
+        if key == "C4" and (not roles.get("middle") or not edges <= masks):
+            return f"C4 needs the masks {sorted(edges)} and at least one middle mask; this study has {sorted(masks)}"
+        if key.startswith("C4:M"):
+            count = int(key.removeprefix("C4:M"))
+            if f"single:{count}" not in roles:
+                return (f"the single-segment arms for M = {count} are not in this study of {self.name} (its "
+                        f"inverted-U counts are {c4['inverted_u_counts']}); they add {count} arms "
+                        f"x {len(self.settings.seeds)} seeds: ask with --tune-segments "
+                        f"{' '.join(map(str, sorted({*c4['inverted_u_counts'], count})))}")
+        if key == "C4-control" and not {"midblock", "random", "first20", "last20"} <= set(roles):
+            return "the referee's control needs the mid-block, random-layer and 20% edge arms (the whole study)"
+        if key == "C8":
+            compared = set(self.thresholds["C8"]["compared"])
+            if not roles.get("middle") or not compared <= masks:
+                return f"C8 needs the masks {sorted(compared)} and a middle mask; this study has {sorted(masks)}"
+            sets = [name for name, value in self._retention(self.untuned_scores()).items() if value is None]
+            if len(sets) == len(self.settings.retention_sets):
+                return (f"no retention text set could be loaded for {self.name}: "
+                        + "; ".join(self.untuned_scores()["retention"][s]["unavailable"] for s in sets))
+        return None
+
+    def all_verdicts(self) -> dict[str, claims.Verdict]:
+        """Every verdict this study's plan allows; the others are listed in ``skipped`` with the reason."""
+        for key in self.verdict_keys():
+            reason = self.unavailable(key)
+            if reason:
+                self.skipped[key] = reason
+            else:
+                self.verdict(key)
+        return self.verdicts
+
+    def untuned_scores(self) -> dict:
+        self.run()
+        return self.untuned
+
+    def verdict(self, key: str) -> claims.Verdict:
+        if key in self.verdicts:
+            return self.verdicts[key]
+        reason = self.unavailable(key)
+        if reason:
+            raise LookupError(reason)
+        roles = self.plan.roles
+        t = self.thresholds
+        if key == "C4":
+            full, first, last = "1" * t["C4"]["segment_count"], *_edges(t["C4"]["segment_count"])
+            labels = list(dict.fromkeys([*roles["middle"], full, first, last]))
+            verdict = self._score_verdict(key, lambda s: claims.mid_block_beats_full(s, roles["middle"], t), labels)
+        elif key.startswith("C4:M"):
+            count = int(key.removeprefix("C4:M"))
+            labels = roles[f"single:{count}"]
+            groups = depth_groups(segments(self.plan.n_layers, count), self.plan.n_layers)
+
+            def by_segment(s: pd.Series) -> claims.Verdict:
+                return claims.single_segment_inverted_u(pd.Series(s[labels].to_numpy(), index=range(count)),
+                                                        groups, t)
+
+            verdict = self._score_verdict(key, by_segment, labels, f", M = {count}")
+        elif key == "C4-control":
+            middle, first, last = roles["midblock"][0], roles["first20"][0], roles["last20"][0]
+            labels = list(dict.fromkeys([middle, *roles["random"], first, last]))
+            verdict = self._score_verdict(
+                key, lambda s: claims.position_not_budget(s, middle, roles["random"], first, last, t), labels)
+        elif key == "C8":
+            verdict = self._retention_verdict()
+        else:
+            raise KeyError(f"unknown LoRA verdict {key!r}; known: C4, C4:M<count>, C4-control, C8")
+        self.verdicts[key] = verdict
+        return verdict
+
+    # --- retention (C8) ----------------------------------------------------------------------
+
+    @staticmethod
+    def _retention(result: dict) -> dict[str, dict | None]:
+        return {name: (None if "unavailable" in value else value["per_text"])
+                for name, value in result["retention"].items()}
+
+    def _retention_verdict(self) -> claims.Verdict:
+        t = self.thresholds
+        middle = str(self.scores()[self.plan.roles["middle"]].idxmax())  # the middle arm the study recommends
+        labels = list(dict.fromkeys([middle, *t["C8"]["compared"]]))
+        base_texts = {k: v for k, v in self._retention(self.untuned).items() if v is not None}
+        arrays = {name: {label: [(np.asarray(self._retention(self.runs[(label, s)])[name]["nll"]),
+                                  np.asarray(self._retention(self.runs[(label, s)])[name]["tokens"]))
+                                 for s in self.settings.seeds] for label in labels} for name in base_texts}
+
+        def distances(text_index: dict[str, np.ndarray] | None, seed_index: np.ndarray) -> dict[str, pd.Series]:
+            out = {}
+            for name, per_label in arrays.items():
+                i = text_index[name] if text_index else slice(None)
+                base_nll, base_tokens = (np.asarray(base_texts[name][k]) for k in ("nll", "tokens"))
+                base_ppl = np.exp(base_nll[i].sum() / base_tokens[i].sum())
+                out[name] = pd.Series({label: abs(float(np.mean([np.exp(runs[s][0][i].sum() / runs[s][1][i].sum())
+                                                                  for s in seed_index])) - base_ppl)
+                                       for label, runs in per_label.items()})
+            return out
+
+        seeds = len(self.settings.seeds)
+        verdict = claims.retention_closest(distances(None, np.arange(seeds)), middle, t)
+        sampling = t["bootstrap"]
+        rng = np.random.default_rng(sampling["seed"])
+        values = []
+        for _ in range(sampling["resamples"]):
+            text_index = {name: rng.integers(0, len(base_texts[name]["nll"]), len(base_texts[name]["nll"]))
+                          for name in arrays}
+            values.append(claims.retention_closest(distances(text_index, rng.integers(0, seeds, seeds)),
+                                                   middle, t).main.value)
+        verdict.ci = _percentile_ci(values, sampling["confidence"])
+        verdict.ci_note = (f"percentile bootstrap over {sampling['resamples']} resamples of the texts and of the "
+                           f"{seeds} seeds")
+        return verdict
+
+    # --- report ------------------------------------------------------------------------------
+
+    def table(self) -> pd.DataFrame:
+        """One row per arm and seed: where it adapts, what it costs, how it scores."""
+        self.run()
+        rows = []
+        roles_of = {}
+        for role, labels in self.plan.roles.items():
+            for label in labels:
+                roles_of.setdefault(label, []).append(role)
+        for arm in self.plan.arms:
+            for seed in self.settings.seeds:
+                run = self.runs[(arm.label, seed)]
+                row = {"arm": arm.label, "roles": ",".join(roles_of.get(arm.label, [])),
+                       "layers": " ".join(map(str, arm.layers)), "rank": arm.rank, "alpha": arm.alpha,
+                       "trainable": run["trainable_parameters"], "budget_error": round(arm.budget_error, 4),
+                       "seed": seed, "score": run["task"]["score"], "stderr": run["task"]["stderr"],
+                       "answer_loglik": run["likelihood"]["score"], "final_loss": run["final_loss"],
+                       "train_s": run["seconds"]["train"], "score_s": run["seconds"]["score"]}
+                for name, value in run["retention"].items():
+                    row[f"ppl:{name}"] = value.get("perplexity")
+                rows.append(row)
+        return pd.DataFrame(rows)
+
+    def summary(self) -> pd.DataFrame:
+        """Per arm: mean and spread over seeds, with the untuned base as the first row."""
+        table = self.table()
+        numeric = ["score", "stderr", "answer_loglik"] + [c for c in table.columns if c.startswith("ppl:")]
+        grouped = table.groupby("arm", sort=False)
+        summary = grouped[numeric].mean()
+        summary.insert(1, "score_sd", grouped["score"].std(ddof=1) if len(self.settings.seeds) > 1 else np.nan)
+        summary.insert(0, "trainable", grouped["trainable"].first())
+        summary.insert(0, "rank", grouped["rank"].first())
+        summary.insert(0, "roles", grouped["roles"].first())
+        base = self.untuned
+        base_row = {"roles": "untuned", "rank": 0, "trainable": 0, "score": base["task"]["score"],
+                    "score_sd": np.nan, "stderr": base["task"]["stderr"], "answer_loglik": base["likelihood"]["score"]}
+        for name, value in base["retention"].items():
+            base_row[f"ppl:{name}"] = value.get("perplexity")
+        return pd.concat([pd.DataFrame([base_row], index=["base"]), summary])
+
+    def finder_rank(self) -> dict | None:
+        """Where the block finder's arm ranks among all trained arms by mean score (1 = best)."""
+        if self.proposal is None:
+            return None
+        scores = self.scores().sort_values(ascending=False)
+        label = self.plan.roles["finder"][0]
+        rank = int(scores.rank(ascending=False, method="min")[label])
+        return {**self.proposal.to_dict(), "arm": label, "rank": rank, "of": len(scores),
+                "score": float(scores[label]), "best_arm": str(scores.index[0]), "best_score": float(scores.iloc[0])}
+
+    def section(self) -> dict:
+        self.run()
+        summary = self.summary()
+        return {
+            "settings": {**self.settings.training_key(), "seeds": list(self.settings.seeds)},
+            "thresholds": {k: self.thresholds[k] for k in ("C4", "C8", "block_finder", "bootstrap")},
+            "arms": self.table().to_dict(orient="records"),
+            "summary": summary.reset_index(names="arm").to_dict(orient="records"),
+            "untuned": {k: v for k, v in self.untuned.items() if k != "likelihood_per_item"},
+            "roles": self.plan.roles,
+            "block_finder": self.finder_rank(),
+            "verdicts": {key: verdict.to_dict() for key, verdict in sorted(self.verdicts.items())},
+            "not_given": dict(self.skipped),
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def _edges(count: int) -> tuple[str, str]:
+    return "1" + "0" * (count - 1), "0" * (count - 1) + "1"
+
+
+def study_pair(spec: models.ModelSpec, pair_profile: pd.DataFrame | None, thresholds: dict, device: str = "auto",
+               dtype: str | None = None, segment_counts: list[int] | None = None, masks: list[str] | None = None,
+               overrides: dict | None = None, progress: bool = True) -> LoraStudy:
+    """Plan the study of a pair (the block finder reads ``pair_profile``); runs happen on first use.
+
+    With ``masks``, only those arms are planned; ``overrides`` replace tuning settings (seeds, steps...).
+    """
+    resolved = models.resolve_pair(spec, progress=progress)
+    settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=dtype or spec.dtype)
+    settings = dataclasses.replace(settings, **(overrides or {})).resolved()
+    n_layers = models.load_config(resolved.base).num_hidden_layers
+    proposal = None
+    if pair_profile is not None and not masks:
+        proposal = block_finder.propose_mask(pair_profile, thresholds["C4"]["segment_count"],
+                                             thresholds["block_finder"]["stable_share"])
+    if masks:
+        plan = plan_masks(masks, n_layers, settings)
+    else:
+        plan = plan_arms(n_layers, thresholds, settings, proposal.mask if proposal else None, segment_counts)
+    return LoraStudy(spec.name, resolved.base, thresholds, settings, plan, proposal, device)

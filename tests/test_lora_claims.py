@@ -1,0 +1,148 @@
+"""C4, its referee control and C8 on planted arm scores: positives that must hold, negatives that must fail.
+
+The predicates are checked alone, then through a LoraStudy whose runs are planted per item, so that the
+averaging over seeds, the paired bootstrap and the retention distances are exercised too.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import claims, config, lora_runs, lora_study
+from harness.swap import depth_groups, segments
+
+T = config.thresholds_for("planted")
+MIDDLE = ["01000", "00100", "00010", "01110"]
+
+
+def scores(**values):
+    return pd.Series({label.removeprefix("m"): float(v) for label, v in values.items()})
+
+
+PAPER_LIKE = scores(m10000=0.22, m01000=0.375, m00100=0.33, m00010=0.30, m00001=0.25, m11111=0.28, m01110=0.34)
+
+
+def test_c4_holds_when_a_middle_mask_beats_full_and_both_edges():
+    verdict = claims.mid_block_beats_full(PAPER_LIKE, MIDDLE, T)
+    assert verdict.holds, verdict.explain()
+    assert verdict.main.value == pytest.approx(0.375 - 0.28)
+    assert verdict.evidence["best_middle"] == ["01000"]
+
+
+@pytest.mark.parametrize("label, change", [
+    ("full LoRA is best", {"11111": 0.40}),
+    ("the first segment ties the best middle", {"10000": 0.375}),
+    ("the last segment is best", {"00001": 0.50}),
+])
+def test_c4_fails_on_planted_negatives(label, change):
+    planted = PAPER_LIKE.copy()
+    for mask, value in change.items():
+        planted[mask] = value
+    assert not claims.mid_block_beats_full(planted, MIDDLE, T).holds, label
+
+
+def test_single_segment_inverted_u_holds_on_a_peak_and_fails_on_a_slope():
+    groups = depth_groups(segments(40, 10), 40)
+    table_2 = pd.Series([0.4503, 0.4589, 0.4693, 0.4761, 0.4771, 0.4754, 0.4502, 0.4215, 0.3966, 0.3821])
+    assert claims.single_segment_inverted_u(table_2, groups, T).holds  # App. A, Table 2
+    rising = pd.Series(np.linspace(0.3, 0.5, 10))
+    assert not claims.single_segment_inverted_u(rising, groups, T).holds
+    falling = pd.Series(np.linspace(0.5, 0.3, 10))
+    assert not claims.single_segment_inverted_u(falling, groups, T).holds
+
+
+def test_position_control_holds_only_when_the_mid_block_beats_random_layers_and_both_edges():
+    planted = scores(m01110=0.35, random1=0.30, random2=0.28, first20=0.22, last20=0.25)
+    assert claims.position_not_budget(planted, "01110", ["random1", "random2"], "first20", "last20", T).holds
+    budget_only = planted.copy()
+    budget_only[["random1", "random2"]] = [0.36, 0.35]  # random layers at the same budget do as well
+    assert not claims.position_not_budget(budget_only, "01110", ["random1", "random2"], "first20", "last20", T).holds
+
+
+def test_c8_holds_when_the_middle_arm_stays_closest_to_the_base_on_every_set():
+    table_4 = {"ifeval": pd.Series({"00110": 0.01, "11111": 0.17, "10000": 0.08, "00001": 0.12}),
+               "mt_bench": pd.Series({"00110": 0.02, "11111": 0.18, "10000": 0.05, "00001": 0.14})}
+    verdict = claims.retention_closest(table_4, "00110", T)
+    assert verdict.holds and verdict.main.value == pytest.approx(0.03)
+    table_4["mt_bench"]["10000"] = 0.01  # the first segment forgets less on one set
+    assert not claims.retention_closest(table_4, "00110", T).holds
+
+
+# --- through a study, with planted per-item results ---------------------------------------------------
+
+N_ITEMS, N_TEXTS = 200, 40
+
+
+def planted_study(success: dict[str, float], perplexity: dict[str, float], seeds=(0, 1)) -> lora_study.LoraStudy:
+    """A study of a 10-layer model whose runs are drawn from per-arm success rates and perplexities."""
+    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("wikitext-local",))
+    plan = lora_study.plan_arms(10, T, settings, finder_mask="00110", segment_counts=[5])
+    rng = np.random.default_rng(0)
+
+    def retention(ppl):
+        tokens = rng.integers(50, 200, N_TEXTS)
+        nll = tokens * math.log(ppl) * rng.uniform(0.999, 1.001, N_TEXTS)
+        return {"wikitext-local": {"perplexity": ppl, "per_text": {"nll": nll.tolist(), "tokens": tokens.tolist()}}}
+
+    def run(label, seed):
+        per_item = (rng.random(N_ITEMS) < success[label]).astype(float).tolist()
+        return {"task": {"score": float(np.mean(per_item)), "stderr": 0.03, "per_item": per_item},
+                "likelihood": {"score": -3.0}, "retention": retention(perplexity[label]), "final_loss": 2.0,
+                "trainable_parameters": 1000, "seconds": {"train": 1.0, "score": 1.0}}
+
+    study = lora_study.LoraStudy("planted", None, T, settings, plan, proposal=None)
+    study.untuned = {"task": {"score": 0.0, "stderr": 0.0}, "likelihood": {"score": -7.0},
+                     "retention": retention(perplexity["base"])}
+    study.runs = {(arm.label, seed): run(arm.label, seed) for arm in plan.arms for seed in seeds}
+    return study
+
+
+MID_WINS = {"10000": 0.15, "01000": 0.45, "00100": 0.55, "00010": 0.40, "00001": 0.12, "11111": 0.30,
+            "01110": 0.50, "random1": 0.25, "random2": 0.28, "random3": 0.3, "00110": 0.48, "01100": 0.47}
+PPL_MID_CLOSE = {"base": 14.5, "10000": 14.7, "01000": 14.55, "00100": 14.56, "00010": 14.6, "00001": 14.9,
+                 "11111": 15.2, "01110": 14.58, "random1": 14.9, "random2": 15.0, "random3": 14.8, "00110": 14.57,
+                 "01100": 14.59}
+
+
+def test_a_planted_mid_block_study_gives_every_verdict_with_an_interval_around_it():
+    study = planted_study(MID_WINS, PPL_MID_CLOSE)
+    verdicts = study.all_verdicts()
+    assert sorted(verdicts) == ["C4", "C4-control", "C4:M5", "C8"] and not study.skipped
+    for key, verdict in verdicts.items():
+        assert verdict.holds, verdict.explain()
+        low, high = verdict.ci
+        assert low <= verdict.main.value <= high, key
+        assert low > 0, f"{key}: a planted gap this large should have an interval above zero"
+
+
+def test_a_planted_study_where_full_lora_wins_and_forgets_least_fails():
+    full_wins = {**MID_WINS, "11111": 0.70, "random1": 0.60, "random2": 0.62, "random3": 0.61}
+    full_forgets_least = {**PPL_MID_CLOSE, "11111": 14.51}
+    verdicts = planted_study(full_wins, full_forgets_least).all_verdicts()
+    assert not verdicts["C4"].holds and verdicts["C4"].ci[1] < 0
+    assert not verdicts["C4-control"].holds
+    assert not verdicts["C8"].holds
+    assert verdicts["C4:M5"].holds  # the single segments still peak in the middle: only full LoRA moved
+
+
+def test_verdicts_that_need_arms_outside_the_plan_say_which():
+    study = planted_study(MID_WINS, PPL_MID_CLOSE)
+    assert "--tune-segments 3 5" in study.unavailable("C4:M3")
+    with pytest.raises(LookupError, match="M = 10"):
+        study.verdict("C4:M10")
+    masks_only = lora_study.LoraStudy("planted", None, T, study.settings,
+                                      lora_study.plan_masks(["01100", "11111"], 10, study.settings))
+    assert "C4 needs the masks" in masks_only.unavailable("C4")
+    assert "whole study" in masks_only.unavailable("C4-control")
+
+
+def test_the_arm_table_has_one_row_per_arm_and_seed_and_the_summary_starts_with_the_base():
+    study = planted_study(MID_WINS, PPL_MID_CLOSE, seeds=(0, 1, 2))
+    table = study.table()
+    assert len(table) == len(study.plan.arms) * 3
+    assert set(table["trainable"]) == {1000}
+    summary = study.summary()
+    assert summary.index[0] == "base" and summary.loc["base", "ppl:wikitext-local"] == 14.5
+    assert summary.loc["00100", "score"] == pytest.approx(table[table.arm == "00100"]["score"].mean())

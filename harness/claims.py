@@ -221,8 +221,11 @@ def inverted_u_swap(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: M
 
 def single_segment_inverted_u(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
     """C4, App. A (Tables 1-2): LoRA on one middle segment alone scores at least as well as LoRA on a
-    segment in the first or the last 20% of layers. ``scores`` is indexed by segment."""
-    conditions = [Condition("middle_minus_best_edge", _middle_minus_edge(scores, groups), t["C4"]["margin"], ">=")]
+    segment in the first or the last 20% of layers, and the scores are not all equal (a flat line is no U).
+    ``scores`` is indexed by segment."""
+    c = t["C4"]
+    conditions = [Condition("middle_minus_best_edge", _middle_minus_edge(scores, groups), c["margin"], ">="),
+                  Condition("score_range", float(scores.max() - scores.min()), c["min_score_range"], ">")]
     return Verdict("C4", "inverted U of single-segment LoRA", conditions, "middle_minus_best_edge",
                    {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()}})
 

@@ -51,6 +51,9 @@ def test_single_segment_inverted_u_holds_on_a_peak_and_fails_on_a_slope():
     assert not claims.single_segment_inverted_u(rising, groups, T).holds
     falling = pd.Series(np.linspace(0.5, 0.3, 10))
     assert not claims.single_segment_inverted_u(falling, groups, T).holds
+    flat = pd.Series(np.zeros(10))  # every arm at zero: the middle ties the edges, but nothing rises or falls
+    verdict = claims.single_segment_inverted_u(flat, groups, T)
+    assert not verdict.holds and "score_range" in verdict.explain()
 
 
 def test_position_control_holds_only_when_the_mid_block_beats_random_layers_and_both_edges():

@@ -8,6 +8,7 @@ DataFrame back; missing values are ``null``.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
 from importlib import metadata
@@ -85,8 +86,19 @@ def profile_report(profile) -> dict:
     }
 
 
+def strict_json(value):
+    """``value`` with every NaN or infinity replaced by None, so the report is valid JSON for any reader."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_report(path: Path, report: dict) -> Path:
-    cache.write_json_atomic(Path(path), report)
+    cache.write_json_atomic(Path(path), strict_json(report))
     return Path(path)
 
 

@@ -17,6 +17,7 @@ from harness import config as claims_config
 from harness import lora_study, models, plots, regression, reports, verification
 from harness.controls import CONTROLS
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+from harness.lora_controls import LORA_CONTROLS, planted_study
 from harness.profile import ProfileOptions
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
@@ -25,6 +26,7 @@ PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
                for name in (*models.REGISTRY, "custom")]
 CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
                   if not any(claim.startswith("C3") for claim in control.expected)]
+LORA_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LORA_CONTROLS]
 SWAP_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
                        if any(claim.startswith("C3") for claim in control.expected)]
 
@@ -110,7 +112,8 @@ class ClaimSession:
     def study(self, name: str) -> lora_study.LoraStudy:
         if name not in self.tune_pairs:
             pytest.skip(f"the LoRA arms of {name} are not trained in this run (C4 and C8 train every arm with every "
-                        f"seed): ask for them with --tune {name}, or run `harness tune --pair {name}`")
+                        f"seed): ask for them with --tune {name} (once per pair to train), or run "
+                    f"`harness tune --pair {name}`")
 
         def make(spec):
             profile = self.measure(name).profile.pair  # the block finder reads the pair profile
@@ -118,6 +121,12 @@ class ClaimSession:
                                          self.device, self.dtype, self.tune_segments)
 
         return self._once(self.studies, name, make)
+
+    def planted_study(self, name: str) -> lora_study.LoraStudy:
+        if name not in self.studies:
+            self.studies[name] = planted_study(LORA_CONTROLS[name],
+                                               claims_config.thresholds_for(name, self.claims_config))
+        return self.studies[name]
 
     def baseline(self, name: str) -> dict:
         """The stored baseline of ``name``, read once per session."""
@@ -146,7 +155,8 @@ class ClaimSession:
             section["lora"] = study_section
             section["verdicts"] = {**section.get("verdicts", {}), **study_section["verdicts"]}
         written = [reports.write_report(folder / "report.json", verification.claims_report(sections))]
-        studies = {name: study for name, study in self.studies.items() if study.untuned is not None}
+        studies = {name: study for name, study in self.studies.items()
+                   if study.untuned is not None and name not in LORA_CONTROLS}
         written += plots.write_figures(folder, self.measured, studies)
         written += plots.write_swap_figures(folder, self.swaps)
         if self.update_baselines:
@@ -232,6 +242,12 @@ def tuned_pair(request, harness_session) -> lora_study.LoraStudy:
     return harness_session.study(request.param)
 
 
+@pytest.fixture(scope="session", params=LORA_CONTROL_PARAMS)
+def planted_tuned_pair(request, harness_session) -> lora_study.LoraStudy:
+    """A planted LoRA study (arm results drawn from known rates) whose verdicts are known in advance."""
+    return harness_session.planted_study(request.param)
+
+
 @pytest.fixture
 def check_claim(harness_session):
     """Evaluate a claim on a pair and assert what the mode asks for.
@@ -245,14 +261,17 @@ def check_claim(harness_session):
         if direction is not None:
             verdict, key = measured.verdict(direction, segments), f"{claim}:{direction}"
         elif isinstance(measured, lora_study.LoraStudy):
+            if measured.name in LORA_CONTROLS and claim not in LORA_CONTROLS[measured.name].expected:
+                pytest.skip(f"{measured.name} plants results for M = 5 only; it has no planted answer for {claim}")
             reason = measured.unavailable(claim)
             if reason:
                 pytest.skip(reason)
             verdict, key = measured.verdict(claim), claim
         else:
             verdict, key = measured.verdict(claim), claim
-        if measured.name in CONTROLS:
-            expected = CONTROLS[measured.name].expected.get(key)
+        controls = {**CONTROLS, **LORA_CONTROLS}
+        if measured.name in controls:
+            expected = controls[measured.name].expected.get(key)
             if expected is None:
                 pytest.skip(f"{measured.name} has no planted answer for {claim}")
             assert verdict.holds == expected, (

@@ -4,13 +4,11 @@ The predicates are checked alone, then through a LoraStudy whose runs are plante
 averaging over seeds, the paired bootstrap and the retention distances are exercised too.
 """
 
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from harness import claims, config, lora_runs, lora_study
+from harness import claims, config, lora_controls, lora_study
 from harness.swap import depth_groups, segments
 
 T = config.thresholds_for("planted")
@@ -75,42 +73,12 @@ def test_c8_holds_when_the_middle_arm_stays_closest_to_the_base_on_every_set():
 
 # --- through a study, with planted per-item results ---------------------------------------------------
 
-N_ITEMS, N_TEXTS = 200, 40
-
-
-def planted_study(success: dict[str, float], perplexity: dict[str, float], seeds=(0, 1)) -> lora_study.LoraStudy:
-    """A study of a 10-layer model whose runs are drawn from per-arm success rates and perplexities."""
-    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("wikitext-local",))
-    plan = lora_study.plan_arms(10, T, settings, finder_mask="00110", segment_counts=[5])
-    rng = np.random.default_rng(0)
-
-    def retention(ppl):
-        tokens = rng.integers(50, 200, N_TEXTS)
-        nll = tokens * math.log(ppl) * rng.uniform(0.999, 1.001, N_TEXTS)
-        return {"wikitext-local": {"perplexity": ppl, "per_text": {"nll": nll.tolist(), "tokens": tokens.tolist()}}}
-
-    def run(label, seed):
-        per_item = (rng.random(N_ITEMS) < success[label]).astype(float).tolist()
-        return {"task": {"score": float(np.mean(per_item)), "stderr": 0.03, "per_item": per_item},
-                "likelihood": {"score": -3.0}, "retention": retention(perplexity[label]), "final_loss": 2.0,
-                "trainable_parameters": 1000, "seconds": {"train": 1.0, "score": 1.0}}
-
-    study = lora_study.LoraStudy("planted", None, T, settings, plan, proposal=None)
-    study.untuned = {"task": {"score": 0.0, "stderr": 0.0}, "likelihood": {"score": -7.0},
-                     "retention": retention(perplexity["base"])}
-    study.runs = {(arm.label, seed): run(arm.label, seed) for arm in plan.arms for seed in seeds}
-    return study
-
-
-MID_WINS = {"10000": 0.15, "01000": 0.45, "00100": 0.55, "00010": 0.40, "00001": 0.12, "11111": 0.30,
-            "01110": 0.50, "random1": 0.25, "random2": 0.28, "random3": 0.3, "00110": 0.48, "01100": 0.47}
-PPL_MID_CLOSE = {"base": 14.5, "10000": 14.7, "01000": 14.55, "00100": 14.56, "00010": 14.6, "00001": 14.9,
-                 "11111": 15.2, "01110": 14.58, "random1": 14.9, "random2": 15.0, "random3": 14.8, "00110": 14.57,
-                 "01100": 14.59}
+def planted(name, seeds=(0, 1)):
+    return lora_controls.planted_study(lora_controls.LORA_CONTROLS[name], T, seeds)
 
 
 def test_a_planted_mid_block_study_gives_every_verdict_with_an_interval_around_it():
-    study = planted_study(MID_WINS, PPL_MID_CLOSE)
+    study = planted("planted_mid_block")
     verdicts = study.all_verdicts()
     assert sorted(verdicts) == ["C4", "C4-control", "C4:M5", "C8"] and not study.skipped
     for key, verdict in verdicts.items():
@@ -121,17 +89,22 @@ def test_a_planted_mid_block_study_gives_every_verdict_with_an_interval_around_i
 
 
 def test_a_planted_study_where_full_lora_wins_and_forgets_least_fails():
-    full_wins = {**MID_WINS, "11111": 0.70, "random1": 0.60, "random2": 0.62, "random3": 0.61}
-    full_forgets_least = {**PPL_MID_CLOSE, "11111": 14.51}
-    verdicts = planted_study(full_wins, full_forgets_least).all_verdicts()
+    verdicts = planted("planted_full_depth").all_verdicts()
     assert not verdicts["C4"].holds and verdicts["C4"].ci[1] < 0
     assert not verdicts["C4-control"].holds
     assert not verdicts["C8"].holds
     assert verdicts["C4:M5"].holds  # the single segments still peak in the middle: only full LoRA moved
 
 
+def test_a_control_that_plants_no_result_for_an_arm_is_refused():
+    control = lora_controls.LORA_CONTROLS["planted_mid_block"]
+    partial = lora_controls.LoraControl("partial", {"11111": 0.3}, control.perplexity, {}, "")
+    with pytest.raises(KeyError, match="plants no result"):
+        lora_controls.planted_study(partial, T)
+
+
 def test_verdicts_that_need_arms_outside_the_plan_say_which():
-    study = planted_study(MID_WINS, PPL_MID_CLOSE)
+    study = planted("planted_mid_block")
     assert "--tune-segments 3 5" in study.unavailable("C4:M3")
     with pytest.raises(LookupError, match="M = 10"):
         study.verdict("C4:M10")
@@ -142,10 +115,28 @@ def test_verdicts_that_need_arms_outside_the_plan_say_which():
 
 
 def test_the_arm_table_has_one_row_per_arm_and_seed_and_the_summary_starts_with_the_base():
-    study = planted_study(MID_WINS, PPL_MID_CLOSE, seeds=(0, 1, 2))
+    study = planted("planted_mid_block", seeds=(0, 1, 2))
     table = study.table()
     assert len(table) == len(study.plan.arms) * 3
-    assert set(table["trainable"]) == {1000}
     summary = study.summary()
     assert summary.index[0] == "base" and summary.loc["base", "ppl:wikitext-local"] == 14.5
     assert summary.loc["00100", "score"] == pytest.approx(table[table.arm == "00100"]["score"].mean())
+    assert summary.loc["00100", "score"] == pytest.approx(0.55, abs=0.06)  # the planted rate, within noise
+
+
+def test_a_study_section_is_written_as_strict_json(tmp_path):
+    import json
+
+    from harness import reports
+
+    study = planted("planted_mid_block")
+    study.all_verdicts()
+    path = reports.write_report(tmp_path / "report.json", {"lora": study.section()})  # base score_sd is NaN
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    section = json.loads(path.read_text(), parse_constant=refuse)["lora"]
+    assert section["summary"][0]["arm"] == "base" and section["summary"][0]["score_sd"] is None
+    assert {row["arm"] for row in section["arms"]} == {arm.label for arm in study.plan.arms}
+    assert section["verdicts"]["C8"]["holds"] is True

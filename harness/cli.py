@@ -218,6 +218,7 @@ def command_tune(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness import config, lora_study, plots, reports, tuning, verification
+    from harness.profile import profile_pair
 
     spec = _pair_from_args(args)
     thresholds = config.thresholds_for(spec.name)
@@ -229,8 +230,9 @@ def command_tune(args: argparse.Namespace) -> int:
     for mask in masks or []:
         tuning.parse_mask(mask)  # a malformed mask is refused before anything is loaded
     profile = None
-    if not masks:  # the block finder reads the pair profile
-        profile = verification.measure(spec, profile_options(args, spec), device=args.device).profile.pair
+    if not masks:  # the block finder reads the pair profile (cached when the pair was profiled before)
+        resolved = models.resolve_pair(spec)
+        profile = profile_pair(resolved, profile_options(args, spec), device=args.device).pair
     study = lora_study.study_pair(spec, profile, thresholds, args.device, args.dtype, args.segments, masks=masks,
                                   overrides=overrides)
     study.run()

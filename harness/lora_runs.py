@@ -16,6 +16,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -97,10 +98,11 @@ class TuneSettings:
 
 # --- data -------------------------------------------------------------------------------------
 
-def training_records(task: str, count: int, data_seed: int = 0) -> list[dict]:
+@lru_cache(maxsize=4)  # every arm and seed of a study trains on the same records
+def training_records(task: str, count: int, data_seed: int = 0) -> tuple[dict, ...]:
     """Question/answer records to train on: GSM8K's train split, or the generated one."""
     if task == "gsm8k_local":
-        return [synthetic.gsm8k_record(data_seed, "train", i) for i in range(count)]
+        return tuple(synthetic.gsm8k_record(data_seed, "train", i) for i in range(count))
     import datasets
 
     try:
@@ -109,10 +111,10 @@ def training_records(task: str, count: int, data_seed: int = 0) -> list[dict]:
         raise evaluate.TaskUnavailable(
             f"GSM8K's train split is not in the datasets cache and cannot be fetched here ({type(error).__name__}). "
             f"Download it once (datasets.load_dataset('openai/gsm8k', 'main')), or tune on gsm8k_local.") from error
-    return [{"question": r["question"], "answer": r["answer"]} for r in rows][:count]
+    return tuple({"question": r["question"], "answer": r["answer"]} for r in rows)[:count]
 
 
-def supervised_examples(records: list[dict], tokenizer) -> list[tuple[list[int], list[int]]]:
+def supervised_examples(records: tuple[dict, ...] | list[dict], tokenizer) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, answer ids + eos) in the prompt format lm-eval scores GSM8K with."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos token: the arms could not learn to stop")
@@ -128,6 +130,7 @@ def supervised_examples(records: list[dict], tokenizer) -> list[tuple[list[int],
     return examples
 
 
+@lru_cache(maxsize=4)  # read once per study, not once per arm
 def retention_texts(settings: TuneSettings) -> dict[str, list[str] | str]:
     """Held-out general text per retention set; an unavailable set maps to the reason."""
     from harness import data
@@ -156,8 +159,13 @@ def score_model(model, tokenizer, settings: TuneSettings, texts: dict[str, list[
             "likelihood_per_item": likelihood["per_item"], "retention": retention}
 
 
+@lru_cache(maxsize=8)  # hashing a local checkpoint's weights once per process, not once per run
+def _fingerprint(base: models.ModelRef) -> str:
+    return models.weights_fingerprint(base)
+
+
 def _run_folder(base: models.ModelRef, label: str, key: dict) -> Path:
-    fingerprint = models.weights_fingerprint(base)
+    fingerprint = _fingerprint(base)
     return cache.cache_root() / "tuning" / cache.stable_hash(fingerprint) / f"{label}-{cache.stable_hash(key)}"
 
 

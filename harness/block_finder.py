@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.swap import depth_groups, segments
+from harness.depth import segment_groups, segments
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def propose_mask(pair: pd.DataFrame, segment_count: int, stable_share: float = 0
     n_layers = len(movement)
     parts = segments(n_layers, segment_count)
     per_segment = [float(movement[part].mean()) for part in parts]
-    middle = depth_groups(parts, n_layers)["middle"] or list(range(segment_count))
+    middle = segment_groups(n_layers, segment_count)["middle"]
     stable = [i for i in middle if per_segment[i] < stable_share]
     chosen = stable or [min(middle, key=lambda i: per_segment[i])]
     mask = "".join("1" if i in chosen else "0" for i in range(segment_count))

@@ -1,10 +1,14 @@
-"""Bundles of per-layer series for the claim predicates, and their bootstrap resamples.
+"""Bundles of per-layer series for the claim predicates, and their Bayesian-bootstrap resamples.
 
-Resampling draws probe samples with replacement (a seeded generator, so the
-interval is reproducible). Pair metrics are recomputed from per-layer N × N
-Gram matrices, which are built once per layer and indexed per resample; the
-spectral metrics need one SVD per layer per resample and so use fewer resamples.
-Weight change has no sampling variance and is carried over unchanged.
+A resample reweights the probe samples with Dirichlet(1, ..., 1) weights (a
+seeded generator, so intervals are reproducible) instead of drawing rows with
+replacement: a duplicated row lowers the rank of a representation matrix and so
+biases every spectral metric, a weight does not. The same weights serve every
+statistic of every claim (one joint resampling, so a claim's conditions stay
+consistent). Pair metrics are recomputed from per-layer N × N Gram matrices,
+built once per layer; spectral metrics from (D × D) weighted second moments, all
+resamples of a layer at once. Weight change has no sampling variance and is
+carried over unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import metrics
+from harness import intervals, metrics
 from harness.profile import PairProfile
 
 SPECTRAL = ("dataset_entropy", "effective_rank", "condition_number", "spectral_norm")
@@ -32,11 +36,12 @@ def bundle_of(profile: PairProfile) -> dict[str, pd.Series]:
 
 
 def _weighted_centered_inner(gram_a: np.ndarray, gram_b: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """⟨J A J, J B J⟩ over the resampled rows, for every row of ``shares`` (B, N) at once.
+    """⟨J A J, J B J⟩ under sample weights, for every row of ``shares`` (B, N) at once.
 
-    With s the share of each sample in a resample, a = A s and m_a = sᵀ a, the
-    centred inner product is sᵀ(A∘B)s − 2 Σ s_i a_i b_i + m_a m_b: the same number
-    as indexing the Gram matrices by the drawn rows, without the copies.
+    With s the weight of each sample (summing to 1), a = A s and m_a = sᵀ a, the
+    weighted centred inner product is sᵀ(A∘B)s − 2 Σ s_i a_i b_i + m_a m_b; for
+    the shares of rows drawn with replacement it equals indexing the Gram matrices
+    by the drawn rows.
     """
     a, b = shares @ gram_a, shares @ gram_b
     m_a, m_b = (shares * a).sum(1), (shares * b).sum(1)
@@ -46,18 +51,24 @@ def _weighted_centered_inner(gram_a: np.ndarray, gram_b: np.ndarray, shares: np.
 class Resampler:
     """Resampled bundles of one pair profile, computed lazily and kept for every claim that needs them."""
 
-    def __init__(self, profile: PairProfile, resamples: int, spectral_resamples: int, seed: int = 0):
+    def __init__(self, profile: PairProfile, resamples: int, seed: int = 0):
         if profile.base_run is None or profile.sft_run is None:
             raise ValueError("bootstrapping needs the profile's captured runs")
+        if resamples < 1:
+            raise ValueError("resamples must be at least 1")
         self.profile = profile
         self.layers = profile.pair.index.tolist()
         rng = np.random.default_rng(seed)
         n, n_tok = profile.base_run.n_samples, profile.base_run.token_samples
-        self.rows = rng.integers(0, n, size=(resamples, n))
-        self.token_rows = rng.integers(0, max(n_tok, 1), size=(resamples, n_tok))
-        self.spectral_resamples = min(spectral_resamples, resamples)
+        self.weights = intervals.dirichlet_weights(n, resamples, rng)  # (B, N)
+        self.token_weights = intervals.dirichlet_weights(max(n_tok, 1), resamples, rng)  # (B, n_tok)
         self._pair: list[dict] | None = None
         self._spectral: list[dict] | None = None
+
+    @property
+    def note(self) -> str:
+        return (f"percentile intervals over {len(self.weights)} Bayesian-bootstrap reweightings of the "
+                f"{self.profile.base_run.n_samples} probe samples")
 
     def bundles(self, kind: str | None) -> list[dict[str, pd.Series]]:
         if kind is None:
@@ -66,15 +77,13 @@ class Resampler:
         if kind == "pair":
             return pair
         spectral = self._spectral_bundles()
-        return [{**pair[i], **spectral[i]} for i in range(self.spectral_resamples)]
+        return [{**pair[i], **spectral[i]} for i in range(len(pair))]
 
     def _pair_bundles(self) -> list[dict]:
         if self._pair is not None:
             return self._pair
         base, sft = self.profile.base_run, self.profile.sft_run
-        n = base.n_samples
-        # A resample with replacement is a weighting of the samples by how often each was drawn.
-        shares = np.stack([np.bincount(rows, minlength=n) for rows in self.rows]).astype(float) / n  # (B, N)
+        shares = self.weights
         values = {}
         for layer in self.layers:
             x = base.pooled(layer).double().numpy()
@@ -84,7 +93,8 @@ class Resampler:
             cross = _weighted_centered_inner(gram_x, gram_y, shares)
             norms = np.sqrt(_weighted_centered_inner(gram_x, gram_x, shares)
                             * _weighted_centered_inner(gram_y, gram_y, shares))
-            values.setdefault("cka", []).append(np.clip(cross / norms, 0.0, 1.0))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values.setdefault("cka", []).append(np.clip(cross / norms, 0.0, 1.0))
             values.setdefault("cosine", []).append(shares @ cosines)
             values.setdefault("mean_shift", []).append(np.sqrt(np.maximum(((shares @ gram_d) * shares).sum(1), 0)))
         values = {name: np.stack(columns, axis=1) for name, columns in values.items()}  # (B, layers)
@@ -93,31 +103,31 @@ class Resampler:
         self._pair = [{**{name: pd.Series(v[r], index=self.layers) for name, v in values.items()},
                        "weight_change": weight_change,
                        **{f"{m}.probe_accuracy": pd.Series(p[r], index=self.layers) for m, p in probes.items()}}
-                      for r in range(len(self.rows))]
+                      for r in range(len(self.weights))]
         return self._pair
 
     def _probe_accuracy(self, run) -> np.ndarray:
-        hits, counts = run.sample_metric("probe_hits"), run.sample_metric("probe_counts")
+        hits, counts = run.sample_metric("probe_hits"), run.sample_metric("probe_counts")  # (n_tok, layers)
         if hits.shape[0] == 0:
-            return np.full((len(self.rows), len(self.layers)), np.nan)
-        return np.stack([hits[rows].sum(0) / counts[rows].sum(0) for rows in self.token_rows])
+            return np.full((len(self.weights), len(self.layers)), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.token_weights @ hits) / (self.token_weights @ counts)
 
     def _spectral_bundles(self) -> list[dict]:
         if self._spectral is not None:
             return self._spectral
-        count = self.spectral_resamples
+        count = len(self.weights)
         values = {(m, name): np.empty((count, len(self.layers))) for m in ("base", "sft") for name in SPECTRAL}
         options = self.profile.meta["options"]
+        weights = torch.from_numpy(self.weights)
         for model in ("base", "sft"):
             run = getattr(self.profile, f"{model}_run")
             for column, layer in enumerate(self.layers):
-                pooled = run.pooled(layer)
-                for r in range(count):
-                    summary = metrics.spectral_summary(pooled[self.rows[r]], options["alpha"],
-                                                       options["normalize_entropy"], options["sparsity_eps"])
-                    summary["dataset_entropy"] = summary.pop("entropy")
-                    for name in SPECTRAL:
-                        values[(model, name)][r, column] = summary[name]
+                spectra = metrics.weighted_spectra(run.pooled(layer), weights, options["alpha"],
+                                                   options["normalize_entropy"])
+                spectra["dataset_entropy"] = spectra.pop("entropy")
+                for name in SPECTRAL:
+                    values[(model, name)][:, column] = spectra[name].numpy()
         self._spectral = []
         for r in range(count):
             bundle = {f"{m}.{name}": pd.Series(values[(m, name)][r], index=self.layers) for (m, name) in values}

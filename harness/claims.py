@@ -1,23 +1,48 @@
-"""The paper's claims as pure predicates over per-layer series.
+"""The paper's claims as pure predicates over per-layer series, with three-way outcomes.
 
 A *bundle* maps series names to per-layer values (pandas Series indexed by
-layer 0..L): pair metrics under their own names (``cka``, ``cosine``,
-``weight_change``...), each model's intrinsic metrics as ``base.NAME`` and
-``sft.NAME``. Each predicate reads the thresholds it is given (from the claims
-config) and returns a Verdict; ``evaluate`` adds a bootstrap confidence
-interval by applying the same predicate to resampled bundles.
+profile row 0..L: row 0 the embeddings, row r the output of decoder layer r − 1):
+pair metrics under their own names (``cka``, ``cosine``, ``weight_change``...),
+each model's intrinsic metrics as ``base.NAME`` and ``sft.NAME``. Each predicate
+reads the thresholds it is given (the claims config) and returns a Verdict whose
+conditions carry their statistic, threshold and the threshold's source.
+
+Outcomes are decided from intervals (``with_intervals`` recomputes every
+condition on joint resamples): a condition *holds* when its whole interval clears
+the threshold, is *refuted* when its whole interval lies on the wrong side, and is
+*inconclusive* otherwise; a statistic without sampling variance (weight change)
+is exact and decides on its value; a NaN statistic (nothing to compare, a zero
+denominator) is inconclusive, never either outcome. A claim holds when every
+deciding condition holds, is refuted when any is refuted, and is inconclusive
+otherwise.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from harness import depth, intervals
+
 Bundle = Mapping[str, pd.Series]
+HOLDS, REFUTED, INCONCLUSIVE = "holds", "refuted", "inconclusive"
+OUTCOMES = (HOLDS, REFUTED, INCONCLUSIVE)
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _clears(value: float, threshold: float, comparison: str) -> bool:
+    return {">=": value >= threshold, "<=": value <= threshold,
+            ">": value > threshold, "<": value < threshold}[comparison]
+
+
+_OPPOSITE = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
 
 
 @dataclass(frozen=True)
@@ -25,15 +50,39 @@ class Condition:
     name: str
     value: float
     threshold: float
-    comparison: str  # ">=", "<=", ">", "<", "in tail"
+    comparison: str  # ">=", "<=", ">", "<"
+    interval: tuple[float, float] | None = None  # None: exact (no sampling variance), decided on the value
+    source: str = ""  # where the threshold comes from: the paper (section, figure) or the harness (and why)
+    decides: bool = True  # False: reported beside the verdict, not part of it
+
+    @property
+    def outcome(self) -> str:
+        if not _finite(self.value):
+            return INCONCLUSIVE
+        if self.interval is None:
+            return HOLDS if _clears(self.value, self.threshold, self.comparison) else REFUTED
+        low, high = self.interval
+        if not (_finite(low) and _finite(high)):
+            return INCONCLUSIVE
+        if all(_clears(bound, self.threshold, self.comparison) for bound in (low, high)):
+            return HOLDS
+        if all(_clears(bound, self.threshold, _OPPOSITE[self.comparison]) for bound in (low, high)):
+            return REFUTED
+        return INCONCLUSIVE
 
     @property
     def holds(self) -> bool:
-        if self.value is None or (isinstance(self.value, float) and math.isnan(self.value)):
-            return False
-        return {">=": self.value >= self.threshold, "<=": self.value <= self.threshold,
-                ">": self.value > self.threshold, "<": self.value < self.threshold,
-                "in tail": self.value > self.threshold}[self.comparison]
+        return self.outcome == HOLDS
+
+    def describe(self) -> str:
+        value = f"{self.value:.4g}" if _finite(self.value) else "undefined"
+        span = f" [{self.interval[0]:.4g}, {self.interval[1]:.4g}]" if self.interval else " (exact)"
+        role = "" if self.decides else ", reported only"
+        return f"{self.name} = {value}{span} ({self.comparison} {self.threshold:.4g}: {self.outcome}{role})"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "interval": list(self.interval) if self.interval else None,
+                "outcome": self.outcome, "holds": self.holds}
 
 
 @dataclass
@@ -41,44 +90,134 @@ class Verdict:
     claim: str
     title: str
     conditions: list[Condition]
-    statistic: str  # the name of the condition the confidence interval is about
+    statistic: str  # the condition shown first in tables
     evidence: dict[str, list] = field(default_factory=dict)
-    ci: tuple[float, float] | None = None
     ci_note: str = ""
+    confidence: float = 0.95
+
+    @property
+    def deciding(self) -> list[Condition]:
+        return [c for c in self.conditions if c.decides]
+
+    @property
+    def outcome(self) -> str:
+        outcomes = [c.outcome for c in self.deciding]
+        if outcomes and all(o == HOLDS for o in outcomes):
+            return HOLDS
+        if REFUTED in outcomes:
+            return REFUTED
+        return INCONCLUSIVE
 
     @property
     def holds(self) -> bool:
-        return all(c.holds for c in self.conditions)
+        return self.outcome == HOLDS
 
     @property
     def main(self) -> Condition:
         return next(c for c in self.conditions if c.name == self.statistic)
 
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        return self.main.interval
+
     def explain(self) -> str:
-        parts = [f"{c.name} = {c.value:.4g} ({c.comparison} {c.threshold:.4g}: {'yes' if c.holds else 'NO'})"
-                 for c in self.conditions]
-        ci = f"; 95% CI of {self.statistic} [{self.ci[0]:.4g}, {self.ci[1]:.4g}]" if self.ci else ""
-        return f"{self.claim} {'holds' if self.holds else 'does not hold'}: " + "; ".join(parts) + ci
+        note = f" ({self.ci_note})" if self.ci_note else ""
+        return (f"{self.claim} {self.outcome}: " + "; ".join(c.describe() for c in self.conditions)
+                + f"; {self.confidence:.0%} intervals{note}")
 
     def to_dict(self) -> dict:
-        return {"claim": self.claim, "title": self.title, "holds": self.holds, "statistic": self.statistic,
-                "value": self.main.value, "threshold": self.main.threshold, "comparison": self.main.comparison,
-                "ci": list(self.ci) if self.ci else None, "ci_note": self.ci_note,
-                "conditions": [{**asdict(c), "holds": c.holds} for c in self.conditions],
+        main = self.main
+        return {"claim": self.claim, "title": self.title, "outcome": self.outcome, "holds": self.holds,
+                "statistic": self.statistic, "value": main.value, "threshold": main.threshold,
+                "comparison": main.comparison, "threshold_source": main.source,
+                "ci": list(main.interval) if main.interval else None, "ci_note": self.ci_note,
+                "confidence": self.confidence, "conditions": [c.to_dict() for c in self.conditions],
                 "evidence": self.evidence}
 
 
-# --- depth helpers ------------------------------------------------------------------------------
+def with_intervals(verdict: Verdict, resampled: Sequence[Verdict], confidence: float, note: str,
+                   seeds_only: Sequence[Verdict] = (), items_only: Sequence[Verdict] = (),
+                   n_seeds: int = 1) -> Verdict:
+    """``verdict`` with every condition's interval from the same conditions on joint resamples.
 
-def depth_split(layers: Sequence[int], tail_start: float) -> tuple[list[int], list[int]]:
-    """(layers with l / L <= tail_start, layers with l / L > tail_start)."""
-    last = max(layers)
-    if last < 2:
-        raise ValueError("a depth claim needs at least two decoder layers")
-    head = [layer for layer in layers if layer / last <= tail_start]
-    tail = [layer for layer in layers if layer / last > tail_start]
+    Conditions whose value does not vary over the resamples (weight change) stay
+    exact. With ``seeds_only``/``items_only`` resamples, intervals are widened for
+    few seeds (``intervals.seed_aware_interval``).
+    """
+    if not resampled:
+        verdict.ci_note = note or "no sampling variance to resample"
+        verdict.confidence = confidence
+        return verdict
+
+    def values(verdicts: Sequence[Verdict], name: str) -> np.ndarray:
+        return np.array([_value_of(v, name) for v in verdicts], dtype=float)
+
+    conditions = []
+    for condition in verdict.conditions:
+        joint = values(resampled, condition.name)
+        finite = joint[np.isfinite(joint)]
+        if finite.size and np.ptp(finite) == 0 and _finite(condition.value) and finite[0] == condition.value:
+            conditions.append(condition)  # no sampling variance: exact
+            continue
+        if seeds_only and items_only:
+            interval = intervals.seed_aware_interval(condition.value, joint, values(seeds_only, condition.name),
+                                                     values(items_only, condition.name), n_seeds, confidence)
+        else:
+            interval = intervals.percentile_interval(joint, confidence)
+        if finite.size < 0.9 * len(joint):
+            interval = None if not _finite(condition.value) else (math.nan, math.nan)  # undefined too often
+        conditions.append(replace(condition, interval=interval))
+    verdict.conditions = conditions
+    verdict.ci_note = note
+    verdict.confidence = confidence
+    return verdict
+
+
+def _value_of(verdict: Verdict, name: str) -> float:
+    for condition in verdict.conditions:
+        if condition.name == name:
+            return condition.value if _finite(condition.value) else math.nan
+    return math.nan
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def source(t: Mapping, key: str) -> str:
+    """The provenance of threshold ``key`` (``C1.cka_drop_min``) from the config's ``provenance`` table."""
+    return t.get("provenance", {}).get(key, "")
+
+
+def _condition(t: Mapping, key: str, name: str, value: float, comparison: str, decides: bool = True) -> Condition:
+    claim, _, setting = key.partition(".")
+    threshold = t[claim][setting] if setting else t[claim]
+    return Condition(name, _as_float(value), float(threshold), comparison, source=source(t, key), decides=decides)
+
+
+def _as_float(value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when the denominator is zero or either is undefined: "nothing moved"
+    gives no ratio, so no claim can rest on it."""
+    if not (_finite(numerator) and _finite(denominator)) or denominator == 0:
+        return math.nan
+    return float(numerator / denominator)
+
+
+def tail_split(rows: Sequence[int], n_layers: int | None = None) -> tuple[list[int], list[int]]:
+    """(rows before the last 20% of decoder layers, rows in it), by ``depth.is_tail_row``."""
+    n_layers = n_layers or max(rows)
+    if n_layers < 3:
+        raise ValueError("a depth claim needs at least three decoder layers")
+    head = [row for row in rows if not depth.is_tail_row(row, n_layers)]
+    tail = [row for row in rows if depth.is_tail_row(row, n_layers)]
     if not tail:
-        raise ValueError(f"no layer lies beyond {tail_start:.0%} of the depth")
+        raise ValueError("no layer lies in the last 20% of the depth")
     return head, tail
 
 
@@ -107,25 +246,39 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
     return pearson(joined.iloc[:, 0].rank(), joined.iloc[:, 1].rank())
 
 
-# --- the claims ------------------------------------------------------------------------------------
+def _lowest_depth(series: pd.Series) -> float:
+    """Relative depth of the row where ``series`` is lowest (NaN when the series is undefined)."""
+    clean = series.dropna()
+    if clean.empty or clean.max() == clean.min():
+        return math.nan  # a flat series has no lowest layer
+    return depth.row_depth(int(clean.idxmin()), int(series.index.max()))
+
+
+def _highest_depth(series: pd.Series) -> float:
+    clean = series.dropna()
+    if clean.empty or clean.max() == clean.min():
+        return math.nan  # a flat series has no peak
+    return depth.row_depth(int(clean.idxmax()), int(series.index.max()))
+
+
+# --- per-layer claims ---------------------------------------------------------------------------
 
 def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
-    """C1 (§4.2, Fig. 1): CKA on a high plateau over the first ~80% of depth, then a drop in the tail;
-    cosine mirrors it; mean shift small over most layers and spiking in the last ones."""
+    """C1 (§4.2, Fig. 1; eqs. 6-7): CKA on a high plateau over the first ~80% of depth, then a drop in the
+    tail; cosine mirrors it; mean shift small over most layers and spiking in the last ones."""
     cka, cosine, shift = _series(bundle, "cka"), _series(bundle, "cosine"), _series(bundle, "mean_shift")
-    head, tail = depth_split(cka.index.tolist(), t["depth"]["tail_start"])
+    head, tail = tail_split(cka.index.tolist())
     last = cka.index.max()
-    c = t["C1"]
-    plateau_median_shift = float(shift[head].median())
+    tail_depth = 1 - depth.EDGE
     conditions = [
-        Condition("cka_plateau_min", float(cka[head].min()), c["cka_plateau_min"], ">="),
-        Condition("cka_drop", float(cka[head].mean() - cka[last]), c["cka_drop_min"], ">="),
-        Condition("cka_lowest_layer_depth", float(cka.idxmin() / last), t["depth"]["tail_start"], "in tail"),
-        Condition("cosine_drop", float(cosine[head].mean() - cosine[last]), c["cosine_drop_min"], ">"),
-        Condition("cosine_lowest_layer_depth", float(cosine.idxmin() / last), t["depth"]["tail_start"], "in tail"),
-        Condition("mean_shift_spike_ratio",
-                  float(shift[tail].max() / plateau_median_shift) if plateau_median_shift > 0 else math.inf,
-                  c["mean_shift_spike_ratio"], ">="),
+        _condition(t, "C1.cka_plateau_min", "cka_plateau_min", cka[head].min(), ">="),
+        _condition(t, "C1.cka_drop_min", "cka_drop", cka[head].mean() - cka[last], ">="),
+        Condition("cka_lowest_layer_depth", _lowest_depth(cka), tail_depth, ">=", source=source(t, "depth.tail")),
+        _condition(t, "C1.cosine_drop_min", "cosine_drop", cosine[head].mean() - cosine[last], ">"),
+        Condition("cosine_lowest_layer_depth", _lowest_depth(cosine), tail_depth, ">=",
+                  source=source(t, "depth.tail")),
+        _condition(t, "C1.mean_shift_spike_ratio", "mean_shift_spike_ratio",
+                   ratio(shift[tail].max(), shift[head].median()), ">="),
     ]
     return Verdict("C1", "CKA plateau then drop", conditions, "cka_drop",
                    _evidence(bundle, "cka", "cosine", "mean_shift"))
@@ -133,32 +286,29 @@ def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
 
 def j_shaped_weight_change(bundle: Bundle, t: Mapping) -> Verdict:
     """C2 (eq. 1, §4.3, Fig. 4): weight change low early, climbing after the midpoint, largest in the tail."""
-    change = _series(bundle, "weight_change").dropna()  # layer 0 (embedding output) has no Q/K/V/O
-    last = change.index.max()
-    c = t["C2"]
-    early = [layer for layer in change.index if layer / last <= 1 - t["depth"]["tail_start"]]
-    after_mid = change[[layer for layer in change.index if layer / last >= t["depth"]["midpoint"]]]
-    peak = float(change.max())
+    change = _series(bundle, "weight_change").dropna()  # row 0 (embedding output) has no Q/K/V/O
+    n_layers = int(change.index.max())
+    first = {layer + 1 for layer in depth.layer_groups(n_layers)["first"]}
+    early = [row for row in change.index if row in first]
+    after_mid = change[[row for row in change.index if depth.row_depth(row, n_layers) >= t["C2"]["midpoint"]]]
     conditions = [
-        Condition("early_to_peak", float(change[early].mean() / peak) if peak > 0 else math.nan,
-                  c["early_to_peak_max"], "<="),
-        Condition("climb_spearman", spearman(pd.Series(after_mid.index, index=after_mid.index), after_mid),
-                  c["climb_spearman_min"], ">="),
-        Condition("peak_layer_depth", float(change.idxmax() / last), t["depth"]["tail_start"], "in tail"),
+        _condition(t, "C2.early_to_peak_max", "early_to_peak", ratio(change[early].mean(), change.max()), "<="),
+        _condition(t, "C2.climb_spearman_min", "climb_spearman",
+                   spearman(pd.Series(after_mid.index, index=after_mid.index), after_mid), ">="),
+        Condition("peak_layer_depth", _highest_depth(change), 1 - depth.EDGE, ">=", source=source(t, "depth.tail")),
     ]
     return Verdict("C2", "J-shaped weight change", conditions, "early_to_peak", _evidence(bundle, "weight_change"))
 
 
 def probing_emergence(bundle: Bundle, t: Mapping) -> Verdict:
     """C5 (§4.3, Fig. 3): logit-lens accuracy near zero over most of the depth, then a sharp rise in the tail."""
-    c = t["C5"]
-    name = f"{c['model']}.probe_accuracy"
+    name = f"{t['C5']['model']}.probe_accuracy"
     accuracy = _series(bundle, name)
-    head, tail = depth_split(accuracy.index.tolist(), t["depth"]["tail_start"])
-    dormant = float(accuracy[head].max())
+    head, tail = tail_split(accuracy.index.tolist())
+    dormant = accuracy[head].max()
     conditions = [
-        Condition("dormant_max", dormant, c["dormant_max"], "<="),
-        Condition("tail_rise", float(accuracy[tail].max() - dormant), c["rise_min"], ">="),
+        _condition(t, "C5.dormant_max", "dormant_max", dormant, "<="),
+        _condition(t, "C5.rise_min", "tail_rise", accuracy[tail].max() - dormant, ">="),
     ]
     return Verdict("C5", "probing emergence in the last layers", conditions, "tail_rise", _evidence(bundle, name))
 
@@ -167,25 +317,22 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
     """C6 (§4.2, Fig. 2): base and SFT intrinsic curves track each other, in three stages: a jump from
     layer 0 to 1, a plateau, and a tail bottleneck (effective rank collapses, spectral norm explodes)."""
     c = t["C6"]
-    conditions = []
     tracks = [pearson(_series(bundle, f"base.{m}"), _series(bundle, f"sft.{m}")) for m in c["metrics"]]
-    conditions.append(Condition("min_track_pearson", float(np.min(tracks)) if tracks else math.nan,
-                                c["track_pearson_min"], ">="))
+    conditions = [_condition(t, "C6.track_pearson_min", "min_track_pearson",
+                             min(tracks) if tracks and all(map(_finite, tracks)) else math.nan, ">=")]
     for model in ("base", "sft"):
         rank, norm = _series(bundle, f"{model}.effective_rank"), _series(bundle, f"{model}.spectral_norm")
-        head, _ = depth_split(rank.index.tolist(), t["depth"]["tail_start"])
-        plateau = [layer for layer in head if layer >= 1]
+        head, _ = tail_split(rank.index.tolist())
+        plateau = [row for row in head if row >= 1]
         last = rank.index.max()
         steps = rank[plateau].diff().abs().dropna()
-        typical_step = float(steps.median()) if len(steps) else math.nan
-        jump = abs(float(rank[1] - rank[0]))
         conditions += [
-            Condition(f"{model}_transition_ratio", jump / typical_step if typical_step > 0 else math.inf,
-                      c["transition_ratio_min"], ">="),
-            Condition(f"{model}_rank_collapse_ratio", float(rank[last] / rank[plateau].median()),
-                      c["collapse_ratio_max"], "<="),
-            Condition(f"{model}_norm_explode_ratio", float(norm[last] / norm[plateau].median()),
-                      c["explode_ratio_min"], ">="),
+            _condition(t, "C6.transition_ratio_min", f"{model}_transition_ratio",
+                       ratio(abs(rank[1] - rank[0]), steps.median() if len(steps) else math.nan), ">="),
+            _condition(t, "C6.collapse_ratio_max", f"{model}_rank_collapse_ratio",
+                       ratio(rank[last], rank[plateau].median()), "<="),
+            _condition(t, "C6.explode_ratio_min", f"{model}_norm_explode_ratio",
+                       ratio(norm[last], norm[plateau].median()), ">="),
         ]
     names = [f"{model}.{m}" for m in c["metrics"] for model in ("base", "sft")]
     return Verdict("C6", "independent convergence in three stages", conditions, "min_track_pearson",
@@ -197,35 +344,48 @@ def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
     strongly positively with spectral metrics."""
     c = t["C7"]
     change = _series(bundle, "weight_change")
-    conditions = [Condition("r_weight_change_cosine", pearson(change, _series(bundle, "cosine")),
-                            c["cosine_r_max"], "<=")]
+    conditions = [_condition(t, "C7.cosine_r_max", "r_weight_change_cosine",
+                             pearson(change, _series(bundle, "cosine")), "<=")]
     for metric in c["spectral_metrics"]:
-        conditions.append(Condition(f"r_weight_change_{metric}", pearson(change, _series(bundle, metric)),
-                                    c["spectral_r_min"], ">="))
+        conditions.append(_condition(t, "C7.spectral_r_min", f"r_weight_change_{metric}",
+                                     pearson(change, _series(bundle, metric)), ">="))
     return Verdict("C7", "weight change explains the representation shift", conditions, "r_weight_change_cosine",
                    _evidence(bundle, "weight_change", "cosine", *c["spectral_metrics"]))
 
 
-def _middle_minus_edge(scores: pd.Series, groups: Mapping[str, Sequence[int]]) -> float:
-    best_middle = float(scores[list(groups["middle"])].max())
-    return best_middle - float(max(scores[list(groups["first"])].max(), scores[list(groups["last"])].max()))
+# --- claims over arms and segments ---------------------------------------------------------------
+
+def _best(scores: pd.Series, labels: Sequence) -> float:
+    return float(scores[list(labels)].max())
 
 
-def inverted_u_swap(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
+def inverted_u_swap(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping,
+                    host: float | None = None) -> Verdict:
     """C3 (§4.3, Fig. 6): swapping a middle segment scores at least as well as swapping the first or the
-    last 20% of layers. ``scores`` is indexed by segment; ``groups`` says which segments are which."""
-    conditions = [Condition("middle_minus_best_edge", _middle_minus_edge(scores, groups), t["C3"]["margin"], ">=")]
+    last 20% of layers; against the unswapped host (``host``), the edge swaps lower its score and the
+    best middle swap does not lower it beyond ``C3.host_margin``. ``scores`` is indexed by segment;
+    ``groups`` says which segments are which (``depth.segment_groups``). The best middle and the best
+    edge segment are picked anew in every resample (selection-aware intervals)."""
+    best_middle, best_edge = _best(scores, groups["middle"]), _best(scores, [*groups["first"], *groups["last"]])
+    conditions = [_condition(t, "C3.margin", "middle_minus_best_edge", best_middle - best_edge, ">=")]
+    if host is not None:
+        conditions += [
+            Condition("best_edge_minus_host", best_edge - host, 0.0, "<", source=source(t, "C3.edges_lower_host")),
+            Condition("best_middle_minus_host", best_middle - host, -float(t["C3"]["host_margin"]), ">=",
+                      source=source(t, "C3.host_margin")),
+        ]
     return Verdict("C3", "inverted-U layer swap", conditions, "middle_minus_best_edge",
-                   {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()}})
+                   {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()},
+                    **({"host": [host]} if host is not None else {})})
 
 
 def single_segment_inverted_u(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
     """C4, App. A (Tables 1-2): LoRA on one middle segment alone scores at least as well as LoRA on a
     segment in the first or the last 20% of layers, and the scores are not all equal (a flat line is no U).
-    ``scores`` is indexed by segment."""
-    c = t["C4"]
-    conditions = [Condition("middle_minus_best_edge", _middle_minus_edge(scores, groups), c["margin"], ">="),
-                  Condition("score_range", float(scores.max() - scores.min()), c["min_score_range"], ">")]
+    ``scores`` is indexed by segment; the best middle and edge segments are picked anew in every resample."""
+    best_middle, best_edge = _best(scores, groups["middle"]), _best(scores, [*groups["first"], *groups["last"]])
+    conditions = [_condition(t, "C4.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
+                  _condition(t, "C4.min_score_range", "score_range", scores.max() - scores.min(), ">")]
     return Verdict("C4", "inverted U of single-segment LoRA", conditions, "middle_minus_best_edge",
                    {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()}})
 
@@ -234,34 +394,47 @@ def _edge_masks(count: int) -> tuple[str, str, str]:
     return "1" * count, "1" + "0" * (count - 1), "0" * (count - 1) + "1"
 
 
-def mid_block_beats_full(scores: pd.Series, middle: Sequence[str], t: Mapping) -> Verdict:
-    """C4 (§4.4, Fig. 7): at a matched budget, the best middle mask scores at least as well as full-depth
-    LoRA (``11111``), and LoRA on the first or the last segment alone (``10000``, ``00001``) scores below
-    it. ``scores`` is indexed by mask; ``middle`` names the masks that avoid the first and last 20%."""
+def mid_block_beats_full(scores: pd.Series, middle: Sequence[str], t: Mapping, preregistered: str | None = None
+                         ) -> Verdict:
+    """C4 (§4.4, Fig. 7): at a matched budget, a middle arm scores at least as well as full-depth LoRA
+    (``11111``), and LoRA on the first or the last segment alone (``10000``, ``00001``) scores below it.
+
+    Two middle arms are compared: the post-hoc best of the middle masks ``middle`` (picked anew in every
+    resample, so its interval carries the selection) and the pre-registered 20-80% mid-block
+    ``preregistered``. ``C4.decides`` in the config names the one that decides; the other is reported.
+    """
     c = t["C4"]
     full, first, last = _edge_masks(c["segment_count"])
     best = str(scores[list(middle)].idxmax())
-    top = float(scores[best])
-    conditions = [
-        Condition("best_middle_minus_full", top - float(scores[full]), c["margin"], ">="),
-        Condition("best_middle_minus_first", top - float(scores[first]), c["margin"], ">"),
-        Condition("best_middle_minus_last", top - float(scores[last]), c["margin"], ">"),
-    ]
-    return Verdict("C4", "mid-block LoRA beats full LoRA", conditions, "best_middle_minus_full",
-                   {"arm": [str(label) for label in scores.index], "score": scores.tolist(), "best_middle": [best]})
+    arms = {"best_middle": best}
+    if preregistered is not None:
+        arms["midblock"] = preregistered
+    if c["decides"] not in arms:
+        raise ValueError(f"C4.decides is {c['decides']!r}; this study has {sorted(arms)}")
+    conditions = []
+    for role, label in arms.items():
+        decides = role == c["decides"]
+        top = float(scores[label])
+        conditions += [
+            _condition(t, "C4.margin", f"{role}_minus_full", top - float(scores[full]), ">=", decides),
+            _condition(t, "C4.margin", f"{role}_minus_first", top - float(scores[first]), ">", decides),
+            _condition(t, "C4.margin", f"{role}_minus_last", top - float(scores[last]), ">", decides),
+        ]
+    return Verdict("C4", "mid-block LoRA beats full LoRA", conditions, f"{c['decides']}_minus_full",
+                   {"arm": [str(label) for label in scores.index], "score": scores.tolist(), "best_middle": [best],
+                    "midblock": [preregistered] if preregistered else [], "decides": [c["decides"]]})
 
 
 def position_not_budget(scores: pd.Series, middle: str, random_sets: Sequence[str], first: str, last: str,
                         t: Mapping) -> Verdict:
-    """The referee's control for C4: at the same budget, the mid-block arm beats arms on randomly chosen
-    layers (on average) and on the first and the last 20% of layers, so layer position, not rank or
-    parameter count, explains its gain. ``scores`` is indexed by arm label."""
-    margin = t["C4"]["margin"]
+    """The referee's control for C4: at the same budget, the pre-registered 20-80% mid-block arm beats arms
+    on randomly chosen layers (on average) and on the first and the last 20% of layers, so layer position,
+    not rank or parameter count, explains its gain. ``scores`` is indexed by arm label."""
     top = float(scores[middle])
     conditions = [
-        Condition("middle_minus_random_mean", top - float(scores[list(random_sets)].mean()), margin, ">"),
-        Condition("middle_minus_first_20pct", top - float(scores[first]), margin, ">"),
-        Condition("middle_minus_last_20pct", top - float(scores[last]), margin, ">"),
+        _condition(t, "C4.margin", "middle_minus_random_mean", top - float(scores[list(random_sets)].mean()), ">"),
+        _condition(t, "C4.margin", "middle_minus_first_20pct", top - float(scores[first]), ">"),
+        _condition(t, "C4.margin", "middle_minus_last_20pct", top - float(scores[last]), ">"),
     ]
     return Verdict("C4-control", "layer position, not budget, explains the gain", conditions,
                    "middle_minus_random_mean",
@@ -275,8 +448,9 @@ def retention_closest(distances: Mapping[str, pd.Series], middle: str, t: Mappin
     ``distances[set]`` is |perplexity(arm) - perplexity(base)| indexed by arm label."""
     c = t["C8"]
     margins = {name: float(d[list(c["compared"])].min() - d[middle]) for name, d in distances.items()}
-    conditions = [Condition("closest_margin", min(margins.values()) if margins else math.nan, c["margin"], ">")]
-    conditions += [Condition(f"{name}_margin", value, c["margin"], ">") for name, value in margins.items()]
+    conditions = [_condition(t, "C8.margin", "closest_margin", min(margins.values()) if margins else math.nan, ">")]
+    conditions += [_condition(t, "C8.margin", f"{name}_margin", value, ">", decides=False)
+                   for name, value in margins.items()]
     evidence = {"middle": [middle], **{f"{name}_distance": d.tolist() for name, d in distances.items()},
                 "arm": [str(label) for label in next(iter(distances.values())).index] if distances else []}
     return Verdict("C8", "mid-block LoRA retains the most", conditions, "closest_margin", evidence)
@@ -293,16 +467,9 @@ CLAIMS: dict[str, Callable[[Bundle, Mapping], Verdict]] = {
 
 def evaluate(claim: str, bundle: Bundle, thresholds: Mapping, resampled: Sequence[Bundle] = (),
              confidence: float = 0.95, note: str = "") -> Verdict:
-    """The verdict of ``claim`` on ``bundle``, with a percentile bootstrap CI of its statistic."""
+    """The verdict of ``claim`` on ``bundle``, every condition with its interval over ``resampled`` bundles."""
     predicate = CLAIMS[claim]
     verdict = predicate(bundle, thresholds)
-    if resampled:
-        values = np.array([predicate(b, thresholds).main.value for b in resampled], dtype=float)
-        values = values[np.isfinite(values)]
-        if values.size:
-            tail = (1 - confidence) / 2 * 100
-            verdict.ci = (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
-            verdict.ci_note = f"percentile bootstrap over {values.size} resamples of the probe samples"
-    if not verdict.ci:
-        verdict.ci_note = note or "no sampling variance to resample"
-    return verdict
+    return with_intervals(verdict, [predicate(b, thresholds) for b in resampled], confidence,
+                          note or (f"percentile intervals over {len(resampled)} Bayesian-bootstrap reweightings "
+                                   "of the probe samples" if resampled else ""))

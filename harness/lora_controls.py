@@ -23,7 +23,7 @@ import numpy as np
 
 from harness import lora_runs, lora_study
 
-ITEMS, TEXTS, N_LAYERS = 200, 40, 10
+ITEMS, TEXTS, N_LAYERS = 400, 40, 10
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ LORA_CONTROLS: dict[str, LoraControl] = {control.name: control for control in (
 )}
 
 
-def planted_study(control: LoraControl, thresholds: dict, seeds: tuple[int, ...] = (0, 1),
+def planted_study(control: LoraControl, thresholds: dict, seeds: tuple[int, ...] = (0, 1, 2),
                   seed: int = 0) -> lora_study.LoraStudy:
     """A study of a 10-layer model whose runs are drawn from the control's planted rates."""
     settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("wikitext-local",))

@@ -6,8 +6,9 @@ the configured middle masks), the single-segment arms of each M of the inverted
 U, the referee's controls (the first and the last 20% of layers, and random
 layer sets the size of the mid-block) and the block finder's proposal. Arms
 with the same layers are trained once. Verdicts use the mean over seeds, with
-percentile bootstrap intervals that resample the scored items (paired across
-arms) and the seeds.
+intervals from one joint resampling of the scored items (paired across arms),
+the retention texts and the seeds; any pick of a best arm is redone inside every
+resample, and the intervals are widened for few seeds (``intervals``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import block_finder, claims, lora_runs, models, tuning
-from harness.swap import depth_groups, segments
+from harness import block_finder, claims, depth, lora_runs, models, tuning
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,14 @@ def plan_arms(n_layers: int, thresholds: dict, settings: lora_runs.TuneSettings,
     masks = [*tuning.single_segment_masks(count), full, *c4["middle_masks"], *thresholds["C8"]["compared"]]
     for mask in dict.fromkeys(masks):
         add("masks", mask, tuning.mask_layers(mask, n_layers))
-    roles["middle"] = [label for label in tuning.middle_masks([m for m in roles["masks"] if len(m) == count])]
+    roles["middle"] = tuning.middle_masks([m for m in roles["masks"] if len(m) == count])
     for m in segment_counts if segment_counts is not None else c4["inverted_u_counts"]:
         for mask in tuning.single_segment_masks(m):
             add(f"single:{m}", mask, tuning.mask_layers(mask, n_layers))
-    edges = tuning.edge_layers(n_layers, c4["edge_share"])
+    edges = tuning.edge_layers(n_layers)
     add("first20", "first20", edges["first"])
     add("last20", "last20", edges["last"])
-    block = tuning.middle_block(n_layers, c4["edge_share"])
+    block = tuning.middle_block(n_layers)
     add("midblock", "midblock", block)
     for index, layers in enumerate(tuning.random_layer_sets(n_layers, len(block), c4["random_sets"],
                                                             exclude=(tuple(block),)), start=1):
@@ -79,15 +79,6 @@ def plan_masks(masks: list[str], n_layers: int, settings: lora_runs.TuneSettings
     counts = {len(mask) for mask in masks}
     roles["middle"] = [m for m in tuning.middle_masks(roles["masks"]) if len(m) == max(counts)]
     return Plan(tuple(by_layers.values()), roles, n_layers)
-
-
-def _percentile_ci(values: list[float], confidence: float) -> tuple[float, float] | None:
-    finite = np.asarray(values, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if not finite.size:
-        return None
-    tail = (1 - confidence) / 2 * 100
-    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
 @dataclass
@@ -134,28 +125,43 @@ class LoraStudy:
         self.run()
         return pd.Series({arm.label: float(self._items(arm.label).mean()) for arm in self.plan.arms})
 
-    def _bootstrap(self, statistic: Callable[[pd.Series], float], labels: list[str]) -> tuple | None:
+    def _resampled_scores(self, labels: list[str], seeds: np.ndarray, items: np.ndarray) -> pd.Series:
+        """Mean task score per arm over the given seed and item indices (drawn with replacement)."""
+        return pd.Series({label: float(self._items(label)[seeds][:, items].mean()) for label in labels})
+
+    def _judged_with_intervals(self, judge: Callable[[np.ndarray, np.ndarray, dict | None], claims.Verdict],
+                               key: str, title_suffix: str = "") -> claims.Verdict:
+        """``judge(seed_index, item_index, text_index)`` on the data, then on joint, seeds-only and items-only
+        resamples; every condition's interval from those (``claims.with_intervals``)."""
         sampling = self.thresholds["bootstrap"]
-        items = {label: self._items(label) for label in labels}
-        seeds, count = next(iter(items.values())).shape
+        n_seeds = len(self.settings.seeds)
+        n_items = self._items(self.plan.arms[0].label).shape[1]
+        n_texts = {name: len(texts["nll"]) for name, texts in self._retention(self.untuned).items() if texts}
         rng = np.random.default_rng(sampling["seed"])
-        values = []
-        for _ in range(sampling["resamples"]):
-            s, i = rng.integers(0, seeds, seeds), rng.integers(0, count, count)
-            values.append(statistic(pd.Series({label: float(a[s][:, i].mean()) for label, a in items.items()})))
-        return _percentile_ci(values, sampling["confidence"])
+        every_seed, every_item = np.arange(n_seeds), np.arange(n_items)
+
+        def draw(seeds: bool, items: bool):
+            return (rng.integers(0, n_seeds, n_seeds) if seeds else every_seed,
+                    rng.integers(0, n_items, n_items) if items else every_item,
+                    {name: rng.integers(0, n, n) for name, n in n_texts.items()} if items else None)
+
+        verdict = judge(every_seed, every_item, None)
+        schemes = {scheme: [judge(*draw(*flags)) for _ in range(sampling["resamples"])]
+                   for scheme, flags in (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))}
+        note = (f"percentile intervals over {sampling['resamples']} resamples of the scored items (paired across "
+                f"arms), texts and {n_seeds} seeds, best arms picked anew in each; widened for {n_seeds} seeds "
+                "as a t interval would be")
+        verdict = claims.with_intervals(verdict, schemes["joint"], sampling["confidence"], note,
+                                        schemes["seeds"], schemes["items"], n_seeds)
+        verdict.claim = key
+        verdict.title += title_suffix
+        return verdict
 
     def _score_verdict(self, key: str, predicate: Callable[[pd.Series], claims.Verdict], labels: list[str],
                        title_suffix: str = "") -> claims.Verdict:
         self.run()
-        scores = self.scores()[labels]
-        verdict = predicate(scores)
-        verdict.ci = self._bootstrap(lambda resampled: predicate(resampled).main.value, labels)
-        verdict.ci_note = (f"percentile bootstrap over {self.thresholds['bootstrap']['resamples']} resamples of the "
-                           f"scored items (paired across arms) and of the {len(self.settings.seeds)} seeds")
-        verdict.claim = key
-        verdict.title += title_suffix
-        return verdict
+        return self._judged_with_intervals(
+            lambda seeds, items, _texts: predicate(self._resampled_scores(labels, seeds, items)), key, title_suffix)
 
     # --- verdicts ----------------------------------------------------------------------------
 
@@ -170,6 +176,8 @@ class LoraStudy:
         edges = {"1" * c4["segment_count"], *_edges(c4["segment_count"])}
         if key == "C4" and (not roles.get("middle") or not edges <= masks):
             return f"C4 needs the masks {sorted(edges)} and at least one middle mask; this study has {sorted(masks)}"
+        if key == "C4" and c4["decides"] == "midblock" and "midblock" not in roles:
+            return "C4 is decided by the 20-80% mid-block arm (C4.decides: midblock), which this study lacks"
         if key.startswith("C4:M"):
             count = int(key.removeprefix("C4:M"))
             if f"single:{count}" not in roles:
@@ -213,12 +221,15 @@ class LoraStudy:
         t = self.thresholds
         if key == "C4":
             full, first, last = "1" * t["C4"]["segment_count"], *_edges(t["C4"]["segment_count"])
-            labels = list(dict.fromkeys([*roles["middle"], full, first, last]))
-            verdict = self._score_verdict(key, lambda s: claims.mid_block_beats_full(s, roles["middle"], t), labels)
+            preregistered = roles["midblock"][0] if "midblock" in roles else None
+            labels = list(dict.fromkeys([*roles["middle"], *([preregistered] if preregistered else []),
+                                         full, first, last]))
+            verdict = self._score_verdict(
+                key, lambda s: claims.mid_block_beats_full(s, roles["middle"], t, preregistered), labels)
         elif key.startswith("C4:M"):
             count = int(key.removeprefix("C4:M"))
             labels = roles[f"single:{count}"]
-            groups = depth_groups(segments(self.plan.n_layers, count), self.plan.n_layers)
+            groups = depth.segment_groups(self.plan.n_layers, count)
 
             def by_segment(s: pd.Series) -> claims.Verdict:
                 return claims.single_segment_inverted_u(pd.Series(s[labels].to_numpy(), index=range(count)),
@@ -245,39 +256,31 @@ class LoraStudy:
                 for name, value in result["retention"].items()}
 
     def _retention_verdict(self) -> claims.Verdict:
+        """C8 for the middle arm the study recommends (the best middle mask by task score, picked anew in every
+        resample, on the same resampled seeds and items)."""
         t = self.thresholds
-        middle = str(self.scores()[self.plan.roles["middle"]].idxmax())  # the middle arm the study recommends
-        labels = list(dict.fromkeys([middle, *t["C8"]["compared"]]))
+        middle_labels = list(self.plan.roles["middle"])
+        labels = list(dict.fromkeys([*middle_labels, *t["C8"]["compared"]]))
         base_texts = {k: v for k, v in self._retention(self.untuned).items() if v is not None}
-        arrays = {name: {label: [(np.asarray(self._retention(self.runs[(label, s)])[name]["nll"]),
-                                  np.asarray(self._retention(self.runs[(label, s)])[name]["tokens"]))
-                                 for s in self.settings.seeds] for label in labels} for name in base_texts}
+        arrays = {name: {label: (np.array([self._retention(self.runs[(label, s)])[name]["nll"]
+                                           for s in self.settings.seeds], dtype=float),
+                                 np.array([self._retention(self.runs[(label, s)])[name]["tokens"]
+                                           for s in self.settings.seeds], dtype=float))
+                         for label in labels} for name in base_texts}  # (seeds, texts) each
 
-        def distances(text_index: dict[str, np.ndarray] | None, seed_index: np.ndarray) -> dict[str, pd.Series]:
-            out = {}
+        def judge(seeds: np.ndarray, items: np.ndarray, texts: dict | None) -> claims.Verdict:
+            middle = str(self._resampled_scores(middle_labels, seeds, items).idxmax())
+            distances = {}
             for name, per_label in arrays.items():
-                i = text_index[name] if text_index else slice(None)
-                base_nll, base_tokens = (np.asarray(base_texts[name][k]) for k in ("nll", "tokens"))
+                i = texts[name] if texts else slice(None)
+                base_nll, base_tokens = (np.asarray(base_texts[name][k], dtype=float) for k in ("nll", "tokens"))
                 base_ppl = np.exp(base_nll[i].sum() / base_tokens[i].sum())
-                out[name] = pd.Series({label: abs(float(np.mean([np.exp(runs[s][0][i].sum() / runs[s][1][i].sum())
-                                                                  for s in seed_index])) - base_ppl)
-                                       for label, runs in per_label.items()})
-            return out
+                distances[name] = pd.Series({
+                    label: abs(float(np.mean(np.exp(nll[seeds][:, i].sum(1) / tokens[seeds][:, i].sum(1)))) - base_ppl)
+                    for label, (nll, tokens) in per_label.items()})
+            return claims.retention_closest(distances, middle, t)
 
-        seeds = len(self.settings.seeds)
-        verdict = claims.retention_closest(distances(None, np.arange(seeds)), middle, t)
-        sampling = t["bootstrap"]
-        rng = np.random.default_rng(sampling["seed"])
-        values = []
-        for _ in range(sampling["resamples"]):
-            text_index = {name: rng.integers(0, len(base_texts[name]["nll"]), len(base_texts[name]["nll"]))
-                          for name in arrays}
-            values.append(claims.retention_closest(distances(text_index, rng.integers(0, seeds, seeds)),
-                                                   middle, t).main.value)
-        verdict.ci = _percentile_ci(values, sampling["confidence"])
-        verdict.ci_note = (f"percentile bootstrap over {sampling['resamples']} resamples of the texts and of the "
-                           f"{seeds} seeds")
-        return verdict
+        return self._judged_with_intervals(judge, "C8")
 
     # --- report ------------------------------------------------------------------------------
 

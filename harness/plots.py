@@ -140,13 +140,22 @@ def lora_markdown(name: str, study) -> list[str]:
     return lines + ["", f"![lora]({name}-lora.png)", ""]
 
 
+VERDICT_HEADER = ["| claim | outcome | condition | value | 95% interval | threshold | threshold source |",
+                  "|---|---|---|---|---|---|---|"]
+
+
 def _verdict_rows(verdicts: dict) -> list[str]:
+    """One row per condition, the claim's outcome on its first row; reported-only conditions in italics."""
     rows = []
     for claim, verdict in sorted(verdicts.items()):
-        ci = f"[{verdict.ci[0]:.4g}, {verdict.ci[1]:.4g}]" if verdict.ci else "–"
-        main = verdict.main
-        rows.append(f"| {claim} {verdict.title} | {'yes' if verdict.holds else '**no**'} | {verdict.statistic} "
-                    f"| {main.value:.4g} | {ci} | {main.comparison} {main.threshold:.4g} |")
+        outcome = verdict.outcome if verdict.outcome == "holds" else f"**{verdict.outcome}**"
+        for index, c in enumerate(verdict.conditions):
+            ci = f"[{c.interval[0]:.4g}, {c.interval[1]:.4g}]" if c.interval else "exact"
+            value = f"{c.value:.4g}" if c.value == c.value else "undefined"
+            name = c.name if c.decides else f"*{c.name} (reported)*"
+            head = f"{claim} {verdict.title} | {outcome}" if index == 0 else " | "
+            rows.append(f"| {head} | {name}: {c.outcome} | {value} | {ci} | {c.comparison} {c.threshold:.4g} "
+                        f"| {c.source or '–'} |")
     return rows
 
 
@@ -158,16 +167,15 @@ def summary_markdown(measured: dict, studies: dict | None = None) -> str:
         lines += [f"## {name}", "",
                   f"base `{meta['pair']['base']}`, SFT `{meta['pair']['sft']}`; probe set `{meta['probe']['name']}` "
                   f"({meta['probe']['samples']} samples, digest {meta['probe']['digest']}); "
-                  f"{meta['layers']['count']} layers (0 = embedding output).", "",
-                  "| claim | holds | statistic | value | 95% CI | threshold |", "|---|---|---|---|---|---|"]
+                  f"{meta['layers']['count']} layers (0 = embedding output).", "", *VERDICT_HEADER]
         lines += _verdict_rows({**m.verdicts, **(studies[name].verdicts if name in studies else {})})
         lines += ["", *(f"![{kind}]({name}-{kind}.png)" for kind in FIGURES), ""]
         if name in studies:
             lines += lora_markdown(name, studies[name])
     for name, study in sorted(studies.items()):
         if name not in measured:
-            lines += [f"## {name}", "", "| claim | holds | statistic | value | 95% CI | threshold |",
-                      "|---|---|---|---|---|---|", *_verdict_rows(study.verdicts), "", *lora_markdown(name, study)]
+            lines += [f"## {name}", "", *VERDICT_HEADER, *_verdict_rows(study.verdicts), "",
+                      *lora_markdown(name, study)]
     return "\n".join(lines)
 
 

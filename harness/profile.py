@@ -28,7 +28,7 @@ from harness import cache, capture, metrics, models
 from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
 from harness.probing import logit_lens_hits
 
-PROFILE_FORMAT = 1  # bump when what a chunk holds, or how a metric is computed, changes
+PROFILE_FORMAT = 2  # bump when what a chunk holds, or how a metric is computed, changes
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
 DATASET_METRICS = ("dataset_entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm",
                    "pooled_sparsity")
@@ -47,7 +47,7 @@ class ProfileOptions:
     token_samples: int = TOKEN_LEVEL_SAMPLES  # §4.1: 100 instances for token-level metrics
     max_tokens: int = MAX_TOKENS  # §4.1: T = 256
     alpha: float = 1.0  # matrix-entropy order; 1 is the von Neumann limit
-    normalize_entropy: bool = True  # divide by log N (§4.1)
+    normalize_entropy: bool = True  # divide by log min(N, D): §4.1's log N whenever N <= D
     cka_center: bool = True  # eq. 6 centres the Gram matrices
     sparsity_eps: float = 0.01  # §4.1
     last_layer: str = "pre_norm"  # layer L before the final norm, like every other layer

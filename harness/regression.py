@@ -77,8 +77,9 @@ def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None =
     old_verdicts, new_verdicts = baseline.get("verdicts", {}), current.get("verdicts", {})
     for claim in sorted(set(old_verdicts) & set(new_verdicts)):
         old, new = old_verdicts[claim], new_verdicts[claim]
-        if old["holds"] != new["holds"]:
-            differences.append(Difference(f"verdict {claim}", "holds", None, old["holds"], new["holds"], "equal"))
+        old_outcome, new_outcome = _outcome(old), _outcome(new)
+        if old_outcome != new_outcome:
+            differences.append(Difference(f"verdict {claim}", "outcome", None, old_outcome, new_outcome, "equal"))
         value_tolerance = config.tolerance_for("value", claims_config)
         if not _close(old["value"], new["value"], value_tolerance):
             differences.append(Difference(f"verdict {claim}", old["statistic"], None, old["value"], new["value"],
@@ -91,6 +92,13 @@ def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None =
                 differences.append(Difference(f"verdict {claim}", bound, None, a, b,
                                               f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"))
     return differences
+
+
+def _outcome(verdict: dict) -> str:
+    """A stored verdict's outcome; reports written before three-way outcomes only say whether it held."""
+    if "outcome" in verdict:
+        return verdict["outcome"]
+    return "holds" if verdict["holds"] else "refuted"
 
 
 def compare_sections(baseline: dict, current: dict, claims_config: dict | None = None,

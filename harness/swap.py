@@ -14,20 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from harness.depth import segments
 from harness.metrics.weights import _read, safetensors_index
 
 HEAD_PATTERNS = (re.compile(r"^model\.norm\."), re.compile(r"^lm_head\."))
 DIRECTIONS = {"base_with_sft_block": ("base", "sft"), "sft_with_base_block": ("sft", "base")}
-
-
-def segments(n_layers: int, count: int) -> list[list[int]]:
-    """Decoder layers 0..n-1 split into ``count`` contiguous segments as equal as possible (earlier ones longer)."""
-    if not 1 <= count <= n_layers:
-        raise ValueError(f"cannot split {n_layers} layers into {count} segments")
-    return [part.tolist() for part in np.array_split(np.arange(n_layers), count)]
 
 
 def block_layers(segment: list[int], last_k: int | None = None) -> list[int]:
@@ -72,14 +65,6 @@ def swapped(host, donor_dir: Path, layers: list[int], head: bool = False) -> Ite
         with torch.no_grad():
             for name, original in saved.items():
                 parameters[name].copy_(original)
-
-
-def depth_groups(parts: list[list[int]], n_layers: int, edge: float = 0.2) -> dict[str, list[int]]:
-    """Segment indices that lie in the first 20% of depth, the last 20%, and between."""
-    first = [i for i, part in enumerate(parts) if part[0] / n_layers < edge]
-    last = [i for i, part in enumerate(parts) if (part[-1] + 1) / n_layers > 1 - edge]
-    middle = [i for i in range(len(parts)) if i not in first and i not in last]
-    return {"first": first, "middle": middle, "last": last}
 
 
 def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...] = (3, 5, 10),

@@ -14,8 +14,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from harness import depth
+from harness.depth import segments
 from harness.metrics import ATTENTION_MODULES
-from harness.swap import segments
 
 SCALING_POLICIES = ("constant_ratio", "fixed_alpha")
 
@@ -46,20 +47,20 @@ def single_segment_masks(count: int) -> list[str]:
 
 
 def middle_masks(masks: list[str]) -> list[str]:
-    """The masks that adapt neither the first nor the last segment (the paper's middle configurations)."""
-    return [mask for mask in masks if parse_mask(mask) and mask[0] == "0" and mask[-1] == "0"]
+    """The masks whose segments all lie in the middle of depth (``depth.mask_group``): the paper's middle
+    configurations."""
+    return [mask for mask in masks if parse_mask(mask) and depth.mask_group(mask) == "middle"]
 
 
-def edge_layers(n_layers: int, share: float = 0.2) -> dict[str, list[int]]:
-    """The first and the last ``share`` of the decoder layers (at least one layer each)."""
-    count = max(1, round(n_layers * share))
-    return {"first": list(range(count)), "last": list(range(n_layers - count, n_layers))}
+def edge_layers(n_layers: int) -> dict[str, list[int]]:
+    """The first and the last 20% of the decoder layers (``depth.layer_groups``)."""
+    groups = depth.layer_groups(n_layers)
+    return {"first": groups["first"], "last": groups["last"]}
 
 
-def middle_block(n_layers: int, share: float = 0.2) -> list[int]:
-    """The layers between the first and the last ``share`` of depth: the paper's mid-block."""
-    edges = edge_layers(n_layers, share)
-    return [layer for layer in range(n_layers) if layer not in edges["first"] + edges["last"]]
+def middle_block(n_layers: int) -> list[int]:
+    """The layers between the first and the last 20% of depth: the paper's mid-block."""
+    return depth.layer_groups(n_layers)["middle"]
 
 
 def random_layer_sets(n_layers: int, size: int, count: int, seed: int = 0,

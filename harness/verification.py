@@ -30,9 +30,10 @@ class Measured:
             kind = bootstrap.NEEDS[claim]
             if self._bundle is None:
                 self._bundle = bootstrap.bundle_of(self.profile)
+            resampled = self.resampler.bundles(kind)
             self.verdicts[claim] = claims.evaluate(
-                claim, self._bundle, self.thresholds, self.resampler.bundles(kind),
-                confidence=self.thresholds["bootstrap"]["confidence"])
+                claim, self._bundle, self.thresholds, resampled,
+                confidence=self.thresholds["bootstrap"]["confidence"], note=self.resampler.note if resampled else "")
             self.seconds += time.perf_counter() - started
         return self.verdicts[claim]
 
@@ -54,7 +55,7 @@ def measure(spec: models.ModelSpec, options: ProfileOptions, device: str = "auto
     resolved = models.resolve_pair(spec, progress=progress)
     profile = profile_pair(resolved, options, device=device, progress=progress)
     sampling = thresholds["bootstrap"]
-    resampler = bootstrap.Resampler(profile, sampling["resamples"], sampling["spectral_resamples"], sampling["seed"])
+    resampler = bootstrap.Resampler(profile, sampling["resamples"], sampling["seed"])
     return Measured(spec.name, profile, thresholds, resampler)
 
 
@@ -64,14 +65,21 @@ def claims_report(sections: dict[str, dict], kind: str = "claims") -> dict:
 
 
 def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
-    """A plain-text table of verdicts: claim, holds, statistic, value, CI, threshold."""
+    """A plain-text table of verdicts: claim, outcome, statistic, value, interval, threshold and its source.
+
+    The statistic shown is the verdict's first deciding condition that is not met
+    (the reason it is not "holds"), else its main statistic.
+    """
     width = max([5, *map(len, verdicts)])
-    lines = [f"{'claim':<{width}} {'holds':<6} {'statistic':<26} {'value':>10} {'95% CI':>22} {'threshold':>12}"]
+    lines = [f"{'claim':<{width}} {'outcome':<12} {'statistic':<30} {'value':>10} {'interval':>22} "
+             f"{'threshold':>11}  source"]
     for claim, verdict in sorted(verdicts.items()):
-        main = verdict.main
-        ci = f"[{verdict.ci[0]:.4g}, {verdict.ci[1]:.4g}]" if verdict.ci else "-"
-        lines.append(f"{claim:<{width}} {'yes' if verdict.holds else 'no':<6} {verdict.statistic:<26} "
-                     f"{main.value:>10.4g} {ci:>22} {main.comparison + ' ' + format(main.threshold, '.4g'):>12}")
+        shown = next((c for c in verdict.deciding if c.outcome != claims.HOLDS), verdict.main)
+        ci = f"[{shown.interval[0]:.4g}, {shown.interval[1]:.4g}]" if shown.interval else "exact"
+        value = f"{shown.value:.4g}" if claims._finite(shown.value) else "undefined"
+        origin = shown.source.split(":")[0] if shown.source else ""
+        lines.append(f"{claim:<{width}} {verdict.outcome:<12} {shown.name:<30} {value:>10} {ci:>22} "
+                     f"{shown.comparison + ' ' + format(shown.threshold, '.4g'):>11}  {origin}")
     return "\n".join(lines)
 
 
@@ -119,28 +127,33 @@ def _checkpoint(resolved: models.ResolvedPair, which: str):
 
 
 def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.Verdict:
-    """C3 on one direction and one M, with a bootstrap interval over the scored items."""
+    """C3 on one direction and one M, against the unswapped host too, with intervals over the scored items.
+
+    Host and hybrids score the same items, so the items are resampled jointly
+    (paired); the best middle and edge segments are picked anew in every resample.
+    """
     import numpy as np
     import pandas as pd
 
-    from harness import swap
+    from harness import depth, intervals
 
     rows = result["segments"][segment_count]
-    scores = pd.Series([row["score"] for row in rows], index=[row["segment"] for row in rows])
-    parts = swap.segments(result["n_layers"], segment_count)
-    groups = swap.depth_groups(parts, result["n_layers"])
-    verdict = claims.inverted_u_swap(scores, groups, thresholds)
-    items = np.asarray(result["items"][segment_count])  # (segments, items)
+    index = [row["segment"] for row in rows]
+    items = np.asarray(result["items"][segment_count], dtype=float)  # (segments, items)
+    host_items = np.asarray(result["host"]["per_item"], dtype=float)  # (items,)
+    groups = depth.segment_groups(result["n_layers"], segment_count)
+
+    def judged(weights: np.ndarray | None) -> claims.Verdict:
+        w = np.full(items.shape[1], 1 / items.shape[1]) if weights is None else weights
+        return claims.inverted_u_swap(pd.Series(items @ w, index=index), groups, thresholds, host=float(host_items @ w))
+
     sampling = thresholds["bootstrap"]
     rng = np.random.default_rng(sampling["seed"])
-    statistics = []
-    for _ in range(sampling["resamples"]):
-        drawn = rng.integers(0, items.shape[1], items.shape[1])
-        resampled = pd.Series(items[:, drawn].mean(1), index=scores.index)
-        statistics.append(claims.inverted_u_swap(resampled, groups, thresholds).main.value)
-    tail = (1 - sampling["confidence"]) / 2 * 100
-    verdict.ci = (float(np.percentile(statistics, tail)), float(np.percentile(statistics, 100 - tail)))
-    verdict.ci_note = f"percentile bootstrap over {sampling['resamples']} resamples of the scored problems"
+    resampled = [judged(w) for w in intervals.dirichlet_weights(items.shape[1], sampling["resamples"], rng)]
+    verdict = claims.with_intervals(judged(None), resampled, sampling["confidence"],
+                                    f"percentile intervals over {sampling['resamples']} Bayesian-bootstrap "
+                                    f"reweightings of the {items.shape[1]} scored problems (paired across hybrids "
+                                    "and host; best segments picked anew in each)")
     verdict.claim = f"C3 M={segment_count}"
     verdict.evidence["host_score"] = result["host"]["score"]
     return verdict

@@ -120,7 +120,7 @@ def test_bootstrap_interval_brackets_resampled_statistics():
     verdict = claims.evaluate("C1", bundle, T, resampled)
     low, high = verdict.ci
     assert low < verdict.main.value < high and high - low < 0.02
-    assert "200 resamples" in verdict.ci_note
+    assert "200 Bayesian-bootstrap reweightings" in verdict.ci_note
     assert claims.evaluate("C2", bundle, T).ci is None
 
 

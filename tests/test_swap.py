@@ -24,13 +24,6 @@ def test_segments_split_the_layers_evenly():
         swap.segments(4, 5)
 
 
-def test_depth_groups_name_the_first_and_last_20_percent():
-    for count, expected in ((3, ([0], [1], [2])), (5, ([0], [1, 2, 3], [4])),
-                            (10, ([0, 1], [2, 3, 4, 5, 6, 7], [8, 9]))):
-        groups = swap.depth_groups(swap.segments(10, count), 10)
-        assert (groups["first"], groups["middle"], groups["last"]) == expected
-
-
 def test_the_papers_code_variant_takes_the_last_k_layers_of_a_segment():
     assert swap.block_layers([4, 5, 6, 7], last_k=2) == [6, 7]
     assert swap.block_layers([4, 5, 6, 7]) == [4, 5, 6, 7]

@@ -13,6 +13,7 @@ from harness.metrics.spectrum import (
     sparsity,
     spectral_norm,
     spectral_summary,
+    weighted_spectra,
 )
 from harness.metrics.weights import ATTENTION_MODULES, MLP_MODULES, CheckpointError, weight_change
 
@@ -20,5 +21,5 @@ __all__ = [
     "ATTENTION_MODULES", "MLP_MODULES", "CheckpointError", "DegenerateInputError", "condition_number",
     "cosine_similarity", "curvature", "dataset_entropy", "effective_rank", "linear_cka", "matrix_entropy",
     "mean_shift", "numerical_rank", "prompt_entropy", "rank_deficiency", "row_cosines", "sparsity",
-    "spectral_norm", "spectral_summary", "weight_change",
+    "spectral_norm", "spectral_summary", "weight_change", "weighted_spectra",
 ]

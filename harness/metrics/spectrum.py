@@ -24,11 +24,21 @@ def _precision(z: torch.Tensor) -> float:
     return torch.finfo(z.dtype).eps if z.is_floating_point() else torch.finfo(torch.float64).eps
 
 
+def rank_tolerance(shape: tuple[int, int], eps: float) -> float:
+    """Relative tolerance σ / σ_max below which a singular value counts as zero: D · epsilon of the input dtype.
+
+    numpy's default, max(N, D) · epsilon, grows with the number of rows: at N = 1,000
+    samples of D = 128 it caps every condition number at ~8,400 and makes rank
+    deficiency a function of N. Counting the features alone keeps rank, deficiency
+    and condition number unchanged when every row is repeated.
+    """
+    return shape[1] * eps
+
+
 def _rank_from(sigma: torch.Tensor, shape: tuple[int, int], eps: float) -> int:
-    # numpy's matrix_rank tolerance: σ > σ_max · max(N, D) · epsilon of the input dtype
     if sigma.numel() == 0 or sigma[0] == 0:
         return 0
-    return int((sigma > sigma[0] * max(shape) * eps).sum())
+    return int((sigma > sigma[0] * rank_tolerance(shape, eps)).sum())
 
 
 def _shares(sigma: torch.Tensor, what: str) -> torch.Tensor:
@@ -40,18 +50,25 @@ def _shares(sigma: torch.Tensor, what: str) -> torch.Tensor:
     return shares[shares > 0]
 
 
-def _entropy_from(sigma: torch.Tensor, rows: int, alpha: float, normalize: bool, log_base: float) -> float:
+def max_rank(shape: tuple[int, int]) -> int:
+    """min(N, D): the largest rank, hence the largest entropy (log of it), a matrix of this shape can have."""
+    return min(shape)
+
+
+def _entropy_from(sigma: torch.Tensor, shape: tuple[int, int], alpha: float, normalize: bool,
+                  log_base: float) -> float:
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
-    if normalize and rows < 2:
-        raise DegenerateInputError("normalised entropy needs at least 2 rows (it divides by log N)")
+    if normalize and max_rank(shape) < 2:
+        raise DegenerateInputError("normalised entropy needs at least 2 rows and 2 features (it divides by "
+                                   "log min(N, D))")
     p = _shares(sigma, "entropy")
     if abs(alpha - 1.0) < 1e-12:
         entropy = -(p * torch.log(p)).sum()
     else:
         entropy = torch.log((p ** alpha).sum()) / (1 - alpha)
     entropy = max(float(entropy), 0.0) / math.log(log_base)
-    return entropy / (math.log(rows) / math.log(log_base)) if normalize else entropy
+    return entropy / (math.log(max_rank(shape)) / math.log(log_base)) if normalize else entropy
 
 
 def matrix_entropy(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True, log_base: float = 2.0) -> float:
@@ -59,12 +76,14 @@ def matrix_entropy(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True, 
 
     S_α = 1/(1-α) · log Σ λ̃_j^α with λ̃ the eigenvalues of K / tr(K); α = 1 is
     the von Neumann limit -Σ λ̃ log λ̃. ``log_base`` 2 as the paper writes it.
-    With ``normalize`` the value is divided by log N, N the number of rows of z
-    (§4.1), so it lies in [0, 1]: 0 when K has rank one, 1 when the rows are
-    orthogonal with equal norms.
+    With ``normalize`` the value is divided by log min(N, D), the largest entropy
+    a matrix of this shape can reach, so it lies in [0, 1]: 0 when K has rank one,
+    1 when every direction carries equal energy. That is the paper's log N (§4.1)
+    whenever N ≤ D (every token-level matrix here); for N > D it does not change
+    when samples are repeated, which log N would.
     """
     z = as_matrix(z, "entropy input")
-    return _entropy_from(torch.linalg.svdvals(z), z.shape[0], alpha, normalize, log_base)
+    return _entropy_from(torch.linalg.svdvals(z), tuple(z.shape), alpha, normalize, log_base)
 
 
 def prompt_entropy(h: torch.Tensor, alpha: float = 1.0, normalize: bool = True) -> float:
@@ -91,7 +110,7 @@ def effective_rank(z: torch.Tensor) -> float:
 
 
 def numerical_rank(z: torch.Tensor) -> int:
-    """Rank with numpy's default tolerance: σ > σ_max · max(N, D) · epsilon of z's dtype."""
+    """Rank: the singular values above σ_max · ``rank_tolerance`` (D · epsilon of z's dtype)."""
     eps = _precision(z)
     z = as_matrix(z)
     return _rank_from(torch.linalg.svdvals(z), tuple(z.shape), eps)
@@ -140,10 +159,49 @@ def spectral_summary(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True
     sigma = torch.linalg.svdvals(z)
     shape = tuple(z.shape)
     return {
-        "entropy": _entropy_from(sigma, shape[0], alpha, normalize, 2.0),
+        "entropy": _entropy_from(sigma, shape, alpha, normalize, 2.0),
         "effective_rank": _effective_rank_from(sigma),
         "rank_deficiency": float(min(shape) - _rank_from(sigma, shape, eps)),
         "condition_number": _condition_from(sigma, shape, eps),
         "spectral_norm": float(sigma[0]),
         "sparsity": float((z.abs() < sparsity_eps).double().mean()),
+    }
+
+
+def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0, normalize: bool = True,
+                     eps: float | None = None) -> dict[str, torch.Tensor]:
+    """The spectral metrics of diag(√(N·w)) z for every row w of ``weights`` (B, N), at once.
+
+    A Bayesian-bootstrap resample of the rows of z (N, D): no row is duplicated, so
+    ranks are those of z. The singular values come from the eigenvalues of the
+    (B, D, D) weighted second-moment matrices zᵀ diag(N·w) z. With uniform
+    weights, every value equals ``spectral_summary``'s. ``eps`` is the precision of
+    the data before it was promoted to float64 (default: z's own dtype).
+    """
+    eps = _precision(z) if eps is None else eps
+    z = as_matrix(z, "representation", min_rows=2 if normalize else 1)
+    n, d = z.shape
+    w = weights.to(torch.float64) * n  # (B, N), mean 1 per row
+    moments = torch.einsum("bn,nd,ne->bde", w, z, z)  # (B, D, D)
+    energy = torch.linalg.eigvalsh(moments).flip(-1).clamp_min(0)  # σ², descending
+    sigma = energy.sqrt()
+    total = energy.sum(-1, keepdim=True)
+    p = energy / total
+    logs = torch.where(p > 0, p.log(), torch.zeros_like(p))
+    shannon = -(p * logs).sum(-1)
+    if abs(alpha - 1.0) < 1e-12:
+        entropy = shannon
+    else:
+        entropy = torch.log((torch.where(p > 0, p, torch.zeros_like(p)) ** alpha).sum(-1)) / (1 - alpha)
+    entropy = entropy.clamp_min(0) / math.log(2.0)
+    if normalize:
+        entropy = entropy / math.log2(max_rank((n, d)))
+    ranks = (sigma > sigma[:, :1] * rank_tolerance((n, d), eps)).sum(-1)
+    smallest = sigma.gather(1, (ranks - 1).clamp_min(0)[:, None])[:, 0]
+    return {
+        "entropy": entropy,
+        "effective_rank": shannon.exp(),
+        "rank_deficiency": (min(n, d) - ranks).to(torch.float64),
+        "condition_number": sigma[:, 0] / smallest,
+        "spectral_norm": sigma[:, 0],
     }

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from harness import intervals, metrics
+from harness.claims import Rows
 from harness.profile import PairProfile
 
 SPECTRAL = ("dataset_entropy", "effective_rank", "condition_number", "spectral_norm")
@@ -70,7 +71,8 @@ class Resampler:
         return (f"percentile intervals over {len(self.weights)} Bayesian-bootstrap reweightings of the "
                 f"{self.profile.base_run.n_samples} probe samples")
 
-    def bundles(self, kind: str | None) -> list[dict[str, pd.Series]]:
+    def bundles(self, kind: str | None) -> list[dict[str, Rows | pd.Series]]:
+        """Per resample, the series the claims of ``kind`` read ("pair" or "spectral"), as ``claims.Rows``."""
         if kind is None:
             return []
         pair = self._pair_bundles()
@@ -100,9 +102,10 @@ class Resampler:
         values = {name: np.stack(columns, axis=1) for name, columns in values.items()}  # (B, layers)
         probes = {model: self._probe_accuracy(getattr(self.profile, f"{model}_run")) for model in ("base", "sft")}
         weight_change = self.profile.pair["weight_change"]
-        self._pair = [{**{name: pd.Series(v[r], index=self.layers) for name, v in values.items()},
+        weight_change = Rows(weight_change.index.tolist(), weight_change.to_numpy(dtype=float))
+        self._pair = [{**{name: Rows(self.layers, v[r]) for name, v in values.items()},
                        "weight_change": weight_change,
-                       **{f"{m}.probe_accuracy": pd.Series(p[r], index=self.layers) for m, p in probes.items()}}
+                       **{f"{m}.probe_accuracy": Rows(self.layers, p[r]) for m, p in probes.items()}}
                       for r in range(len(self.weights))]
         return self._pair
 
@@ -128,11 +131,9 @@ class Resampler:
                 spectra["dataset_entropy"] = spectra.pop("entropy")
                 for name in SPECTRAL:
                     values[(model, name)][:, column] = spectra[name].numpy()
-        self._spectral = []
-        for r in range(count):
-            bundle = {f"{m}.{name}": pd.Series(values[(m, name)][r], index=self.layers) for (m, name) in values}
-            for name in SPECTRAL:
-                bundle[f"delta_{name}"] = bundle[f"sft.{name}"] - bundle[f"base.{name}"]
-                bundle[f"abs_delta_{name}"] = bundle[f"delta_{name}"].abs()
-            self._spectral.append(bundle)
+        for name in SPECTRAL:
+            values[("delta", name)] = values[("sft", name)] - values[("base", name)]
+            values[("abs_delta", name)] = np.abs(values[("delta", name)])
+        self._spectral = [{f"{m}_{name}" if m.endswith("delta") else f"{m}.{name}": Rows(self.layers, v[r])
+                           for (m, name), v in values.items()} for r in range(count)]
         return self._spectral

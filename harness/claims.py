@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from harness import depth, intervals
 
-Bundle = Mapping[str, pd.Series]
+Bundle = Mapping[str, "pd.Series | Rows"]
 HOLDS, REFUTED, INCONCLUSIVE = "holds", "refuted", "inconclusive"
 OUTCOMES = (HOLDS, REFUTED, INCONCLUSIVE)
 
@@ -221,44 +222,118 @@ def tail_split(rows: Sequence[int], n_layers: int | None = None) -> tuple[list[i
     return head, tail
 
 
-def _series(bundle: Bundle, name: str) -> pd.Series:
-    try:
-        series = bundle[name]
-    except KeyError:
-        raise KeyError(f"claim needs the series {name!r}; the bundle has {sorted(bundle)}") from None
-    return series.astype(float)
+class Rows:
+    """A per-row series as plain arrays (profile rows, values). The predicates run on every resample, where
+    pandas' label indexing would cost more than the statistics, so resampled bundles hold these and measured
+    ones hold ``pd.Series``; the predicates read both alike."""
+
+    __slots__ = ("rows", "values", "_position")
+
+    def __init__(self, rows: Sequence[int], values: np.ndarray):
+        self.rows = list(rows)
+        self.values = values
+        self._position = {row: i for i, row in enumerate(self.rows)}
+
+    @classmethod
+    def of(cls, bundle: Bundle, name: str) -> Rows:
+        """The series ``name`` of ``bundle`` as rows and float values."""
+        try:
+            value = bundle[name]
+        except KeyError:
+            raise KeyError(f"claim needs the series {name!r}; the bundle has {sorted(bundle)}") from None
+        if isinstance(value, Rows):
+            return value
+        return cls(value.index.tolist(), value.to_numpy(dtype=float))
+
+    @property
+    def last(self) -> int:
+        return max(self.rows)
+
+    def __getitem__(self, row: int) -> float:
+        return float(self.values[self._position[row]])
+
+    def take(self, rows: Sequence[int]) -> np.ndarray:
+        return self.values[[self._position[row] for row in rows]]
+
+    def dropna(self) -> Rows:
+        keep = ~np.isnan(self.values)
+        return Rows([row for row, k in zip(self.rows, keep, strict=True) if k], self.values[keep])
 
 
 def _evidence(bundle: Bundle, *names: str) -> dict[str, list]:
-    return {name: [None if math.isnan(v) else float(v) for v in _series(bundle, name).tolist()] for name in names}
+    return {name: [None if math.isnan(v) else v for v in Rows.of(bundle, name).values.tolist()] for name in names}
+
+
+def _aligned(x: Rows, y: Rows) -> tuple[np.ndarray, np.ndarray]:
+    """The values of x and y at the rows both define, aligned by row."""
+    if x.rows == y.rows:
+        return x.values, y.values
+    common = [row for row in x.rows if row in y._position]
+    return x.take(common), y.take(common)
+
+
+def _pearson_rows(x: Rows, y: Rows) -> float:
+    a, b = _aligned(x, y)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    return _pearson(a[keep], b[keep])
+
+
+def _joined(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The values of x and y at the layers both define, aligned by layer (as ``pd.concat(...).dropna()``).
+
+    Series on the same index (every bundle's) are aligned as they stand, without building a frame: the
+    predicates run on every resample, so this is the hot path of a verdict.
+    """
+    if x.index.is_unique and x.index.equals(y.index):
+        a, b = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
+    else:
+        joined = pd.concat([x, y], axis=1)
+        a, b = joined.iloc[:, 0].to_numpy(dtype=float), joined.iloc[:, 1].to_numpy(dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    return a[keep], b[keep]
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether the sample variance is zero, computed as ``pd.Series.std`` computes it (mean, then squares)."""
+    mean = values.sum(dtype=np.float64) / len(values)
+    return float(((mean - values) ** 2).sum(dtype=np.float64)) == 0
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or _constant(a) or _constant(b):
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def pearson(x: pd.Series, y: pd.Series) -> float:
     """Pearson r over the layers both define; NaN when either is constant (then no claim can rest on it)."""
-    joined = pd.concat([x, y], axis=1).dropna()
-    if len(joined) < 3 or joined.iloc[:, 0].std() == 0 or joined.iloc[:, 1].std() == 0:
-        return math.nan
-    return float(np.corrcoef(joined.iloc[:, 0], joined.iloc[:, 1])[0, 1])
+    return _pearson(*_joined(x, y))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    keep = ~(np.isnan(a) | np.isnan(b))
+    return _pearson(stats.rankdata(a[keep], method="average"), stats.rankdata(b[keep], method="average"))
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:
-    joined = pd.concat([x, y], axis=1).dropna()
-    return pearson(joined.iloc[:, 0].rank(), joined.iloc[:, 1].rank())
+    """Pearson r of the average ranks (ties share their mean rank) over the layers both define."""
+    return _spearman(*_joined(x, y))
 
 
-def _lowest_depth(series: pd.Series) -> float:
-    """Relative depth of the row where ``series`` is lowest (NaN when the series is undefined)."""
+def _skipna(values: np.ndarray, reduce: Callable[[np.ndarray], float]) -> float:
+    """``reduce`` over the finite entries (NaN when there are none), as a pandas reduction."""
+    values = values[~np.isnan(values)]
+    return float(reduce(values)) if values.size else math.nan
+
+
+def _extreme_depth(series: Rows, highest: bool) -> float:
+    """Relative depth of the row where ``series`` is highest or lowest (NaN when undefined or flat: a flat
+    series has no peak and no lowest layer)."""
     clean = series.dropna()
-    if clean.empty or clean.max() == clean.min():
-        return math.nan  # a flat series has no lowest layer
-    return depth.row_depth(int(clean.idxmin()), int(series.index.max()))
-
-
-def _highest_depth(series: pd.Series) -> float:
-    clean = series.dropna()
-    if clean.empty or clean.max() == clean.min():
-        return math.nan  # a flat series has no peak
-    return depth.row_depth(int(clean.idxmax()), int(series.index.max()))
+    if not clean.rows or clean.values.max() == clean.values.min():
+        return math.nan
+    pick = int(np.argmax(clean.values) if highest else np.argmin(clean.values))  # the first, as idxmax does
+    return depth.row_depth(int(clean.rows[pick]), int(series.last))
 
 
 # --- per-layer claims ---------------------------------------------------------------------------
@@ -266,19 +341,21 @@ def _highest_depth(series: pd.Series) -> float:
 def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
     """C1 (§4.2, Fig. 1; eqs. 6-7): CKA on a high plateau over the first ~80% of depth, then a drop in the
     tail; cosine mirrors it; mean shift small over most layers and spiking in the last ones."""
-    cka, cosine, shift = _series(bundle, "cka"), _series(bundle, "cosine"), _series(bundle, "mean_shift")
-    head, tail = tail_split(cka.index.tolist())
-    last = cka.index.max()
+    cka, cosine, shift = (Rows.of(bundle, name) for name in ("cka", "cosine", "mean_shift"))
+    head, tail = tail_split(cka.rows)
+    last = cka.last
     tail_depth = 1 - depth.EDGE
+    plateau = cka.take(head)
     conditions = [
-        _condition(t, "C1.cka_plateau_min", "cka_plateau_min", cka[head].min(), ">="),
-        _condition(t, "C1.cka_drop_min", "cka_drop", cka[head].mean() - cka[last], ">="),
-        Condition("cka_lowest_layer_depth", _lowest_depth(cka), tail_depth, ">=", source=source(t, "depth.tail")),
-        _condition(t, "C1.cosine_drop_min", "cosine_drop", cosine[head].mean() - cosine[last], ">"),
-        Condition("cosine_lowest_layer_depth", _lowest_depth(cosine), tail_depth, ">=",
+        _condition(t, "C1.cka_plateau_min", "cka_plateau_min", _skipna(plateau, np.min), ">="),
+        _condition(t, "C1.cka_drop_min", "cka_drop", _skipna(plateau, np.mean) - cka[last], ">="),
+        Condition("cka_lowest_layer_depth", _extreme_depth(cka, highest=False), tail_depth, ">=",
+                  source=source(t, "depth.tail")),
+        _condition(t, "C1.cosine_drop_min", "cosine_drop", _skipna(cosine.take(head), np.mean) - cosine[last], ">"),
+        Condition("cosine_lowest_layer_depth", _extreme_depth(cosine, highest=False), tail_depth, ">=",
                   source=source(t, "depth.tail")),
         _condition(t, "C1.mean_shift_spike_ratio", "mean_shift_spike_ratio",
-                   ratio(shift[tail].max(), shift[head].median()), ">="),
+                   ratio(_skipna(shift.take(tail), np.max), _skipna(shift.take(head), np.median)), ">="),
     ]
     return Verdict("C1", "CKA plateau then drop", conditions, "cka_drop",
                    _evidence(bundle, "cka", "cosine", "mean_shift"))
@@ -286,16 +363,18 @@ def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
 
 def j_shaped_weight_change(bundle: Bundle, t: Mapping) -> Verdict:
     """C2 (eq. 1, §4.3, Fig. 4): weight change low early, climbing after the midpoint, largest in the tail."""
-    change = _series(bundle, "weight_change").dropna()  # row 0 (embedding output) has no Q/K/V/O
-    n_layers = int(change.index.max())
+    change = Rows.of(bundle, "weight_change").dropna()  # row 0 (embedding output) has no Q/K/V/O
+    n_layers = int(change.last)
     first = {layer + 1 for layer in depth.layer_groups(n_layers)["first"]}
-    early = [row for row in change.index if row in first]
-    after_mid = change[[row for row in change.index if depth.row_depth(row, n_layers) >= t["C2"]["midpoint"]]]
+    early = [row for row in change.rows if row in first]
+    after_mid = [row for row in change.rows if depth.row_depth(row, n_layers) >= t["C2"]["midpoint"]]
     conditions = [
-        _condition(t, "C2.early_to_peak_max", "early_to_peak", ratio(change[early].mean(), change.max()), "<="),
+        _condition(t, "C2.early_to_peak_max", "early_to_peak",
+                   ratio(_skipna(change.take(early), np.mean), _skipna(change.values, np.max)), "<="),
         _condition(t, "C2.climb_spearman_min", "climb_spearman",
-                   spearman(pd.Series(after_mid.index, index=after_mid.index), after_mid), ">="),
-        Condition("peak_layer_depth", _highest_depth(change), 1 - depth.EDGE, ">=", source=source(t, "depth.tail")),
+                   _spearman(np.asarray(after_mid, dtype=float), change.take(after_mid)), ">="),
+        Condition("peak_layer_depth", _extreme_depth(change, highest=True), 1 - depth.EDGE, ">=",
+                  source=source(t, "depth.tail")),
     ]
     return Verdict("C2", "J-shaped weight change", conditions, "early_to_peak", _evidence(bundle, "weight_change"))
 
@@ -303,12 +382,12 @@ def j_shaped_weight_change(bundle: Bundle, t: Mapping) -> Verdict:
 def probing_emergence(bundle: Bundle, t: Mapping) -> Verdict:
     """C5 (§4.3, Fig. 3): logit-lens accuracy near zero over most of the depth, then a sharp rise in the tail."""
     name = f"{t['C5']['model']}.probe_accuracy"
-    accuracy = _series(bundle, name)
-    head, tail = tail_split(accuracy.index.tolist())
-    dormant = accuracy[head].max()
+    accuracy = Rows.of(bundle, name)
+    head, tail = tail_split(accuracy.rows)
+    dormant = _skipna(accuracy.take(head), np.max)
     conditions = [
         _condition(t, "C5.dormant_max", "dormant_max", dormant, "<="),
-        _condition(t, "C5.rise_min", "tail_rise", accuracy[tail].max() - dormant, ">="),
+        _condition(t, "C5.rise_min", "tail_rise", _skipna(accuracy.take(tail), np.max) - dormant, ">="),
     ]
     return Verdict("C5", "probing emergence in the last layers", conditions, "tail_rise", _evidence(bundle, name))
 
@@ -317,22 +396,22 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
     """C6 (§4.2, Fig. 2): base and SFT intrinsic curves track each other, in three stages: a jump from
     layer 0 to 1, a plateau, and a tail bottleneck (effective rank collapses, spectral norm explodes)."""
     c = t["C6"]
-    tracks = [pearson(_series(bundle, f"base.{m}"), _series(bundle, f"sft.{m}")) for m in c["metrics"]]
+    tracks = [_pearson_rows(Rows.of(bundle, f"base.{m}"), Rows.of(bundle, f"sft.{m}")) for m in c["metrics"]]
     conditions = [_condition(t, "C6.track_pearson_min", "min_track_pearson",
                              min(tracks) if tracks and all(map(_finite, tracks)) else math.nan, ">=")]
     for model in ("base", "sft"):
-        rank, norm = _series(bundle, f"{model}.effective_rank"), _series(bundle, f"{model}.spectral_norm")
-        head, _ = tail_split(rank.index.tolist())
+        rank, norm = Rows.of(bundle, f"{model}.effective_rank"), Rows.of(bundle, f"{model}.spectral_norm")
+        head, _ = tail_split(rank.rows)
         plateau = [row for row in head if row >= 1]
-        last = rank.index.max()
-        steps = rank[plateau].diff().abs().dropna()
+        last = rank.last
+        steps = np.abs(np.diff(rank.take(plateau)))
         conditions += [
             _condition(t, "C6.transition_ratio_min", f"{model}_transition_ratio",
-                       ratio(abs(rank[1] - rank[0]), steps.median() if len(steps) else math.nan), ">="),
+                       ratio(abs(rank[1] - rank[0]), _skipna(steps, np.median)), ">="),
             _condition(t, "C6.collapse_ratio_max", f"{model}_rank_collapse_ratio",
-                       ratio(rank[last], rank[plateau].median()), "<="),
+                       ratio(rank[last], _skipna(rank.take(plateau), np.median)), "<="),
             _condition(t, "C6.explode_ratio_min", f"{model}_norm_explode_ratio",
-                       ratio(norm[last], norm[plateau].median()), ">="),
+                       ratio(norm[last], _skipna(norm.take(plateau), np.median)), ">="),
         ]
     names = [f"{model}.{m}" for m in c["metrics"] for model in ("base", "sft")]
     return Verdict("C6", "independent convergence in three stages", conditions, "min_track_pearson",
@@ -343,30 +422,48 @@ def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
     """C7 (Fig. 5): across layers, weight change correlates strongly negatively with cosine similarity and
     strongly positively with spectral metrics."""
     c = t["C7"]
-    change = _series(bundle, "weight_change")
+    change = Rows.of(bundle, "weight_change")
     conditions = [_condition(t, "C7.cosine_r_max", "r_weight_change_cosine",
-                             pearson(change, _series(bundle, "cosine")), "<=")]
+                             _pearson_rows(change, Rows.of(bundle, "cosine")), "<=")]
     for metric in c["spectral_metrics"]:
         conditions.append(_condition(t, "C7.spectral_r_min", f"r_weight_change_{metric}",
-                                     pearson(change, _series(bundle, metric)), ">="))
+                                     _pearson_rows(change, Rows.of(bundle, metric)), ">="))
     return Verdict("C7", "weight change explains the representation shift", conditions, "r_weight_change_cosine",
                    _evidence(bundle, "weight_change", "cosine", *c["spectral_metrics"]))
 
 
 # --- claims over arms and segments ---------------------------------------------------------------
 
-def _best(scores: pd.Series, labels: Sequence) -> float:
-    return float(scores[list(labels)].max())
+Scores = pd.Series | Mapping  # a score per arm label or segment
 
 
-def inverted_u_swap(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping,
+def _by_label(scores: Scores) -> dict:
+    """Scores as a plain dict (label -> float), read once: these predicates run on every resample."""
+    if isinstance(scores, pd.Series):
+        return dict(zip(scores.index.tolist(), scores.to_numpy(dtype=float).tolist(), strict=True))
+    return {label: float(value) for label, value in scores.items()}
+
+
+def _best(scores: Mapping, labels: Sequence) -> float:
+    """The highest score among ``labels`` (undefined scores skipped; NaN when none is defined)."""
+    return _skipna(np.array([scores[label] for label in labels], dtype=float), np.max)
+
+
+def _best_label(scores: Mapping, labels: Sequence):
+    """The label with the highest defined score (the first of equals, as ``idxmax``)."""
+    defined = [label for label in labels if not math.isnan(scores[label])]
+    return max(defined, key=scores.__getitem__) if defined else labels[0]
+
+
+def inverted_u_swap(scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapping,
                     host: float | None = None) -> Verdict:
     """C3 (§4.3, Fig. 6): swapping a middle segment scores at least as well as swapping the first or the
     last 20% of layers; against the unswapped host (``host``), the edge swaps lower its score and the
     best middle swap does not lower it beyond ``C3.host_margin``. ``scores`` is indexed by segment;
     ``groups`` says which segments are which (``depth.segment_groups``). The best middle and the best
     edge segment are picked anew in every resample (selection-aware intervals)."""
-    best_middle, best_edge = _best(scores, groups["middle"]), _best(scores, [*groups["first"], *groups["last"]])
+    values = _by_label(scores)
+    best_middle, best_edge = _best(values, groups["middle"]), _best(values, [*groups["first"], *groups["last"]])
     conditions = [_condition(t, "C3.margin", "middle_minus_best_edge", best_middle - best_edge, ">=")]
     if host is not None:
         conditions += [
@@ -375,26 +472,28 @@ def inverted_u_swap(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: M
                       source=source(t, "C3.host_margin")),
         ]
     return Verdict("C3", "inverted-U layer swap", conditions, "middle_minus_best_edge",
-                   {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()},
+                   {"score": list(values.values()), **{k: list(v) for k, v in groups.items()},
                     **({"host": [host]} if host is not None else {})})
 
 
-def single_segment_inverted_u(scores: pd.Series, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
+def single_segment_inverted_u(scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
     """C4, App. A (Tables 1-2): LoRA on one middle segment alone scores at least as well as LoRA on a
     segment in the first or the last 20% of layers, and the scores are not all equal (a flat line is no U).
     ``scores`` is indexed by segment; the best middle and edge segments are picked anew in every resample."""
-    best_middle, best_edge = _best(scores, groups["middle"]), _best(scores, [*groups["first"], *groups["last"]])
+    values = _by_label(scores)
+    best_middle, best_edge = _best(values, groups["middle"]), _best(values, [*groups["first"], *groups["last"]])
     conditions = [_condition(t, "C4.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
-                  _condition(t, "C4.min_score_range", "score_range", scores.max() - scores.min(), ">")]
+                  _condition(t, "C4.min_score_range", "score_range",
+                             _skipna(np.fromiter(values.values(), float), np.ptp), ">")]
     return Verdict("C4", "inverted U of single-segment LoRA", conditions, "middle_minus_best_edge",
-                   {"score": scores.tolist(), **{k: list(v) for k, v in groups.items()}})
+                   {"score": list(values.values()), **{k: list(v) for k, v in groups.items()}})
 
 
 def _edge_masks(count: int) -> tuple[str, str, str]:
     return "1" * count, "1" + "0" * (count - 1), "0" * (count - 1) + "1"
 
 
-def mid_block_beats_full(scores: pd.Series, middle: Sequence[str], t: Mapping, preregistered: str | None = None
+def mid_block_beats_full(scores: Scores, middle: Sequence[str], t: Mapping, preregistered: str | None = None
                          ) -> Verdict:
     """C4 (§4.4, Fig. 7): at a matched budget, a middle arm scores at least as well as full-depth LoRA
     (``11111``), and LoRA on the first or the last segment alone (``10000``, ``00001``) scores below it.
@@ -405,7 +504,8 @@ def mid_block_beats_full(scores: pd.Series, middle: Sequence[str], t: Mapping, p
     """
     c = t["C4"]
     full, first, last = _edge_masks(c["segment_count"])
-    best = str(scores[list(middle)].idxmax())
+    values = _by_label(scores)
+    best = str(_best_label(values, list(middle)))
     arms = {"best_middle": best}
     if preregistered is not None:
         arms["midblock"] = preregistered
@@ -414,45 +514,49 @@ def mid_block_beats_full(scores: pd.Series, middle: Sequence[str], t: Mapping, p
     conditions = []
     for role, label in arms.items():
         decides = role == c["decides"]
-        top = float(scores[label])
+        top = values[label]
         conditions += [
-            _condition(t, "C4.margin", f"{role}_minus_full", top - float(scores[full]), ">=", decides),
-            _condition(t, "C4.margin", f"{role}_minus_first", top - float(scores[first]), ">", decides),
-            _condition(t, "C4.margin", f"{role}_minus_last", top - float(scores[last]), ">", decides),
+            _condition(t, "C4.margin", f"{role}_minus_full", top - values[full], ">=", decides),
+            _condition(t, "C4.margin", f"{role}_minus_first", top - values[first], ">", decides),
+            _condition(t, "C4.margin", f"{role}_minus_last", top - values[last], ">", decides),
         ]
     return Verdict("C4", "mid-block LoRA beats full LoRA", conditions, f"{c['decides']}_minus_full",
-                   {"arm": [str(label) for label in scores.index], "score": scores.tolist(), "best_middle": [best],
+                   {"arm": [str(label) for label in values], "score": list(values.values()), "best_middle": [best],
                     "midblock": [preregistered] if preregistered else [], "decides": [c["decides"]]})
 
 
-def position_not_budget(scores: pd.Series, middle: str, random_sets: Sequence[str], first: str, last: str,
+def position_not_budget(scores: Scores, middle: str, random_sets: Sequence[str], first: str, last: str,
                         t: Mapping) -> Verdict:
     """The referee's control for C4: at the same budget, the pre-registered 20-80% mid-block arm beats arms
     on randomly chosen layers (on average) and on the first and the last 20% of layers, so layer position,
     not rank or parameter count, explains its gain. ``scores`` is indexed by arm label."""
-    top = float(scores[middle])
+    values = _by_label(scores)
+    top = values[middle]
+    random_mean = _skipna(np.array([values[label] for label in random_sets], dtype=float), np.mean)
     conditions = [
-        _condition(t, "C4.margin", "middle_minus_random_mean", top - float(scores[list(random_sets)].mean()), ">"),
-        _condition(t, "C4.margin", "middle_minus_first_20pct", top - float(scores[first]), ">"),
-        _condition(t, "C4.margin", "middle_minus_last_20pct", top - float(scores[last]), ">"),
+        _condition(t, "C4.margin", "middle_minus_random_mean", top - random_mean, ">"),
+        _condition(t, "C4.margin", "middle_minus_first_20pct", top - values[first], ">"),
+        _condition(t, "C4.margin", "middle_minus_last_20pct", top - values[last], ">"),
     ]
     return Verdict("C4-control", "layer position, not budget, explains the gain", conditions,
                    "middle_minus_random_mean",
-                   {"arm": [str(label) for label in scores.index], "score": scores.tolist(), "middle": [middle],
+                   {"arm": [str(label) for label in values], "score": list(values.values()), "middle": [middle],
                     "random": list(random_sets)})
 
 
-def retention_closest(distances: Mapping[str, pd.Series], middle: str, t: Mapping) -> Verdict:
+def retention_closest(distances: Mapping[str, Scores], middle: str, t: Mapping) -> Verdict:
     """C8 (App. B, Table 4): after tuning, the middle arm's perplexity on held-out general text is the
     closest to the base model's: closer than full LoRA and the edge masks, on every text set.
     ``distances[set]`` is |perplexity(arm) - perplexity(base)| indexed by arm label."""
     c = t["C8"]
-    margins = {name: float(d[list(c["compared"])].min() - d[middle]) for name, d in distances.items()}
+    distances = {name: _by_label(d) for name, d in distances.items()}
+    margins = {name: _skipna(np.array([d[label] for label in c["compared"]], dtype=float), np.min) - d[middle]
+               for name, d in distances.items()}
     conditions = [_condition(t, "C8.margin", "closest_margin", min(margins.values()) if margins else math.nan, ">")]
     conditions += [_condition(t, "C8.margin", f"{name}_margin", value, ">", decides=False)
                    for name, value in margins.items()]
-    evidence = {"middle": [middle], **{f"{name}_distance": d.tolist() for name, d in distances.items()},
-                "arm": [str(label) for label in next(iter(distances.values())).index] if distances else []}
+    evidence = {"middle": [middle], **{f"{name}_distance": list(d.values()) for name, d in distances.items()},
+                "arm": [str(label) for label in next(iter(distances.values()))] if distances else []}
     return Verdict("C8", "mid-block LoRA retains the most", conditions, "closest_margin", evidence)
 
 

@@ -256,6 +256,19 @@ def command_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_calibrate(args: argparse.Namespace) -> int:
+    """How often each claim holds on simulated data with no effect, and at the paper's effect sizes."""
+    from harness import calibration
+
+    null, power = calibration.tables(args.simulations, args.power_simulations, seed=args.seed)
+    print(f"holds on data with no effect and at the boundary ({args.simulations} simulations each; "
+          f"acceptable: at most {calibration.NULL_LIMIT:.0%}):")
+    print(calibration.format_table(null))
+    print(f"\npower at the paper's effect sizes ({args.power_simulations} simulations each):")
+    print(calibration.format_table(power))
+    return 0
+
+
 def command_build(args: argparse.Namespace) -> int:
     resolved = models.resolve_pair(_pair_from_args(args))
     print(pair_summary(resolved))
@@ -317,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     swap_parser.add_argument("--segments", type=int, nargs="+", default=[3, 5, 10], help="values of M")
     swap_parser.add_argument("--device", default="auto")
     swap_parser.set_defaults(handler=command_swap)
+    calibrate = commands.add_parser("calibrate", help="false holds on simulated no-effect data, and power")
+    calibrate.add_argument("--simulations", type=int, default=500, help="simulations per claim and scenario")
+    calibrate.add_argument("--power-simulations", type=int, default=100,
+                           help="simulations per claim at the paper's effect sizes (the paper's data sizes)")
+    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.set_defaults(handler=command_calibrate)
     diff = commands.add_parser("diff", help="compare two reports or baselines; exit 1 on drift")
     diff.add_argument("baseline", help="the reference report or baseline file")
     diff.add_argument("current", help="the report or baseline to compare with it")

@@ -1,15 +1,35 @@
 """Planted pairs whose answer is known: the controls every claim predicate is tested on.
 
 Each control takes one model of the tiny OLMo-2 pair as its "base" model and,
-as its "SFT" model, the same weights with Gaussian noise added to every decoder layer's
-Q/K/V/O projections. The noise of layer l has a root-mean-square of
+as its "SFT" model, the same weights changed by a known construction. The
+default construction (``noise``) adds Gaussian noise to every decoder layer's
+Q/K/V/O and MLP projections. The noise of layer l has a root-mean-square of
 ``scale(l / L)`` times that of the weight it perturbs:
 
 - ``planted_late``: 0.02·(l/L) everywhere plus 100·((l/L − 0.8)/0.2)² in the last
   20% of layers. C1, C2 and C7 must hold on it.
-- ``planted_uniform``: 3.0 at every layer. C1, C2 and C7 must fail.
+- ``planted_uniform``: 3.0 at every layer. C1, C2 and C7 must fail, and so must
+  the sparsity hypothesis (its residual writes are amplified fourfold).
 - ``planted_early``: the mirror image of ``planted_late``, largest at layer 1.
   C1, C2 and C7 must fail.
+
+Controls for the directional hypotheses of §3.3-3.4 (``harness.directional``):
+
+- ``planted_identical``: scale 0 everywhere, so the SFT is an exact copy of the
+  base. Every directional hypothesis must be refuted (a change of exactly zero
+  lowers and raises nothing), and so must C1 (no drop).
+- ``planted_bottleneck`` (construction ``bottleneck``, ``confine``): the SFT's
+  residual stream is confined to one coordinate at every layer. Its entropies
+  are then 0, its effective rank 1 and its rank deficiency min(N, D) − 1, the
+  extreme values these metrics can take, and at least (D − 1)/D of its entries
+  are zero: prompt entropy, dataset entropy and effective rank must fall, rank
+  deficiency and sparsity must rise, in every band.
+- ``planted_smooth`` (construction ``smooth``, ``smooth``): the first layer's
+  attention is made uniform over the prefix and its write amplified, so every
+  state is dominated by the running mean of the tokens: curvature must fall.
+- ``planted_bottleneck_reversed`` and ``planted_smooth_reversed``: the same pairs
+  with base and SFT swapped (``reverse_of``), so the same hypotheses must be
+  refuted. They reuse the forward pairs' models and profiles.
 """
 
 from __future__ import annotations
@@ -17,11 +37,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from harness import cache, zoo
+from harness.directional import HYPOTHESES
 from harness.metrics import ATTENTION_MODULES, MLP_MODULES
 
 CONTROLS_FORMAT = 4
@@ -35,6 +56,9 @@ class Control:
     expected: dict[str, bool]  # claim -> whether it must hold
     description: str
     clean: str = "base"  # which model of the tiny pair is the clean side: a swap control needs a competent one
+    construction: str = "noise"  # how the planted model is made from the clean one: a key of CONSTRUCTIONS
+    reverse_of: str | None = None  # this pair is that control run backwards: its planted model is the base
+    unanswered: dict[str, str] = field(default_factory=dict)  # claim -> why the control has no answer for it
 
 
 def _tail_profile(depth: float) -> float:
@@ -42,10 +66,41 @@ def _tail_profile(depth: float) -> float:
     return 0.02 * depth + 100.0 * max(0.0, (depth - 0.8) / 0.2) ** 2
 
 
+def _none(depth: float) -> float:
+    return 0.0
+
+
+# A pair in which no Q/K/V/O weight moved has no ratio, no correlation and no peak of weight change (eq. 1):
+# the statistics of C2 and C7 are undefined (NaN), so they are inconclusive, never refuted, and such a
+# control can give them no answer.
+_NO_WEIGHT_CHANGE = {
+    "C2": "no Q/K/V/O weight (eq. 1) changed: the ratio, the rank correlation and the peak of C2 are undefined",
+    "C7": "no Q/K/V/O weight (eq. 1) changed: a correlation with a constant weight change is undefined",
+}
+_ONE_LAYER = ("the weight change is non-zero at the first layer only: its correlation with the representation "
+              "metrics across layers is not set by the construction")
+_UNDETERMINED = "the construction does not determine which way this metric moves (measured and reported only)"
+
+
+def _directional(answered: dict[str, bool]) -> dict[str, str]:
+    """The reason why a control has no answer for each directional hypothesis it does not determine."""
+    return {claim: _UNDETERMINED for claim in HYPOTHESES if claim not in answered}
+
+
+_BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,
+               "D:rank_deficiency": True, "D:sparsity": True}
+_SMOOTH = {"D:curvature": True}
+
+
+def _reversed(expected: dict[str, bool]) -> dict[str, bool]:
+    return {claim: not holds for claim, holds in expected.items()}
+
+
 CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_late", _tail_profile, {"C1": True, "C2": True, "C7": True},
             "a perturbation growing with depth, almost all of it in the last 20% of layers"),
-    Control("planted_uniform", lambda depth: 3.0, {"C1": False, "C2": False, "C7": False},
+    # Its residual writes are amplified fourfold at every layer: larger states have fewer entries below ε.
+    Control("planted_uniform", lambda depth: 3.0, {"C1": False, "C2": False, "C7": False, "D:sparsity": False},
             "the same perturbation at every layer"),
     Control("planted_early", lambda depth: _tail_profile(1.1 - depth), {"C1": False, "C2": False, "C7": False},
             "the mirror image of planted_late: largest at the first layer, shrinking with depth"),
@@ -55,9 +110,30 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_edges", lambda depth: 3.0 if depth <= 0.2 or depth > 0.8 else 0.02,
             {"C3:base_with_sft_block": True, "C3:sft_with_base_block": False},
             "a large perturbation in the first and last 20% of layers, a small one between", clean="sft"),
+    # Into the middle-damaged copy (sft_with_base_block), clean middle blocks help most, but whether a clean
+    # edge block lowers or raises that host (C3's host condition) is not set by the construction: no answer there.
     Control("planted_middle", lambda depth: 3.0 if 0.2 < depth <= 0.8 else 0.02,
-            {"C3:base_with_sft_block": False, "C3:sft_with_base_block": True},
+            {"C3:base_with_sft_block": False},
             "a large perturbation between 20% and 80% of depth, a small one in the first and last 20%", clean="sft"),
+    # Directional controls (§3.3-3.4). Nothing moved: no directional change, and no CKA drop (C1).
+    Control("planted_identical", _none, {"C1": False, **{claim: False for claim in HYPOTHESES}},
+            "an exact copy of the base: no perturbation anywhere", unanswered=_NO_WEIGHT_CHANGE),
+    # The representation changes from the first layer on, so CKA has no high plateau (C1); only embeddings
+    # and residual-write gains change, none of eq. 1's weights (C2, C7 undefined).
+    Control("planted_bottleneck", _none, {"C1": False, **_BOTTLENECK},
+            "the residual stream confined to one coordinate at every layer", construction="bottleneck",
+            unanswered={**_NO_WEIGHT_CHANGE, **_directional(_BOTTLENECK)}),
+    Control("planted_bottleneck_reversed", _none, {"C1": False, **_reversed(_BOTTLENECK)},
+            "planted_bottleneck run backwards: the confined model is the base", construction="bottleneck",
+            reverse_of="planted_bottleneck", unanswered={**_NO_WEIGHT_CHANGE, **_directional(_BOTTLENECK)}),
+    # The first layer's write changes every later state (no CKA plateau, C1), and the only weight of eq. 1 that
+    # changes is its q_proj, so the weight change peaks at the first layer, not in the last 20% (C2).
+    Control("planted_smooth", _none, {"C1": False, "C2": False, **_SMOOTH},
+            "the first layer attends uniformly to the prefix, its write amplified", construction="smooth",
+            unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
+    Control("planted_smooth_reversed", _none, {"C1": False, "C2": False, **_reversed(_SMOOTH)},
+            "planted_smooth run backwards: the smoothed model is the base", construction="smooth",
+            reverse_of="planted_smooth", unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
 )}
 
 
@@ -99,21 +175,88 @@ def plant(model, control: Control, seed: int = 0) -> None:
                 gain.mul_(1 + scale)
 
 
+def confine(model, control: Control | None = None, seed: int = 0) -> None:
+    """Confine the residual stream of ``model`` to one coordinate at every layer (``planted_bottleneck``).
+
+    The embeddings keep one coordinate (the one with the most energy) and every
+    residual write (``_residual_write_gains``) is masked to it, so every state at
+    every layer, token-level or mean-pooled, is a multiple of one basis vector.
+    A rank-one matrix has matrix entropy 0 (eqs. 2-3) and effective rank 1
+    (eq. 4), the least these metrics can be, rank deficiency min(N, D) − 1, the
+    most a non-zero matrix can have, and at least (D − 1)/D of its entries are
+    exactly zero (sparsity). Against any base whose representations span more
+    than one direction, SFT − base is therefore negative for both entropies and
+    effective rank and positive for rank deficiency and sparsity, at every layer.
+    Curvature is not determined: a one-dimensional path turns back (angle π) or
+    goes on (angle 0) by the token sequence alone.
+    """
+    embedding = model.get_input_embeddings().weight
+    keep = int(embedding.pow(2).mean(dim=0).argmax())
+    mask = torch.zeros(embedding.shape[1], dtype=embedding.dtype)
+    mask[keep] = 1.0
+    with torch.no_grad():
+        embedding.mul_(mask)
+        for layer in model.model.layers:
+            for write in _residual_write_gains(layer):  # the hidden dimension is the first axis of each
+                write.mul_(mask.view(-1, *([1] * (write.ndim - 1))))
+
+
+SMOOTH_GAIN = 1.0e4  # the first layer's write, against the O(1) writes of the others: see ``smooth``
+
+
+def smooth(model, control: Control | None = None, seed: int = 0) -> None:
+    """Make every state of ``model`` a smoothed path over the tokens (``planted_smooth``).
+
+    The first decoder layer's queries are zeroed, so its attention logits are all
+    equal and each token attends uniformly to itself and every earlier token: the
+    attention output is the running mean m_t of the prefix's values. Its residual
+    write is amplified by ``SMOOTH_GAIN``, so it dominates that state and, since
+    every later write is bounded by its output norm's gain, every later one.
+    Curvature (eq. 5) is the mean angle between consecutive steps. The steps of a
+    running mean, m_{t+1} − m_t = (v_{t+1} − m_t)/(t + 2), are uncorrelated for
+    values that vary independently from token to token (their covariance is
+    −σ²/(t + 2) + σ²/(t + 2) = 0), so they meet at about 90° (curvature ≈ 1/2);
+    a path of states that follow the current token (the base: h_t ≈ f(x_t)) has
+    consecutive steps sharing h_{t+1} with opposite signs (correlation −1/2,
+    about 120°, curvature ≈ 2/3). The SFT's curvature is therefore lower at every
+    layer. Entropy, rank and sparsity are not determined by it.
+    """
+    first = model.model.layers[0]
+    with torch.no_grad():
+        first.self_attn.q_proj.weight.zero_()
+        _residual_write_gains(first)[0].mul_(SMOOTH_GAIN)  # the attention write (OLMo-2: its output norm's gain)
+
+
+CONSTRUCTIONS: dict[str, Callable] = {"noise": plant, "bottleneck": confine, "smooth": smooth}
+
+
 def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
-    """The planted pair ``name``, built from the tiny base on first use and cached."""
+    """The planted pair ``name``, built from the tiny base on first use and cached.
+
+    A reversed control (``reverse_of``) is its forward pair with base and SFT
+    swapped: it reuses that pair's models, and so its profiles.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     control = CONTROLS[name]
+    if control.reverse_of is not None:
+        forward = build_control(control.reverse_of, progress=progress)
+        info = {**forward.info, "name": name, "reverse_of": control.reverse_of, "description": control.description,
+                "expected": control.expected}
+        return zoo.BuiltPair(name=name, base_dir=forward.sft_dir, sft_dir=forward.base_dir, info=info)
     source = zoo.build_pair(SOURCE_PAIR, progress=progress)
-    key = cache.stable_hash({"source": source.info["key"], "control": name, "format": CONTROLS_FORMAT,
-                             "clean": control.clean, "scales": [control.profile(i / 10) for i in range(1, 11)]})
+    recipe = {"source": source.info["key"], "control": name, "format": CONTROLS_FORMAT,
+              "clean": control.clean, "scales": [control.profile(i / 10) for i in range(1, 11)]}
+    if control.construction != "noise":  # the noise controls keep the keys they were cached under
+        recipe["construction"] = control.construction
+    key = cache.stable_hash(recipe)
     clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"
     if not cache.is_complete(directory):
         with cache.atomic_directory(directory) as scratch:
             shutil.copytree(clean_dir, scratch / "base")
             model = AutoModelForCausalLM.from_pretrained(clean_dir, dtype=torch.float32)
-            plant(model, control)
+            CONSTRUCTIONS[control.construction](model, control)
             model.save_pretrained(scratch / "sft")
             AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "sft")
             cache.write_json_atomic(scratch / "build.json", {"name": name, "source": source.info["key"],

@@ -125,9 +125,15 @@ class LoraStudy:
         self.run()
         return pd.Series({arm.label: float(self._items(arm.label).mean()) for arm in self.plan.arms})
 
-    def _resampled_scores(self, labels: list[str], seeds: np.ndarray, items: np.ndarray) -> pd.Series:
+    def _score_matrix(self, labels: list[str]) -> np.ndarray:
+        """(arms, seeds, items) task scores of ``labels``, stacked once for every resample."""
+        return np.stack([self._items(label) for label in labels])
+
+    @staticmethod
+    def _resampled_scores(matrix: np.ndarray, labels: list[str], seeds: np.ndarray, items: np.ndarray
+                          ) -> dict[str, float]:
         """Mean task score per arm over the given seed and item indices (drawn with replacement)."""
-        return pd.Series({label: float(self._items(label)[seeds][:, items].mean()) for label in labels})
+        return dict(zip(labels, matrix[:, seeds][:, :, items].mean(axis=(1, 2)).tolist(), strict=True))
 
     def _judged_with_intervals(self, judge: Callable[[np.ndarray, np.ndarray, dict | None], claims.Verdict],
                                key: str, title_suffix: str = "") -> claims.Verdict:
@@ -157,11 +163,13 @@ class LoraStudy:
         verdict.title += title_suffix
         return verdict
 
-    def _score_verdict(self, key: str, predicate: Callable[[pd.Series], claims.Verdict], labels: list[str],
+    def _score_verdict(self, key: str, predicate: Callable[[dict[str, float]], claims.Verdict], labels: list[str],
                        title_suffix: str = "") -> claims.Verdict:
         self.run()
+        matrix = self._score_matrix(labels)
         return self._judged_with_intervals(
-            lambda seeds, items, _texts: predicate(self._resampled_scores(labels, seeds, items)), key, title_suffix)
+            lambda seeds, items, _texts: predicate(self._resampled_scores(matrix, labels, seeds, items)), key,
+            title_suffix)
 
     # --- verdicts ----------------------------------------------------------------------------
 
@@ -231,8 +239,8 @@ class LoraStudy:
             labels = roles[f"single:{count}"]
             groups = depth.segment_groups(self.plan.n_layers, count)
 
-            def by_segment(s: pd.Series) -> claims.Verdict:
-                return claims.single_segment_inverted_u(pd.Series(s[labels].to_numpy(), index=range(count)),
+            def by_segment(s: dict[str, float]) -> claims.Verdict:
+                return claims.single_segment_inverted_u({segment: s[label] for segment, label in enumerate(labels)},
                                                         groups, t)
 
             verdict = self._score_verdict(key, by_segment, labels, f", M = {count}")
@@ -261,23 +269,24 @@ class LoraStudy:
         t = self.thresholds
         middle_labels = list(self.plan.roles["middle"])
         labels = list(dict.fromkeys([*middle_labels, *t["C8"]["compared"]]))
-        base_texts = {k: v for k, v in self._retention(self.untuned).items() if v is not None}
-        arrays = {name: {label: (np.array([self._retention(self.runs[(label, s)])[name]["nll"]
-                                           for s in self.settings.seeds], dtype=float),
-                                 np.array([self._retention(self.runs[(label, s)])[name]["tokens"]
-                                           for s in self.settings.seeds], dtype=float))
-                         for label in labels} for name in base_texts}  # (seeds, texts) each
+        base_texts = {name: tuple(np.asarray(texts[key], dtype=float) for key in ("nll", "tokens"))
+                      for name, texts in self._retention(self.untuned).items() if texts is not None}
+        arrays = {name: tuple(np.array([[self._retention(self.runs[(label, s)])[name][key]
+                                         for s in self.settings.seeds] for label in labels], dtype=float)
+                              for key in ("nll", "tokens"))
+                  for name in base_texts}  # (labels, seeds, texts) each
+        middle_scores = self._score_matrix(middle_labels)
 
         def judge(seeds: np.ndarray, items: np.ndarray, texts: dict | None) -> claims.Verdict:
-            middle = str(self._resampled_scores(middle_labels, seeds, items).idxmax())
+            means = middle_scores[:, seeds][:, :, items].mean(axis=(1, 2))
+            middle = middle_labels[int(np.argmax(means))]  # the first of equals, as idxmax
             distances = {}
-            for name, per_label in arrays.items():
+            for name, (nll, tokens) in arrays.items():
                 i = texts[name] if texts else slice(None)
-                base_nll, base_tokens = (np.asarray(base_texts[name][k], dtype=float) for k in ("nll", "tokens"))
+                base_nll, base_tokens = base_texts[name]
                 base_ppl = np.exp(base_nll[i].sum() / base_tokens[i].sum())
-                distances[name] = pd.Series({
-                    label: abs(float(np.mean(np.exp(nll[seeds][:, i].sum(1) / tokens[seeds][:, i].sum(1)))) - base_ppl)
-                    for label, (nll, tokens) in per_label.items()})
+                perplexity = np.exp(nll[:, seeds][:, :, i].sum(2) / tokens[:, seeds][:, :, i].sum(2)).mean(1)
+                distances[name] = dict(zip(labels, np.abs(perplexity - base_ppl).tolist(), strict=True))
             return claims.retention_closest(distances, middle, t)
 
         return self._judged_with_intervals(judge, "C8")

@@ -84,7 +84,9 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
 CONTROL_PAIRS: dict[str, ModelSpec] = {
     name: ModelSpec(name, ModelRef(f"harness-control:{name}"), ModelRef(f"harness-control:{name}"), "olmo2",
                     dtype="float32", builder=name, notes="a planted control built from the tiny OLMo-2 base")
-    for name in ("planted_late", "planted_uniform", "planted_early", "planted_edges", "planted_middle")
+    for name in ("planted_late", "planted_uniform", "planted_early", "planted_edges", "planted_middle",
+                 "planted_identical", "planted_bottleneck", "planted_bottleneck_reversed", "planted_smooth",
+                 "planted_smooth_reversed")
 }
 REAL_PAIRS = tuple(name for name, spec in REGISTRY.items() if not spec.is_built_locally)
 TINY_PAIRS = tuple(name for name, spec in REGISTRY.items() if spec.is_built_locally)

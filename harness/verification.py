@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from harness import bootstrap, claims, config, models, reports
+from harness import bootstrap, claims, config, directional, models, reports
 from harness.profile import PairProfile, ProfileOptions, profile_pair
 
 
@@ -27,13 +27,18 @@ class Measured:
     def verdict(self, claim: str) -> claims.Verdict:
         if claim not in self.verdicts:
             started = time.perf_counter()
-            kind = bootstrap.NEEDS[claim]
-            if self._bundle is None:
-                self._bundle = bootstrap.bundle_of(self.profile)
-            resampled = self.resampler.bundles(kind)
-            self.verdicts[claim] = claims.evaluate(
-                claim, self._bundle, self.thresholds, resampled,
-                confidence=self.thresholds["bootstrap"]["confidence"], note=self.resampler.note if resampled else "")
+            if directional.is_directional(claim):  # §3.3-3.4, per depth band, from the same captured runs
+                self.verdicts[claim] = directional.measured_verdict(claim, self.profile, self.resampler,
+                                                                    self.thresholds)
+            else:
+                kind = bootstrap.NEEDS[claim]
+                if self._bundle is None:
+                    self._bundle = bootstrap.bundle_of(self.profile)
+                resampled = self.resampler.bundles(kind)
+                self.verdicts[claim] = claims.evaluate(
+                    claim, self._bundle, self.thresholds, resampled,
+                    confidence=self.thresholds["bootstrap"]["confidence"],
+                    note=self.resampler.note if resampled else "")
             self.seconds += time.perf_counter() - started
         return self.verdicts[claim]
 
@@ -68,7 +73,7 @@ def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
     """A plain-text table of verdicts: claim, outcome, statistic, value, interval, threshold and its source.
 
     The statistic shown is the verdict's first deciding condition that is not met
-    (the reason it is not "holds"), else its main statistic.
+    (the reason it is not "holds"), else its main statistic. The last line counts the outcomes.
     """
     width = max([5, *map(len, verdicts)])
     lines = [f"{'claim':<{width}} {'outcome':<12} {'statistic':<30} {'value':>10} {'interval':>22} "
@@ -80,6 +85,8 @@ def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
         origin = shown.source.split(":")[0] if shown.source else ""
         lines.append(f"{claim:<{width}} {verdict.outcome:<12} {shown.name:<30} {value:>10} {ci:>22} "
                      f"{shown.comparison + ' ' + format(shown.threshold, '.4g'):>11}  {origin}")
+    counts = {outcome: sum(v.outcome == outcome for v in verdicts.values()) for outcome in claims.OUTCOMES}
+    lines.append(", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     return "\n".join(lines)
 
 

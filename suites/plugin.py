@@ -205,8 +205,6 @@ def pytest_terminal_summary(terminalreporter, config):
                     **(harness.swaps[name].verdicts if name in harness.swaps else {}),
                     **(harness.studies[name].verdicts if name in harness.studies else {})}
         terminalreporter.write_line(verification.verdict_table(verdicts))
-        counts = {outcome: sum(v.outcome == outcome for v in verdicts.values()) for outcome in claims.OUTCOMES}
-        terminalreporter.write_line(", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     for path in getattr(harness, "written", []):
         terminalreporter.write_line(f"wrote {path}")
 
@@ -279,7 +277,8 @@ def check_claim(harness_session):
         if measured.name in controls:
             expected = controls[measured.name].expected.get(key)
             if expected is None:
-                pytest.skip(f"{measured.name} has no planted answer for {claim}")
+                why = getattr(controls[measured.name], "unanswered", {}).get(key)
+                pytest.skip(f"{measured.name} has no planted answer for {claim}" + (f": {why}" if why else ""))
             wanted = claims.HOLDS if expected else claims.REFUTED
             assert verdict.outcome == wanted, (
                 f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain())

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from safetensors.torch import save_file
 
-from harness import metrics
+from harness import intervals, metrics
 
 TOL = dict(rel=1e-6, abs=1e-8)
 
@@ -84,12 +84,14 @@ def test_cka_gram_and_feature_forms_agree(x):
 
 # --- entropy (eqs. 2-3) -------------------------------------------------------------------
 
-@given(matrices(), st.floats(0.0, 5.0))
+# Normalised entropy divides by log min(N, D) (eqs. 2-3), so it needs two features as well as two rows.
+
+@given(matrices(min_cols=2), st.floats(0.0, 5.0))
 def test_normalised_entropy_lies_in_unit_interval(z, alpha):
     assert -1e-12 <= metrics.matrix_entropy(z, alpha=alpha) <= 1 + 1e-9
 
 
-@given(st.integers(2, 12), st.integers(1, 10), seeds)
+@given(st.integers(2, 12), st.integers(2, 10), seeds)
 def test_entropy_of_a_rank_one_matrix_is_zero(rows, cols, seed):
     generator = torch.Generator().manual_seed(seed)
     u = torch.randn(rows, 1, generator=generator, dtype=torch.float64)
@@ -103,13 +105,13 @@ def test_entropy_of_orthogonal_rows_of_equal_norm_is_one(rows, extra_cols, seed,
     assert metrics.matrix_entropy(norm * q, alpha=alpha) == pytest.approx(1.0, rel=1e-9)
 
 
-@given(matrices(), seeds, st.floats(1e-3, 1e3))
+@given(matrices(min_cols=2), seeds, st.floats(1e-3, 1e3))
 def test_entropy_is_invariant_to_rotation_and_scaling_of_features(z, seed, scale):
     reference = metrics.matrix_entropy(z)
     assert metrics.matrix_entropy(scale * z @ orthogonal(z.shape[1], seed)) == pytest.approx(reference, abs=1e-9)
 
 
-@given(matrices(), st.floats(0.0, 3.0), st.floats(0.0, 3.0))
+@given(matrices(min_cols=2), st.floats(0.0, 3.0), st.floats(0.0, 3.0))
 def test_renyi_entropy_does_not_increase_with_alpha(z, a, b):
     low, high = sorted((a, b))
     assert metrics.matrix_entropy(z, alpha=high) <= metrics.matrix_entropy(z, alpha=low) + 1e-9
@@ -152,13 +154,14 @@ def test_rank_and_deficiency_add_up(z):
     assert metrics.rank_deficiency(z) + metrics.numerical_rank(z) == min(z.shape)
 
 
-@given(matrices())
+@given(matrices(min_cols=2))
 def test_spectral_summary_agrees_with_each_metric(z):
     summary = metrics.spectral_summary(z)
     assert summary["entropy"] == pytest.approx(metrics.matrix_entropy(z), abs=1e-12)
     assert summary["effective_rank"] == pytest.approx(metrics.effective_rank(z), rel=1e-12)
     assert summary["condition_number"] == pytest.approx(metrics.condition_number(z), rel=1e-12)
     assert summary["spectral_norm"] == pytest.approx(metrics.spectral_norm(z), rel=1e-12)
+    assert summary["rank_deficiency"] == metrics.rank_deficiency(z)
     assert summary["sparsity"] == metrics.sparsity(z)
 
 
@@ -166,6 +169,100 @@ def test_spectral_summary_agrees_with_each_metric(z):
 def test_sparsity_is_a_share_that_grows_with_epsilon(z, a, b):
     low, high = sorted((a, b))
     assert 0.0 <= metrics.sparsity(z, low) <= metrics.sparsity(z, high) <= 1.0
+
+
+# --- sample count: repeated rows and Bayesian-bootstrap weights ------------------------------
+# Repeating every row k times multiplies each singular value by √k and changes nothing else, so
+# a spectral metric that depends on the shape of the spectrum alone must not move. With N ≥ D
+# that is every metric of §3.3; with N < D, min(N, D) grows with the repetitions, and the two
+# metrics defined against it, rank deficiency (min(N, D) − rank) and normalised entropy (eqs.
+# 2-3 over log min(N, D)), move by exactly that much.
+
+repetitions = st.integers(2, 5)
+
+
+@st.composite
+def tall_matrices(draw, min_cols=2, max_cols=8, max_rows=12):
+    """Matrices with N ≥ D."""
+    cols = draw(st.integers(min_cols, max_cols))
+    return draw(matrices(min_rows=cols, max_rows=max(cols, max_rows), min_cols=cols, max_cols=cols))
+
+
+def repeated_rows(z, times):
+    return z.repeat_interleave(times, dim=0)
+
+
+def well_conditioned(z):
+    """A condition number is only as accurate as (value × epsilon): leave the numerically singular out."""
+    return metrics.condition_number(z) < 1e8
+
+
+@given(matrices(), repetitions)
+def test_repeating_rows_leaves_rank_effective_rank_condition_number_and_entropy_unchanged(z, times):
+    assume(well_conditioned(z))
+    repeated = repeated_rows(z, times)
+    assert metrics.numerical_rank(repeated) == metrics.numerical_rank(z)
+    assert metrics.effective_rank(repeated) == pytest.approx(metrics.effective_rank(z), rel=1e-9)
+    assert metrics.condition_number(repeated) == pytest.approx(metrics.condition_number(z), rel=1e-6)
+    unnormalised = metrics.matrix_entropy(z, normalize=False)
+    assert metrics.matrix_entropy(repeated, normalize=False) == pytest.approx(unnormalised, rel=1e-9, abs=1e-9)
+
+
+@given(tall_matrices(), repetitions)
+def test_with_at_least_as_many_rows_as_features_every_spectral_metric_ignores_repetition(z, times):
+    assume(well_conditioned(z))
+    before, after = metrics.spectral_summary(z), metrics.spectral_summary(repeated_rows(z, times))
+    assert after["rank_deficiency"] == before["rank_deficiency"]
+    assert after["entropy"] == pytest.approx(before["entropy"], rel=1e-9, abs=1e-9)
+    assert after["effective_rank"] == pytest.approx(before["effective_rank"], rel=1e-9)
+    assert after["condition_number"] == pytest.approx(before["condition_number"], rel=1e-6)
+
+
+@given(st.integers(2, 6), st.data(), repetitions)
+def test_with_fewer_rows_than_features_deficiency_and_normalised_entropy_follow_min_n_d(rows, data, times):
+    z = data.draw(matrices(min_rows=rows, max_rows=rows, min_cols=rows + 1, max_cols=20))
+    assume(well_conditioned(z))
+    n, d = z.shape
+    repeated = repeated_rows(z, times)
+    rank = metrics.numerical_rank(z)
+    assert metrics.rank_deficiency(z) == n - rank
+    assert metrics.rank_deficiency(repeated) == min(times * n, d) - rank
+    rescaled = metrics.matrix_entropy(z) * math.log(n) / math.log(min(times * n, d))
+    assert metrics.matrix_entropy(repeated) == pytest.approx(rescaled, rel=1e-9, abs=1e-9)
+
+
+@st.composite
+def exact_rank_matrices(draw):
+    """P Q with small integer factors: exact in float64, so its rank is known without a tolerance."""
+    rows, cols = draw(st.integers(2, 12)), draw(st.integers(1, 10))
+    inner = draw(st.integers(1, min(rows, cols)))
+    entries = st.integers(-3, 3).map(float)
+    left = draw(arrays(np.float64, (rows, inner), elements=entries))
+    right = draw(arrays(np.float64, (inner, cols), elements=entries))
+    z = torch.from_numpy(left @ right)
+    assume(z.abs().sum() > 0)
+    return z
+
+
+@given(exact_rank_matrices(), seeds)
+def test_bayesian_bootstrap_weights_never_change_the_rank(z, seed):
+    # every Dirichlet weight is positive, so diag(√(N·w)) z has the rank of z: unlike rows drawn
+    # with replacement, a reweighting cannot lower it
+    weights = torch.from_numpy(intervals.dirichlet_weights(z.shape[0], 8, np.random.default_rng(seed)))
+    rank = metrics.numerical_rank(z)
+    for share in weights:
+        assert metrics.numerical_rank((share * z.shape[0]).sqrt()[:, None] * z) == rank
+    spectra = metrics.weighted_spectra(z, weights, normalize=False)
+    assert spectra["rank_deficiency"].tolist() == [float(metrics.rank_deficiency(z))] * len(weights)
+
+
+@given(matrices(min_cols=2), seeds)
+def test_weighted_spectra_keep_the_rank_of_the_unweighted_matrix(z, seed):
+    weights = torch.from_numpy(intervals.dirichlet_weights(z.shape[0], 8, np.random.default_rng(seed)))
+    spectra = metrics.weighted_spectra(z, weights)
+    assert (spectra["rank_deficiency"] == metrics.rank_deficiency(z)).all()
+    assert (spectra["effective_rank"] <= metrics.numerical_rank(z) + 1e-6).all()
+    assert ((0 <= spectra["entropy"]) & (spectra["entropy"] <= 1 + 1e-9)).all()
 
 
 # --- curvature (eq. 5) -----------------------------------------------------------------------

@@ -136,3 +136,53 @@ def test_weighted_bootstrap_cka_equals_cka_on_the_drawn_rows():
         bootstrap._weighted_centered_inner(gx, gx, shares) * bootstrap._weighted_centered_inner(gy, gy, shares))
     direct = [metrics.linear_cka(x[r], y[r]) for r in rows]
     assert weighted == pytest.approx(direct, rel=1e-9)
+
+
+def test_every_condition_names_where_its_threshold_comes_from():
+    verdicts = [predicate(paper_like_bundle(), T) for predicate in claims.CLAIMS.values()]
+    arms = pd.Series({"10000": 0.2, "01000": 0.4, "00100": 0.3, "00010": 0.3, "00001": 0.2, "11111": 0.3,
+                      "01110": 0.35, "r1": 0.3, "first20": 0.2, "last20": 0.2})
+    groups = {"first": [0], "middle": [1, 2, 3], "last": [4]}
+    segment_scores = pd.Series([0.2, 0.4, 0.3, 0.3, 0.2])
+    verdicts += [claims.inverted_u_swap(segment_scores, groups, T, host=0.35),
+                 claims.single_segment_inverted_u(segment_scores, groups, T),
+                 claims.mid_block_beats_full(arms, ["01000", "00100", "00010", "01110"], T, "01110"),
+                 claims.position_not_budget(arms, "01110", ["r1"], "first20", "last20", T),
+                 claims.retention_closest({"text": arms}, "01110", T)]
+    for verdict in verdicts:
+        for condition in verdict.conditions:
+            assert condition.source.startswith(("paper: §", "paper: App.", "paper: Fig.", "harness: ")), (
+                f"{verdict.claim}.{condition.name}: {condition.source!r}")
+
+
+@pytest.mark.parametrize("claim", ["C1", "C2", "C7"])
+def test_nothing_moved_never_verifies_a_claim(claim):
+    """An SFT identical to its base: every difference is zero, every ratio undefined; no claim about the change
+    may hold. (C5 and C6 are about each model's own curves, which an identical pair keeps.)"""
+    bundle = paper_like_bundle()
+    for name in list(bundle):
+        if name.startswith("sft."):
+            bundle[name] = bundle["base." + name.removeprefix("sft.")]
+    bundle.update(cka=series([1.0] * 11), cosine=series([1.0] * 11), mean_shift=series([0.0] * 11),
+                  weight_change=series([np.nan] + [0.0] * 10), abs_delta_spectral_norm=series([0.0] * 11))
+    assert claims.CLAIMS[claim](bundle, T).outcome != claims.HOLDS
+
+
+def test_a_condition_decides_from_its_whole_interval():
+    def condition(interval, value=0.5, comparison=">="):
+        return claims.Condition("x", value, 0.3, comparison, interval=interval)
+
+    assert condition((0.35, 0.6)).outcome == claims.HOLDS
+    assert condition((0.1, 0.29)).outcome == claims.REFUTED
+    assert condition((0.2, 0.6)).outcome == claims.INCONCLUSIVE
+    assert condition(None).outcome == claims.HOLDS  # exact: decided on its value
+    assert condition(None, value=0.2).outcome == claims.REFUTED
+    assert condition((0.35, 0.6), value=math.nan).outcome == claims.INCONCLUSIVE  # NaN is neither outcome
+    assert condition((0.0, 0.25), comparison="<=").outcome == claims.HOLDS
+    assert condition((0.1, 0.3), comparison=">").outcome == claims.REFUTED  # 0.3 does not exceed 0.3
+    verdict = claims.Verdict("X", "t", [condition((0.35, 0.6)), condition((0.2, 0.6))], "x")
+    assert verdict.outcome == claims.INCONCLUSIVE
+    verdict.conditions.append(condition((0.1, 0.2)))
+    assert verdict.outcome == claims.REFUTED
+    reported_only = claims.Condition("y", 0.0, 0.3, ">=", decides=False)
+    assert claims.Verdict("X", "t", [condition((0.35, 0.6)), reported_only], "x").outcome == claims.HOLDS

@@ -8,7 +8,8 @@ def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path
     assert cli.main(["run", "--pair", "tiny_olmo2", "--report-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for field in ("pair        tiny_olmo2", "10 decoder layers", "parameters", "exact match", "base 0.0",
-                  "holds", "statistic", "C1", "C2", "C5", "C6", "C7", "report", "summary"):
+                  "outcome", "statistic", "holds, ", "refuted, ", "inconclusive", "C1", "C2", "C5", "C6", "C7",
+                  "report", "summary"):
         assert field in out
     (folder,) = tmp_path.iterdir()
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()

@@ -41,6 +41,18 @@ def test_rank_condition_and_spectral_norm_by_hand():
     assert metrics.spectral_norm(z) == pytest.approx(4.0)
 
 
+def test_rank_tolerance_counts_features_not_rows():
+    # σ_2 / σ_1 = 1e-14 lies above D · ε = 4.4e-16 but below the N · ε of 2,000 rows (4.4e-13):
+    # a tolerance that grew with N would call the repeated matrix rank one
+    z = torch.diag(T([1.0, 1e-14], dtype=torch.float64))
+    repeated = z.repeat(1000, 1)
+    assert metrics.numerical_rank(z) == metrics.numerical_rank(repeated) == 2
+    assert metrics.rank_deficiency(repeated) == 0
+    assert metrics.condition_number(repeated) == pytest.approx(1e14, rel=1e-6)
+    # float32 data carries float32 noise: the same ratio is a numerical zero there
+    assert metrics.numerical_rank(z.float()) == 1
+
+
 def test_sparsity_by_hand():
     assert metrics.sparsity(T([[0.001, 1.0], [0.5, -0.005]])) == 0.5
     assert metrics.sparsity(T([[0.001, 1.0], [0.5, -0.005]]), eps=0.6) == 0.75
@@ -109,7 +121,10 @@ def test_weight_change_reads_sharded_checkpoints(tmp_path):
 @pytest.mark.parametrize("call", [
     lambda: metrics.matrix_entropy(torch.zeros(3, 2)),
     lambda: metrics.matrix_entropy(T([[1.0, float("nan")], [0.0, 1.0]])),
-    lambda: metrics.matrix_entropy(T([[1.0, 2.0]])),  # one row: log N = 0
+    lambda: metrics.matrix_entropy(T([[1.0, 2.0]])),  # one row: log min(N, D) = 0
+    lambda: metrics.matrix_entropy(T([[1.0], [2.0]])),  # one feature: log min(N, D) = 0
+    lambda: metrics.weighted_spectra(T([[1.0], [2.0]]), torch.full((3, 2), 0.5)),
+    lambda: metrics.weighted_spectra(torch.zeros(3, 2), torch.full((3, 3), 1 / 3)),
     lambda: metrics.effective_rank(torch.zeros(2, 2)),
     lambda: metrics.condition_number(torch.zeros(2, 2)),
     lambda: metrics.curvature(T([[0.0], [1.0]])),  # fewer than 3 tokens

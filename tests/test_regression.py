@@ -44,10 +44,12 @@ def test_changes_within_tolerance_are_not_drift(baseline):
     assert regression.compare_sections(baseline, _nudge(baseline, "pair", "cka", 3, value * 1e-6)) == []
 
 
-def test_a_flipped_verdict_is_drift(baseline):
+@pytest.mark.parametrize("outcome", ["holds", "refuted", "inconclusive"])
+def test_a_changed_outcome_is_drift(baseline, outcome):
     changed = copy.deepcopy(baseline)
-    changed["verdicts"]["C1"]["holds"] = not changed["verdicts"]["C1"]["holds"]
-    assert [(d.where, d.column) for d in regression.compare_sections(baseline, changed)] == [("verdict C1", "holds")]
+    changed["verdicts"]["C1"]["outcome"] = outcome
+    expected = [] if outcome == baseline["verdicts"]["C1"]["outcome"] else [("verdict C1", "outcome")]
+    assert [(d.where, d.column) for d in regression.compare_sections(baseline, changed)] == expected
 
 
 def test_missing_and_corrupt_baselines_are_clear_errors(tmp_path):
@@ -86,3 +88,20 @@ def test_suites_fail_with_a_per_layer_diff_when_a_tiny_baseline_changed(baseline
     assert run.returncode == 1, run.stdout[-3000:]
     assert "drifted from its baseline, per layer" in run.stdout
     assert "base table" in run.stdout and "spectral_norm" in run.stdout
+
+
+BASELINES = sorted((ROOT / "baselines").glob("*/*.json"))
+
+
+@pytest.mark.parametrize("path", BASELINES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_stored_interval_contains_its_point_estimate_and_every_verdict_has_an_outcome(path):
+    stored = reports.load_report(path)
+    assert stored["verdicts"], f"{path} holds no verdict"
+    for key, verdict in stored["verdicts"].items():
+        assert verdict.get("outcome") in ("holds", "refuted", "inconclusive"), f"{path}: {key} has no outcome"
+        for condition in verdict["conditions"]:
+            interval, value = condition.get("interval"), condition["value"]
+            if interval and value is not None and None not in interval:
+                low, high = interval
+                assert low <= value <= high, f"{path}: {key}.{condition['name']} = {value} outside [{low}, {high}]"
+            assert condition.get("source"), f"{path}: {key}.{condition['name']} has no threshold source"

@@ -185,7 +185,7 @@ def test_tuning_settings_come_from_the_config_and_auto_falls_back_offline(monkey
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     tiny = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("tiny_olmo2"))
-    assert tiny.task == "gsm8k_local" and tiny.seeds == (0, 1) and "down_proj" in tiny.modules
+    assert tiny.task == "gsm8k_local" and tiny.seeds == (0, 1, 2) and "down_proj" in tiny.modules
     real = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("olmo2_7b"))
     assert real.task == "auto" and real.modules == ("q_proj", "k_proj", "v_proj", "o_proj")
     assert real.resolved().task == "gsm8k_local"  # GSM8K's train split cannot be had offline

@@ -172,36 +172,63 @@ def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0,
                      eps: float | None = None) -> dict[str, torch.Tensor]:
     """The spectral metrics of diag(√(N·w)) z for every row w of ``weights`` (B, N), at once.
 
-    A Bayesian-bootstrap resample of the rows of z (N, D): no row is duplicated, so
-    ranks are those of z. The singular values come from the eigenvalues of the
-    (B, D, D) weighted second-moment matrices zᵀ diag(N·w) z. With uniform
-    weights, every value equals ``spectral_summary``'s. ``eps`` is the precision of
-    the data before it was promoted to float64 (default: z's own dtype).
+    A Bayesian-bootstrap resample of the rows of z (N, D): no row is duplicated and
+    every weight is positive, so the rank of each weighted matrix is exactly the rank
+    of z. It is therefore taken from one SVD of z, with ``spectral_summary``'s rule:
+    the weighted singular values come from eigenvalues of Gram matrices, which
+    resolve σ_j only down to about √(min(N, D) · ε₆₄) · σ_1, far above the rank
+    tolerance, so counting them would turn numerical zeros into rank (and, for
+    float64 input, give a negative rank deficiency and a condition number of ~1e8).
+
+    The squared singular values are the eigenvalues of the (B, N, N) matrices
+    diag(√(N·w)) z zᵀ diag(√(N·w)) when N < D, otherwise of the (B, D, D)
+    second moments zᵀ diag(N·w) z: the smaller side, which also leaves out the
+    structural zeros of the larger one. With uniform weights every value equals
+    ``spectral_summary``'s. ``eps`` is the precision of the data before it was
+    promoted to float64 (default: z's own dtype).
     """
     eps = _precision(z) if eps is None else eps
     z = as_matrix(z, "representation", min_rows=2 if normalize else 1)
     n, d = z.shape
+    if normalize and max_rank((n, d)) < 2:
+        raise DegenerateInputError("normalised entropy needs at least 2 rows and 2 features (it divides by "
+                                   "log min(N, D))")
+    rank = _rank_from(torch.linalg.svdvals(z), (n, d), eps)
+    if rank == 0:
+        raise DegenerateInputError("spectral metrics of an all-zero matrix are undefined")
     w = weights.to(torch.float64) * n  # (B, N), mean 1 per row
-    moments = torch.einsum("bn,nd,ne->bde", w, z, z)  # (B, D, D)
-    energy = torch.linalg.eigvalsh(moments).flip(-1).clamp_min(0)  # σ², descending
+    gram = z @ z.T if n < d else None  # (N, N), shared by every reweighting
+
+    def squared_singular_values(w: torch.Tensor) -> torch.Tensor:
+        if gram is not None:
+            root = w.sqrt()
+            moments = root[:, :, None] * gram * root[:, None, :]  # (b, N, N)
+        else:
+            moments = (z.T[None] * w[:, None, :]) @ z  # (b, D, D), a batched matmul
+        return torch.linalg.eigvalsh(moments).flip(-1).clamp_min(0)  # σ², descending
+
+    # Reweightings in chunks of about 2**25 float64 entries (256 MiB) of intermediates: a 4096-wide model's
+    # 200 resamples at once would need gigabytes.
+    side = min(n, d)
+    chunk = max(1, 2 ** 25 // (side * max(n, d) + side * side))
+    energy = torch.cat([squared_singular_values(w[start:start + chunk]) for start in range(0, len(w), chunk)])
     sigma = energy.sqrt()
-    total = energy.sum(-1, keepdim=True)
-    p = energy / total
-    logs = torch.where(p > 0, p.log(), torch.zeros_like(p))
+    p = energy / energy.sum(-1, keepdim=True)
+    positive = p > 0
+    logs = torch.where(positive, p, torch.ones_like(p)).log()
     shannon = -(p * logs).sum(-1)
     if abs(alpha - 1.0) < 1e-12:
         entropy = shannon
-    else:
-        entropy = torch.log((torch.where(p > 0, p, torch.zeros_like(p)) ** alpha).sum(-1)) / (1 - alpha)
+    else:  # over the positive shares only, as ``matrix_entropy`` (0 ** 0 would count a zero as 1)
+        powers = torch.where(positive, p, torch.ones_like(p)) ** alpha
+        entropy = torch.log(torch.where(positive, powers, torch.zeros_like(p)).sum(-1)) / (1 - alpha)
     entropy = entropy.clamp_min(0) / math.log(2.0)
     if normalize:
         entropy = entropy / math.log2(max_rank((n, d)))
-    ranks = (sigma > sigma[:, :1] * rank_tolerance((n, d), eps)).sum(-1)
-    smallest = sigma.gather(1, (ranks - 1).clamp_min(0)[:, None])[:, 0]
     return {
         "entropy": entropy,
         "effective_rank": shannon.exp(),
-        "rank_deficiency": (min(n, d) - ranks).to(torch.float64),
-        "condition_number": sigma[:, 0] / smallest,
+        "rank_deficiency": torch.full((len(w),), float(min(n, d) - rank), dtype=torch.float64),
+        "condition_number": sigma[:, 0] / sigma[:, rank - 1],
         "spectral_norm": sigma[:, 0],
     }

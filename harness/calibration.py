@@ -1,0 +1,555 @@
+"""Calibration of the verdicts, measured: how often each claim "holds" where nothing is there, and how often
+it holds at the paper's own effect sizes.
+
+A verdict holds only when the whole interval of every deciding condition clears its threshold, so on data
+with no effect it should hold rarely: at most as often as the intervals' coverage allows (about 2.5% for
+one condition at its boundary with 95% intervals, less for conjunctions). Whether it does is a property of
+the whole engine (the statistics, the picks of best arms, the Bayesian bootstrap, the widening for few
+seeds), so simulated data go through the same code as real data:
+
+- per-layer claims (C1, C2, C5, C6, C7, §4.2-4.3): a pair of in-memory runs (``SyntheticRun``, read like a
+  ``profile.ModelRun``), tabled by ``profile.intrinsic_table`` and ``profile.pair_table``, resampled by
+  ``bootstrap.Resampler`` and judged by ``verification.Measured``;
+- the layer swap (C3, §4.3, Fig. 6): a swap result of per-item answer log-likelihoods, judged by
+  ``verification.swap_verdict``;
+- the LoRA study (C4, C4:M5, the referee's control, C8; §4.4, App. A-B): a ``lora_study.LoraStudy`` whose
+  runs are drawn per seed (a random offset per arm and seed) and per item (binary outcomes, correlated
+  across arms through a shared item difficulty), judged by ``LoraStudy.verdict``.
+
+Scenarios per family: ``null`` (no effect: per-layer series without a depth trend, arms exchangeable
+across positions), ``boundary`` (the effect exactly at a threshold, where 95% intervals should let at
+most ~2.5% through) and ``paper`` (the paper's effect sizes: the power). Every simulation is seeded from
+(seed, family, scenario, index), so a rate does not depend on how the simulations are split over workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from harness import bootstrap, claims, config, lora_runs, lora_study, profile, verification
+
+PER_LAYER = ("C1", "C2", "C5", "C6", "C7")
+LORA = ("C4", "C4:M5", "C4-control", "C8")
+CLAIM_KEYS = ("C1", "C2", "C3", "C4", "C4:M5", "C4-control", "C5", "C6", "C7", "C8")
+FAMILIES = {"layers": PER_LAYER, "swap": ("C3",), "lora": LORA}
+SWAP_SEGMENTS = 5  # the M of the C3 verdict that is calibrated (Fig. 6 swaps 20% blocks)
+NULL_LIMIT = 0.05  # the largest acceptable rate of "holds" on data with no effect
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How large each simulated data set is. Small by default (a test on two cores); the paper's sizes give
+    the power at the paper's effect sizes."""
+
+    layers: int = 10  # decoder layers (profile rows 0..L)
+    samples: int = 40  # pooled probe samples (§4.1: 1,000)
+    width: int = 8  # hidden size
+    token_samples: int = 20  # samples with token-level metrics (§4.1: 100)
+    swap_items: int = 100  # problems scored per swap (C3.items)
+    items: int = 60  # task items scored per LoRA arm and seed (GSM8K test: 1,319)
+    texts: int = 20  # retention texts per set (tuning.retention_samples: 100)
+    seeds: int = 3  # training seeds per LoRA arm (§4.4 reports one run; the harness trains 3)
+
+    def scaled(self, **changes) -> Sizes:
+        return dataclasses.replace(self, **changes)
+
+
+SMALL = Sizes()
+NIGHTLY = Sizes(layers=16, samples=100, width=16, token_samples=50, swap_items=200, items=200, texts=50)
+PAPER = Sizes(layers=16, samples=1000, width=16, token_samples=100, swap_items=100, items=1319, texts=100)
+
+
+# --- per-layer claims: a simulated pair of runs --------------------------------------------------
+
+@dataclass
+class SyntheticRun:
+    """A captured run held in memory, read like ``profile.ModelRun``: pooled states per profile row and the
+    per-sample logit-lens hits and counts of the token-level samples."""
+
+    label: str
+    states: list[np.ndarray]  # per row: (N, D) float32
+    hits: np.ndarray  # (token_samples, rows)
+    counts: np.ndarray  # (token_samples, rows)
+
+    @property
+    def n_samples(self) -> int:
+        return self.states[0].shape[0]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.states)
+
+    @property
+    def token_samples(self) -> int:
+        return self.hits.shape[0]
+
+    def pooled(self, layer: int) -> torch.Tensor:
+        return torch.from_numpy(self.states[layer])
+
+    def sample_metric(self, name: str) -> np.ndarray:
+        if name == "probe_hits":
+            return self.hits
+        if name == "probe_counts":
+            return self.counts
+        return np.full(self.hits.shape, np.nan)  # curvature, prompt entropy, sparsity: no claim reads them
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Population values per profile row 0..L of a simulated pair: what the per-layer claims look for.
+
+    The base states of row r are μ + Z_r diag(√λ_r); the SFT states add σ_r E_r diag(√λ_r) (σ_r set so that
+    the population CKA is ``cka[r]``) and a centroid shift of norm ``shift[r]`` along the widest direction.
+    Z and E follow a stationary AR(1) over depth (the residual stream keeps most of a layer's state), so
+    neighbouring layers' statistics are correlated as in a real model. Logit-lens accuracy is ``probe[r]``
+    for both models; weight change (rows 1..L) is log-normal about ``weight[r - 1]``, independent across
+    layers.
+    """
+
+    cka: np.ndarray  # (rows,)
+    shift: np.ndarray  # (rows,)
+    probe: np.ndarray  # (rows,)
+    spectrum: np.ndarray  # (rows, D) eigenvalues of the base covariance
+    weight: np.ndarray  # (L,) mean weight change per decoder layer
+    weight_spread: float = 0.3  # log-normal σ of the weight change around its mean
+    depth_correlation: float = 0.9
+    offset: float = 3.0  # norm of the common mean over the root total variance: cosines near 1, as in LMs
+    probe_concentration: float = 20.0  # Beta concentration of per-sample accuracy
+
+
+def sft_noise_scale(cka: float) -> float:
+    """σ with CKA(X, X + σ E Σ^½) = ``cka`` in the population (E white): the SFT perturbation is the same
+    share of every direction's spread, so CKA = 1 / (1 + σ²) whatever the spectrum."""
+    if not 0 < cka <= 1:
+        raise ValueError(f"population CKA must lie in (0, 1], got {cka}")
+    return math.sqrt(1 / cka - 1)
+
+
+def _depth_process(rng: np.random.Generator, rows: int, shape: tuple[int, int], rho: float) -> list[np.ndarray]:
+    """Standard-normal matrices per row, AR(1) over depth with correlation ``rho`` (stationary)."""
+    current = rng.standard_normal(shape)
+    out = [current]
+    for _ in range(rows - 1):
+        current = rho * current + math.sqrt(1 - rho ** 2) * rng.standard_normal(shape)
+        out.append(current)
+    return out
+
+
+def _probe_counts(rng: np.random.Generator, rates: np.ndarray, samples: int, concentration: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Hits and counts per token-level sample and row: a sample's accuracy is Beta with mean ``rates[r]``
+    at the same quantile at every row (a hard sample is hard at every depth)."""
+    counts = np.repeat(rng.integers(40, 160, samples)[:, None].astype(float), len(rates), axis=1)
+    quantile = rng.uniform(size=(samples, 1))
+    p = np.clip(rates, 1e-6, 1 - 1e-6)
+    accuracy = stats.beta.ppf(quantile, p * concentration, (1 - p) * concentration)
+    return rng.binomial(counts.astype(int), accuracy).astype(float), counts
+
+
+def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> profile.PairProfile:
+    """A pair profile of simulated runs, its tables built by ``profile.intrinsic_table`` and ``pair_table``."""
+    rows, n, d = len(plan.cka), sizes.samples, plan.spectrum.shape[1]
+    mean = rng.standard_normal(d)
+    mean *= plan.offset * math.sqrt(plan.spectrum[rows // 2].sum()) / np.linalg.norm(mean)
+    direction = np.eye(d)[0]  # SFT moves the centroid along the widest direction
+    z = _depth_process(rng, rows, (n, d), plan.depth_correlation)
+    e = _depth_process(rng, rows, (n, d), plan.depth_correlation)
+    base, sft = [], []
+    for r in range(rows):
+        spread = np.sqrt(plan.spectrum[r])
+        x = mean + z[r] * spread
+        base.append(x.astype(np.float32))
+        sft.append((x + sft_noise_scale(plan.cka[r]) * e[r] * spread + plan.shift[r] * direction)
+                   .astype(np.float32))
+    runs = {label: SyntheticRun(label, states, *_probe_counts(rng, plan.probe, sizes.token_samples,
+                                                             plan.probe_concentration))
+            for label, states in (("base", base), ("sft", sft))}
+    spread = plan.weight_spread
+    weights = plan.weight * np.exp(spread * rng.standard_normal(len(plan.weight)) - spread ** 2 / 2)
+    options = profile.ProfileOptions(pooled_samples=n, token_samples=sizes.token_samples)
+    tables = {label: profile.intrinsic_table(run, options) for label, run in runs.items()}
+    pair = profile.pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"],
+                              {row: float(w) for row, w in enumerate(weights, start=1)}, options)
+    return profile.PairProfile(tables["base"], tables["sft"], pair, {"options": dataclasses.asdict(options)},
+                               runs["base"], runs["sft"])
+
+
+def _spectrum(rows: int, width: int, decay: float = 0.75) -> np.ndarray:
+    """The same anisotropic spectrum at every row (λ_k = decay^k): no depth trend in any intrinsic metric."""
+    return np.tile(decay ** np.arange(width, dtype=float), (rows, 1))
+
+
+def _tail_rows(layers: int) -> list[int]:
+    return claims.tail_split(list(range(layers + 1)), layers)[1]
+
+
+def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
+    """The population of one per-layer scenario.
+
+    - ``null``: every row alike: CKA 0.985, a constant centroid shift, accuracy 0.02, one spectrum, weight
+      change iid around 0.05 (no depth trend anywhere).
+    - ``boundary``: the null with the tail at the thresholds: last-row CKA exactly 0.04 below the plateau
+      (C1.cka_drop_min) and tail accuracy exactly 0.5 above the dormant rows (C5.rise_min).
+    - ``paper``: the paper's figures: CKA 0.99 on the plateau dropping to 0.94 at the last layer and the
+      centroid shift below 1 then above 12 in the tail (§4.2, Fig. 1); accuracy 0.02 rising to 0.65 (§4.3,
+      Fig. 3); weight change 0.05 early climbing to 0.12 at the last layer (§4.3, Fig. 4); a transition from
+      the embeddings, then a plateau, then one direction taking over the tail, so that effective rank
+      collapses and the spectral norm explodes at the last layer (§4.2, Fig. 2).
+    """
+    layers, width = sizes.layers, sizes.width
+    rows = layers + 1
+    tail = _tail_rows(layers)
+    cka, shift, probe = np.full(rows, 0.985), np.full(rows, 0.5), np.full(rows, 0.02)
+    spectrum, weight = _spectrum(rows, width), np.full(layers, 0.05)
+    if scenario == "null":
+        return LayerPlan(cka, shift, probe, spectrum, weight)
+    if scenario == "boundary":
+        cka[tail] = 0.965
+        cka[-1] = 0.985 - 0.04
+        probe[tail] = 0.02 + 0.5
+        return LayerPlan(cka, shift, probe, spectrum, weight)
+    if scenario == "paper":
+        cka[:] = 0.99
+        cka[tail] = np.linspace(0.97, 0.94, len(tail))
+        shift[tail] = np.linspace(6.0, 15.0, len(tail))
+        probe[tail] = np.linspace(0.35, 0.65, len(tail))
+        depth = (np.arange(1, layers + 1) - 0.5) / layers
+        weight = 0.05 + 0.07 * (np.clip(depth - 0.5, 0, None) / (depth[-1] - 0.5)) ** 2
+        spectrum = _spectrum(rows, width, decay=0.85)  # a high-rank plateau
+        spectrum[0] = np.full(width, spectrum[1].mean() / 4)  # embeddings: small and isotropic
+        spectrum[tail, 0] *= np.linspace(100.0, 500.0, len(tail))  # one direction takes over the tail
+        return LayerPlan(cka, shift, probe, spectrum, weight, weight_spread=0.05, offset=0.5)
+    raise KeyError(f"unknown per-layer scenario {scenario!r}; known: null, boundary, paper")
+
+
+def layer_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
+                   keys: Sequence[str] = PER_LAYER) -> dict[str, claims.Verdict]:
+    """The per-layer verdicts on one simulated pair, as ``verification.Measured`` gives them on a real one."""
+    pair = simulated_pair(layer_plan(scenario, sizes), sizes, rng)
+    sampling = thresholds["bootstrap"]
+    measured = verification.Measured("simulated", pair, thresholds,
+                                     bootstrap.Resampler(pair, sampling["resamples"], sampling["seed"]))
+    return {key: measured.verdict(key) for key in keys}
+
+
+# --- C3: a simulated layer swap ------------------------------------------------------------------
+
+def swap_result(host_shift: float, segment_shift: Callable[[int, int], float], sizes: Sizes,
+                rng: np.random.Generator, item_sd: float = 0.6, hybrid_sd: float = 0.01) -> dict:
+    """A ``swap.swap_scores``-like result: per-item mean answer log-likelihoods of the host and of every
+    hybrid, for every M of C3. Items differ in difficulty (shared by all models); each hybrid moves each
+    item by its own noise (sd ``hybrid_sd``) around its planted shift ``segment_shift(M, segment)`` (the
+    host: ``host_shift``). With exchangeable hybrids the outcome of the margin does not depend on
+    ``hybrid_sd`` (everything scales with it); the host conditions and the power do."""
+    items = sizes.swap_items
+    difficulty = -1.2 + item_sd * rng.standard_normal(items)
+    host = difficulty + host_shift + hybrid_sd * rng.standard_normal(items)
+    result = {"n_layers": sizes.layers, "host": {"per_item": host.tolist(), "score": float(host.mean())},
+              "segments": {}, "items": {}}
+    for m in (3, 5, 10):
+        per_item = [difficulty + segment_shift(m, s) + hybrid_sd * rng.standard_normal(items) for s in range(m)]
+        result["items"][m] = [row.tolist() for row in per_item]
+        result["segments"][m] = [{"segment": s, "score": float(row.mean())} for s, row in enumerate(per_item)]
+    return result
+
+
+def swap_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
+                  keys: Sequence[str] = ("C3",)) -> dict[str, claims.Verdict]:
+    """C3 on one simulated swap.
+
+    - ``null``: every hybrid and the host alike (segments exchangeable across positions).
+    - ``boundary``: hybrids alike, all 0.005 below the host (edges lower the host, the middle stays within
+      the host margin): the deciding margin, middle minus best edge, is exactly at its threshold of 0.
+    - ``paper``: Fig. 6 (OLMo2-13B MMLU): middle swaps +0.003, first/last 20% −0.001/−0.002 against the host.
+    """
+    from harness import depth
+
+    def paper(m: int, s: int) -> float:
+        groups = depth.segment_groups(sizes.layers, m)
+        return 0.003 if s in groups["middle"] else (-0.001 if s in groups["first"] else -0.002)
+
+    shifts = {"null": (0.0, lambda m, s: 0.0), "boundary": (0.0, lambda m, s: -0.005), "paper": (0.0, paper)}
+    if scenario not in shifts:
+        raise KeyError(f"unknown swap scenario {scenario!r}; known: {sorted(shifts)}")
+    result = swap_result(*shifts[scenario], sizes, rng)
+    return {key: verification.swap_verdict(result, _swap_count(key), thresholds) for key in keys}
+
+
+def _swap_count(key: str) -> int:
+    return int(key.removeprefix("C3:M")) if key.startswith("C3:M") else SWAP_SEGMENTS
+
+
+# --- C4, C4:M5, the referee's control, C8: a simulated LoRA study --------------------------------
+
+LORA_LAYERS = 10  # a 10-layer plan: 5 segments of 2 layers, a 6-layer mid-block, random 6-layer sets
+
+
+@dataclass(frozen=True)
+class LoraPlan:
+    """Planted population values of every arm: task success rate and retention perplexity, seed noise."""
+
+    success: Callable[[str], float]  # arm label -> success rate
+    perplexity: Callable[[str], float]  # arm label or "base" -> retention perplexity
+    seed_sd: float = 0.05  # sd of a run's success rate around its arm's (one draw per arm and seed)
+    item_correlation: float = 0.5  # items that are hard for one arm are hard for all (latent correlation)
+    log_ppl_seed_sd: float = 0.002  # sd of a run's log perplexity around its arm's
+    log_ppl_text_sd: float = 0.3  # texts differ in difficulty, shared by every model
+    log_ppl_noise_sd: float = 0.01  # each run moves each text by its own noise
+    extra: dict = field(default_factory=dict)
+
+
+def _gsm8k_paper(label: str) -> float:
+    """§4.4, Fig. 7 (OLMo2-7B GSM8K): 01000 0.375, full LoRA 0.28; bottom segment 0.22 and top 0.20 (the
+    paper's 13B and 1B edges relative to their baselines); the other middle configurations between."""
+    planted = {"01000": 0.375, "11111": 0.28, "10000": 0.22, "00001": 0.20, "first20": 0.22, "last20": 0.20}
+    if label in planted:
+        return planted[label]
+    if label.startswith("random"):
+        return 0.28
+    return 0.33  # 00100, 00010, 01110, 01100, 00110, the mid-block
+
+
+def _retention_paper(label: str) -> float:
+    """App. B, Table 4 (OLMo2-13B IFEval): base 14.53, 00110 14.54, 11111 14.70, 10000 14.61, 00001 14.65;
+    other middle masks as close as 00110, random layer sets as far as full LoRA."""
+    planted = {"base": 14.53, "11111": 14.70, "10000": 14.61, "00001": 14.65, "first20": 14.61, "last20": 14.65}
+    if label in planted:
+        return planted[label]
+    return 14.70 if label.startswith("random") else 14.54
+
+
+def lora_plan(scenario: str, seed_sd: float = 0.05) -> LoraPlan:
+    """- ``null``: every arm alike (success 0.30, perplexity 14.60 against a base at 14.53): arms exchangeable
+    across positions, so every margin of C4, C4:M5, the control and C8 is exactly at its threshold of 0.
+    - ``paper``: the paper's GSM8K and retention numbers (``_gsm8k_paper``, ``_retention_paper``)."""
+    if scenario == "null":
+        return LoraPlan(lambda label: 0.30, lambda label: 14.53 if label == "base" else 14.60, seed_sd)
+    if scenario == "paper":
+        return LoraPlan(_gsm8k_paper, _retention_paper, seed_sd)
+    raise KeyError(f"unknown LoRA scenario {scenario!r}; known: null, paper")
+
+
+def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.random.Generator
+                    ) -> lora_study.LoraStudy:
+    """A LoRA study of a 10-layer model (every arm of ``lora_study.plan_arms``) whose runs are drawn from
+    ``plan``: per seed a random offset of the arm's success rate, per item a binary outcome through a
+    Gaussian copula (a shared item difficulty correlates arms), per retention text a log perplexity."""
+    seeds = tuple(range(sizes.seeds))
+    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("simulated",))
+    arms = lora_study.plan_arms(LORA_LAYERS, thresholds, settings, segment_counts=[5])
+    rho = plan.item_correlation
+    difficulty = rng.standard_normal(sizes.items)
+    tokens = rng.integers(50, 200, sizes.texts).astype(float)
+    text_effect = plan.log_ppl_text_sd * rng.standard_normal(sizes.texts)
+
+    def retention(perplexity: float, seed_offset: float) -> dict:
+        log_ppl = math.log(perplexity) + seed_offset + text_effect
+        nll = tokens * (log_ppl + plan.log_ppl_noise_sd * rng.standard_normal(sizes.texts))
+        return {"simulated": {"perplexity": float(np.exp(nll.sum() / tokens.sum())),
+                              "per_text": {"nll": nll, "tokens": tokens}}}
+
+    def run(label: str) -> dict:
+        rate = float(np.clip(plan.success(label) + plan.seed_sd * rng.standard_normal(), 1e-4, 1 - 1e-4))
+        latent = math.sqrt(rho) * difficulty + math.sqrt(1 - rho) * rng.standard_normal(sizes.items)
+        per_item = (latent < stats.norm.ppf(rate)).astype(float)
+        return {"task": {"score": float(per_item.mean()), "stderr": float(per_item.std() / math.sqrt(sizes.items)),
+                         "per_item": per_item},
+                "likelihood": {"score": math.nan},
+                "retention": retention(plan.perplexity(label), plan.log_ppl_seed_sd * rng.standard_normal()),
+                "final_loss": math.nan, "trainable_parameters": arms.arms[0].full_budget,
+                "seconds": {"train": 0.0, "score": 0.0}}
+
+    study = lora_study.LoraStudy("simulated", None, thresholds, settings, arms)
+    study.untuned = {"task": {"score": 0.0, "stderr": 0.0}, "likelihood": {"score": math.nan},
+                     "retention": retention(plan.perplexity("base"), 0.0)}
+    study.runs = {(arm.label, s): run(arm.label) for arm in arms.arms for s in seeds}
+    return study
+
+
+def lora_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
+                  keys: Sequence[str] = LORA, seed_sd: float = 0.05) -> dict[str, claims.Verdict]:
+    study = simulated_study(lora_plan(scenario, seed_sd), sizes, thresholds, rng)
+    return {key: study.verdict(key) for key in keys}
+
+
+# --- rates -----------------------------------------------------------------------------------------
+
+CKA_CONDITIONS = ("cka_plateau_min", "cka_drop", "cka_lowest_layer_depth")
+FOCUS = {  # (claim, scenario) -> the conditions whose joint outcome is reported beside the verdict's
+    ("C1", "null"): ("cka_drop",), ("C1", "boundary"): ("cka_drop",), ("C1", "paper"): CKA_CONDITIONS,
+    ("C3", "null"): ("middle_minus_best_edge",), ("C3", "boundary"): ("middle_minus_best_edge",),
+    ("C3", "paper"): ("middle_minus_best_edge",),
+    ("C5", "null"): ("tail_rise",), ("C5", "boundary"): ("tail_rise",), ("C5", "paper"): ("tail_rise",),
+}
+_SIMULATORS = {"layers": layer_verdicts, "swap": swap_verdicts, "lora": lora_verdicts}
+_SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2}
+_CHUNK = 25  # simulations per job handed to a worker
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Simulations of one family's claims under one scenario, at one size (and simulator options)."""
+
+    family: str
+    scenario: str
+    sizes: Sizes
+    keys: tuple[str, ...] = ()
+    label: str = ""  # the scenario's name in the tables (default: the scenario)
+    options: tuple[tuple[str, float], ...] = ()  # simulator keyword arguments (seed_sd of the LoRA runs)
+
+    @property
+    def claims(self) -> tuple[str, ...]:
+        return self.keys or FAMILIES[self.family]
+
+    def describe_sizes(self) -> str:
+        s = self.sizes
+        return {"layers": f"L={s.layers} N={s.samples} D={s.width} tokens={s.token_samples}",
+                "swap": f"L={s.layers} items={s.swap_items}",
+                "lora": f"items={s.items} seeds={s.seeds} texts={s.texts}"}[self.family]
+
+
+def family_of(claim: str) -> str:
+    for family, keys in FAMILIES.items():
+        if claim in keys or (family == "swap" and claim.startswith("C3:M")):
+            return family
+    raise KeyError(f"unknown claim {claim!r}; known: {', '.join(CLAIM_KEYS)}")
+
+
+def _focus_outcome(verdict: claims.Verdict, names: Sequence[str]) -> str:
+    outcomes = [c.outcome for c in verdict.conditions if c.name in names]
+    if outcomes and all(o == claims.HOLDS for o in outcomes):
+        return claims.HOLDS
+    return claims.REFUTED if claims.REFUTED in outcomes else claims.INCONCLUSIVE
+
+
+def _simulate_chunk(job: tuple) -> list[dict[str, tuple[str, str | None]]]:
+    """Outcomes of simulations ``indices`` of one batch: per claim, (verdict, focus conditions)."""
+    batch, thresholds, seed, indices = job
+    torch.set_num_threads(1)  # one simulation per core: threads would only contend
+    out = []
+    for index in indices:
+        rng = np.random.default_rng([seed, list(FAMILIES).index(batch.family), _SCENARIO_CODES[batch.scenario],
+                                     index])
+        verdicts = _SIMULATORS[batch.family](batch.scenario, batch.sizes, thresholds, rng, batch.claims,
+                                             **dict(batch.options))
+        out.append({key: (v.outcome, _focus_outcome(v, FOCUS[(key, batch.scenario)])
+                          if (key, batch.scenario) in FOCUS else None) for key, v in verdicts.items()})
+    return out
+
+
+def run_batches(batches: Sequence[Batch], simulations: int | Sequence[int], seed: int = 0,
+                thresholds: dict | None = None, workers: int | None = None
+                ) -> list[dict[str, list[tuple[str, str | None]]]]:
+    """Per batch, per claim, the outcome of every simulation (and of its focus conditions), in order.
+
+    All batches share one pool of ``workers`` processes (default: up to 2), fed chunks of simulations; each
+    simulation draws from its own seeded generator, so the outcomes do not depend on the split.
+    """
+    thresholds = thresholds or config.thresholds_for("calibration")
+    counts = [simulations] * len(batches) if isinstance(simulations, int) else list(simulations)
+    jobs, owners = [], []
+    for number, (batch, count) in enumerate(zip(batches, counts, strict=True)):
+        for start in range(0, count, _CHUNK):
+            jobs.append((batch, thresholds, seed, range(start, min(start + _CHUNK, count))))
+            owners.append(number)
+    workers = workers or min(2, os.cpu_count() or 1)
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(_simulate_chunk, jobs))
+    else:
+        parts = [_simulate_chunk(job) for job in jobs]
+    results: list[dict[str, list]] = [{key: [] for key in batch.claims} for batch in batches]
+    for number, part in zip(owners, parts, strict=True):
+        for row in part:
+            for key, outcome in row.items():
+                results[number][key].append(outcome)
+    return results
+
+
+def simulate(family: str, scenario: str, simulations: int, seed: int = 0, sizes: Sizes = SMALL,
+             keys: Sequence[str] = (), workers: int | None = None, **options
+             ) -> dict[str, list[tuple[str, str | None]]]:
+    """Per claim of ``family`` (or of ``keys``), the outcome of every simulation of ``scenario``."""
+    batch = Batch(family, scenario, sizes, tuple(keys), options=tuple(sorted(options.items())))
+    return run_batches([batch], simulations, seed, workers=workers)[0]
+
+
+def rates(outcomes: Sequence[tuple[str, str | None]]) -> dict[str, float]:
+    """Shares of holds / refuted / inconclusive, and of holds of the focus conditions (NaN when none)."""
+    verdicts = [o for o, _ in outcomes]
+    focus = [f for _, f in outcomes if f is not None]
+    count = max(len(verdicts), 1)
+    return {**{o: verdicts.count(o) / count for o in claims.OUTCOMES},
+            "focus_holds": focus.count(claims.HOLDS) / len(focus) if focus else math.nan,
+            "simulations": len(verdicts)}
+
+
+def null_rates(claim: str, simulations: int = 500, seed: int = 0, sizes: Sizes = SMALL, scenario: str = "null",
+               workers: int | None = None, **options) -> dict[str, float]:
+    """How often ``claim`` holds, is refuted, is inconclusive on data with no effect (or at the boundary)."""
+    return rates(simulate(family_of(claim), scenario, simulations, seed, sizes, [claim], workers, **options)[claim])
+
+
+def power_rates(claim: str, simulations: int = 100, seed: int = 0, sizes: Sizes = PAPER,
+                workers: int | None = None, **options) -> dict[str, float]:
+    """How often ``claim`` holds at the paper's effect sizes (its power)."""
+    return null_rates(claim, simulations, seed, sizes, "paper", workers, **options)
+
+
+def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
+    """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold."""
+    return [Batch("layers", "null", sizes), Batch("layers", "boundary", sizes, ("C1", "C5")),
+            Batch("swap", "null", sizes), Batch("swap", "boundary", sizes), Batch("lora", "null", sizes)]
+
+
+POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup
+
+
+def power_batches(sizes: Sizes = PAPER) -> list[Batch]:
+    """Every claim at the paper's effect sizes; the LoRA claims at a quiet and a noisy seed-to-seed spread."""
+    return [Batch("layers", "paper", sizes), Batch("swap", "paper", sizes),
+            *(Batch("lora", "paper", sizes, label=f"paper, seed sd {sd:g}", options=(("seed_sd", sd),))
+              for sd in POWER_SEED_SDS)]
+
+
+def _table(batches: Sequence[Batch], results: Sequence[dict[str, list]]) -> pd.DataFrame:
+    rows = []
+    for batch, outcomes in zip(batches, results, strict=True):
+        for claim, values in outcomes.items():
+            focus = FOCUS.get((claim, batch.scenario), ())
+            rows.append({"claim": claim, "scenario": batch.label or batch.scenario, **rates(values),
+                         "focus": "+".join(focus), "sizes": batch.describe_sizes()})
+    order = {claim: i for i, claim in enumerate(CLAIM_KEYS)}
+    table = pd.DataFrame(rows).sort_values("claim", key=lambda c: c.map(order), kind="stable")
+    return table.set_index(["claim", "scenario"])
+
+
+def tables(simulations: int = 500, power_simulations: int = 100, seed: int = 0, sizes: Sizes = SMALL,
+           paper_sizes: Sizes = PAPER, workers: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(holds per claim on data with no effect and at the boundary; power at the paper's effect sizes).
+
+    Columns: the shares of holds / refuted / inconclusive verdicts, the share of simulations in which the
+    ``focus`` conditions (those at the boundary) all hold, the number of simulations and the data sizes.
+    """
+    null, power = null_batches(sizes), power_batches(paper_sizes)
+    results = run_batches([*null, *power], [simulations] * len(null) + [power_simulations] * len(power), seed,
+                          workers=workers)
+    return _table(null, results[:len(null)]), _table(power, results[len(null):])
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """A table of rates as plain text: shares as percentages."""
+    shown = table.copy()
+    for column in (*claims.OUTCOMES, "focus_holds"):
+        shown[column] = shown[column].map(lambda v: "" if math.isnan(v) else f"{100 * v:.1f}%")
+    return shown.to_string()

@@ -1,0 +1,197 @@
+"""The paper's directional hypotheses (§3.3-3.4) as pure predicates, one verdict per hypothesis.
+
+§3.3-3.4 state which way SFT moves each intrinsic metric: it lowers prompt
+entropy (eq. 2, Δ < 0) and dataset entropy (eq. 3, Δ < 0), lowers effective rank
+(eq. 4) and raises rank deficiency, raises sparsity, and lowers curvature (eq. 5,
+ΔC < 0). Each hypothesis is tested in three depth bands, the first 20%, the
+middle and the last 20% of decoder layers (``depth.layer_groups``), on the band
+mean of the per-layer SFT − base difference:
+
+- sample-level metrics (prompt entropy, curvature, sparsity) by eq. 8, the mean
+  over samples of each sample's own difference, so every sample is its own
+  control (paired);
+- dataset-level metrics (dataset entropy, effective rank, rank deficiency) by
+  eq. 9, the difference of the metric of the two dataset matrices.
+
+The paper states each direction for SFT in general, not for one part of the
+network, so the reading here is strict: a hypothesis holds only when it holds in
+every band (each band is one deciding condition, and a verdict holds only when
+all deciding conditions hold); a band where the change clearly goes the other
+way refutes it. A difference of exactly zero lowers and raises nothing: it
+refutes both "< 0" and "> 0".
+
+Intervals come from one joint Bayesian-bootstrap reweighting of the probe
+samples per hypothesis (the Resampler's weights), shared by its three bands and
+by the two models (paired): each resample reweights the per-sample differences
+(eq. 8) or both dataset matrices with the same weights (eq. 9). Rank deficiency
+is an integer that a reweighting with positive weights cannot change (diag(√w)·H̄
+has the rank of H̄), so it has no sampling variance: it is exact, decided on its
+value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness import claims, depth
+
+PREFIX = "D:"
+BANDS = ("first", "middle", "last")
+SAMPLE, DATASET = "sample", "dataset"  # eq. 8 (paired per sample) and eq. 9 (dataset matrices)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One of the paper's directional statements: SFT moves ``metric`` in the direction of ``comparison``."""
+
+    claim: str
+    metric: str  # column of the profile tables (and, for sample-level metrics, the per-sample values)
+    level: str  # SAMPLE or DATASET
+    comparison: str  # "<": SFT lowers the metric; ">": SFT raises it
+    title: str
+    exact: bool = False  # no sampling variance: decided on the value
+
+    @property
+    def column(self) -> str:
+        return f"delta_{self.metric}"
+
+
+# Sparsity is the paper's "fraction of inactive neurons (|z| < ε) averaged over all dimensions" (§3.3), a
+# statement about neurons on the tokens they process, with ε = 0.01 for "representation sparsity" (§4.1).
+# That is the token-level sparsity of each sample's H_i (every token's activations), compared per sample
+# (eq. 8). The sparsity of the mean-pooled dataset matrix is not that: a pooled coordinate near zero can be
+# the average of large activations of both signs, which are not inactive neurons.
+HYPOTHESES: dict[str, Hypothesis] = {h.claim: h for h in (
+    Hypothesis("D:prompt_entropy", "prompt_entropy", SAMPLE, "<", "SFT lowers prompt entropy (eq. 2)"),
+    Hypothesis("D:dataset_entropy", "dataset_entropy", DATASET, "<", "SFT lowers dataset entropy (eq. 3)"),
+    Hypothesis("D:effective_rank", "effective_rank", DATASET, "<", "SFT lowers effective rank (eq. 4)"),
+    Hypothesis("D:rank_deficiency", "rank_deficiency", DATASET, ">", "SFT raises rank deficiency (§3.3)",
+               exact=True),
+    Hypothesis("D:sparsity", "token_sparsity", SAMPLE, ">", "SFT raises sparsity (§3.3)"),
+    Hypothesis("D:curvature", "curvature", SAMPLE, "<", "SFT lowers curvature (eq. 5)"),
+)}
+
+
+def is_directional(claim: str) -> bool:
+    return claim.startswith(PREFIX)
+
+
+def band_rows(n_layers: int) -> dict[str, list[int]]:
+    """Profile rows (row r = output of decoder layer r − 1; row 0, the embeddings, is in no band) of the
+    first 20%, the middle and the last 20% of ``n_layers`` decoder layers (``depth.layer_groups``)."""
+    return {band: [layer + 1 for layer in layers] for band, layers in depth.layer_groups(n_layers).items()}
+
+
+def paired_means(differences: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Eq. 8 per layer: the (weighted) mean over samples of per-sample differences, shape (samples, rows).
+
+    A sample whose metric is undefined at a layer (too few tokens) is left out of
+    that layer's mean, as in the profile tables. With ``weights`` (B, samples),
+    one row per reweighting, the result is (B, rows); without, (rows,).
+    """
+    differences = np.atleast_2d(np.asarray(differences, dtype=float))
+    finite = np.isfinite(differences)
+    values = np.where(finite, differences, 0.0)
+    w = np.full((1, differences.shape[0]), 1.0) if weights is None else np.atleast_2d(weights)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (w @ values) / (w @ finite.astype(float))
+    return means[0] if weights is None else means
+
+
+def band_means(per_layer: np.ndarray, rows: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+    """Mean of a per-row series (rows last; any leading axes) over each band's rows; NaN if a row is NaN."""
+    per_layer = np.asarray(per_layer, dtype=float)
+    return {band: per_layer[..., list(members)].mean(axis=-1) for band, members in rows.items()}
+
+
+def condition_name(band: str) -> str:
+    return f"{band}_band_delta"
+
+
+def directional_verdict(hypothesis: Hypothesis, bands: Mapping[str, float], t: Mapping,
+                        evidence: dict | None = None) -> claims.Verdict:
+    """The verdict of ``hypothesis`` from its band means of SFT − base: one deciding condition per band.
+
+    The threshold is ``directional.margin`` in the claimed direction: Δ < −margin
+    for a metric SFT lowers, Δ > margin for one it raises (0 by default: the
+    paper gives the sign of the change, not its size).
+    """
+    margin = float(t["directional"]["margin"])
+    threshold = -margin if hypothesis.comparison == "<" else margin
+    conditions = [claims.Condition(condition_name(band), _as_float(bands[band]), threshold, hypothesis.comparison,
+                                   source=claims.source(t, "directional.margin")) for band in BANDS]
+    return claims.Verdict(hypothesis.claim, hypothesis.title, conditions, condition_name("last"), evidence or {})
+
+
+def evaluate(hypothesis: Hypothesis, delta: Sequence[float], t: Mapping, resampled: np.ndarray | None = None,
+             note: str = "") -> claims.Verdict:
+    """``hypothesis`` on the per-row differences ``delta`` (rows 0..L), with intervals from ``resampled``.
+
+    ``resampled`` (B, rows) holds the same differences under B joint
+    reweightings of the probe samples; every band of one resample comes from the
+    same weights. None (or an exact hypothesis): no intervals, decided on values.
+    """
+    delta = np.asarray(delta, dtype=float)
+    rows = band_rows(len(delta) - 1)
+    evidence = {hypothesis.column: [None if math.isnan(v) else float(v) for v in delta],
+                **{f"{band}_rows": list(r) for band, r in rows.items()}}
+    point = directional_verdict(hypothesis, {b: float(v) for b, v in band_means(delta, rows).items()}, t, evidence)
+    confidence = t["bootstrap"]["confidence"]
+    if hypothesis.exact or resampled is None:
+        reason = ("an integer that no positive reweighting of the samples changes: exact" if hypothesis.exact
+                  else note)
+        return claims.with_intervals(point, [], confidence, reason)
+    bands = band_means(np.asarray(resampled, dtype=float), rows)
+    again = [directional_verdict(hypothesis, {b: float(bands[b][r]) for b in BANDS}, t)
+             for r in range(len(resampled))]
+    return claims.with_intervals(point, again, confidence, note)
+
+
+def _as_float(value) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+# --- on a measured pair ---------------------------------------------------------------------------
+
+def sample_differences(base_run, sft_run, metric: str) -> np.ndarray:
+    """(token samples, rows) per-sample SFT − base values of a token-level metric: the pairs of eq. 8."""
+    base, sft = base_run.sample_metric(metric), sft_run.sample_metric(metric)
+    if base.shape != sft.shape:
+        raise ValueError(f"{metric}: base and SFT have per-sample values of shapes {base.shape} and {sft.shape}")
+    return sft - base
+
+
+def measured_verdict(claim: str, profile, resampler, t: Mapping) -> claims.Verdict:
+    """``claim`` on a profiled pair, from what its one forward pass per model and sample already captured.
+
+    Sample-level differences are reweighted with the resampler's token-sample
+    weights; dataset-level ones are read from its spectral resamples (both
+    dataset matrices under the same weights), shared with the other claims.
+    """
+    hypothesis = HYPOTHESES[claim]
+    if hypothesis.level == SAMPLE:
+        differences = sample_differences(profile.base_run, profile.sft_run, hypothesis.metric)
+        delta = paired_means(differences)
+        resampled = None if hypothesis.exact else paired_means(differences, resampler.token_weights)
+        note = (f"percentile intervals over {len(resampler.token_weights)} Bayesian-bootstrap reweightings of the "
+                f"{differences.shape[0]} token-level samples, paired (eq. 8)")
+    else:
+        delta = profile.pair[hypothesis.column].to_numpy(dtype=float)
+        resampled = None
+        if not hypothesis.exact:
+            bundles = resampler.bundles("spectral")
+            resampled = np.stack([_row_values(b[hypothesis.column], profile.pair.index) for b in bundles])
+        note = resampler.note + ", both models under the same weights (eq. 9)"
+    return evaluate(hypothesis, delta, t, resampled, note)
+
+
+def _row_values(series: pd.Series | claims.Rows, index: pd.Index) -> np.ndarray:
+    if isinstance(series, claims.Rows):
+        return series.take(index.tolist())
+    return series.reindex(index).to_numpy(dtype=float)

@@ -49,6 +49,10 @@ def _weighted_centered_inner(gram_a: np.ndarray, gram_b: np.ndarray, shares: np.
     return ((shares @ (gram_a * gram_b)) * shares).sum(1) - 2 * (shares * a * b).sum(1) + m_a * m_b
 
 
+_RUN_SPECTRA: dict[tuple, dict[str, np.ndarray]] = {}  # resampled spectra per captured run (see _model_spectra)
+_RUN_SPECTRA_KEPT = 16
+
+
 class Resampler:
     """Resampled bundles of one pair profile, computed lazily and kept for every claim that needs them."""
 
@@ -59,6 +63,7 @@ class Resampler:
             raise ValueError("resamples must be at least 1")
         self.profile = profile
         self.layers = profile.pair.index.tolist()
+        self.seed = seed
         rng = np.random.default_rng(seed)
         n, n_tok = profile.base_run.n_samples, profile.base_run.token_samples
         self.weights = intervals.dirichlet_weights(n, resamples, rng)  # (B, N)
@@ -116,21 +121,41 @@ class Resampler:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (self.token_weights @ hits) / (self.token_weights @ counts)
 
+    def _model_spectra(self, run) -> dict[str, np.ndarray]:
+        """(resamples, layers) spectral metrics of one model's run under this resampler's weights.
+
+        A captured run is stored under a key of its weights, probe data and options, and the weights depend
+        only on the seed and the sample count: the planted controls share their base model's run, whose
+        resampled spectra are therefore computed once per process.
+        """
+        options = self.profile.meta["options"]
+        directory = getattr(run, "directory", None)
+        key = None if directory is None else (str(directory), self.seed, self.weights.shape, tuple(self.layers),
+                                              options["alpha"], options["normalize_entropy"])
+        if key in _RUN_SPECTRA:
+            return _RUN_SPECTRA[key]
+        weights = torch.from_numpy(self.weights)
+        values = {name: np.empty((len(self.weights), len(self.layers))) for name in SPECTRAL}
+        for column, layer in enumerate(self.layers):
+            spectra = metrics.weighted_spectra(run.pooled(layer), weights, options["alpha"],
+                                               options["normalize_entropy"])
+            spectra["dataset_entropy"] = spectra.pop("entropy")
+            for name in SPECTRAL:
+                values[name][:, column] = spectra[name].numpy()
+        if key is not None:
+            if len(_RUN_SPECTRA) >= _RUN_SPECTRA_KEPT:
+                _RUN_SPECTRA.pop(next(iter(_RUN_SPECTRA)))
+            _RUN_SPECTRA[key] = values
+        return values
+
     def _spectral_bundles(self) -> list[dict]:
         if self._spectral is not None:
             return self._spectral
         count = len(self.weights)
-        values = {(m, name): np.empty((count, len(self.layers))) for m in ("base", "sft") for name in SPECTRAL}
-        options = self.profile.meta["options"]
-        weights = torch.from_numpy(self.weights)
+        values = {}
         for model in ("base", "sft"):
-            run = getattr(self.profile, f"{model}_run")
-            for column, layer in enumerate(self.layers):
-                spectra = metrics.weighted_spectra(run.pooled(layer), weights, options["alpha"],
-                                                   options["normalize_entropy"])
-                spectra["dataset_entropy"] = spectra.pop("entropy")
-                for name in SPECTRAL:
-                    values[(model, name)][:, column] = spectra[name].numpy()
+            spectra = self._model_spectra(getattr(self.profile, f"{model}_run"))
+            values.update({(model, name): spectra[name] for name in SPECTRAL})
         for name in SPECTRAL:
             values[("delta", name)] = values[("sft", name)] - values[("base", name)]
             values[("abs_delta", name)] = np.abs(values[("delta", name)])

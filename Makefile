@@ -33,9 +33,9 @@ warm: $(STAMP)
 	( $(LANE) build --pair tiny_olmo2 > $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
 	( $(LANE) build --pair tiny_mistral > $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
 	wait $$one; wait $$two; \
-	( $(LANE) tune --pair tiny_olmo2 --seeds 0 1 --report-dir $(WARM_OUT) >> $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
+	( $(LANE) tune --pair tiny_olmo2 --shard 1/2 >> $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
 	( $(LANE) profile --pair tiny_mistral --out $(WARM_OUT)/tiny_mistral.json >> $(WARM_OUT)/lane2.log 2>&1; \
-	  $(LANE) tune --pair tiny_olmo2 --seeds 2 --report-dir $(WARM_OUT) >> $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
+	  $(LANE) tune --pair tiny_olmo2 --shard 2/2 >> $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
 	wait $$one; wait $$two; true
 
 # Tests that load no model (the metrics' and predicates' own tests, the calibration and coverage

@@ -36,12 +36,14 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from harness import bootstrap, claims, config, lora_runs, lora_study, profile, verification
+from harness import bootstrap, claims, config, directional, lora_runs, lora_study, profile, verification
 
 PER_LAYER = ("C1", "C2", "C5", "C6", "C7")
 LORA = ("C4", "C4:M5", "C4-control", "C8")
-CLAIM_KEYS = ("C1", "C2", "C3", "C4", "C4:M5", "C4-control", "C5", "C6", "C7", "C8")
-FAMILIES = {"layers": PER_LAYER, "swap": ("C3",), "lora": LORA}
+DIRECTIONAL = tuple(directional.HYPOTHESES)  # §3.3-3.4: the paper gives directions, not effect sizes (no power)
+POWER_KEYS = ("C1", "C2", "C3", "C4", "C4:M5", "C4-control", "C5", "C6", "C7", "C8")
+CLAIM_KEYS = (*POWER_KEYS, *DIRECTIONAL)
+FAMILIES = {"layers": PER_LAYER, "swap": ("C3",), "lora": LORA, "directional": DIRECTIONAL}
 SWAP_SEGMENTS = 5  # the M of the C3 verdict that is calibrated (Fig. 6 swaps 20% blocks)
 NULL_LIMIT = 0.05  # the largest acceptable rate of "holds" on data with no effect
 
@@ -80,6 +82,7 @@ class SyntheticRun:
     states: list[np.ndarray]  # per row: (N, D) float32
     hits: np.ndarray  # (token_samples, rows)
     counts: np.ndarray  # (token_samples, rows)
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict)  # token-level metrics, (token_samples, rows)
 
     @property
     def n_samples(self) -> int:
@@ -101,7 +104,7 @@ class SyntheticRun:
             return self.hits
         if name == "probe_counts":
             return self.counts
-        return np.full(self.hits.shape, np.nan)  # curvature, prompt entropy, sparsity: no claim reads them
+        return self.per_sample.get(name, np.full(self.hits.shape, np.nan))  # not simulated: undefined
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class LayerPlan:
     depth_correlation: float = 0.9
     offset: float = 3.0  # norm of the common mean over the root total variance: cosines near 1, as in LMs
     probe_concentration: float = 20.0  # Beta concentration of per-sample accuracy
+    keep_spread: bool = False  # rescale the SFT's spread to the base's, so its second moment is the base's
+    sample_metrics: tuple[str, ...] = ()  # token-level metrics simulated per sample (``sample_metric_values``)
 
 
 def sft_noise_scale(cka: float) -> float:
@@ -169,10 +174,12 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
         spread = np.sqrt(plan.spectrum[r])
         x = mean + z[r] * spread
         base.append(x.astype(np.float32))
-        sft.append((x + sft_noise_scale(plan.cka[r]) * e[r] * spread + plan.shift[r] * direction)
-                   .astype(np.float32))
+        sigma = sft_noise_scale(plan.cka[r])
+        moved = (z[r] + sigma * e[r]) / (math.sqrt(1 + sigma ** 2) if plan.keep_spread else 1.0)
+        sft.append((mean + moved * spread + plan.shift[r] * direction).astype(np.float32))
+    per_sample = sample_metric_values(rng, plan.sample_metrics, sizes.token_samples, rows)
     runs = {label: SyntheticRun(label, states, *_probe_counts(rng, plan.probe, sizes.token_samples,
-                                                             plan.probe_concentration))
+                                                             plan.probe_concentration), per_sample[label])
             for label, states in (("base", base), ("sft", sft))}
     spread = plan.weight_spread
     weights = plan.weight * np.exp(spread * rng.standard_normal(len(plan.weight)) - spread ** 2 / 2)
@@ -182,6 +189,25 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
                               {row: float(w) for row, w in enumerate(weights, start=1)}, options)
     return profile.PairProfile(tables["base"], tables["sft"], pair, {"options": dataclasses.asdict(options)},
                                runs["base"], runs["sft"])
+
+
+# Per-sample token-level metrics of the directional null: a sample's level (shared by both models: a long,
+# repetitive prompt has low entropy in either) plus each model's own noise, AR(1) over depth like the states.
+SAMPLE_METRIC_LEVELS = {"prompt_entropy": (0.6, 0.1), "curvature": (0.55, 0.05), "token_sparsity": (0.02, 0.005)}
+
+
+def sample_metric_values(rng: np.random.Generator, names: Sequence[str], samples: int, rows: int
+                         ) -> dict[str, dict[str, np.ndarray]]:
+    """Per model, (samples, rows) values of each metric in ``names``, identically distributed for base and SFT
+    (no effect): level + sd · (√½ · shared sample effect + √½ · the model's own noise)."""
+    out: dict[str, dict[str, np.ndarray]] = {"base": {}, "sft": {}}
+    for name in names:
+        level, sd = SAMPLE_METRIC_LEVELS[name]
+        shared = np.stack(_depth_process(rng, rows, (samples,), 0.9), axis=1)
+        for label in out:
+            own = np.stack(_depth_process(rng, rows, (samples,), 0.9), axis=1)
+            out[label][name] = level + sd * math.sqrt(0.5) * (shared + own)
+    return out
 
 
 def _spectrum(rows: int, width: int, decay: float = 0.75) -> np.ndarray:
@@ -213,6 +239,9 @@ def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
     spectrum, weight = _spectrum(rows, width), np.full(layers, 0.05)
     if scenario == "null":
         return LayerPlan(cka, shift, probe, spectrum, weight)
+    if scenario == "directional_null":  # the SFT has the base's population spectrum, centroid and token metrics
+        return LayerPlan(cka, np.zeros(rows), probe, spectrum, weight, keep_spread=True,
+                         sample_metrics=tuple(SAMPLE_METRIC_LEVELS))
     if scenario == "boundary":
         cka[tail] = 0.965
         cka[-1] = 0.985 - 0.04
@@ -240,6 +269,16 @@ def layer_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random
     measured = verification.Measured("simulated", pair, thresholds,
                                      bootstrap.Resampler(pair, sampling["resamples"], sampling["seed"]))
     return {key: measured.verdict(key) for key in keys}
+
+
+def directional_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
+                         keys: Sequence[str] = DIRECTIONAL) -> dict[str, claims.Verdict]:
+    """The §3.3-3.4 verdicts on one simulated pair whose SFT changes no intrinsic metric in the population:
+    the same spectrum, centroid and second moment at every row (eq. 9's dataset metrics), and per-sample
+    token metrics drawn alike for both models (eq. 8's paired differences), through ``verification.Measured``."""
+    if scenario != "null":
+        raise KeyError(f"unknown directional scenario {scenario!r}; known: null")
+    return layer_verdicts("directional_null", sizes, thresholds, rng, keys)
 
 
 # --- C3: a simulated layer swap ------------------------------------------------------------------
@@ -391,7 +430,8 @@ FOCUS = {  # (claim, scenario) -> the conditions whose joint outcome is reported
     ("C3", "paper"): ("middle_minus_best_edge",),
     ("C5", "null"): ("tail_rise",), ("C5", "boundary"): ("tail_rise",), ("C5", "paper"): ("tail_rise",),
 }
-_SIMULATORS = {"layers": layer_verdicts, "swap": swap_verdicts, "lora": lora_verdicts}
+_SIMULATORS = {"layers": layer_verdicts, "swap": swap_verdicts, "lora": lora_verdicts,
+               "directional": directional_verdicts}
 _SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2}
 _CHUNK = 25  # simulations per job handed to a worker
 
@@ -413,8 +453,8 @@ class Batch:
 
     def describe_sizes(self) -> str:
         s = self.sizes
-        return {"layers": f"L={s.layers} N={s.samples} D={s.width} tokens={s.token_samples}",
-                "swap": f"L={s.layers} items={s.swap_items}",
+        layers = f"L={s.layers} N={s.samples} D={s.width} tokens={s.token_samples}"
+        return {"layers": layers, "directional": layers, "swap": f"L={s.layers} items={s.swap_items}",
                 "lora": f"items={s.items} seeds={s.seeds} texts={s.texts}"}[self.family]
 
 
@@ -509,7 +549,8 @@ def power_rates(claim: str, simulations: int = 100, seed: int = 0, sizes: Sizes 
 def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
     """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold."""
     return [Batch("layers", "null", sizes), Batch("layers", "boundary", sizes, ("C1", "C5")),
-            Batch("swap", "null", sizes), Batch("swap", "boundary", sizes), Batch("lora", "null", sizes)]
+            Batch("swap", "null", sizes), Batch("swap", "boundary", sizes), Batch("lora", "null", sizes),
+            Batch("directional", "null", sizes)]
 
 
 POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup

@@ -235,6 +235,12 @@ def command_tune(args: argparse.Namespace) -> int:
         profile = profile_pair(resolved, profile_options(args, spec), device=args.device).pair
     study = lora_study.study_pair(spec, profile, thresholds, args.device, args.dtype, args.segments, masks=masks,
                                   overrides=overrides)
+    if args.shard:
+        index, count = args.shard
+        trained = study.run_shard(index, count)
+        print(f"shard {index}/{count} of the LoRA study of {spec.name}: {trained} of {len(study.jobs())} runs "
+              "are in the cache; run without --shard (or the suites) for the verdicts")
+        return 0
     study.run()
     study.all_verdicts()
     folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -282,6 +288,17 @@ def command_run(args: argparse.Namespace) -> int:
     return command_verify(args)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shard is I/N, e.g. 1/2; got {text!r}") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"shard {text}: I must lie between 1 and N")
+    return index, count
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -311,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--scaling", choices=("constant_ratio", "fixed_alpha"), default=None,
                       help="constant alpha/r (default), or the paper code's fixed alpha at every rank")
     tune.add_argument("--learning-rate", type=float, default=None)
+    tune.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                      help="train only every N-th run of the study, starting at the I-th, into the cache: N "
+                           "processes (or machines sharing the cache) train a study between them")
     tune.add_argument("--report-dir", default="reports", help="where the report and figure go")
     tune.set_defaults(handler=command_tune)
     evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")

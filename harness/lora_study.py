@@ -100,6 +100,23 @@ class LoraStudy:
 
     # --- running ---------------------------------------------------------------------------
 
+    def jobs(self) -> list[tuple[tuple, int]]:
+        """Every (arm, seed) run of the study, in a fixed order."""
+        return [(arm, seed) for arm in self.plan.arms for seed in self.settings.seeds]
+
+    def run_shard(self, index: int, count: int, progress: bool = True) -> int:
+        """Train and score runs ``index``, ``index + count``, ... of ``jobs()`` (index from 1) into the run cache,
+        so that ``count`` processes sharing the cache train a study between them; a later ``run`` reads every
+        run back. Returns how many runs this shard holds."""
+        from tqdm.auto import tqdm
+
+        if not 1 <= index <= count:
+            raise ValueError(f"shard {index}/{count}: the index must lie between 1 and {count}")
+        mine = self.jobs()[index - 1::count]
+        for arm, seed in tqdm(mine, desc=f"{self.name}: LoRA arms, shard {index}/{count}", disable=not progress):
+            lora_runs.run_arm(self.base, arm, seed, self.settings, self.device, progress=progress)
+        return len(mine)
+
     def run(self, progress: bool = True) -> None:
         """Train and score every arm with every seed (cached runs are read back)."""
         from tqdm.auto import tqdm
@@ -108,7 +125,7 @@ class LoraStudy:
             return
         started = time.perf_counter()
         self.untuned = lora_runs.base_scores(self.base, self.settings, self.device)
-        jobs = [(arm, seed) for arm in self.plan.arms for seed in self.settings.seeds]
+        jobs = self.jobs()
         for arm, seed in tqdm(jobs, desc=f"{self.name}: LoRA arms", disable=not progress):
             self.runs[(arm.label, seed)] = lora_runs.run_arm(self.base, arm, seed, self.settings, self.device,
                                                              progress=progress)

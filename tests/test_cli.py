@@ -51,3 +51,10 @@ def test_unknown_pair_is_an_error_not_a_traceback(capsys):
 def test_base_without_sft_is_refused():
     with pytest.raises(SystemExit, match="--base and --sft go together"):
         cli.main(["build", "--base", "some/model"])
+
+
+@pytest.mark.parametrize("shard", ["3/2", "0/2", "1", "a/b"])
+def test_tune_refuses_a_malformed_shard(capsys, shard):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["tune", "--pair", "tiny_olmo2", "--shard", shard])
+    assert stopped.value.code == 2 and "shard" in capsys.readouterr().err

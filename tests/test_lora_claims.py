@@ -140,3 +140,22 @@ def test_a_study_section_is_written_as_strict_json(tmp_path):
     assert section["summary"][0]["arm"] == "base" and section["summary"][0]["score_sd"] is None
     assert {row["arm"] for row in section["arms"]} == {arm.label for arm in study.plan.arms}
     assert section["verdicts"]["C8"]["holds"] is True
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_shards_of_a_study_train_every_run_exactly_once(monkeypatch, count):
+    from harness import lora_runs
+
+    thresholds = config.thresholds_for("tiny_olmo2")
+    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=(0, 1, 2))
+    plan = lora_study.plan_arms(10, thresholds, settings, segment_counts=[5])
+    study = lora_study.LoraStudy("x", None, thresholds, settings, plan)
+    trained = []
+    monkeypatch.setattr(lora_runs, "run_arm", lambda base, arm, seed, *args, **kwargs: trained.append((arm.label,
+                                                                                                       seed)))
+    sizes = [study.run_shard(index, count, progress=False) for index in range(1, count + 1)]
+    expected = [(arm.label, seed) for arm in plan.arms for seed in settings.seeds]
+    assert sorted(trained) == sorted(expected) and len(trained) == len(set(trained)) == sum(sizes)
+    assert max(sizes) - min(sizes) <= 1  # the shards are as even as the run count allows
+    with pytest.raises(ValueError, match="between 1 and"):
+        study.run_shard(count + 1, count)

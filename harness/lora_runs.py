@@ -159,9 +159,22 @@ def score_model(model, tokenizer, settings: TuneSettings, texts: dict[str, list[
             "likelihood_per_item": likelihood["per_item"], "retention": retention}
 
 
-@lru_cache(maxsize=8)  # hashing a local checkpoint's weights once per process, not once per run
 def _fingerprint(base: models.ModelRef) -> str:
-    return models.weights_fingerprint(base)
+    """The base model's files (weights, config, tokenizer), hashed once per process and state of its folder."""
+    return _files_fingerprint(base, _folder_state(base))
+
+
+def _folder_state(base: models.ModelRef) -> tuple:
+    """Names, sizes and modification times of a local model's files: a change re-hashes them."""
+    if not base.is_local:
+        return ()
+    folder = Path(base.location).expanduser()
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()))
+
+
+@lru_cache(maxsize=8)
+def _files_fingerprint(base: models.ModelRef, state: tuple) -> str:
+    return models.files_fingerprint(base)
 
 
 def _run_folder(base: models.ModelRef, label: str, key: dict) -> Path:

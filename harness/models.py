@@ -286,6 +286,23 @@ def checkpoint_directory(ref: ModelRef) -> Path:
                                   allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
 
 
+MODEL_FILE_PATTERNS = ("*.json", "*.txt", "*.model", "*.tiktoken", "*.safetensors", "*.bin")  # config, tokenizer,
+# weights: every file that can change what the model computes on a text (not optimizer states or logs)
+
+
+def files_fingerprint(ref: ModelRef) -> str:
+    """What a cached result computed from ``ref`` depends on: its weights, its config (``rms_norm_eps``,
+    ``rope_theta``, ...) and its tokenizer files. A hub revision pins all of them; a local folder is hashed.
+    Reports identify a model by ``weights_fingerprint``; cache keys use this."""
+    if not ref.is_local:
+        return weights_fingerprint(ref)
+    folder = Path(ref.location).expanduser()
+    files = sorted({path for pattern in MODEL_FILE_PATTERNS for path in folder.glob(pattern) if path.is_file()})
+    if not files:
+        raise FileNotFoundError(f"no model files in {folder}")
+    return "files-sha256:" + cache.stable_hash({path.name: cache.file_sha256(path) for path in files}, length=64)
+
+
 def weights_fingerprint(ref: ModelRef) -> str:
     """What identifies the weights in a report: a hub revision, or a hash of local safetensors."""
     if ref.is_local:

@@ -28,7 +28,7 @@ from harness import cache, capture, metrics, models
 from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
 from harness.probing import logit_lens_hits
 
-PROFILE_FORMAT = 2  # bump when what a chunk holds, or how a metric is computed, changes
+PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
 DATASET_METRICS = ("dataset_entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm",
                    "pooled_sparsity")
@@ -185,8 +185,8 @@ class ModelRun:
 
 def _run_directory(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions) -> tuple[Path, str]:
     fingerprint = models.weights_fingerprint(ref)
-    key = cache.stable_hash({"weights": fingerprint, "probe": probe.digest(), "options": options.result_fields(),
-                             "format": PROFILE_FORMAT})
+    key = cache.stable_hash({"model": models.files_fingerprint(ref), "probe": probe.digest(),
+                             "options": options.result_fields(), "format": PROFILE_FORMAT})
     return cache.cache_root() / "profiles" / key, fingerprint
 
 

@@ -9,6 +9,7 @@ deselected and one line at the end says how to select them.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ class ClaimSession:
     def spec(self, name: str) -> models.ModelSpec:
         if name == "custom":
             if not (self.base and self.sft):
-                pytest.skip("the custom pair needs --base and --sft (hub ids or local folders)")
+                pytest.fail("the custom pair needs --base and --sft (hub ids or local folders)", pytrace=False)
             return models.custom_pair(self.base, self.sft)
         return models.get_spec(name)
 
@@ -93,17 +94,24 @@ class ClaimSession:
                               token_samples=self.token_samples, dtype=self.dtype or spec.dtype)
 
     def _once(self, store: dict, name: str, make):
-        """Measure ``name`` once per session; an unavailable pair is skipped, with its reason, every time."""
+        """Measure ``name`` once per session. A registered pair that cannot be had here is skipped, with its
+        reason, every time; the pair the user named with --base/--sft is an error instead (a typo must not
+        pass as a skip)."""
         if name in self.unavailable:
-            pytest.skip(self.unavailable[name])
+            self._unavailable(name)
         if name not in store:
             spec = self.spec(name)
             try:
                 store[name] = make(spec)
             except models.ModelUnavailableError as error:
                 self.unavailable[name] = str(error)
-                pytest.skip(str(error))
+                self._unavailable(name)
         return store[name]
+
+    def _unavailable(self, name: str):
+        if name == "custom":
+            pytest.fail(f"the pair named with --base/--sft cannot be loaded: {self.unavailable[name]}", pytrace=False)
+        pytest.skip(self.unavailable[name])
 
     def measure(self, name: str) -> verification.Measured:
         return self._once(self.measured, name, lambda spec: verification.measure(
@@ -173,21 +181,37 @@ class ClaimSession:
 
 
 def pytest_configure(config):
+    if bool(config.option.base) != bool(config.option.sft):
+        raise pytest.UsageError("--base and --sft name one pair together: give both")
     config.harness_session = ClaimSession(config)
 
 
+def named_pairs(markexpr: str, custom_given: bool) -> set[str]:
+    """The real or custom pairs a run asks for: those whose marker the ``-m`` expression names, and the
+    custom pair whenever --base/--sft are given. Only these run: an expression such as ``not slow`` must not
+    start a download of every real checkpoint."""
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", markexpr or ""))
+    return {marker for marker in REAL_MARKERS if marker in names} | ({"custom"} if custom_given else set())
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.option.markexpr:
-        return
+    custom_given = bool(config.option.base and config.option.sft)
+    wanted = named_pairs(config.option.markexpr, custom_given)
     selected, deselected = [], []
     for item in items:
-        (deselected if any(item.get_closest_marker(m) for m in REAL_MARKERS) else selected).append(item)
+        pair = next((m for m in (*REAL_MARKERS, *models.TINY_PAIRS, "controls") if item.get_closest_marker(m)), None)
+        if pair in REAL_MARKERS:
+            keep = pair in wanted
+        else:  # with --base/--sft and no -m, the user's pair replaces the tiny pairs and the controls
+            keep = pair is None or bool(config.option.markexpr) or not custom_given
+        (selected if keep else deselected).append(item)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = selected
-        config.harness_session.deselected_note = (
-            f"{len(deselected)} tests on real checkpoints were deselected: select a pair with "
-            f"-m {' / -m '.join(models.REAL_PAIRS)}, or -m custom --base BASE --sft SFT")
+        if not wanted:
+            config.harness_session.deselected_note = (
+                f"{len(deselected)} tests on real checkpoints were deselected: select a pair with "
+                f"-m {' / -m '.join(models.REAL_PAIRS)}, or --base BASE --sft SFT")
 
 
 def pytest_sessionfinish(session):

@@ -36,3 +36,24 @@ def test_without_a_marker_real_pairs_are_deselected_and_the_way_to_select_them_i
 def test_the_custom_pair_needs_base_and_sft(tmp_path):
     run = _pytest("suites/test_c2_weight_change.py", "-m", "custom", tmp_path=tmp_path)
     assert "needs --base and --sft" in run.stdout
+
+
+def test_a_pair_named_with_base_and_sft_runs_alone_and_an_unloadable_one_fails(tmp_path):
+    missing = str(tmp_path / "DOES_NOT_EXIST")
+    run = _pytest("suites/test_c2_weight_change.py", "--base", missing, "--sft", missing, tmp_path=tmp_path,
+                  env_extra={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf")})
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert "the pair named with --base/--sft cannot be loaded" in run.stdout
+    assert "[custom]" in run.stdout and "[tiny_olmo2]" not in run.stdout  # --base/--sft select the custom pair
+
+
+def test_a_marker_expression_that_names_no_real_pair_selects_none(tmp_path):
+    run = _pytest("suites/test_c2_weight_change.py", "-m", "not slow", "--collect-only", "-q", tmp_path=tmp_path)
+    selected = run.stdout.split("deselected")[0]
+    assert "tiny_olmo2" in selected
+    assert not any(f"[{name}]" in selected for name in ("olmo2_1b", "olmo2_7b", "olmo2_32b", "mistral_7b", "custom"))
+
+
+def test_base_without_sft_is_a_usage_error(tmp_path):
+    run = _pytest("suites/test_c2_weight_change.py", "--base", "somewhere", tmp_path=tmp_path)
+    assert run.returncode == 4 and "give both" in run.stderr

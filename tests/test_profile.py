@@ -154,3 +154,33 @@ def test_corrupt_or_foreign_report_is_a_clear_error(tmp_path):
         reports.load_report(path)
     with pytest.raises(reports.ReportError, match="no report"):
         reports.load_report(tmp_path / "missing.json")
+
+
+def _edit_json(path, **changes):
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("side", ["base", "sft"])
+def test_a_changed_config_or_tokenizer_of_either_model_is_a_cache_miss(micro_pair, isolated_cache, tmp_path, side):
+    import shutil
+
+    folders = {name: shutil.copytree(getattr(micro_pair, f"{name}_dir"), tmp_path / name) for name in ("base", "sft")}
+    resolved = models.resolve_pair(models.custom_pair(str(folders["base"]), str(folders["sft"]), "micro"))
+    first = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
+    again = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
+    assert again.meta["forward"][side]["samples"] == 0  # unchanged files: read back from the cache
+
+    config = folders[side] / "config.json"
+    _edit_json(config, rms_norm_eps=0.5)  # a number the forward pass uses, weights untouched
+    changed = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
+    assert changed.meta["forward"][side]["samples"] == OPTIONS.pooled_samples
+    other = "sft" if side == "base" else "base"
+    assert changed.meta["forward"][other]["samples"] == 0
+    assert not changed.pair["cka"].equals(first.pair["cka"])
+
+    tokenizer_config = folders[side] / "tokenizer_config.json"
+    _edit_json(tokenizer_config, model_max_length=32)  # any tokenizer file may change the token ids
+    retokenized = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
+    assert retokenized.meta["forward"][side]["samples"] == OPTIONS.pooled_samples

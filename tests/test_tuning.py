@@ -193,3 +193,22 @@ def test_tuning_settings_come_from_the_config_and_auto_falls_back_offline(monkey
     broken["tuning"]["warmup"] = 3
     with pytest.raises(ValueError, match="unknown tuning settings"):
         lora_runs.TuneSettings.from_thresholds(broken)
+
+
+def test_a_lora_run_is_keyed_by_the_base_models_config_and_tokenizer_too(micro_pair, tmp_path):
+    import json
+    import shutil
+
+    folder = shutil.copytree(micro_pair.base_dir, tmp_path / "base")
+    ref = models.ModelRef(str(folder))
+    from harness import lora_runs
+
+    before = lora_runs._run_folder(ref, "01000", {"seed": 0})
+    assert lora_runs._run_folder(ref, "01000", {"seed": 0}) == before
+    for name in ("config.json", "tokenizer_config.json"):
+        data = json.loads((folder / name).read_text())
+        data["harness_test_edit"] = name
+        (folder / name).write_text(json.dumps(data))
+        after = lora_runs._run_folder(ref, "01000", {"seed": 0})
+        assert after != before, name
+        before = after

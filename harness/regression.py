@@ -126,6 +126,40 @@ def baseline_path(directory: Path, pair: str, probe_set: str) -> Path:
     return Path(directory) / pair / f"{probe_set}.json"
 
 
+def baseline_refusal(name: str, section: dict, failed: int, interrupted: bool, tuned: bool) -> str | None:
+    """Why the measured ``section`` of pair ``name`` must not become its baseline (None when it may).
+
+    A baseline changes only on a run that measured every section of the pair (the profile tables, the layer
+    swaps, and the LoRA study when the pair is tuned) and in which no test of the pair failed: an interrupted
+    or failed run keeps the previous baseline.
+    """
+    if interrupted:
+        return "the run was interrupted"
+    if failed:
+        return f"{failed} test{'s' if failed > 1 else ''} on {name} failed"
+    wanted = ["tables", "swaps", *(["lora"] if tuned else [])]
+    missing = [part for part in wanted if part not in section]
+    if missing:
+        return (f"this run did not measure its {', '.join(missing)} (run every suite on {name}"
+                + (f" with --tune {name}" if "lora" in missing else "") + ")")
+    return None
+
+
+def other_source(baseline: dict, pair: dict) -> str | None:
+    """How the stored ``baseline`` was measured on something else than ``pair`` (a report's ``pair`` block:
+    name and weight fingerprints), or None. A drift against another pair's or other weights' baseline says
+    nothing about the harness: the failure must name it."""
+    stored = baseline.get("pair", {})
+    if stored.get("name") != pair.get("name"):
+        return f"the baseline is of the pair {stored.get('name')!r}, not {pair.get('name')!r}"
+    changed = [side for side in ("base", "sft") if stored.get(f"{side}_weights") != pair.get(f"{side}_weights")]
+    if changed:
+        return ("the baseline was measured on other weights: "
+                + "; ".join(f"{side} {stored.get(side + '_weights')} then, {pair.get(side + '_weights')} now"
+                            for side in changed))
+    return None
+
+
 def write_baseline(path: Path, section: dict) -> Path:
     payload = {"schema_version": reports.SCHEMA_VERSION, "kind": "baseline", "environment": reports.environment(),
                **section}

@@ -81,6 +81,9 @@ class ClaimSession:
         self.baselines: dict[str, dict] = {}
         self.unavailable: dict[str, str] = {}
         self.deselected_note = ""
+        self.failed: dict[str, int] = {}  # failed tests per pair: such a pair's baseline is never rewritten
+        self.interrupted = False
+        self.baseline_notes: list[str] = []
 
     def spec(self, name: str) -> models.ModelSpec:
         if name == "custom":
@@ -173,8 +176,13 @@ class ClaimSession:
         written += plots.write_swap_figures(folder, self.swaps)
         if self.update_baselines:
             for name, section in sections.items():
-                if name in CONTROLS or "tables" not in section:
+                if name in CONTROLS or name in LORA_CONTROLS:
                     continue  # controls are verified against their known answer, never against a baseline
+                refusal = regression.baseline_refusal(name, section, self.failed.get(name, 0), self.interrupted,
+                                                      name in self.tune_pairs)
+                if refusal:
+                    self.baseline_notes.append(f"baseline of {name} not written: {refusal}")
+                    continue
                 written.append(regression.write_baseline(
                     regression.baseline_path(self.baselines_dir, name, self.probe_set), section))
         return written
@@ -214,8 +222,29 @@ def pytest_collection_modifyitems(config, items):
                 f"-m {' / -m '.join(models.REAL_PAIRS)}, or --base BASE --sft SFT")
 
 
-def pytest_sessionfinish(session):
+def pair_of(item: pytest.Item) -> str | None:
+    """The pair (or control) a test runs on, from its session fixture's parameter."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    names = {*models.REGISTRY, *CONTROLS, *LORA_CONTROLS, "custom"}
+    return next((value for value in callspec.params.values() if isinstance(value, str) and value in names), None)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        pair = pair_of(item)
+        if pair is not None:
+            failed = item.config.harness_session.failed
+            failed[pair] = failed.get(pair, 0) + 1
+
+
+def pytest_sessionfinish(session, exitstatus):
     harness = session.config.harness_session
+    harness.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     harness.written = harness.finish()
 
 
@@ -231,6 +260,8 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(verification.verdict_table(verdicts))
     for path in getattr(harness, "written", []):
         terminalreporter.write_line(f"wrote {path}")
+    for note in harness.baseline_notes:
+        terminalreporter.write_line(note, red=True)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -315,7 +346,10 @@ def check_claim(harness_session):
             if stored not in baseline.get("verdicts", {}):
                 pytest.fail(f"the baseline of {measured.name} has no verdict {stored}: run with --update-baselines")
             differences = regression.compare_sections(baseline, current, harness_session.claims_config, tables=False)
-            assert not differences, (f"{claim} on {measured.name} drifted from its baseline:\n"
+            profiled = getattr(measured, "profile", None)
+            source = regression.other_source(baseline, profiled.meta["pair"]) if profiled is not None else None
+            assert not differences, (f"{claim} on {measured.name} drifted from its baseline"
+                                     + (f" ({source})" if source else "") + ":\n"
                                      + regression.format_differences(differences) + "\nnow: " + verdict.explain())
         elif verdict.outcome == claims.INCONCLUSIVE:
             message = (f"the paper's claim is inconclusive on {measured.name}: an interval straddles its threshold "

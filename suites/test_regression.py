@@ -13,5 +13,7 @@ def test_metric_tables_match_the_baseline(measured_pair, harness_session):
                "tables": {name: reports.table_payload(getattr(measured_pair.profile, name))
                           for name in ("base", "sft", "pair")}}
     differences = regression.compare_sections(baseline, current, harness_session.claims_config, verdicts=False)
-    assert not differences, (f"{measured_pair.name} drifted from its baseline, per layer:\n"
+    source = regression.other_source(baseline, measured_pair.profile.meta["pair"])
+    assert not differences, (f"{measured_pair.name} drifted from its baseline, per layer"
+                             + (f" ({source})" if source else "") + ":\n"
                              + regression.format_differences(differences))

@@ -105,3 +105,55 @@ def test_every_stored_interval_contains_its_point_estimate_and_every_verdict_has
                 low, high = interval
                 assert low <= value <= high, f"{path}: {key}.{condition['name']} = {value} outside [{low}, {high}]"
             assert condition.get("source"), f"{path}: {key}.{condition['name']} has no threshold source"
+
+
+def test_a_baseline_is_written_only_from_a_complete_run_without_failures(baseline):
+    complete = {"tables": {}, "swaps": {}, "lora": {}}
+    assert regression.baseline_refusal("tiny_olmo2", complete, 0, False, tuned=True) is None
+    assert "interrupted" in regression.baseline_refusal("tiny_olmo2", complete, 0, True, tuned=True)
+    assert "2 tests on tiny_olmo2 failed" in regression.baseline_refusal("tiny_olmo2", complete, 2, False, True)
+    partial = regression.baseline_refusal("tiny_olmo2", {"tables": {}}, 0, False, tuned=True)
+    assert "swaps, lora" in partial and "--tune tiny_olmo2" in partial
+    assert regression.baseline_refusal("tiny_mistral", {"tables": {}, "swaps": {}}, 0, False, tuned=False) is None
+
+
+def test_a_baseline_of_another_pair_or_other_weights_is_named_as_such(baseline):
+    pair = dict(baseline["pair"])
+    assert regression.other_source(baseline, pair) is None
+    assert "of the pair 'tiny_olmo2', not 'tiny_mistral'" in regression.other_source(
+        baseline, {**pair, "name": "tiny_mistral"})
+    assert "other weights: sft" in regression.other_source(baseline, {**pair, "sft_weights": "sha256:0"})
+
+
+def test_an_incomplete_update_run_keeps_the_old_baseline_and_says_why(baseline, tmp_path):
+    stored = tmp_path / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps(baseline))
+    before = stored.read_bytes()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/test_c2_weight_change.py", "-m", "tiny_olmo2", "--update-baselines",
+         "--baselines-dir", str(tmp_path / "baselines"), "--report-dir", str(tmp_path / "reports"), "-p",
+         "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "baseline of tiny_olmo2 not written: this run did not measure its swaps, lora" in run.stdout
+    assert stored.read_bytes() == before
+
+
+def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
+    from harness import zoo
+    from tests.conftest import MICRO
+
+    built = zoo.build_pair("micro_olmo2", zoo.TinyRecipe(family="olmo2", **{**MICRO, "num_layers": 4}),
+                           root=tmp_path / "zoo", progress=False)
+    stored = tmp_path / "baselines" / "custom" / "gsm8k-local.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text("{}")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "suites/test_c3_layer_swap.py", "suites/test_c2_weight_change.py",
+         "--base", str(built.base_dir), "--sft", str(built.sft_dir), "--update-baselines", "--pooled-samples", "40",
+         "--token-samples", "10", "--baselines-dir", str(tmp_path / "baselines"), "--report-dir",
+         str(tmp_path / "reports"), "-p", "no:cacheprovider", "-x"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")})
+    assert run.returncode == 1, run.stdout[-3000:]  # 4 layers cannot be split into 5 segments
+    assert "baseline of custom not written: " in run.stdout and "failed" in run.stdout
+    assert stored.read_text() == "{}"

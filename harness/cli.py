@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from harness import models
 
+DEFAULT_PROBE_SET = "gsm8k-local"  # the probe set of a report that does not name one
+
 
 def _pair_from_args(args: argparse.Namespace) -> models.ModelSpec:
     if getattr(args, "base", None) or getattr(args, "sft", None):
@@ -86,7 +88,7 @@ def command_profile(args: argparse.Namespace) -> int:
 def _add_profile_options(parser: argparse.ArgumentParser) -> None:
     from harness.data import MAX_TOKENS, POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 
-    parser.add_argument("--probe-set", default="gsm8k-local", choices=PROBE_SETS, help="probe texts")
+    parser.add_argument("--probe-set", default=DEFAULT_PROBE_SET, choices=PROBE_SETS, help="probe texts")
     parser.add_argument("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
     parser.add_argument("--token-samples", type=int, default=TOKEN_LEVEL_SAMPLES,
                         help="first samples that also get token-level metrics and the logit lens")
@@ -101,21 +103,36 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_diff(args: argparse.Namespace) -> int:
-    """Compare two reports (or baselines) pair by pair; exit 1 on drift."""
+    """Compare two reports of any kind pair by pair, or one report with the stored baselines of its pairs;
+    exit 1 on any drift (a metric, a verdict, a part or a layer that differs, is missing or was added)."""
+    from pathlib import Path
+
     from harness import regression, reports
 
-    old = regression.sections_of(reports.load_report(args.baseline), args.pair)
-    new = regression.sections_of(reports.load_report(args.current), args.pair)
-    common = sorted(set(old) & set(new))
-    if not common:
-        raise ValueError(f"the two reports share no pair (first: {sorted(old)}, second: {sorted(new)})")
+    current_report = reports.load_report(args.current or args.baseline)
+    new = regression.sections_of(current_report, args.pair)
+    if args.current:
+        old_report = reports.load_report(args.baseline)
+        old = regression.sections_of(old_report, args.pair)
+        notes = regression.environment_notes(old_report, current_report)
+    else:  # one report: each of its pairs against its stored baseline
+        old = {name: regression.load_baseline(regression.baseline_path(
+            Path(args.baselines_dir), name, section.get("probe", {}).get("name", DEFAULT_PROBE_SET)))
+            for name, section in new.items()}
+        notes = sorted({note for name in new for note in regression.environment_notes(old[name], current_report)})
     drift = False
-    for name in common:
-        differences = regression.compare_sections(old[name], new[name])
+    for name in sorted(set(old) | set(new)):
+        if name not in old or name not in new:
+            drift = True
+            print(f"{name}: only in the {'second' if name in new else 'first'} report")
+            continue
+        differences = regression.compare_sections(old[name], new[name], whole=True)
         print(f"{name}: {'no drift' if not differences else f'{len(differences)} differences'}")
         if differences:
             drift = True
             print(regression.format_differences(differences, limit=args.limit))
+    if notes:
+        print("environment (not drift):\n  " + "\n  ".join(notes))
     return 1 if drift else 0
 
 
@@ -186,9 +203,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
                         for label in table)
         print(f"{task:<14} {table['base'][task]['metric']:<26} {row}")
     if args.out:
-        from harness import cache
+        from pathlib import Path
 
-        cache.write_json_atomic(args.out, {"pair": spec.name, "scores": table})
+        from harness import reports
+
+        reports.write_report(Path(args.out), {"schema_version": reports.SCHEMA_VERSION, "kind": "evaluate",
+                                              "environment": reports.environment(), "pair": spec.name,
+                                              "scores": table})
         print(f"scores: {args.out}")
     return 0
 
@@ -356,9 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="simulations per claim at the paper's effect sizes (the paper's data sizes)")
     calibrate.add_argument("--seed", type=int, default=0)
     calibrate.set_defaults(handler=command_calibrate)
-    diff = commands.add_parser("diff", help="compare two reports or baselines; exit 1 on drift")
-    diff.add_argument("baseline", help="the reference report or baseline file")
-    diff.add_argument("current", help="the report or baseline to compare with it")
+    diff = commands.add_parser("diff", help="compare two reports of any kind, or one with its stored baseline; "
+                                            "exit 1 on drift")
+    diff.add_argument("baseline", help="the reference report or baseline file (alone: the report to compare "
+                                       "with the stored baselines of its pairs)")
+    diff.add_argument("current", nargs="?", help="the report or baseline to compare with the first")
+    diff.add_argument("--baselines-dir", default="baselines", help="where stored baselines are (one argument)")
     diff.add_argument("--pair", help="compare only this pair")
     diff.add_argument("--limit", type=int, default=60, help="rows of differences to print per pair")
     diff.set_defaults(handler=command_diff)

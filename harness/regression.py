@@ -71,10 +71,16 @@ def compare_tables(baseline: dict, current: dict, claims_config: dict | None = N
     return differences
 
 
-def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None = None) -> list[Difference]:
-    """Verdicts of the claims both sections evaluated; a claim evaluated in only one is not compared."""
+def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None = None,
+                     presence: bool = False) -> list[Difference]:
+    """Verdicts of the claims both sections evaluated; with ``presence``, a verdict in only one is a
+    difference too (comparing whole reports), otherwise it is not compared (one test checks one verdict)."""
     differences = []
     old_verdicts, new_verdicts = baseline.get("verdicts", {}), current.get("verdicts", {})
+    if presence:
+        differences += [Difference(f"verdict {claim}", "present", None, claim in old_verdicts,
+                                   claim in new_verdicts, "present in both")
+                        for claim in sorted(set(old_verdicts) ^ set(new_verdicts))]
     for claim in sorted(set(old_verdicts) & set(new_verdicts)):
         old, new = old_verdicts[claim], new_verdicts[claim]
         old_outcome, new_outcome = _outcome(old), _outcome(new)
@@ -101,17 +107,70 @@ def _outcome(verdict: dict) -> str:
     return "holds" if verdict["holds"] else "refuted"
 
 
+SECTION_PARTS = ("tables", "swaps", "lora", "downstream", "scores")  # what a pair's section can hold
+MEASUREMENT = ("base_weights", "sft_weights")  # what was measured: a change is drift, not environment
+
+
 def compare_sections(baseline: dict, current: dict, claims_config: dict | None = None,
-                     tables: bool = True, verdicts: bool = True) -> list[Difference]:
+                     tables: bool = True, verdicts: bool = True, whole: bool = False) -> list[Difference]:
+    """Differences of ``current`` from ``baseline`` within tolerances. ``whole``: both are whole sections
+    (``harness diff``), so a part, a verdict or a layer present in only one is a difference too, and so are
+    other weights or profile options."""
     differences = []
     if baseline.get("probe", {}).get("digest") != current.get("probe", {}).get("digest"):
         differences.append(Difference("probe data", "digest", None, baseline.get("probe", {}).get("digest"),
                                       current.get("probe", {}).get("digest"), "equal (same probe texts)"))
-    if tables:
+    if whole:
+        differences += [Difference("section", part, None, part in baseline, part in current, "present in both")
+                        for part in SECTION_PARTS if (part in baseline) != (part in current)]
+        old_pair, new_pair = baseline.get("pair", {}), current.get("pair", {})
+        if isinstance(old_pair, dict) and isinstance(new_pair, dict):
+            differences += [Difference("measured", key, None, old_pair.get(key), new_pair.get(key), "equal")
+                            for key in MEASUREMENT if old_pair.get(key) != new_pair.get(key)]
+        old_options, new_options = baseline.get("options", {}), current.get("options", {})
+        differences += [Difference("options", key, None, old_options.get(key), new_options.get(key), "equal")
+                        for key in sorted(set(old_options) | set(new_options))
+                        if old_options.get(key) != new_options.get(key)]
+        if "scores" in baseline and "scores" in current:
+            differences += _compare_leaves("scores", baseline["scores"], current["scores"],
+                                           config.tolerance_for("value", claims_config))
+    if tables and (not whole or ("tables" in baseline and "tables" in current)):
         differences += compare_tables(baseline, current, claims_config)
     if verdicts:
-        differences += compare_verdicts(baseline, current, claims_config)
+        differences += compare_verdicts(baseline, current, claims_config, presence=whole)
     return differences
+
+
+def _compare_leaves(where: str, old, new, tolerance: dict, path: str = "") -> list[Difference]:
+    """Numbers of two nested score tables (task -> model -> metric), within ``tolerance``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{path}.{key}" if path else str(key)
+            if key not in old or key not in new:
+                out.append(Difference(where, name, None, key in old, key in new, "present in both"))
+            else:
+                out += _compare_leaves(where, old[key], new[key], tolerance, name)
+        return out
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+    if (numeric and not _close(old, new, tolerance)) or (not numeric and old != new):
+        return [Difference(where, path, None, old, new, f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"
+                           if numeric else "equal")]
+    return []
+
+
+def environment_notes(old_report: dict, new_report: dict) -> list[str]:
+    """Package and harness versions that differ between two reports: context for a drift, not a drift."""
+    old_env, new_env = old_report.get("environment", {}), new_report.get("environment", {})
+    notes = []
+    for key in sorted(set(old_env) | set(new_env)):
+        a, b = old_env.get(key), new_env.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            notes += [f"{key}.{name}: {a.get(name)} -> {b.get(name)}" for name in sorted(set(a) | set(b))
+                      if a.get(name) != b.get(name)]
+        elif a != b and key not in ("created", "time", "timestamp"):
+            notes.append(f"{key}: {a} -> {b}")
+    return notes
 
 
 def format_differences(differences: list[Difference], limit: int = 60) -> str:
@@ -175,12 +234,17 @@ def load_baseline(path: Path) -> dict:
 
 
 def sections_of(report: dict, pair: str | None = None) -> dict[str, dict]:
-    """The per-pair sections of a claims report, or the one section of a baseline file."""
-    if report.get("kind") == "baseline":
-        return {report["pair"]["name"]: report}
-    sections = report.get("pairs")
+    """The per-pair sections of any report the harness writes: claims and LoRA reports (one section per
+    pair), profile reports and baselines (one pair), and evaluation reports (scores of one pair)."""
+    kind = report.get("kind")
+    if kind in ("baseline", "profile"):
+        sections = {report["pair"]["name"]: report}
+    elif kind == "evaluate":
+        sections = {report["pair"]: {"scores": report["scores"]}}
+    else:
+        sections = report.get("pairs")
     if not isinstance(sections, dict):
-        raise reports.ReportError("report has neither pair sections nor a baseline")
+        raise reports.ReportError(f"not a report the harness writes (kind {kind!r}, no pair sections)")
     if pair is not None:
         if pair not in sections:
             raise reports.ReportError(f"report has no pair {pair!r}; it has {sorted(sections)}")

@@ -157,3 +157,62 @@ def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
     assert run.returncode == 1, run.stdout[-3000:]  # 4 layers cannot be split into 5 segments
     assert "baseline of custom not written: " in run.stdout and "failed" in run.stdout
     assert stored.read_text() == "{}"
+
+
+def _claims_report(section):
+    return {"schema_version": reports.SCHEMA_VERSION, "kind": "claims", "environment": {},
+            "pairs": {section["pair"]["name"]: {k: v for k, v in section.items() if k not in ("kind", "environment")}}}
+
+
+def _write(tmp_path, name, payload):
+    path = tmp_path / name
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_harness_diff_reads_profile_claims_lora_and_evaluate_reports(baseline, tmp_path):
+    profile_report = {**{k: v for k, v in baseline.items() if k != "verdicts"}, "kind": "profile"}
+    evaluate_report = {"schema_version": reports.SCHEMA_VERSION, "kind": "evaluate", "environment": {},
+                       "pair": "tiny_olmo2", "scores": {"base": {"gsm8k_local": {"score": 0.1}}}}
+    lora_report = {"schema_version": reports.SCHEMA_VERSION, "kind": "lora", "environment": {},
+                   "pairs": {"tiny_olmo2": {"lora": baseline["lora"], "verdicts": {"C4": baseline["verdicts"]["C4"]}}}}
+    for payload in (profile_report, evaluate_report, lora_report, _claims_report(baseline), baseline):
+        path = _write(tmp_path, f"{payload['kind']}.json", payload)
+        assert cli.main(["diff", str(path), str(path)]) == 0, payload["kind"]
+    higher = copy.deepcopy(evaluate_report)
+    higher["scores"]["base"]["gsm8k_local"]["score"] = 0.2
+    assert cli.main(["diff", str(tmp_path / "evaluate.json"), str(_write(tmp_path, "higher.json", higher))]) == 1
+
+
+@pytest.mark.parametrize("change", ["removed verdict", "added verdict", "other weights", "removed layer",
+                                    "removed part", "other options"])
+def test_harness_diff_counts_every_kind_of_drift(baseline, tmp_path, capsys, change):
+    changed = copy.deepcopy(baseline)
+    if change == "removed verdict":
+        del changed["verdicts"]["C1"]
+    elif change == "added verdict":
+        changed["verdicts"]["C9"] = changed["verdicts"]["C1"]
+    elif change == "other weights":
+        changed["pair"]["sft_weights"] = "sha256:0"
+    elif change == "removed layer":
+        payload = changed["tables"]["pair"]
+        payload["index"], payload["data"] = payload["index"][:-1], payload["data"][:-1]
+    elif change == "removed part":
+        del changed["swaps"]
+    else:
+        changed["options"]["pooled_samples"] = 10
+    old, new = _write(tmp_path, "old.json", _claims_report(baseline)), _write(tmp_path, "new.json",
+                                                                             _claims_report(changed))
+    assert cli.main(["diff", str(old), str(new)]) == 1
+    assert "differences" in capsys.readouterr().out
+
+
+def test_harness_diff_with_one_report_compares_it_with_the_stored_baseline(baseline, tmp_path, capsys):
+    stored = tmp_path / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps(baseline))
+    report = _write(tmp_path, "report.json", _claims_report(baseline))
+    assert cli.main(["diff", str(report), "--baselines-dir", str(tmp_path / "baselines")]) == 0
+    drifted = _write(tmp_path, "drifted.json", _claims_report(_nudge(baseline, "pair", "cka", 3, 0.5)))
+    assert cli.main(["diff", str(drifted), "--baselines-dir", str(tmp_path / "baselines")]) == 1
+    assert "pair table" in capsys.readouterr().out

@@ -356,12 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(handler=command_tune)
     evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")
     _add_pair_options(evaluate_parser)
-    evaluate_parser.add_argument("--task", action="append", default=None,
-                                 help="lm-eval task (repeatable): gsm8k_local, mmlu_local, gsm8k, mmlu")
+    # option names as lm-eval spells them (--tasks a,b --num_fewshot --batch_size), or with hyphens
+    evaluate_parser.add_argument("--tasks", "--task", dest="task", action="append", default=None,
+                                 type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
+                                 help="lm-eval tasks, comma-separated or repeated: gsm8k_local, mmlu_local, "
+                                      "gsm8k, mmlu")
     evaluate_parser.add_argument("--limit", type=int, default=100, help="items per task")
-    evaluate_parser.add_argument("--num-fewshot", type=int, default=None, help="default: the task's own")
-    evaluate_parser.add_argument("--max-gen-toks", type=int, default=None, help="default: lm-eval's (256)")
-    evaluate_parser.add_argument("--batch-size", type=int, default=8)
+    evaluate_parser.add_argument("--num_fewshot", "--num-fewshot", dest="num_fewshot", type=int, default=None,
+                                 help="default: the task's own")
+    evaluate_parser.add_argument("--max_gen_toks", "--max-gen-toks", dest="max_gen_toks", type=int, default=None,
+                                 help="default: lm-eval's (256)")
+    evaluate_parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=8)
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--out", help="write the scores as JSON")
@@ -398,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "task", "unset") is None:
         args.task = ["gsm8k_local", "mmlu_local"]
+    elif getattr(args, "task", None):  # --tasks a,b --tasks c: one flat list, in order, without repeats
+        args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:
         return args.handler(args)
     except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError, RuntimeError,

@@ -10,6 +10,7 @@ reported as unavailable, never scored as zero.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -78,6 +79,30 @@ def task_manager(tasks: list[str], options: EvalOptions):
     return TaskManager(include_path=str(local_task_folder(options)))
 
 
+# lm-eval's warnings that say nothing to a harness user: they describe how the harness itself calls it (an
+# in-memory model, generation settings and shots it sets on purpose). Every other warning passes.
+EXPECTED_WARNINGS = (
+    "`pretrained` model kwarg is not of type `str`",
+    "Passed an already-initialized model through `pretrained`",
+    "specified through cli, these settings will update set parameters in yaml tasks",
+    "Overwriting default num_fewshot of",
+)
+
+
+class _ExpectedWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in EXPECTED_WARNINGS)
+
+
+def quiet_expected_warnings() -> None:
+    """Keep lm-eval's known, expected warnings out of the output (idempotent)."""
+    for name in ("lm_eval.models.huggingface", "lm_eval.evaluator"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedWarnings) for f in logger.filters):
+            logger.addFilter(_ExpectedWarnings())
+
+
 def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions,
                    per_item: bool = False) -> dict[str, dict]:
     """Score an in-memory model (plain, swapped or PEFT-wrapped) on ``tasks`` with lm-eval.
@@ -90,6 +115,7 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions,
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
+    quiet_expected_warnings()
     started = time.perf_counter()
     wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size)
     try:

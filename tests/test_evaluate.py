@@ -59,3 +59,22 @@ def test_perplexity_by_hand_on_a_uniform_model(micro_pair):
         model.lm_head.weight.zero_()  # every token equally likely: perplexity = vocabulary size
     result = evaluate.perplexity(model, tokenizer, ["a short text", "another one that is longer"])
     assert result["perplexity"] == pytest.approx(model.config.vocab_size, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_evaluate_takes_lm_evals_option_spelling_and_keeps_its_expected_warnings_out(tmp_path, capsys, caplog):
+    import logging
+
+    from harness import cli, reports
+
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "scores.json"
+    assert cli.main(["evaluate", "--pair", "tiny_olmo2", "--tasks", "gsm8k_local,mmlu_local", "--limit", "4",
+                     "--num_fewshot", "0", "--batch_size", "4", "--max_gen_toks", "16", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gsm8k_local" in printed and "mmlu_local" in printed
+    stored = reports.load_report(out)
+    assert stored["kind"] == "evaluate" and set(stored["scores"]["base"]) == {"gsm8k_local", "mmlu_local"}
+    assert stored["scores"]["sft"]["gsm8k_local"]["options"]["num_fewshot"] == 0
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert not any(text in logged for text in evaluate.EXPECTED_WARNINGS)

@@ -21,6 +21,38 @@ ARCHITECTURE_FIELDS = (
 )
 
 
+# Model types whose decoder layers sit at ``model.model.layers[i]`` with ``self_attn.{q,k,v,o}_proj``: the
+# layout the hooks, the weight change (eq. 1), the swaps and the LoRA masks address.
+SUPPORTED_MODEL_TYPES = ("olmo2", "olmo", "mistral", "mixtral", "llama", "qwen2", "qwen3", "gemma", "gemma2",
+                         "granite")
+
+
+class UnsupportedModelError(ValueError):
+    """A checkpoint the harness cannot analyse layer by layer (not a decoder-only causal LM of a known layout,
+    or with weights that are not finite)."""
+
+
+def check_supported_layout(config, name: str) -> None:
+    """Refuse, before any work, a checkpoint that is not a decoder-only causal LM of a supported layout."""
+    model_type = getattr(config, "model_type", None)
+    architectures = getattr(config, "architectures", None) or []
+    causal = not getattr(config, "is_encoder_decoder", False) and (
+        not architectures or any(arch.endswith("ForCausalLM") for arch in architectures))
+    if not causal or model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"{name} is a {model_type!r} model ({', '.join(architectures) or 'no architecture named'}): the harness "
+            f"analyses decoder-only causal LMs whose layers are model.model.layers[i] with self_attn.q/k/v/o_proj "
+            f"({', '.join(SUPPORTED_MODEL_TYPES)})")
+
+
+def check_finite_weights(model, name: str) -> None:
+    """Refuse a model with NaN or infinite weights: every score and metric of it would be meaningless."""
+    broken = [param_name for param_name, param in model.named_parameters() if not torch.isfinite(param).all()]
+    if broken:
+        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        raise UnsupportedModelError(f"{name} has non-finite (NaN or infinite) weights in {shown}")
+
+
 class PairMismatchError(ValueError):
     """Base and SFT models do not share the architecture a layer-wise comparison needs."""
 
@@ -202,8 +234,10 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
         if reason:
             raise ModelUnavailableError(reason)
         resolved = ResolvedPair(spec, spec.base, spec.sft)
-    check_same_architecture(load_config(resolved.base), load_config(resolved.sft),
-                            resolved.base.describe(), resolved.sft.describe())
+    base_config, sft_config = load_config(resolved.base), load_config(resolved.sft)
+    check_supported_layout(base_config, resolved.base.describe())
+    check_supported_layout(sft_config, resolved.sft.describe())
+    check_same_architecture(base_config, sft_config, resolved.base.describe(), resolved.sft.describe())
     return resolved
 
 
@@ -258,6 +292,7 @@ def load_model(ref: ModelRef, dtype: str | torch.dtype = "float32", device: str 
     model = AutoModelForCausalLM.from_pretrained(ref.location, **kwargs)
     if "device_map" not in kwargs:
         model.to("cpu" if device == "auto" else device)
+    check_finite_weights(model, ref.describe())
     model.eval()
     return model
 

@@ -125,3 +125,39 @@ def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="unknown dtype"):
         models.resolve_dtype("float13")
     assert models.resolve_dtype("bfloat16") is torch.bfloat16
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_a_model_of_another_layout_is_refused_before_any_work(tmp_path, capsys, family):
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+    from harness import cli
+
+    if family == "bert":
+        model = BertForMaskedLM(BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+                                           intermediate_size=64, vocab_size=100))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100))
+    model.save_pretrained(tmp_path / family)
+    capsys.readouterr()  # the save's own progress output
+    out = tmp_path / "report.json"
+    code = cli.main(["profile", "--base", str(tmp_path / family), "--sft", str(tmp_path / family), "--out", str(out)])
+    message = capsys.readouterr().err
+    assert code == 2 and "decoder-only causal LMs" in message and family in message
+    assert message.startswith("error: ") and message.count("\n") == 1  # one line, no traceback
+    assert not out.exists()
+
+
+def test_evaluating_a_model_with_nan_weights_is_an_error_not_a_score(micro_pair, tmp_path, capsys):
+    from harness import cli
+
+    model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "broken")
+    models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(tmp_path / "broken")
+    code = cli.main(["evaluate", "--base", str(micro_pair.base_dir), "--sft", str(tmp_path / "broken"), "--tasks",
+                     "gsm8k_local", "--limit", "2", "--max_gen_toks", "8", "--out", str(tmp_path / "scores.json")])
+    message = capsys.readouterr().err
+    assert code == 2 and "non-finite" in message and "layers.0.mlp.down_proj.weight" in message
+    assert not (tmp_path / "scores.json").exists()

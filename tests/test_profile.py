@@ -107,14 +107,20 @@ def test_identical_models_are_identical_at_every_layer(micro_pair, isolated_cach
     assert result.pair.loc[1:, "weight_change"].abs().max() == 0.0
 
 
-def test_nan_activations_are_refused_and_leave_no_chunk(micro_pair, isolated_cache, tmp_path):
+@pytest.mark.parametrize("load_check, error", [(True, "non-finite .*layers.1.self_attn.o_proj.weight"),
+                                               (False, "layer 2 produced NaN")])
+def test_nan_weights_and_nan_activations_are_refused_and_leave_no_chunk(micro_pair, isolated_cache, tmp_path,
+                                                                        monkeypatch, load_check, error):
+    """NaN weights are refused when the model loads; without that check, the capture refuses NaN activations."""
     broken = tmp_path / "broken"
     model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
     with torch.no_grad():
         model.model.layers[1].self_attn.o_proj.weight.fill_(float("nan"))
     model.save_pretrained(broken)
     models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(broken)
-    with pytest.raises(profile.ActivationError, match="layer 2 produced NaN"):
+    if not load_check:
+        monkeypatch.setattr(models, "check_finite_weights", lambda model, name: None)
+    with pytest.raises((profile.ActivationError, models.UnsupportedModelError), match=error):
         profile.profile_pair(_resolved(micro_pair, sft_dir=broken), OPTIONS, device="cpu", progress=False)
     base_chunks = math.ceil(OPTIONS.pooled_samples / OPTIONS.chunk_size)
     assert len(list(isolated_cache.rglob("chunk-*"))) == base_chunks  # the base's; none of the SFT's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,20 @@ def _pair_from_args(args: argparse.Namespace) -> models.ModelSpec:
             raise SystemExit("error: --base and --sft go together")
         return models.custom_pair(args.base, args.sft, dtype=args.dtype or "bfloat16")
     return models.get_spec(args.pair)
+
+
+def _check_output_file(path: str | None) -> None:
+    """Refuse an output path that cannot be written, before any work: not at the end of a long run."""
+    from pathlib import Path
+
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--out {path} is a directory: name the file to write")
+    parent = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"--out {path}: {parent} cannot be written")
 
 
 def _add_pair_options(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +87,7 @@ def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
 def command_profile(args: argparse.Namespace) -> int:
     from harness import profile, reports
 
+    _check_output_file(args.out)
     spec = _pair_from_args(args)
     options = profile_options(args, spec)
     resolved = models.resolve_pair(spec)
@@ -188,6 +204,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
     from harness import evaluate
 
+    _check_output_file(args.out)
     spec = _pair_from_args(args)
     resolved = models.resolve_pair(spec)
     options = evaluate.EvalOptions(limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,

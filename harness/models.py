@@ -45,6 +45,30 @@ def check_supported_layout(config, name: str) -> None:
             f"({', '.join(SUPPORTED_MODEL_TYPES)})")
 
 
+def check_readable_weights(ref: ModelRef) -> None:
+    """Refuse a local checkpoint whose safetensors files are cut short or corrupt, naming the file: only the
+    headers are read, so this costs nothing next to loading."""
+    if not ref.is_local:
+        return
+    import json
+    import struct
+
+    for path in sorted(Path(ref.location).expanduser().glob("*.safetensors")):
+        size = path.stat().st_size
+        try:
+            with open(path, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if length > size - 8:
+                    raise ValueError("its header runs past the end of the file")
+                header = json.loads(handle.read(length))
+            ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+            if 8 + length + max(ends, default=0) > size:
+                raise ValueError(f"its tensors need {8 + length + max(ends)} bytes, the file has {size}")
+        except (struct.error, ValueError, KeyError, TypeError, IndexError) as error:
+            raise UnsupportedModelError(f"{path} is not a complete safetensors file ({error}): the checkpoint is "
+                                        "truncated or corrupt; download or save it again") from None
+
+
 def check_finite_weights(model, name: str) -> None:
     """Refuse a model with NaN or infinite weights: every score and metric of it would be meaningless."""
     broken = [param_name for param_name, param in model.named_parameters() if not torch.isfinite(param).all()]
@@ -180,6 +204,10 @@ def _unavailable_checkpoint(ref: ModelRef) -> str | None:
             return f"{ref.location} is not a directory"
         if not _has_complete_weights(folder):
             return f"{ref.location} has no config.json with complete weights"
+        if not any(folder.glob("*.safetensors")):
+            return (f"{ref.location} holds its weights as pytorch_model.bin only: the harness streams weights "
+                    "from safetensors; convert it with AutoModelForCausalLM.from_pretrained(DIR)"
+                    ".save_pretrained(DIR)")
         return None
     if hub_offline() and cached_snapshot(ref) is None:
         return f"{ref.describe()} is not in the Hugging Face cache"
@@ -234,6 +262,8 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
         if reason:
             raise ModelUnavailableError(reason)
         resolved = ResolvedPair(spec, spec.base, spec.sft)
+    check_readable_weights(resolved.base)
+    check_readable_weights(resolved.sft)
     base_config, sft_config = load_config(resolved.base), load_config(resolved.sft)
     check_supported_layout(base_config, resolved.base.describe())
     check_supported_layout(sft_config, resolved.sft.describe())

@@ -80,6 +80,7 @@ class ClaimSession:
         self.studies: dict[str, lora_study.LoraStudy] = {}
         self.baselines: dict[str, dict] = {}
         self.unavailable: dict[str, str] = {}
+        self.refused: dict[str, str] = {}  # pairs that are bad input (wrong layout, NaN weights, corrupt files)
         self.deselected_note = ""
         self.failed: dict[str, int] = {}  # failed tests per pair: such a pair's baseline is never rewritten
         self.interrupted = False
@@ -102,13 +103,17 @@ class ClaimSession:
         pass as a skip)."""
         if name in self.unavailable:
             self._unavailable(name)
-        if name not in store:
+        if name not in store and name not in self.refused:
             spec = self.spec(name)
             try:
                 store[name] = make(spec)
             except models.ModelUnavailableError as error:
                 self.unavailable[name] = str(error)
                 self._unavailable(name)
+            except (models.UnsupportedModelError, models.PairMismatchError) as error:
+                self.refused[name] = f"{name} is refused: {error}"
+        if name in self.refused:  # one line per test of the pair, no traceback
+            pytest.fail(self.refused[name], pytrace=False)
         return store[name]
 
     def _unavailable(self, name: str):

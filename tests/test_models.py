@@ -161,3 +161,41 @@ def test_evaluating_a_model_with_nan_weights_is_an_error_not_a_score(micro_pair,
     message = capsys.readouterr().err
     assert code == 2 and "non-finite" in message and "layers.0.mlp.down_proj.weight" in message
     assert not (tmp_path / "scores.json").exists()
+
+
+def _copy(micro_pair, tmp_path, side="sft"):
+    import shutil
+
+    return shutil.copytree(getattr(micro_pair, f"{side}_dir"), tmp_path / side)
+
+
+def test_a_truncated_safetensors_file_is_named(micro_pair, tmp_path, capsys):
+    from harness import cli
+
+    sft = _copy(micro_pair, tmp_path)
+    (shard,) = sft.glob("*.safetensors")
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(sft), "--out",
+                     str(tmp_path / "report.json")])
+    message = capsys.readouterr().err
+    assert code == 2 and str(shard) in message and "truncated or corrupt" in message
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_a_checkpoint_with_only_pytorch_model_bin_is_refused_at_the_availability_check(micro_pair, tmp_path):
+    sft = _copy(micro_pair, tmp_path)
+    model = models.load_model(models.ModelRef(str(sft)), device="cpu")
+    for shard in sft.glob("*.safetensors"):
+        shard.unlink()
+    torch.save(model.state_dict(), sft / "pytorch_model.bin")
+    reason = models.unavailable_reason(models.custom_pair(str(micro_pair.base_dir), str(sft)))
+    assert "pytorch_model.bin only" in reason and "save_pretrained" in reason
+
+
+def test_an_output_path_that_is_a_directory_is_refused_before_any_work(micro_pair, tmp_path, capsys, monkeypatch):
+    from harness import cli, profile
+
+    monkeypatch.setattr(profile, "profile_pair", lambda *a, **k: pytest.fail("the profile ran"))
+    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--out",
+                     str(tmp_path)])
+    assert code == 2 and "is a directory" in capsys.readouterr().err

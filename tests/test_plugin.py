@@ -57,3 +57,14 @@ def test_a_marker_expression_that_names_no_real_pair_selects_none(tmp_path):
 def test_base_without_sft_is_a_usage_error(tmp_path):
     run = _pytest("suites/test_c2_weight_change.py", "--base", "somewhere", tmp_path=tmp_path)
     assert run.returncode == 4 and "give both" in run.stderr
+
+
+def test_a_refused_pair_fails_each_test_with_one_line_and_no_traceback(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(tmp_path / "gpt2")
+    run = _pytest("suites/test_c1_cka_plateau.py", "suites/test_c2_weight_change.py", "--base",
+                  str(tmp_path / "gpt2"), "--sft", str(tmp_path / "gpt2"), tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert run.stdout.count("custom is refused: ") >= 2 and "decoder-only causal LMs" in run.stdout
+    assert "Traceback" not in run.stdout and "raise " not in run.stdout

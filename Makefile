@@ -46,7 +46,7 @@ PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims
 	suites/test_metric_invariants.py
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites benchmarks)
+	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)
 	mkdir -p $(WARM_OUT)
 	( $(OFFLINE) $(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS) > $(WARM_OUT)/pure.log 2>&1; \
 	  echo $$? > $(WARM_OUT)/pure.rc ) & pure=$$!; \
@@ -55,7 +55,7 @@ test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest --baseline $(addprefix --ignore=,$(PURE_TESTS)) $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness tests conftest.py $(wildcard suites benchmarks)
+	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .benchmarks .hypothesis

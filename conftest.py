@@ -19,4 +19,6 @@ if _chosen:
 elif not os.environ.get("CI"):
     settings.load_profile("dev")
 
-pytest_plugins = ["suites.plugin"]
+# The claim suites' plugin (options, markers, fixtures) is loaded through its pytest11 entry point
+# (pytest_layerwise_sft), which `pip install` of the project registers; pytester tests that plugin.
+pytest_plugins = ["pytester"]

@@ -196,6 +196,10 @@ class ClaimSession:
 def pytest_configure(config):
     if bool(config.option.base) != bool(config.option.sft):
         raise pytest.UsageError("--base and --sft name one pair together: give both")
+    for name, spec in models.REGISTRY.items():  # so that -m PAIR works (and --strict-markers passes) anywhere
+        config.addinivalue_line("markers", f"{name}: the {name} pair ({spec.base.describe()} / {spec.sft.describe()})")
+    config.addinivalue_line("markers", "custom: the pair named with --base and --sft")
+    config.addinivalue_line("markers", "controls: planted pairs whose answer is known")
     config.harness_session = ClaimSession(config)
 
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from harness import cache  # noqa: E402
+from harness import cache, depth  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:
@@ -22,14 +22,52 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def divergence_figure(name: str, pair, path: Path) -> Path:
-    """Fig. 1: CKA, cosine similarity and mean shift per layer."""
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4), layout="constrained")
+def _shade_tail(axis, rows) -> None:
+    """Grey band over the last 20% of decoder layers: where the paper locates the change."""
+    rows = list(rows)
+    n_layers = max(rows)
+    tail = [row for row in rows if depth.is_tail_row(row, n_layers)]
+    if tail:
+        axis.axvspan(min(tail) - 0.5, max(tail) + 0.5, color="0.9", zorder=0, label="last 20%")
+
+
+def _band(axis, rows, resamples, confidence: float = 0.95, **style) -> None:
+    """The pointwise percentile band of a per-layer series over its resamples (B, rows)."""
+    if resamples is None or not len(resamples):
+        return
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(resamples, [tail, 100 - tail], axis=0)
+    axis.fill_between(list(rows), low, high, alpha=0.25, linewidth=0, **style)
+
+
+def _resampled(measured, kind: str, column: str):
+    """(B, rows) resampled values of ``column`` from the pair's resampler, or None (no resampler)."""
+    resampler = getattr(measured, "resampler", None) if measured is not None else None
+    if resampler is None:
+        return None
+    return np.stack([bundle[column].values for bundle in resampler.bundles(kind)])
+
+
+def _titled(label: str, measured, claim: str) -> str:
+    verdict = measured.verdict(claim) if measured is not None else None
+    return f"{label}\n{claim} {verdict.outcome}" if verdict is not None else label
+
+
+def divergence_figure(name: str, pair, path: Path, measured=None) -> Path:
+    """Fig. 1: CKA, cosine similarity and mean shift per layer, with 95% bands, the last 20% shaded, C1's CKA
+    plateau threshold as a line and C1's verdict in the titles."""
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
     for axis, column, label in zip(axes, ("cka", "cosine", "mean_shift"), ("linear CKA", "cosine", "mean shift"),
                                    strict=True):
+        _shade_tail(axis, pair.index)
+        _band(axis, pair.index, _resampled(measured, "pair", column), color="tab:blue")
         axis.plot(pair.index, pair[column], marker="o")
         axis.set_xlabel("layer")
-        axis.set_title(label)
+        axis.set_title(_titled(label, measured, "C1"))
+    if measured is not None:
+        axes[0].axhline(measured.thresholds["C1"]["cka_plateau_min"], color="tab:red", linestyle="--",
+                        label="plateau threshold")
+        axes[0].legend(fontsize=7)
     figure.suptitle(f"{name}: base vs SFT")
     return _save(figure, path)
 
@@ -51,26 +89,35 @@ def intrinsic_figure(name: str, base, sft, path: Path) -> Path:
     return _save(figure, path)
 
 
-def probing_figure(name: str, base, sft, path: Path) -> Path:
-    """Fig. 3: logit-lens next-token accuracy per layer."""
-    figure, axis = plt.subplots(figsize=(5, 3.2))
-    axis.plot(base.index, base["probe_accuracy"], marker="o", label="base")
-    axis.plot(sft.index, sft["probe_accuracy"], marker="s", label="SFT")
+def probing_figure(name: str, base, sft, path: Path, measured=None) -> Path:
+    """Fig. 3: logit-lens next-token accuracy per layer, with 95% bands, the last 20% shaded, C5's dormancy
+    threshold as a line and C5's verdict in the title."""
+    figure, axis = plt.subplots(figsize=(5, 3.4))
+    _shade_tail(axis, base.index)
+    for model, table, marker in (("base", base, "o"), ("sft", sft, "s")):
+        line, = axis.plot(table.index, table["probe_accuracy"], marker=marker, label=model if model == "base"
+                          else "SFT")
+        _band(axis, table.index, _resampled(measured, "pair", f"{model}.probe_accuracy"), color=line.get_color())
+    if measured is not None:
+        axis.axhline(measured.thresholds["C5"]["dormant_max"], color="tab:red", linestyle="--",
+                     label="dormancy threshold")
     axis.set_xlabel("layer")
     axis.set_ylabel("next-token accuracy")
-    axis.set_title(f"{name}: logit lens")
-    axis.legend()
+    axis.set_title(_titled(f"{name}: logit lens", measured, "C5"))
+    axis.legend(fontsize=7)
     return _save(figure, path)
 
 
-def weight_change_figure(name: str, pair, path: Path) -> Path:
-    """Fig. 4: Q/K/V/O weight change per layer (eq. 1)."""
-    figure, axis = plt.subplots(figsize=(5, 3.2))
+def weight_change_figure(name: str, pair, path: Path, measured=None) -> Path:
+    """Fig. 4: Q/K/V/O weight change per layer (eq. 1; exact, no interval), the last 20% shaded and C2's
+    verdict in the title."""
+    figure, axis = plt.subplots(figsize=(5, 3.4))
     change = pair["weight_change"].dropna()
+    _shade_tail(axis, pair.index)
     axis.bar(change.index, change.values)
     axis.set_xlabel("layer")
     axis.set_ylabel("‖W_sft − W_base‖ (Q/K/V/O)")
-    axis.set_title(f"{name}: weight change")
+    axis.set_title(_titled(f"{name}: weight change", measured, "C2"))
     return _save(figure, path)
 
 
@@ -105,8 +152,9 @@ def lora_figure(name: str, study, path: Path) -> Path:
     positions = np.arange(len(arms))
     for axis, (column, label) in zip(axes[0], panels, strict=True):
         means = summary.loc[arms, column]
-        axis.bar(positions, means, color=["tab:orange" if "middle" in str(summary.loc[a, "roles"]) else "tab:blue"
-                                          for a in arms])
+        spread = table.groupby("arm")[column].std().reindex(arms)  # between seeds
+        axis.bar(positions, means, yerr=spread.fillna(0).to_numpy(), capsize=3,
+                 color=["tab:orange" if "middle" in str(summary.loc[a, "roles"]) else "tab:blue" for a in arms])
         for offset, seed in enumerate(study.settings.seeds):
             rows = table[table["seed"] == seed].set_index("arm").loc[arms]
             axis.plot(positions + (offset - (len(study.settings.seeds) - 1) / 2) * 0.15, rows[column], "k.",
@@ -115,7 +163,9 @@ def lora_figure(name: str, study, path: Path) -> Path:
         axis.set_xticks(positions, arms, rotation=60, ha="right", fontsize=7)
         axis.set_title(label)
     axes[0][0].legend(fontsize=7)
-    figure.suptitle(f"{name}: budget-matched LoRA arms (orange: middle masks; dots: seeds)")
+    verdicts = ", ".join(f"{key} {v.outcome}" for key, v in sorted(study.verdicts.items()))
+    figure.suptitle(f"{name}: budget-matched LoRA arms (orange: middle masks; dots: seeds; bars: sd over seeds)"
+                    + (f"\n{verdicts}" if verdicts else ""))
     return _save(figure, path)
 
 
@@ -189,10 +239,10 @@ def write_figures(folder: Path, measured: dict, studies: dict | None = None) -> 
     for name, m in sorted(measured.items()):
         p = m.profile
         written += [
-            divergence_figure(name, p.pair, folder / f"{name}-divergence.png"),
+            divergence_figure(name, p.pair, folder / f"{name}-divergence.png", m),
             intrinsic_figure(name, p.base, p.sft, folder / f"{name}-intrinsic.png"),
-            probing_figure(name, p.base, p.sft, folder / f"{name}-probing.png"),
-            weight_change_figure(name, p.pair, folder / f"{name}-weight-change.png"),
+            probing_figure(name, p.base, p.sft, folder / f"{name}-probing.png", m),
+            weight_change_figure(name, p.pair, folder / f"{name}-weight-change.png", m),
             correlation_figure(name, p.pair, folder / f"{name}-correlation.png"),
         ]
     summary = folder / "summary.md"

@@ -222,8 +222,9 @@ def _tail_rows(layers: int) -> list[int]:
 def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
     """The population of one per-layer scenario.
 
-    - ``null``: every row alike: CKA 0.985, a constant centroid shift, accuracy 0.02, one spectrum, weight
-      change iid around 0.05 (no depth trend anywhere).
+    - ``null``: every row alike: CKA 0.985, no centroid shift, accuracy 0.02, one spectrum, weight change
+      iid around 0.05 (no depth trend anywhere), the SFT's spread rescaled to the base's and per-sample
+      token metrics drawn alike for both models (no directional change either).
     - ``boundary``: the null with the tail at the thresholds: last-row CKA exactly 0.04 below the plateau
       (C1.cka_drop_min) and tail accuracy exactly 0.5 above the dormant rows (C5.rise_min).
     - ``paper``: the paper's figures: CKA 0.99 on the plateau dropping to 0.94 at the last layer and the
@@ -237,9 +238,9 @@ def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
     tail = _tail_rows(layers)
     cka, shift, probe = np.full(rows, 0.985), np.full(rows, 0.5), np.full(rows, 0.02)
     spectrum, weight = _spectrum(rows, width), np.full(layers, 0.05)
-    if scenario == "null":
-        return LayerPlan(cka, shift, probe, spectrum, weight)
-    if scenario == "directional_null":  # the SFT has the base's population spectrum, centroid and token metrics
+    if scenario in ("null", "directional_null"):
+        # no depth trend anywhere, and an SFT with the base's population spectrum, centroid and token metrics,
+        # so one simulated pair is a null for the per-layer claims and the directional hypotheses alike
         return LayerPlan(cka, np.zeros(rows), probe, spectrum, weight, keep_spread=True,
                          sample_metrics=tuple(SAMPLE_METRIC_LEVELS))
     if scenario == "boundary":
@@ -548,9 +549,9 @@ def power_rates(claim: str, simulations: int = 100, seed: int = 0, sizes: Sizes 
 
 def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
     """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold."""
-    return [Batch("layers", "null", sizes), Batch("layers", "boundary", sizes, ("C1", "C5")),
-            Batch("swap", "null", sizes), Batch("swap", "boundary", sizes), Batch("lora", "null", sizes),
-            Batch("directional", "null", sizes)]
+    return [Batch("layers", "null", sizes, (*PER_LAYER, *DIRECTIONAL)),  # one simulated pair serves both
+            Batch("layers", "boundary", sizes, ("C1", "C5")),
+            Batch("swap", "null", sizes), Batch("swap", "boundary", sizes), Batch("lora", "null", sizes)]
 
 
 POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup

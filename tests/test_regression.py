@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_BASELINE = ROOT / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
 
 
+def _suites(tmp_path, *args, env=None):
+    """The claim suites in a fresh process, with baselines and reports under ``tmp_path``."""
+    return subprocess.run([sys.executable, "-m", "pytest", *args, "--baselines-dir", str(tmp_path / "baselines"),
+                           "--report-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
 @pytest.fixture
 def baseline():
     return reports.load_report(TINY_BASELINE)
@@ -81,10 +88,7 @@ def test_suites_fail_with_a_per_layer_diff_when_a_tiny_baseline_changed(baseline
     changed_dir = tmp_path / "baselines" / "tiny_olmo2"
     changed_dir.mkdir(parents=True)
     (changed_dir / "gsm8k-local.json").write_text(json.dumps(_nudge(baseline, "base", "spectral_norm", 5, 3.0)))
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline",
-         "--baselines-dir", str(tmp_path / "baselines"), "--report-dir", str(tmp_path / "reports"), "-p",
-         "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+    run = _suites(tmp_path, "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline")
     assert run.returncode == 1, run.stdout[-3000:]
     assert "drifted from its baseline, per layer" in run.stdout
     assert "base table" in run.stdout and "spectral_norm" in run.stdout
@@ -130,10 +134,7 @@ def test_an_incomplete_update_run_keeps_the_old_baseline_and_says_why(baseline, 
     stored.parent.mkdir(parents=True)
     stored.write_text(json.dumps(baseline))
     before = stored.read_bytes()
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/test_c2_weight_change.py", "-m", "tiny_olmo2", "--update-baselines",
-         "--baselines-dir", str(tmp_path / "baselines"), "--report-dir", str(tmp_path / "reports"), "-p",
-         "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+    run = _suites(tmp_path, "suites/test_c2_weight_change.py", "-m", "tiny_olmo2", "--update-baselines")
     assert run.returncode == 0, run.stdout[-3000:]
     assert "baseline of tiny_olmo2 not written: this run did not measure its swaps, lora" in run.stdout
     assert stored.read_bytes() == before
@@ -148,12 +149,9 @@ def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
     stored = tmp_path / "baselines" / "custom" / "gsm8k-local.json"
     stored.parent.mkdir(parents=True)
     stored.write_text("{}")
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "suites/test_c3_layer_swap.py", "suites/test_c2_weight_change.py",
-         "--base", str(built.base_dir), "--sft", str(built.sft_dir), "--update-baselines", "--pooled-samples", "40",
-         "--token-samples", "10", "--baselines-dir", str(tmp_path / "baselines"), "--report-dir",
-         str(tmp_path / "reports"), "-p", "no:cacheprovider", "-x"],
-        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")})
+    run = _suites(tmp_path, "suites/test_c3_layer_swap.py", "suites/test_c2_weight_change.py", "--base",
+                  str(built.base_dir), "--sft", str(built.sft_dir), "--update-baselines", "--pooled-samples", "40",
+                  "--token-samples", "10", "-x", env={"HARNESS_CACHE": str(tmp_path / "cache")})
     assert run.returncode == 1, run.stdout[-3000:]  # 4 layers cannot be split into 5 segments
     assert "baseline of custom not written: " in run.stdout and "failed" in run.stdout
     assert stored.read_text() == "{}"

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from harness import models
+from harness.errors import BadInputError
 
 DEFAULT_PROBE_SET = "gsm8k-local"  # the probe set of a report that does not name one
 
@@ -164,9 +165,13 @@ def command_verify(args: argparse.Namespace) -> int:
     for claim in claims.CLAIMS:
         measured.verdict(claim)
     swaps = verification.measure_swaps(spec, device=args.device, dtype=args.dtype)
+    not_given = []
     for direction in swap.DIRECTIONS:
         for count in swaps.thresholds["C3"]["segment_counts"]:
-            swaps.verdict(direction, count)
+            try:
+                swaps.verdict(direction, count)
+            except BadInputError as error:  # too few layers for this M: the other verdicts still stand
+                not_given.append(f"C3:{direction}:M{count}: not given ({error})")
     downstream = verification.downstream_scores(swaps.resolved, measured.thresholds, args.dtype or spec.dtype,
                                                 args.device)
     studies = {}
@@ -190,6 +195,8 @@ def command_verify(args: argparse.Namespace) -> int:
           f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
     print(verification.verdict_table({**measured.verdicts, **swaps.verdicts,
                                       **(studies[spec.name].verdicts if studies else {})}))
+    for line in not_given:
+        print(line)
     if studies:
         print("\nLoRA arms (mean over seeds):")
         print(studies[spec.name].summary().round(4).to_string())
@@ -242,6 +249,9 @@ def command_swap(args: argparse.Namespace) -> int:
         result = measured.result(direction)
         print(f"\n{direction} (no swap: {result['host']['score']:.4f})")
         for count in args.segments:
+            if count not in result["segments"]:
+                print(f"  M={count:<3} not given: {result['n_layers']} layers cannot be split into {count} segments")
+                continue
             scores = " ".join(f"{row['score']:.3f}" for row in result["segments"][count])
             print(f"  M={count:<3} {scores}")
             measured.verdict(direction, count)

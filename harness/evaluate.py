@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from harness import cache, synthetic
+from harness.errors import NonFiniteError
 from harness.scoring import gsm8k_prompt
 
 LOCAL_TASKS = ("gsm8k_local", "mmlu_local")
@@ -184,7 +185,7 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
         per_record += ((logprobs * scored).sum(1) / scored.sum(1)).tolist()
     values = torch.tensor(per_record, dtype=torch.float64)
     if not torch.isfinite(values).all():
-        raise FloatingPointError("the model gave a non-finite log-likelihood; check its weights")
+        raise NonFiniteError("the model gave a non-finite log-likelihood; check its weights")
     return {"score": float(values.mean()), "stderr": float(values.std() / math.sqrt(len(values))),
             "n": len(values), "per_item": per_record}
 
@@ -209,6 +210,6 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_
         raise ValueError("no token to score: every text is a single token")
     total_nll = sum(nll)
     if not math.isfinite(total_nll):
-        raise FloatingPointError("the model gave a non-finite log-likelihood; check its weights")
+        raise NonFiniteError("the model gave a non-finite log-likelihood; check its weights")
     return {"perplexity": math.exp(total_nll / total_tokens), "tokens": total_tokens,
             "per_text": {"nll": nll, "tokens": tokens}}

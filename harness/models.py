@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from harness import cache
+from harness.errors import BadInputError
 
 ARCHITECTURE_FIELDS = (
     "model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
@@ -27,7 +28,7 @@ SUPPORTED_MODEL_TYPES = ("olmo2", "olmo", "mistral", "mixtral", "llama", "qwen2"
                          "granite")
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(BadInputError):
     """A checkpoint the harness cannot analyse layer by layer (not a decoder-only causal LM of a known layout,
     or with weights that are not finite)."""
 
@@ -77,7 +78,7 @@ def check_finite_weights(model, name: str) -> None:
         raise UnsupportedModelError(f"{name} has non-finite (NaN or infinite) weights in {shown}")
 
 
-class PairMismatchError(ValueError):
+class PairMismatchError(BadInputError):
     """Base and SFT models do not share the architecture a layer-wise comparison needs."""
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from harness import cache, capture, metrics, models
 from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
+from harness.errors import NonFiniteError
 from harness.probing import logit_lens_hits
 
 PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
@@ -34,7 +35,7 @@ DATASET_METRICS = ("dataset_entropy", "effective_rank", "rank_deficiency", "cond
                    "pooled_sparsity")
 
 
-class ActivationError(FloatingPointError):
+class ActivationError(NonFiniteError):
     """A model produced NaN or infinite activations."""
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 import torch
 
 from harness.depth import segments
+from harness.errors import NonFiniteError
 from harness.metrics.weights import _read, safetensors_index
+from harness.models import UnsupportedModelError
 
 HEAD_PATTERNS = (re.compile(r"^model\.norm\."), re.compile(r"^lm_head\."))
 DIRECTIONS = {"base_with_sft_block": ("base", "sft"), "sft_with_base_block": ("sft", "base")}
@@ -56,6 +58,8 @@ def swapped(host, donor_dir: Path, layers: list[int], head: bool = False) -> Ite
             for name in names:
                 target = parameters[name]
                 incoming = _read(donor[name], name)
+                if incoming.is_floating_point() and not torch.isfinite(incoming).all():
+                    raise UnsupportedModelError(f"{donor_dir} has non-finite (NaN or infinite) weights in {name}")
                 if incoming.shape != target.shape:
                     raise ValueError(f"{name}: donor shape {tuple(incoming.shape)}, host {tuple(target.shape)}")
                 saved[name] = target.detach().clone()
@@ -73,7 +77,8 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
     """Answer log-likelihood of the host with each segment of the donor swapped in, for every M.
 
     Returns {"host": score, "donor_head": bool, "segments": {M: [{segment, layers, score, stderr, n}]},
-    "items": {M: (segments, items) per-item scores}} with the host restored after each swap.
+    "items": {M: (segments, items) per-item scores}} with the host restored after each swap. A value of M
+    larger than the number of layers has no segments to swap and is left out (``segments`` lacks it).
     """
     from tqdm.auto import tqdm
 
@@ -83,14 +88,20 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
     model = models.load_model(host_ref, dtype=dtype, device=device)
     tokenizer = models.load_tokenizer(host_ref)
     n_layers = len(model.model.layers)
-    reference = evaluate.answer_log_likelihood(model, tokenizer, records)
+    try:
+        reference = evaluate.answer_log_likelihood(model, tokenizer, records)
+    except NonFiniteError as error:
+        raise NonFiniteError(f"{host_dir}, unswapped: {error}") from None
     result = {"host": reference, "head_from": head_from, "last_k": last_k, "n_layers": n_layers,
               "segments": {}, "items": {}}
-    plan = [(m, i, part) for m in segment_counts for i, part in enumerate(segments(n_layers, m))]
+    plan = [(m, i, part) for m in segment_counts if m <= n_layers for i, part in enumerate(segments(n_layers, m))]
     for m, index, part in tqdm(plan, desc="layer swaps", disable=not progress, leave=False):
         layers = block_layers(part, last_k)
         with swapped(model, donor_dir, layers, head=head_from == "donor"):
-            scored = evaluate.answer_log_likelihood(model, tokenizer, records)
+            try:
+                scored = evaluate.answer_log_likelihood(model, tokenizer, records)
+            except NonFiniteError as error:
+                raise NonFiniteError(f"{host_dir} with layers {layers} of {donor_dir} swapped in: {error}") from None
         result["segments"].setdefault(m, []).append({"segment": index, "layers": layers, **{
             k: v for k, v in scored.items() if k != "per_item"}})
         result["items"].setdefault(m, []).append(scored["per_item"])

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from harness import bootstrap, claims, config, directional, models, reports
+from harness.errors import BadInputError
 from harness.profile import PairProfile, ProfileOptions, profile_pair
 
 
@@ -101,23 +102,35 @@ class SwapMeasured:
     dtype: str = "float32"
     results: dict[str, dict] = field(default_factory=dict)
     verdicts: dict[str, claims.Verdict] = field(default_factory=dict)
+    errors: dict[str, BadInputError] = field(default_factory=dict)
 
     def result(self, direction: str) -> dict:
         from harness import swap, synthetic
 
+        if direction in self.errors:  # a refused pair is scored once, not once per test
+            raise self.errors[direction]
         if direction not in self.results:
             host, donor = swap.DIRECTIONS[direction]
             c = self.thresholds["C3"]
             records = [synthetic.gsm8k_record(0, "test", i) for i in range(c["items"])]
-            self.results[direction] = swap.swap_scores(
-                _checkpoint(self.resolved, host), _checkpoint(self.resolved, donor), records,
-                tuple(c["segment_counts"]), head_from=c["head_from"], dtype=self.dtype, device=self.device)
+            try:
+                self.results[direction] = swap.swap_scores(
+                    _checkpoint(self.resolved, host), _checkpoint(self.resolved, donor), records,
+                    tuple(c["segment_counts"]), head_from=c["head_from"], dtype=self.dtype, device=self.device)
+            except BadInputError as error:
+                self.errors[direction] = error
+                raise
         return self.results[direction]
 
     def verdict(self, direction: str, segment_count: int) -> claims.Verdict:
         key = f"C3:{direction}:M{segment_count}"
         if key not in self.verdicts:
-            self.verdicts[key] = swap_verdict(self.result(direction), segment_count, self.thresholds)
+            result = self.result(direction)
+            if segment_count not in result["segments"]:
+                raise BadInputError(f"{self.name} has {result['n_layers']} decoder layers: C3 at M = {segment_count} "
+                                    f"needs at least {segment_count}, one per segment (set C3.segment_counts in a "
+                                    "claims config to values it can take)")
+            self.verdicts[key] = swap_verdict(result, segment_count, self.thresholds)
         return self.verdicts[key]
 
     def section(self) -> dict:

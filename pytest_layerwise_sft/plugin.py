@@ -18,6 +18,7 @@ from harness import claims, lora_study, models, plots, regression, reports, veri
 from harness import config as claims_config
 from harness.controls import CONTROLS
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+from harness.errors import BadInputError
 from harness.lora_controls import LORA_CONTROLS, planted_study
 from harness.profile import ProfileOptions
 
@@ -110,7 +111,7 @@ class ClaimSession:
             except models.ModelUnavailableError as error:
                 self.unavailable[name] = str(error)
                 self._unavailable(name)
-            except (models.UnsupportedModelError, models.PairMismatchError) as error:
+            except BadInputError as error:
                 self.refused[name] = f"{name} is refused: {error}"
         if name in self.refused:  # one line per test of the pair, no traceback
             pytest.fail(self.refused[name], pytrace=False)
@@ -244,6 +245,9 @@ def pair_of(item: pytest.Item) -> str | None:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    if report.failed and call.excinfo is not None and isinstance(call.excinfo.value, BadInputError):
+        # an expected refusal of the pair's input (NaN under a swap, too few layers): one line, no traceback
+        report.longrepr = f"{pair_of(item) or item.name} is refused: {call.excinfo.value}"
     if report.failed:
         pair = pair_of(item)
         if pair is not None:

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -67,4 +70,21 @@ def test_a_refused_pair_fails_each_test_with_one_line_and_no_traceback(tmp_path)
                   str(tmp_path / "gpt2"), "--sft", str(tmp_path / "gpt2"), tmp_path=tmp_path)
     assert run.returncode == 1, run.stdout[-2000:]
     assert run.stdout.count("custom is refused: ") >= 2 and "decoder-only causal LMs" in run.stdout
+    assert "Traceback" not in run.stdout and "raise " not in run.stdout
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_pair_whose_swaps_are_not_finite_fails_each_swap_test_with_one_line(micro_pair, tmp_path):
+    from harness import models
+
+    model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
+    with torch.no_grad():
+        for weight in (model.model.layers[1].mlp.up_proj.weight, model.model.layers[1].mlp.down_proj.weight):
+            weight.fill_(3e38)  # finite, but the products overflow float32
+    model.save_pretrained(tmp_path / "broken")
+    models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(tmp_path / "broken")
+    run = _pytest("suites/test_c3_layer_swap.py", "--base", str(micro_pair.base_dir), "--sft",
+                  str(tmp_path / "broken"), tmp_path=tmp_path)
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert run.stdout.count("custom is refused: ") == 6 and "non-finite" in run.stdout  # one line per test
     assert "Traceback" not in run.stdout and "raise " not in run.stdout

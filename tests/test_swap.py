@@ -50,3 +50,50 @@ def test_host_is_restored_when_the_block_raises(micro_pair):
         with swap.swapped(host, micro_pair.sft_dir, [0, 2]):
             raise RuntimeError("scoring failed")
     assert _digest(host) == before
+
+
+def _broken_copy(micro_pair, tmp_path, value: float):
+    """The SFT checkpoint with layer 1's MLP up and down projections set to ``value``."""
+    model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
+    with torch.no_grad():
+        for weight in (model.model.layers[1].mlp.up_proj.weight, model.model.layers[1].mlp.down_proj.weight):
+            weight.fill_(value)
+    model.save_pretrained(tmp_path / "broken")
+    models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(tmp_path / "broken")
+    return tmp_path / "broken"
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_donor_with_non_finite_weights_is_refused_naming_the_tensor(micro_pair, tmp_path):
+    host = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
+    before = _digest(host)
+    with pytest.raises(models.UnsupportedModelError, match=r"non-finite .* model\.layers\.1\.mlp\.up_proj"):
+        with swap.swapped(host, _broken_copy(micro_pair, tmp_path, float("nan")), [0, 1]):
+            pass
+    assert _digest(host) == before
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_hybrid_whose_outputs_overflow_is_refused_naming_the_swap(micro_pair, tmp_path):
+    from harness import synthetic
+    from harness.errors import BadInputError
+
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(2)]
+    broken = _broken_copy(micro_pair, tmp_path, 3e38)  # finite weights whose products overflow float32
+    with pytest.raises(BadInputError, match=r"with layers \[1\] of .*broken swapped in: .*non-finite"):
+        swap.swap_scores(micro_pair.base_dir, broken, records, (3,), device="cpu", progress=False)
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_value_of_m_above_the_layer_count_is_refused_for_that_m_alone(micro_pair):
+    from harness import config, synthetic, verification
+    from harness.errors import BadInputError
+
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(4)]
+    result = swap.swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3, 5), device="cpu", progress=False)
+    assert sorted(result["segments"]) == [3]  # three layers: M = 5 has no segments to swap
+    measured = verification.SwapMeasured("micro", None, config.thresholds_for("custom"))
+    measured.results["base_with_sft_block"] = result
+    assert measured.verdict("base_with_sft_block", 3).outcome in ("holds", "refuted", "inconclusive")
+    with pytest.raises(BadInputError, match="micro has 3 decoder layers: C3 at M = 5 needs at least 5"):
+        measured.verdict("base_with_sft_block", 5)

@@ -36,6 +36,13 @@ def bundle_of(profile: PairProfile) -> dict[str, pd.Series]:
     return bundle
 
 
+def stored_bundles(layers: list[int], stored: dict[str, list]) -> list[dict[str, Rows]]:
+    """The resampled bundles kept by ``Resampler.stored``, back as the claims read them."""
+    arrays = {name: np.asarray(values, dtype=float) for name, values in stored.items()}
+    count = min((len(values) for values in arrays.values()), default=0)
+    return [{name: Rows(layers, values[r]) for name, values in arrays.items()} for r in range(count)]
+
+
 def _weighted_centered_inner(gram_a: np.ndarray, gram_b: np.ndarray, shares: np.ndarray) -> np.ndarray:
     """⟨J A J, J B J⟩ under sample weights, for every row of ``shares`` (B, N) at once.
 
@@ -85,6 +92,13 @@ class Resampler:
             return pair
         spectral = self._spectral_bundles()
         return [{**pair[i], **spectral[i]} for i in range(len(pair))]
+
+    def stored(self) -> dict[str, list]:
+        """Every resampled series computed so far, as (resamples, layers) nested lists: what a report keeps so
+        that its verdicts can be recomputed under other thresholds without the models (``rescore``)."""
+        computed = [bundles for bundles in (self._pair, self._spectral) if bundles is not None]
+        return {name: np.stack([bundle[name].take(self.layers) for bundle in bundles]).tolist()
+                for bundles in computed for name in bundles[0]}
 
     def _pair_bundles(self) -> list[dict]:
         if self._pair is not None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,10 +56,53 @@ def directory_sha256(directory: Path, pattern: str = "*.safetensors") -> str:
     return digest.hexdigest()
 
 
+HOST = socket.gethostname().replace(".", "_")
+ORPHAN_AGE_SECONDS = 24 * 3600  # a temporary file of another machine's writer is an orphan after a day
+
+
+def _temporary_prefix(name: str) -> str:
+    """The writer's machine and process in each temporary file's name, so that a later run can tell the
+    leftovers of a killed writer from the file a live one is writing."""
+    return f".{name}.{HOST}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphans(directory: Path) -> list[Path]:
+    """Delete what a killed writer left in ``directory``: the temporary files of ``write_bytes_atomic`` and
+    the scratch folders of ``atomic_directory``, of a process of this machine that no longer runs, or of
+    another machine and older than a day. Returns what was removed."""
+    import time
+
+    removed = []
+    for path in [*Path(directory).glob(".*.tmp"), *Path(directory).glob(".*.partial")]:
+        parts = path.name.rsplit(".", 4)  # .NAME . HOST . PID . RANDOM . tmp|partial
+        if len(parts) != 5 or not parts[2].isdigit() or int(parts[2]) == os.getpid():
+            continue
+        host, pid = parts[1], int(parts[2])
+        try:
+            if host == HOST and _alive(pid) or host != HOST and time.time() - path.stat().st_mtime < ORPHAN_AGE_SECONDS:
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+        except FileNotFoundError:  # its writer finished (or another sweep removed it) meanwhile
+            continue
+    return removed
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_orphans(path.parent)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for others to read
         with os.fdopen(handle, "wb") as stream:
@@ -99,7 +143,8 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    remove_orphans(target.parent)
+    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temporary_prefix(target.name), suffix=".partial"))
     try:
         yield scratch
         (scratch / COMPLETE_MARKER).write_text("ok\n")

@@ -153,9 +153,36 @@ def command_diff(args: argparse.Namespace) -> int:
     return 1 if drift else 0
 
 
+def command_rescore(args: argparse.Namespace) -> int:
+    """Every verdict of a stored report again, from its own measurements, under its thresholds or those of a
+    claims config; no model is loaded."""
+    from pathlib import Path
+
+    from harness import config, reports, rescore, verification
+
+    _check_output_file(args.out)
+    path = reports.report_file(Path(args.report))
+    report = reports.load_report(path)
+    claims_config = config.load_config(Path(args.claims_config)) if args.claims_config else None
+    rescored = rescore.rescore_report(report, claims_config)
+    changed = 0
+    for name, result in rescored.items():
+        print(f"claims on {name}, rescored under "
+              f"{args.claims_config or 'the thresholds the report was written with'}:")
+        print(verification.verdict_table(result.verdicts))
+        for key in result.changed:
+            print(f"  {key}: {result.stored.get(key, {}).get('outcome')} -> {result.verdicts[key].outcome}")
+        changed += len(result.changed)
+        print()
+    print(f"{changed} verdicts changed outcome")
+    if args.out:
+        reports.write_report(Path(args.out), rescore.rescored_report(report, rescored, claims_config, str(path)))
+        print(f"report: {args.out}")
+    return 0
+
+
 def command_verify(args: argparse.Namespace) -> int:
     """Verify every claim on one pair and write the report, figures and summary."""
-    import datetime as dt
     from pathlib import Path
 
     from harness import claims, lora_study, plots, reports, swap, verification
@@ -180,7 +207,7 @@ def command_verify(args: argparse.Namespace) -> int:
         study.run()
         study.all_verdicts()
         studies[spec.name] = study
-    folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = reports.run_folder(Path(args.report_dir), spec.name)
     section = measured.section()
     section["downstream"] = downstream
     section["swaps"] = swaps.section()["swaps"]
@@ -188,9 +215,13 @@ def command_verify(args: argparse.Namespace) -> int:
     if studies:
         section["lora"] = studies[spec.name].section()
         section["verdicts"].update(section["lora"]["verdicts"])
-    report = reports.write_report(folder / "report.json", verification.claims_report({spec.name: section}))
+    evidence = {**measured.evidence(), **swaps.evidence(),
+                **({"lora": studies[spec.name].evidence()} if studies else {})}
+    report = reports.write_report(folder / "report.json", verification.claims_report(
+        {spec.name: section}, evidence={spec.name: evidence}))
     plots.write_figures(folder, {spec.name: measured}, studies)
     plots.write_swap_figures(folder, {spec.name: swaps})
+    reports.point_latest(folder)
     print(f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
           f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
     print(verification.verdict_table({**measured.verdicts, **swaps.verdicts,
@@ -262,7 +293,6 @@ def command_swap(args: argparse.Namespace) -> int:
 
 def command_tune(args: argparse.Namespace) -> int:
     """Train budget-matched LoRA arms on a pair's base model and score them (C4, C8, the referee's controls)."""
-    import datetime as dt
     from pathlib import Path
 
     from harness import config, lora_study, plots, reports, tuning, verification
@@ -291,10 +321,12 @@ def command_tune(args: argparse.Namespace) -> int:
         return 0
     study.run()
     study.all_verdicts()
-    folder = Path(args.report_dir) / dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = reports.run_folder(Path(args.report_dir), spec.name)
     report = reports.write_report(folder / "report.json", verification.claims_report(
-        {spec.name: {"lora": study.section(), "verdicts": study.section()["verdicts"]}}, kind="lora"))
+        {spec.name: {"lora": study.section(), "verdicts": study.section()["verdicts"]}}, kind="lora",
+        evidence={spec.name: {"lora": study.evidence()}}))
     plots.write_figures(folder, {}, {spec.name: study})
+    reports.point_latest(folder)
     print(f"LoRA arms on {spec.name} (task {study.settings.task}, {study.settings.steps} steps, seeds "
           f"{list(study.settings.seeds)}, mean over seeds):")
     print(study.summary().round(4).to_string())
@@ -418,6 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--pair", help="compare only this pair")
     diff.add_argument("--limit", type=int, default=60, help="rows of differences to print per pair")
     diff.set_defaults(handler=command_diff)
+    rescore_parser = commands.add_parser("rescore", help="every verdict of a stored report again, under other "
+                                                         "thresholds, without loading a model")
+    rescore_parser.add_argument("report", help="a report file, a run folder, or a pair's folder of reports (its "
+                                               "latest run)")
+    rescore_parser.add_argument("--claims-config", default=None, help="a claims config file (default: the "
+                                                                      "thresholds the report was written with)")
+    rescore_parser.add_argument("--out", help="write the rescored report here")
+    rescore_parser.set_defaults(handler=command_rescore)
     profile_parser = commands.add_parser("profile", help="per-layer metrics of a pair, written as a JSON report")
     _add_pair_options(profile_parser)
     _add_profile_options(profile_parser)

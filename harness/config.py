@@ -8,10 +8,12 @@ from pathlib import Path
 
 import yaml
 
+from harness.errors import BadInputError
+
 CONFIG_FORMAT = 1
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInputError):
     """The claims config is missing, malformed, or names an unknown key."""
 
 

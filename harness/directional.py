@@ -168,7 +168,12 @@ def sample_differences(base_run, sft_run, metric: str) -> np.ndarray:
 
 
 def measured_verdict(claim: str, profile, resampler, t: Mapping) -> claims.Verdict:
-    """``claim`` on a profiled pair, from what its one forward pass per model and sample already captured.
+    """``claim`` on a profiled pair, from what its one forward pass per model and sample already captured."""
+    return evaluate(HYPOTHESES[claim], *measured_inputs(claim, profile, resampler), t)
+
+
+def measured_inputs(claim: str, profile, resampler) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """The per-row differences of ``claim`` on a profiled pair, their resamples and the intervals' note.
 
     Sample-level differences are reweighted with the resampler's token-sample
     weights; dataset-level ones are read from its spectral resamples (both
@@ -188,7 +193,7 @@ def measured_verdict(claim: str, profile, resampler, t: Mapping) -> claims.Verdi
             bundles = resampler.bundles("spectral")
             resampled = np.stack([_row_values(b[hypothesis.column], profile.pair.index) for b in bundles])
         note = resampler.note + ", both models under the same weights (eq. 9)"
-    return evaluate(hypothesis, delta, t, resampled, note)
+    return delta, resampled, note
 
 
 def _row_values(series: pd.Series | claims.Rows, index: pd.Index) -> np.ndarray:

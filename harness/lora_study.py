@@ -359,6 +359,28 @@ class LoraStudy:
         return {**self.proposal.to_dict(), "arm": label, "rank": rank, "of": len(scores),
                 "score": float(scores[label]), "best_arm": str(scores.index[0]), "best_score": float(scores.iloc[0])}
 
+    def evidence(self) -> dict:
+        """The per-item task scores and per-text retention of every run and of the untuned base: what the
+        verdicts are computed from (``from_evidence`` recomputes them without training or scoring)."""
+        self.run()
+
+        def kept(result: dict) -> dict:
+            return {"task": {"per_item": result["task"]["per_item"]}, "retention": result["retention"]}
+
+        return {"seeds": list(self.settings.seeds), "retention_sets": list(self.settings.retention_sets),
+                "n_layers": self.plan.n_layers, "arms": [arm.label for arm in self.plan.arms],
+                "roles": self.plan.roles, "untuned": kept(self.untuned),
+                "runs": [{"arm": label, "seed": seed, **kept(run)} for (label, seed), run in self.runs.items()]}
+
+    @classmethod
+    def from_evidence(cls, name: str, evidence: dict, thresholds: dict) -> LoraStudy:
+        """A study whose runs are read from a report's evidence, to give its verdicts under ``thresholds``."""
+        settings = StoredSettings(tuple(evidence["seeds"]), tuple(evidence["retention_sets"]))
+        arms = tuple(StoredArm(label) for label in evidence["arms"])
+        plan = Plan(arms, {role: list(labels) for role, labels in evidence["roles"].items()}, evidence["n_layers"])
+        runs = {(run["arm"], run["seed"]): run for run in evidence["runs"]}
+        return cls(name, None, thresholds, settings, plan, runs=runs, untuned=evidence["untuned"])
+
     def section(self) -> dict:
         self.run()
         summary = self.summary()
@@ -374,6 +396,19 @@ class LoraStudy:
             "not_given": dict(self.skipped),
             "seconds": round(self.seconds, 1),
         }
+
+
+@dataclass(frozen=True)
+class StoredSettings:
+    """What the verdicts read of a study's settings, when its runs come from a report."""
+
+    seeds: tuple[int, ...]
+    retention_sets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredArm:
+    label: str
 
 
 def _edges(count: int) -> tuple[str, str]:

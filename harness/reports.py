@@ -7,8 +7,11 @@ DataFrame back; missing values are ``null``.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import math
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -17,13 +20,15 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__, cache
+from harness.errors import BadInputError
 
 SCHEMA_VERSION = 1
+LATEST = "latest"  # in each pair's folder of reports: the newest run
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft", "lm_eval", "accelerate", "numpy",
             "pandas")
 
 
-class ReportError(ValueError):
+class ReportError(BadInputError):
     """A report file is missing, corrupt, or of a schema this harness cannot read."""
 
 
@@ -34,16 +39,61 @@ def _package_version(name: str) -> str | None:
         return None
 
 
+@functools.cache
 def _source_revision() -> dict:
+    """The commit of the harness's own checkout, when it runs from one (git's messages are kept quiet, and an
+    installed copy inside somebody else's repository is not taken for a checkout of the harness)."""
     root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
+                              check=True, stdin=subprocess.DEVNULL).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "harness"],
-                                    capture_output=True, text=True, timeout=5, check=True).stdout.strip())
-        return {"commit": commit, "dirty": dirty}
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
+            return {"commit": None, "dirty": None}
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", "harness"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+def run_folder(report_dir: Path, group: str, when: dt.datetime | None = None) -> Path:
+    """``<report_dir>/<group>/<UTC time>-<commit>/``: where one run writes its report, figures and summary for
+    one pair (or for the planted controls). A second run in the same second gets a numbered folder."""
+    source = _source_revision()
+    commit = (source["commit"] or "no-commit")[:10] + ("-dirty" if source["dirty"] else "")
+    stamp = (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    folder = Path(report_dir) / group / f"{stamp}-{commit}"
+    for number in range(2, 1000):
+        if not folder.exists():
+            break
+        folder = folder.with_name(f"{stamp}-{commit}-{number}")
+    return folder
+
+
+def point_latest(folder: Path) -> Path:
+    """Make ``<group>/latest`` point at ``folder`` (a relative link, replaced atomically: a reader never finds
+    it missing). Where links cannot be made, ``latest`` is a text file holding the folder's name."""
+    latest = folder.parent / LATEST
+    temporary = folder.parent / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(folder.name, target_is_directory=True)
+    except OSError:
+        cache.write_text_atomic(latest, folder.name + "\n")
+        return latest
+    os.replace(temporary, latest)
+    return latest
+
+
+def report_file(path: Path) -> Path:
+    """The report a path names: a report file, a run folder, or a pair's folder or ``latest`` pointer."""
+    path = Path(path)
+    if path.is_file() and path.name == LATEST:  # the text form of the pointer
+        path = path.parent / path.read_text().strip()
+    if path.is_dir() and (path / LATEST).exists() and not (path / "report.json").exists():
+        return report_file(path / LATEST)
+    return path / "report.json" if path.is_dir() else path
 
 
 def environment() -> dict:
@@ -61,7 +111,10 @@ def environment() -> dict:
 
 
 def table_payload(frame: pd.DataFrame) -> dict:
-    return json.loads(frame.to_json(orient="split", double_precision=15))
+    """A numeric table in pandas' ``split`` layout, every value at full precision (a rescored verdict must equal
+    the one computed from the measured table)."""
+    return {"columns": [str(column) for column in frame.columns], "index": frame.index.tolist(),
+            "data": frame.to_numpy(dtype=float).tolist()}
 
 
 def table(report: dict, name: str) -> pd.DataFrame:
@@ -103,8 +156,9 @@ def write_report(path: Path, report: dict) -> Path:
 
 
 def load_report(path: Path) -> dict:
-    """Read a report, refusing a missing, corrupt or incompatible file with a clear error."""
-    path = Path(path)
+    """Read a report (a file, a run folder or a ``latest`` pointer), refusing a missing, corrupt or incompatible
+    file with a clear error."""
+    path = report_file(path)
     if not path.is_file():
         raise ReportError(f"no report at {path}")
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from harness import bootstrap, claims, config, directional, models, reports
 from harness.errors import BadInputError
 from harness.profile import PairProfile, ProfileOptions, profile_pair
@@ -24,13 +26,17 @@ class Measured:
     verdicts: dict[str, claims.Verdict] = field(default_factory=dict)
     seconds: float = 0.0
     _bundle: dict | None = None
+    _directional: dict = field(default_factory=dict)
 
     def verdict(self, claim: str) -> claims.Verdict:
         if claim not in self.verdicts:
             started = time.perf_counter()
             if directional.is_directional(claim):  # §3.3-3.4, per depth band, from the same captured runs
-                self.verdicts[claim] = directional.measured_verdict(claim, self.profile, self.resampler,
-                                                                    self.thresholds)
+                delta, resampled, note = directional.measured_inputs(claim, self.profile, self.resampler)
+                self._directional[claim] = {"delta": np.asarray(delta, dtype=float).tolist(), "note": note,
+                                            "resampled": None if resampled is None else resampled.tolist()}
+                self.verdicts[claim] = directional.evaluate(directional.HYPOTHESES[claim], delta, self.thresholds,
+                                                            resampled, note)
             else:
                 kind = bootstrap.NEEDS[claim]
                 if self._bundle is None:
@@ -42,6 +48,12 @@ class Measured:
                     note=self.resampler.note if resampled else "")
             self.seconds += time.perf_counter() - started
         return self.verdicts[claim]
+
+    def evidence(self) -> dict:
+        """What the verdicts were computed from beyond the tables: the resampled series and the directional
+        differences, so that ``rescore`` recomputes them under other thresholds without the models."""
+        return {"layers": self.resampler.layers, "note": self.resampler.note, "resamples": self.resampler.stored(),
+                "directional": dict(self._directional)}
 
     def section(self) -> dict:
         """This pair's part of a report (and the whole of a baseline)."""
@@ -65,9 +77,14 @@ def measure(spec: models.ModelSpec, options: ProfileOptions, device: str = "auto
     return Measured(spec.name, profile, thresholds, resampler)
 
 
-def claims_report(sections: dict[str, dict], kind: str = "claims") -> dict:
-    return {"schema_version": reports.SCHEMA_VERSION, "kind": kind, "environment": reports.environment(),
-            "pairs": sections}
+def claims_report(sections: dict[str, dict], kind: str = "claims", evidence: dict[str, dict] | None = None) -> dict:
+    """A report of verdicts: one section per pair, and (``evidence``) per pair what ``rescore`` needs to give
+    the verdicts again under other thresholds without the models."""
+    report = {"schema_version": reports.SCHEMA_VERSION, "kind": kind, "environment": reports.environment(),
+              "pairs": sections}
+    if evidence:
+        report["evidence"] = evidence
+    return report
 
 
 def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
@@ -132,6 +149,10 @@ class SwapMeasured:
                                     "claims config to values it can take)")
             self.verdicts[key] = swap_verdict(result, segment_count, self.thresholds)
         return self.verdicts[key]
+
+    def evidence(self) -> dict:
+        """The scores the swap verdicts come from, every scored item included (for ``rescore``)."""
+        return {"swaps": self.results}
 
     def section(self) -> dict:
         return {"pair": {"name": self.name, "base": self.resolved.base.describe() if not

@@ -8,7 +8,6 @@ deselected and one line at the end says how to select them.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from pathlib import Path
 
@@ -157,17 +156,24 @@ class ClaimSession:
         return self.baselines[name]
 
     def finish(self) -> list[Path]:
-        """Write the session report (atomically), figures, summary, and baselines if asked."""
+        """Write the reports (atomically), figures, summaries, and baselines if asked.
+
+        Each pair gets ``<report dir>/<pair>/<UTC time>-<commit>/`` (the planted controls share one, under
+        ``controls``), with a ``latest`` pointer beside it.
+        """
         if not self.measured and not self.swaps and not self.studies:
             return []
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        folder = self.report_dir / stamp
-        sections = {name: m.section() for name, m in sorted(self.measured.items())}
+        sections, evidence = {}, {}
+        for name, measured in sorted(self.measured.items()):
+            sections[name], evidence[name] = measured.section(), measured.evidence()
         for name, swaps in sorted(self.swaps.items()):
+            if not swaps.results:
+                continue  # planned, never scored (every test that needed it was refused or failed first)
             section = sections.setdefault(name, {"pair": swaps.section()["pair"], "verdicts": {}})
             swap_section = swaps.section()
             section["swaps"] = swap_section["swaps"]
             section["verdicts"] = {**section.get("verdicts", {}), **swap_section["verdicts"]}
+            evidence.setdefault(name, {}).update(swaps.evidence())
         for name, study in sorted(self.studies.items()):
             if study.untuned is None:
                 continue  # planned, never run (every test that needed it was skipped or failed first)
@@ -175,11 +181,20 @@ class ClaimSession:
             study_section = study.section()
             section["lora"] = study_section
             section["verdicts"] = {**section.get("verdicts", {}), **study_section["verdicts"]}
-        written = [reports.write_report(folder / "report.json", verification.claims_report(sections))]
-        studies = {name: study for name, study in self.studies.items()
-                   if study.untuned is not None and name not in LORA_CONTROLS}
-        written += plots.write_figures(folder, self.measured, studies)
-        written += plots.write_swap_figures(folder, self.swaps)
+            evidence.setdefault(name, {})["lora"] = study.evidence()
+        groups: dict[str, list[str]] = {}
+        for name in sections:
+            groups.setdefault("controls" if name in CONTROLS or name in LORA_CONTROLS else name, []).append(name)
+        written = []
+        for group, names in sorted(groups.items()):
+            folder = reports.run_folder(self.report_dir, group)
+            written.append(reports.write_report(folder / "report.json", verification.claims_report(
+                {name: sections[name] for name in names}, evidence={name: evidence[name] for name in names})))
+            studies = {name: self.studies[name] for name in names
+                       if name in self.studies and self.studies[name].untuned is not None and name not in LORA_CONTROLS}
+            written += plots.write_figures(folder, {n: self.measured[n] for n in names if n in self.measured}, studies)
+            written += plots.write_swap_figures(folder, {n: self.swaps[n] for n in names if n in self.swaps})
+            reports.point_latest(folder)
         if self.update_baselines:
             for name, section in sections.items():
                 if name in CONTROLS or name in LORA_CONTROLS:

@@ -1,6 +1,12 @@
-import pytest
+import re
+from pathlib import Path
 
-from harness import cli
+import pytest
+import yaml
+
+from harness import cli, reports, rescore
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
@@ -11,7 +17,7 @@ def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path
                   "outcome", "statistic", "holds, ", "refuted, ", "inconclusive", "C1", "C2", "C5", "C6", "C7",
                   "report", "summary"):
         assert field in out
-    (folder,) = tmp_path.iterdir()
+    folder = _only_run(tmp_path, "tiny_olmo2")
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
     assert len(list(folder.glob("*.png"))) == 7  # the five profile figures, the layer swaps, the LoRA arms
     assert "C3:base_with_sft_block:M5" in out
@@ -19,6 +25,41 @@ def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path
     for key in ("C4 ", "C4:M5", "C4-control", "C8", "LoRA arms", "01110", "random1"):
         assert key in out
     assert "Block finder" in (folder / "summary.md").read_text()
+    _rescoring_gives_every_verdict_again(tmp_path / "tiny_olmo2", capsys, tmp_path)
+
+
+def _only_run(report_dir, pair):
+    """The one run folder of ``pair`` under ``report_dir``, checked against its ``latest`` pointer."""
+    (folder,) = [path for path in (report_dir / pair).iterdir() if path.name != "latest"]
+    assert re.fullmatch(r"\d{8}T\d{6}Z-([0-9a-f]{10}|no-commit)(-dirty)?", folder.name)
+    assert (report_dir / pair / "latest").resolve() == folder.resolve()
+    return folder
+
+
+def _rescoring_gives_every_verdict_again(pair_folder, capsys, tmp_path):
+    """From the stored report alone: the same verdicts, value for value; under a claims config that asks for
+    an impossible margin, every directional verdict is refuted, and `harness diff` sees the drift."""
+    report = reports.load_report(pair_folder)
+    rescored = rescore.rescore_report(report)
+    for name, result in rescored.items():
+        assert set(result.verdicts) == set(report["pairs"][name]["verdicts"])
+        for key, verdict in result.verdicts.items():
+            assert reports.strict_json(verdict.to_dict()) == result.stored[key], key
+    assert cli.main(["rescore", str(pair_folder)]) == 0
+    assert "0 verdicts changed outcome" in capsys.readouterr().out
+    config = yaml.safe_load((ROOT / "harness" / "claims.yaml").read_text())
+    config["defaults"]["directional"]["margin"] = 1e9
+    (tmp_path / "strict.yaml").write_text(yaml.safe_dump(config))
+    assert cli.main(["rescore", str(pair_folder), "--claims-config", str(tmp_path / "strict.yaml"), "--out",
+                     str(tmp_path / "rescored.json")]) == 0
+    out = capsys.readouterr().out
+    stored = {key: v["outcome"] for name in report["pairs"] for key, v in report["pairs"][name]["verdicts"].items()}
+    flipped = [key for key, outcome in stored.items() if key.startswith("D:") and outcome != "refuted"]
+    assert f"{len(flipped)} verdicts changed outcome" in out
+    again = reports.load_report(tmp_path / "rescored.json")
+    assert all(v["outcome"] == "refuted" for section in again["pairs"].values()
+               for key, v in section["verdicts"].items() if key.startswith("D:"))
+    assert cli.main(["diff", str(pair_folder), str(tmp_path / "rescored.json")]) == (1 if flipped else 0)
 
 
 @pytest.mark.slow
@@ -27,7 +68,7 @@ def test_tune_trains_only_the_named_masks_and_says_which_verdicts_it_cannot_give
     out = capsys.readouterr().out
     assert "01000" in out and "11111" in out and "untuned" in out
     assert "C4: not given (C4 needs the masks" in out
-    (folder,) = tmp_path.iterdir()
+    folder = _only_run(tmp_path, "tiny_olmo2")
     assert (folder / "tiny_olmo2-lora.png").is_file() and (folder / "report.json").is_file()
 
 

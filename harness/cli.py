@@ -35,6 +35,40 @@ def _check_output_file(path: str | None) -> None:
         raise ValueError(f"--out {path}: {parent} cannot be written")
 
 
+def claims_config_of(args: argparse.Namespace) -> dict:
+    """The claims config of a run: claims.yaml or --claims-config, with the run's --set KEY=VALUE settings and
+    its lm-eval options (--tasks, --num_fewshot, --max_gen_toks, --limit) above every pair's own entries."""
+    from pathlib import Path
+
+    from harness import config
+
+    settings = list(getattr(args, "set", None) or [])
+    for key, value in (("tasks", getattr(args, "eval_tasks", None)), ("limit", getattr(args, "eval_limit", None)),
+                       ("num_fewshot", getattr(args, "eval_num_fewshot", None)),
+                       ("max_gen_toks", getattr(args, "eval_max_gen_toks", None))):
+        if value is not None:
+            text = "[" + ", ".join(task for group in value for task in group) + "]" if key == "tasks" else value
+            settings.append(f"evaluation.{key}={text}")
+    path = getattr(args, "claims_config", None)
+    return config.with_settings(config.load_config(Path(path)) if path else None, settings)
+
+
+def _add_settings_options(parser: argparse.ArgumentParser, evaluation: bool = False) -> None:
+    parser.add_argument("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
+    parser.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                        help="one setting of the claims config for this run, above every pair's own (repeatable), "
+                             "e.g. --set tuning.steps=50 --set C1.cka_plateau_min=0.95")
+    if evaluation:  # lm-eval's spelling, as in `harness evaluate`
+        parser.add_argument("--tasks", dest="eval_tasks", action="append", default=None,
+                            type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
+                            help="lm-eval tasks of the downstream scores (default: the config's evaluation.tasks)")
+        parser.add_argument("--limit", dest="eval_limit", type=int, default=None, help="items per task")
+        parser.add_argument("--num_fewshot", "--num-fewshot", dest="eval_num_fewshot", type=int, default=None,
+                            help="shots of the downstream scores and the LoRA arms' scoring")
+        parser.add_argument("--max_gen_toks", "--max-gen-toks", dest="eval_max_gen_toks", type=int, default=None,
+                            help="generated tokens at most per answer")
+
+
 def _add_pair_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pair", default=models.DEFAULT_PAIR,
                         help=f"registered pair (default {models.DEFAULT_PAIR}); see `harness list`")
@@ -188,10 +222,12 @@ def command_verify(args: argparse.Namespace) -> int:
     from harness import claims, lora_study, plots, reports, swap, verification
 
     spec = _pair_from_args(args)
-    measured = verification.measure(spec, profile_options(args, spec), device=args.device)
+    claims_config = claims_config_of(args)
+    measured = verification.measure(spec, profile_options(args, spec), device=args.device,
+                                    claims_config=claims_config)
     for claim in claims.CLAIMS:
         measured.verdict(claim)
-    swaps = verification.measure_swaps(spec, device=args.device, dtype=args.dtype)
+    swaps = verification.measure_swaps(spec, device=args.device, dtype=args.dtype, claims_config=claims_config)
     not_given = []
     for direction in swap.DIRECTIONS:
         for count in swaps.thresholds["C3"]["segment_counts"]:
@@ -274,7 +310,8 @@ def command_swap(args: argparse.Namespace) -> int:
     from harness import swap, verification
 
     spec = _pair_from_args(args)
-    measured = verification.measure_swaps(spec, device=args.device, dtype=args.dtype)
+    measured = verification.measure_swaps(spec, device=args.device, dtype=args.dtype,
+                                          claims_config=claims_config_of(args))
     measured.thresholds["C3"] = {**measured.thresholds["C3"], "segment_counts": args.segments}
     for direction in swap.DIRECTIONS:
         result = measured.result(direction)
@@ -299,7 +336,7 @@ def command_tune(args: argparse.Namespace) -> int:
     from harness.profile import profile_pair
 
     spec = _pair_from_args(args)
-    thresholds = config.thresholds_for(spec.name)
+    thresholds = config.thresholds_for(spec.name, claims_config_of(args))
     overrides = {key: value for key, value in (("seeds", tuple(args.seeds) if args.seeds else None),
                                                ("steps", args.steps), ("full_rank", args.full_rank),
                                                ("scaling", args.scaling), ("learning_rate", args.learning_rate))
@@ -392,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text)
         _add_pair_options(sub)
         _add_profile_options(sub)
-        sub.add_argument("--report-dir", default="reports", help="where the report and figures go")
+        sub.add_argument("--report-dir", default="reports",
+                         help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest")
         sub.add_argument("--no-tune", action="store_true", help="skip the LoRA study (C4, C8)")
+        _add_settings_options(sub, evaluation=True)
         sub.set_defaults(handler=handler)
     tune = commands.add_parser("tune", help="train and score budget-matched LoRA arms (C4, C8, controls)")
     _add_pair_options(tune)
@@ -411,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                       help="train only every N-th run of the study, starting at the I-th, into the cache: N "
                            "processes (or machines sharing the cache) train a study between them")
-    tune.add_argument("--report-dir", default="reports", help="where the report and figure go")
+    tune.add_argument("--report-dir", default="reports",
+                      help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest")
+    _add_settings_options(tune)
     tune.set_defaults(handler=command_tune)
     evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")
     _add_pair_options(evaluate_parser)
@@ -434,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair_options(swap_parser)
     swap_parser.add_argument("--segments", type=int, nargs="+", default=[3, 5, 10], help="values of M")
     swap_parser.add_argument("--device", default="auto")
+    _add_settings_options(swap_parser)
     swap_parser.set_defaults(handler=command_swap)
     calibrate = commands.add_parser("calibrate", help="false holds on simulated no-effect data, and power")
     calibrate.add_argument("--simulations", type=int, default=500, help="simulations per claim and scenario")

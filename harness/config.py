@@ -38,9 +38,44 @@ def load_config(path: Path | None = None) -> dict:
 
 
 def thresholds_for(model: str, config: dict | None = None) -> dict:
-    """The defaults with ``model``'s overrides applied."""
+    """The defaults with ``model``'s overrides applied, then the user's (``with_settings``)."""
     config = config or load_config()
-    return _merge(config["defaults"], (config.get("models") or {}).get(model, {}), f"models.{model}")
+    merged = _merge(config["defaults"], (config.get("models") or {}).get(model, {}), f"models.{model}")
+    return _merge(merged, config.get(USER_SETTINGS) or {}, "setting")
+
+
+USER_SETTINGS = "user_settings"  # KEY=VALUE settings of one run, above the defaults and every model's own
+
+
+def parse_setting(text: str) -> tuple[list[str], object]:
+    """``evaluation.num_fewshot=0`` as (["evaluation", "num_fewshot"], 0); the value is read as YAML, so
+    ``[gsm8k, mmlu]``, ``null`` and ``1.0e-3`` mean what they do in claims.yaml."""
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise ConfigError(f"a setting is KEY=VALUE, e.g. evaluation.num_fewshot=0; got {text!r}")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"setting {key}: {value!r} is not a value ({error})") from error
+    return key.strip().split("."), parsed
+
+
+def with_settings(config: dict | None, settings: list[str] | tuple[str, ...]) -> dict:
+    """``config`` (default: claims.yaml) with one run's KEY=VALUE settings, which apply to every pair and win
+    over the pair's own entries: how a user gives a custom pair's evaluation or tuning settings."""
+    config = copy.deepcopy(config or load_config())
+    user = config.setdefault(USER_SETTINGS, {})
+    for text in settings:
+        path, value = parse_setting(text)
+        nested = value
+        for part in reversed(path):
+            nested = {part: nested}
+        _merge(config["defaults"], nested, "setting")  # refuses a key claims.yaml does not know
+        target = user
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return config
 
 
 def tolerance_for(column: str, config: dict | None = None) -> dict:

@@ -169,7 +169,8 @@ def sample_differences(base_run, sft_run, metric: str) -> np.ndarray:
 
 def measured_verdict(claim: str, profile, resampler, t: Mapping) -> claims.Verdict:
     """``claim`` on a profiled pair, from what its one forward pass per model and sample already captured."""
-    return evaluate(HYPOTHESES[claim], *measured_inputs(claim, profile, resampler), t)
+    delta, resampled, note = measured_inputs(claim, profile, resampler)
+    return evaluate(HYPOTHESES[claim], delta, t, resampled, note)
 
 
 def measured_inputs(claim: str, profile, resampler) -> tuple[np.ndarray, np.ndarray | None, str]:

@@ -48,6 +48,13 @@ def pytest_addoption(parser):
     group.addoption("--update-baselines", action="store_true",
                     help="write the measured pairs as the new baselines (the only way a baseline changes)")
     group.addoption("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
+    group.addoption("--set", action="append", default=None, metavar="KEY=VALUE", dest="claims_settings",
+                    help="one setting of the claims config for this session, above every pair's own (repeatable): "
+                         "e.g. a custom pair's --set evaluation.max_gen_toks=48 --set tuning.steps=50")
+    group.addoption("--num-fewshot", type=int, default=None, dest="claims_num_fewshot",
+                    help="shots when the LoRA arms are scored (evaluation.num_fewshot)")
+    group.addoption("--max-gen-toks", type=int, default=None, dest="claims_max_gen_toks",
+                    help="generated tokens at most per answer (evaluation.max_gen_toks)")
     group.addoption("--tune", action="append", default=None, metavar="PAIR",
                     help="pairs whose LoRA arms are trained for C4 and C8 (repeatable; default: tiny_olmo2). "
                          "A study trains every arm with every seed: minutes on the tiny pair, GPU-hours on a 7B one")
@@ -71,7 +78,13 @@ class ClaimSession:
         self.regression = option.baseline
         self.baselines_dir = Path(option.baselines_dir)
         self.update_baselines = option.update_baselines
-        self.claims_config = claims_config.load_config(Path(option.claims_config) if option.claims_config else None)
+        settings = [*(option.claims_settings or []),
+                    *([f"evaluation.num_fewshot={option.claims_num_fewshot}"]
+                      if option.claims_num_fewshot is not None else []),
+                    *([f"evaluation.max_gen_toks={option.claims_max_gen_toks}"]
+                      if option.claims_max_gen_toks is not None else [])]
+        self.claims_config = claims_config.with_settings(
+            claims_config.load_config(Path(option.claims_config)) if option.claims_config else None, settings)
         self.tune_pairs = option.tune or list(DEFAULT_TUNED)
         self.tune_segments = option.tune_segments
         self.inconclusive = option.inconclusive
@@ -216,7 +229,10 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: the {name} pair ({spec.base.describe()} / {spec.sft.describe()})")
     config.addinivalue_line("markers", "custom: the pair named with --base and --sft")
     config.addinivalue_line("markers", "controls: planted pairs whose answer is known")
-    config.harness_session = ClaimSession(config)
+    try:
+        config.harness_session = ClaimSession(config)
+    except BadInputError as error:  # a claims config or setting that cannot be read
+        raise pytest.UsageError(str(error)) from None
 
 
 def named_pairs(markexpr: str, custom_given: bool) -> set[str]:

@@ -99,3 +99,29 @@ def test_tune_refuses_a_malformed_shard(capsys, shard):
     with pytest.raises(SystemExit) as stopped:
         cli.main(["tune", "--pair", "tiny_olmo2", "--shard", shard])
     assert stopped.value.code == 2 and "shard" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_custom_pairs_evaluation_settings_are_command_line_options(micro_pair, isolated_cache, tmp_path,
+                                                                      monkeypatch, capsys):
+    from harness import evaluate
+
+    asked = []
+
+    def scores(model, tokenizer, tasks, options):
+        asked.append((tuple(tasks), options))
+        return {task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks}
+
+    monkeypatch.setattr(evaluate, "lm_eval_scores", scores)
+    assert cli.main(["verify", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--no-tune",
+                     "--pooled-samples", "40", "--token-samples", "8", "--tasks", "gsm8k_local", "--num_fewshot",
+                     "0", "--max_gen_toks", "12", "--limit", "3", "--set", "C3.items=6",
+                     "--report-dir", str(tmp_path)]) == 0
+    assert {tasks for tasks, _ in asked} == {("gsm8k_local",)} and len(asked) == 2  # base and SFT
+    assert all((o.num_fewshot, o.max_gen_toks, o.limit) == (0, 12, 3) for _, o in asked)
+    section = reports.load_report(tmp_path / "custom")["pairs"]["custom"]
+    assert section["thresholds"]["evaluation"] == {"tasks": ["gsm8k_local"], "limit": 3, "num_fewshot": 0,
+                                                   "max_gen_toks": 12}
+    assert len(section["swaps"]["base_with_sft_block"]["host"]["per_item"]) == 6
+    out = capsys.readouterr().out
+    assert "C3:base_with_sft_block:M5: not given" in out  # three layers cannot be split into five segments

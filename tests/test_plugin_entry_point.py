@@ -27,3 +27,26 @@ def test_base_without_sft_is_a_usage_error_anywhere(pytester):
     result = pytester.runpytest("--base", "somewhere")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*give both*"])
+
+
+def test_a_custom_pairs_evaluation_and_tuning_settings_are_pytest_options(pytester):
+    pytester.makepyfile(test_elsewhere="""
+        from harness import config
+
+        def test_the_settings_win_over_every_pairs_own(harness_session):
+            for pair in ("custom", "tiny_olmo2"):
+                thresholds = config.thresholds_for(pair, harness_session.claims_config)
+                assert thresholds["evaluation"]["num_fewshot"] == 0
+                assert thresholds["evaluation"]["max_gen_toks"] == 16
+                assert thresholds["tuning"]["steps"] == 7 and thresholds["C1"]["cka_plateau_min"] == 0.9
+    """)
+    result = pytester.runpytest("--num-fewshot", "0", "--max-gen-toks", "16", "--set", "tuning.steps=7",
+                                "--set", "C1.cka_plateau_min=0.9", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_setting_the_claims_config_does_not_know_is_a_usage_error(pytester):
+    pytester.makepyfile(test_elsewhere="def test_nothing():\n    pass\n")
+    result = pytester.runpytest("--set", "evaluation.shots=0")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*unknown key 'shots'*"])

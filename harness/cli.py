@@ -274,33 +274,39 @@ def command_verify(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
-    """Score base and SFT with lm-eval on the named tasks."""
+    """Score base and SFT with lm-eval on the named tasks (default: the pair's configured evaluation)."""
+    from pathlib import Path
 
-    from harness import evaluate
+    from harness import config, evaluate, reports
 
     _check_output_file(args.out)
     spec = _pair_from_args(args)
+    settings = config.thresholds_for(spec.name, claims_config_of(args))["evaluation"]
+    tasks = args.task or list(settings["tasks"])
+    options = evaluate.EvalOptions(
+        limit=settings["limit"] if args.limit is None else args.limit,
+        num_fewshot=settings["num_fewshot"] if args.num_fewshot is None else args.num_fewshot,
+        max_gen_toks=settings["max_gen_toks"] if args.max_gen_toks is None else args.max_gen_toks,
+        batch_size=args.batch_size, seed=args.seed)
     resolved = models.resolve_pair(spec)
-    options = evaluate.EvalOptions(limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
-                                   seed=args.seed, max_gen_toks=args.max_gen_toks)
-    tokenizer = models.load_tokenizer(resolved.sft)
     table = {}
     for label, ref in (("base", resolved.base), ("sft", resolved.sft)):
+        if args.model == "vllm":
+            table[label] = evaluate.vllm_scores(models.checkpoint_directory(ref), tasks, options,
+                                                dtype=args.dtype or spec.dtype)
+            continue
+        tokenizer = models.load_tokenizer(ref)
         model = models.load_model(ref, dtype=args.dtype or spec.dtype, device=args.device)
-        table[label] = evaluate.lm_eval_scores(model, tokenizer, args.task, options)
+        table[label] = evaluate.lm_eval_scores(model, tokenizer, tasks, options)
         del model
-    for task in args.task:
+    for task in tasks:
         row = "  ".join(f"{label} {table[label][task]['score']:.3f} ± {table[label][task]['stderr'] or 0:.3f}"
                         for label in table)
         print(f"{task:<14} {table['base'][task]['metric']:<26} {row}")
     if args.out:
-        from pathlib import Path
-
-        from harness import reports
-
         reports.write_report(Path(args.out), {"schema_version": reports.SCHEMA_VERSION, "kind": "evaluate",
                                               "environment": reports.environment(), "pair": spec.name,
-                                              "scores": table})
+                                              "backend": args.model, "scores": table})
         print(f"scores: {args.out}")
     return 0
 
@@ -349,7 +355,7 @@ def command_tune(args: argparse.Namespace) -> int:
         resolved = models.resolve_pair(spec)
         profile = profile_pair(resolved, profile_options(args, spec), device=args.device).pair
     study = lora_study.study_pair(spec, profile, thresholds, args.device, args.dtype, args.segments, masks=masks,
-                                  overrides=overrides)
+                                  overrides=overrides, jobs_settings=job_settings_of(args))
     if args.shard:
         index, count = args.shard
         trained = study.run_shard(index, count)
@@ -379,6 +385,15 @@ def command_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def job_settings_of(args: argparse.Namespace):
+    """How a study's runs are trained: one after another here, or as submitit jobs (local or Slurm)."""
+    from harness import arm_jobs
+
+    slurm = {key: value for key, value in (("slurm_partition", args.slurm_partition),
+                                           ("timeout_min", args.slurm_timeout_min)) if value is not None}
+    return arm_jobs.JobSettings(executor=args.executor, workers=args.workers, slurm=slurm)
+
+
 def command_calibrate(args: argparse.Namespace) -> int:
     """How often each claim holds on simulated data with no effect, and at the paper's effect sizes."""
     from harness import calibration
@@ -389,6 +404,33 @@ def command_calibrate(args: argparse.Namespace) -> int:
     print(calibration.format_table(null))
     print(f"\npower at the paper's effect sizes ({args.power_simulations} simulations each):")
     print(calibration.format_table(power))
+    return 0
+
+
+def command_dry_run(args: argparse.Namespace) -> int:
+    """Every stage at reduced sizes on a random-initialised pair of a registered pair's exact shape."""
+    from pathlib import Path
+
+    from harness import dry_run, reports
+
+    if not (args.pair or args.shape):
+        raise ValueError(f"name a registered pair's shape with --pair ({', '.join(dry_run.shape_names())}) or a "
+                         "config.json with --shape")
+    _check_output_file(args.out)
+    sizes = dry_run.Sizes(profile_samples=args.samples, token_samples=min(args.token_samples, args.samples),
+                          lora_steps=args.lora_steps)
+    result = dry_run.run_dry(args.shape or args.pair, dtype=args.dtype, device=args.device, sizes=sizes,
+                             pair_name=args.pair, on_stage=lambda stage: print(
+                                 f"{stage.name}: {stage.seconds:.1f} s, peak host {stage.peak_host_mib:.0f} MiB",
+                                 flush=True))
+    print()
+    print(dry_run.format_report(result))
+    if args.out:
+        reports.write_report(Path(args.out), {
+            "schema_version": reports.SCHEMA_VERSION, "kind": "dry-run", "environment": reports.environment(),
+            "shape": result.name, "dtype": result.dtype, "device": result.device, **result.facts,
+            "stages": [vars(stage) for stage in result.stages], "estimate_seconds": result.estimate})
+        print(f"\nreport: {args.out}")
     return 0
 
 
@@ -450,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                       help="train only every N-th run of the study, starting at the I-th, into the cache: N "
                            "processes (or machines sharing the cache) train a study between them")
+    tune.add_argument("--executor", choices=("serial", "local", "slurm"), default="serial",
+                      help="train the runs one after another (default), or as submitit jobs: local (one GPU per "
+                           "job when there are GPUs) or slurm (a job array); finished runs are never trained again")
+    tune.add_argument("--workers", type=int, default=1, help="jobs at once (local), or the array's limit (slurm)")
+    tune.add_argument("--slurm-partition", default=None)
+    tune.add_argument("--slurm-timeout-min", type=int, default=None)
     tune.add_argument("--report-dir", default="reports",
                       help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest")
     _add_settings_options(tune)
@@ -460,16 +508,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--tasks", "--task", dest="task", action="append", default=None,
                                  type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
                                  help="lm-eval tasks, comma-separated or repeated: gsm8k_local, mmlu_local, "
-                                      "gsm8k, mmlu")
-    evaluate_parser.add_argument("--limit", type=int, default=100, help="items per task")
+                                      "gsm8k, mmlu (default: the pair's evaluation.tasks)")
+    evaluate_parser.add_argument("--model", choices=("hf", "vllm"), default="hf",
+                                 help="lm-eval backend: hf (transformers, the default) or vllm (the vllm extra, "
+                                      "on a GPU; real checkpoints)")
+    evaluate_parser.add_argument("--limit", type=int, default=None,
+                                 help="items per task (default: the pair's evaluation.limit; none for the real "
+                                      "benchmarks, so scores compare with published ones)")
     evaluate_parser.add_argument("--num_fewshot", "--num-fewshot", dest="num_fewshot", type=int, default=None,
                                  help="default: the task's own")
     evaluate_parser.add_argument("--max_gen_toks", "--max-gen-toks", dest="max_gen_toks", type=int, default=None,
                                  help="default: lm-eval's (256)")
-    evaluate_parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=8)
+    evaluate_parser.add_argument("--batch_size", "--batch-size", dest="batch_size", default=None,
+                                 type=lambda text: text if text == "auto" else int(text),
+                                 help="default: auto on a GPU (lm-eval's search), 8 on the CPU")
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--out", help="write the scores as JSON")
+    _add_settings_options(evaluate_parser)
     evaluate_parser.set_defaults(handler=command_evaluate)
     swap_parser = commands.add_parser("swap", help="layer-swap scores and the C3 verdicts")
     _add_pair_options(swap_parser)
@@ -492,6 +548,17 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--pair", help="compare only this pair")
     diff.add_argument("--limit", type=int, default=60, help="rows of differences to print per pair")
     diff.set_defaults(handler=command_diff)
+    dry = commands.add_parser("dry-run", help="every stage at reduced sizes on a random pair of a registered pair's "
+                                              "shape: time and memory per stage, and the full run's estimate")
+    dry.add_argument("--pair", help="whose shape (its architecture ships with the harness; no weights)")
+    dry.add_argument("--shape", help="a config.json of another architecture instead")
+    dry.add_argument("--dtype", default="bfloat16")
+    dry.add_argument("--device", default="auto", help="auto (the GPU when present), cpu, cuda")
+    dry.add_argument("--samples", type=int, default=16, help="probe samples of the profile stage")
+    dry.add_argument("--token-samples", type=int, default=4, help="of which with token-level metrics")
+    dry.add_argument("--lora-steps", type=int, default=3, help="LoRA steps per arm")
+    dry.add_argument("--out", help="write the figures as a JSON report")
+    dry.set_defaults(handler=command_dry_run)
     rescore_parser = commands.add_parser("rescore", help="every verdict of a stored report again, under other "
                                                          "thresholds, without loading a model")
     rescore_parser.add_argument("report", help="a report file, a run folder, or a pair's folder of reports (its "
@@ -510,9 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "task", "unset") is None:
-        args.task = ["gsm8k_local", "mmlu_local"]
-    elif getattr(args, "task", None):  # --tasks a,b --tasks c: one flat list, in order, without repeats
+    if getattr(args, "task", None):  # --tasks a,b --tasks c: one flat list, in order, without repeats
         args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:
         return args.handler(args)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from harness import cache, synthetic
-from harness.errors import NonFiniteError
+from harness.errors import BadInputError, NonFiniteError
 from harness.scoring import gsm8k_prompt
 
 LOCAL_TASKS = ("gsm8k_local", "mmlu_local")
@@ -40,7 +40,7 @@ class EvalOptions:
     limit: int | None = 100  # items per task (None: the whole test split)
     num_fewshot: int | None = None  # None: the task's own (5 for GSM8K, 0 for MMLU)
     max_gen_toks: int | None = None  # None: lm-eval's default (256)
-    batch_size: int = 8
+    batch_size: int | str | None = None  # None: lm-eval's "auto" on a GPU, 8 on the CPU
     seed: int = 0
     data_seed: int = 0  # seed of the generated local data
     test_items: int = 500  # size of each generated test split
@@ -113,12 +113,44 @@ def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions,
     item in document order (for paired comparisons between models). Raises
     TaskUnavailable for a real task offline.
     """
-    from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     quiet_expected_warnings()
+    wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size_for(model, options))
+    return _scores(wrapped, tasks, options, per_item)
+
+
+def batch_size_for(model, options: EvalOptions) -> int | str:
+    """The batch size asked for; otherwise lm-eval's own search for the largest that fits ("auto") on a GPU,
+    and 8 on the CPU (where "auto" would probe with out-of-memory errors that never come)."""
+    if options.batch_size is not None:
+        return options.batch_size
+    return "auto" if model.get_input_embeddings().weight.device.type == "cuda" else 8
+
+
+VLLM_INSTALL = "pip install 'layerwise-sft-harness[vllm]'"
+
+
+def vllm_scores(checkpoint: Path, tasks: list[str], options: EvalOptions, dtype: str = "bfloat16",
+                per_item: bool = False) -> dict[str, dict]:
+    """``lm_eval_scores`` through lm-eval's vLLM backend, for a real checkpoint folder on a GPU (the vllm
+    extra): generation-heavy tasks such as GSM8K run many times faster than through transformers."""
+    try:
+        import vllm  # noqa: F401  (lm-eval imports it lazily; fail here, with the remedy)
+        from lm_eval.models.vllm_causallms import VLLM
+    except ImportError as error:
+        raise BadInputError(f"the vllm backend needs vLLM ({error}); install it with {VLLM_INSTALL}, or score "
+                            "with the default backend (hf)") from None
+    quiet_expected_warnings()
+    wrapped = VLLM(pretrained=str(checkpoint), dtype=dtype, batch_size=options.batch_size or "auto",
+                   seed=options.seed)
+    return _scores(wrapped, tasks, options, per_item)
+
+
+def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> dict[str, dict]:
+    from lm_eval import simple_evaluate
+
     started = time.perf_counter()
-    wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=options.batch_size)
     try:
         results = simple_evaluate(model=wrapped, tasks=tasks, task_manager=task_manager(tasks, options),
                                   limit=options.limit, num_fewshot=options.num_fewshot, random_seed=options.seed,

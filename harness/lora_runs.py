@@ -199,12 +199,28 @@ def base_scores(base: models.ModelRef, settings: TuneSettings, device: str = "au
     return json.loads(result_path.read_text())
 
 
+def _arm_folder(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings) -> Path:
+    key = {"format": RUNS_FORMAT, "settings": settings.training_key(), "arm": dataclasses.asdict(arm),
+           "seed": seed}
+    return _run_folder(base, arm.label, key)
+
+
+def cached_result(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings) -> dict | None:
+    """The result of a run when it is in the cache (None otherwise)."""
+    result_path = _arm_folder(base, arm, seed, settings) / "result.json"
+    return json.loads(result_path.read_text()) if result_path.exists() else None
+
+
+def run_arm_quietly(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings) -> str:
+    """``run_arm`` as a job (``arm_jobs``): on the job's own GPU when it has one, the result into the cache."""
+    run_arm(base, arm, seed, settings, device="auto", progress=False)
+    return f"{arm.label} seed {seed}"
+
+
 def run_arm(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings, device: str = "auto",
             progress: bool = True) -> dict:
     """Train ``arm`` on ``base`` with ``seed`` and score it; cached, and resumed from a checkpoint if cut off."""
-    key = {"format": RUNS_FORMAT, "settings": settings.training_key(), "arm": dataclasses.asdict(arm),
-           "seed": seed}
-    folder = _run_folder(base, arm.label, key)
+    folder = _arm_folder(base, arm, seed, settings)
     result_path = folder / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())

@@ -97,6 +97,7 @@ class LoraStudy:
     verdicts: dict[str, claims.Verdict] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    jobs_settings: object | None = None  # arm_jobs.JobSettings: how the runs not in the cache are trained
 
     # --- running ---------------------------------------------------------------------------
 
@@ -118,12 +119,17 @@ class LoraStudy:
         return len(mine)
 
     def run(self, progress: bool = True) -> None:
-        """Train and score every arm with every seed (cached runs are read back)."""
+        """Train and score every arm with every seed (cached runs are read back). With ``jobs`` other than
+        serial, the runs not in the cache are first trained as submitit jobs (``arm_jobs``)."""
         from tqdm.auto import tqdm
 
         if self.untuned is not None and len(self.runs) == len(self.plan.arms) * len(self.settings.seeds):
             return
         started = time.perf_counter()
+        if self.jobs_settings is not None and self.jobs_settings.executor != "serial":
+            from harness import arm_jobs
+
+            arm_jobs.run_study_jobs(self, self.jobs_settings, progress)
         self.untuned = lora_runs.base_scores(self.base, self.settings, self.device)
         jobs = self.jobs()
         for arm, seed in tqdm(jobs, desc=f"{self.name}: LoRA arms", disable=not progress):
@@ -365,7 +371,8 @@ class LoraStudy:
         self.run()
 
         def kept(result: dict) -> dict:
-            return {"task": {"per_item": result["task"]["per_item"]}, "retention": result["retention"]}
+            return {"task": {key: result["task"][key] for key in ("per_item", "score") if key in result["task"]},
+                    "retention": result["retention"]}
 
         return {"seeds": list(self.settings.seeds), "retention_sets": list(self.settings.retention_sets),
                 "n_layers": self.plan.n_layers, "arms": [arm.label for arm in self.plan.arms],
@@ -417,7 +424,7 @@ def _edges(count: int) -> tuple[str, str]:
 
 def study_pair(spec: models.ModelSpec, pair_profile: pd.DataFrame | None, thresholds: dict, device: str = "auto",
                dtype: str | None = None, segment_counts: list[int] | None = None, masks: list[str] | None = None,
-               overrides: dict | None = None, progress: bool = True) -> LoraStudy:
+               overrides: dict | None = None, progress: bool = True, jobs_settings=None) -> LoraStudy:
     """Plan the study of a pair (the block finder reads ``pair_profile``); runs happen on first use.
 
     With ``masks``, only those arms are planned; ``overrides`` replace tuning settings (seeds, steps...).
@@ -434,4 +441,5 @@ def study_pair(spec: models.ModelSpec, pair_profile: pd.DataFrame | None, thresh
         plan = plan_masks(masks, n_layers, settings)
     else:
         plan = plan_arms(n_layers, thresholds, settings, proposal.mask if proposal else None, segment_counts)
-    return LoraStudy(spec.name, resolved.base, thresholds, settings, plan, proposal, device)
+    return LoraStudy(spec.name, resolved.base, thresholds, settings, plan, proposal, device,
+                     jobs_settings=jobs_settings)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import claims, lora_study, models, plots, regression, reports, verification
+from harness import arm_jobs, claims, lora_study, models, plots, regression, reports, verification
 from harness import config as claims_config
 from harness.controls import CONTROLS
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
@@ -58,6 +58,10 @@ def pytest_addoption(parser):
     group.addoption("--tune", action="append", default=None, metavar="PAIR",
                     help="pairs whose LoRA arms are trained for C4 and C8 (repeatable; default: tiny_olmo2). "
                          "A study trains every arm with every seed: minutes on the tiny pair, GPU-hours on a 7B one")
+    group.addoption("--tune-executor", choices=("serial", "local", "slurm"), default="serial",
+                    help="train a study's runs one after another (default) or as submitit jobs (local: one GPU "
+                         "per job; slurm: a job array); finished runs are read from the cache, never retrained")
+    group.addoption("--tune-workers", type=int, default=1, help="jobs at once with --tune-executor local or slurm")
     group.addoption("--tune-segments", type=int, nargs="+", default=None, metavar="M",
                     help="values of M for the single-segment inverted U of C4 (default: the claims config's)")
     group.addoption("--inconclusive", choices=("fail", "xfail", "pass"), default="fail",
@@ -87,6 +91,7 @@ class ClaimSession:
             claims_config.load_config(Path(option.claims_config)) if option.claims_config else None, settings)
         self.tune_pairs = option.tune or list(DEFAULT_TUNED)
         self.tune_segments = option.tune_segments
+        self.jobs_settings = arm_jobs.JobSettings(executor=option.tune_executor, workers=option.tune_workers)
         self.inconclusive = option.inconclusive
         self.measured: dict[str, verification.Measured] = {}
         self.swaps: dict[str, verification.SwapMeasured] = {}
@@ -151,7 +156,8 @@ class ClaimSession:
         def make(spec):
             profile = self.measure(name).profile.pair  # the block finder reads the pair profile
             return lora_study.study_pair(spec, profile, claims_config.thresholds_for(name, self.claims_config),
-                                         self.device, self.dtype, self.tune_segments)
+                                         self.device, self.dtype, self.tune_segments,
+                                         jobs_settings=self.jobs_settings)
 
         return self._once(self.studies, name, make)
 

@@ -78,3 +78,44 @@ def test_evaluate_takes_lm_evals_option_spelling_and_keeps_its_expected_warnings
     assert stored["scores"]["sft"]["gsm8k_local"]["options"]["num_fewshot"] == 0
     logged = " ".join(record.getMessage() for record in caplog.records)
     assert not any(text in logged for text in evaluate.EXPECTED_WARNINGS)
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_real_benchmark_is_scored_on_every_item_unless_asked_otherwise(micro_pair, monkeypatch, capsys):
+    """Published GSM8K and MMLU scores use the whole test split: so do a user's pair's by default."""
+    from harness import cli
+
+    asked = []
+
+    def scores(model, tokenizer, tasks, options):
+        asked.append((tuple(tasks), options))
+        return {task: {"score": 0.5, "stderr": 0.01, "metric": "acc,none"} for task in tasks}
+
+    monkeypatch.setattr(evaluate, "lm_eval_scores", scores)
+    assert cli.main(["evaluate", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir)]) == 0
+    assert [(tasks, o.limit, o.num_fewshot, o.batch_size) for tasks, o in asked] == [
+        (("gsm8k", "mmlu"), None, None, None)] * 2  # batch None: lm-eval's "auto" on a GPU, 8 on the CPU
+    assert "gsm8k" in capsys.readouterr().out
+
+
+def test_the_batch_size_is_lm_evals_own_search_on_a_gpu_and_eight_on_the_cpu():
+    from types import SimpleNamespace
+
+    def on(device_type):
+        weight = SimpleNamespace(device=SimpleNamespace(type=device_type))
+        return SimpleNamespace(get_input_embeddings=lambda: SimpleNamespace(weight=weight))
+
+    assert evaluate.batch_size_for(on("cuda"), evaluate.EvalOptions()) == "auto"
+    assert evaluate.batch_size_for(on("cpu"), evaluate.EvalOptions()) == 8
+    assert evaluate.batch_size_for(on("cuda"), evaluate.EvalOptions(batch_size=4)) == 4
+
+
+def test_the_vllm_backend_without_vllm_says_how_to_install_it(tmp_path):
+    import importlib.util
+
+    from harness.errors import BadInputError
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here, so its absence cannot be shown; the backend runs on a GPU")
+    with pytest.raises(BadInputError, match=r"pip install 'layerwise-sft-harness\[vllm\]'"):
+        evaluate.vllm_scores(tmp_path, ["gsm8k"], evaluate.EvalOptions())

@@ -1,0 +1,467 @@
+"""A dry run of a pair at its real size, without its weights: what each stage costs before GPU-hours are spent.
+
+The registered pairs' architectures ship as small JSON files (``harness/shapes``,
+no weights). A dry run builds a random-initialised base of that exact shape and
+an "SFT" that differs from it by a planted, depth-growing perturbation, saves
+both as sharded safetensors in the cache (one model in memory at a time), then
+runs every stage of the harness at reduced sizes: the profile, the weight change,
+one whole-segment swap, a few lm-eval items, a few LoRA steps of the full-depth
+and of a mid-block arm. Each stage reports its wall time, peak host memory and
+peak GPU memory, and the time per unit it measured is scaled to the sizes the
+claims config asks for, as an estimate of the full run of
+``pytest suites -m PAIR --tune PAIR``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from harness import cache, models
+from harness.errors import BadInputError
+
+SHAPE_FORMAT = 1  # bump when how a shape pair is built changes
+TOKENIZER_VOCAB = 1024  # the dry run's own tokenizer (trained on local text); the model keeps its real vocabulary
+PLANTED_CHANGE = (0.002, 0.02)  # relative size of the SFT perturbation at the first and at the last layer
+
+
+class DoesNotFitError(BadInputError):
+    """The shape needs more memory or disk than this machine has."""
+
+
+# --- shapes ------------------------------------------------------------------------------------
+
+def shape_names() -> list[str]:
+    return sorted(path.name.removesuffix(".json") for path in resources.files("harness").joinpath("shapes").iterdir()
+                  if path.name.endswith(".json"))
+
+
+def load_shape(name_or_path: str) -> tuple[str, dict]:
+    """A registered pair's architecture (``olmo2_7b``) or any config.json-like file, as (name, config dict)."""
+    path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        return path.stem, json.loads(path.read_text())
+    if name_or_path not in shape_names():
+        raise BadInputError(f"no shape {name_or_path!r}: the shipped shapes are {', '.join(shape_names())}, or "
+                            "name a config.json file")
+    text = resources.files("harness").joinpath("shapes", f"{name_or_path}.json").read_text()
+    return name_or_path, json.loads(text)
+
+
+def model_config(shape: dict, tokenizer):
+    """The transformers config of ``shape``, with the dry run tokenizer's special tokens."""
+    from transformers import AutoConfig
+
+    values = {k: v for k, v in shape.items() if k != "model_type"}
+    values.update(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                  bos_token_id=tokenizer.bos_token_id)
+    config = AutoConfig.for_model(shape["model_type"], **values)
+    models.check_supported_layout(config, f"shape {shape['model_type']}")
+    if config.vocab_size < len(tokenizer):
+        raise BadInputError(f"the shape's vocabulary ({config.vocab_size}) is smaller than the dry run's tokenizer "
+                            f"({len(tokenizer)})")
+    return config
+
+
+def parameter_count(config) -> int:
+    """Parameters of the shape, counted on the meta device (nothing is allocated)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class StageFigures:
+    name: str
+    seconds: float = 0.0
+    peak_host_mib: float = 0.0  # resident memory of the process at its highest during the stage
+    host_above_start_mib: float = 0.0  # that peak minus the resident memory when the stage began
+    peak_gpu_mib: float | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@contextmanager
+def measured(name: str, interval: float = 0.02) -> Iterator[StageFigures]:
+    """Wall time, peak resident memory (sampled every ``interval`` s) and peak GPU memory of a block."""
+    figures = StageFigures(name)
+    start_rss = _rss_bytes()
+    peak = [start_rss]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(interval):
+            peak[0] = max(peak[0], _rss_bytes())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    sampler.start()
+    try:
+        yield figures
+    finally:
+        stop.set()
+        sampler.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        figures.seconds = time.perf_counter() - started
+        figures.peak_host_mib = peak[0] / 2**20
+        figures.host_above_start_mib = (peak[0] - start_rss) / 2**20
+        if torch.cuda.is_available():
+            figures.peak_gpu_mib = torch.cuda.max_memory_allocated() / 2**20
+
+
+# --- the shape pair ------------------------------------------------------------------------------
+
+@functools.cache
+def _tokenizer():
+    from harness import corpus
+    from harness.tokenizer import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(corpus.pretraining_paragraphs(), TOKENIZER_VOCAB)
+
+
+def _initialise(model, generator: torch.Generator, std: float) -> None:
+    """Normal(0, std) weights and unit norms, written in place (as fast as drawing the numbers)."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.ndim == 1:
+                parameter.fill_(1.0 if "norm" in name else 0.0)
+            else:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
+                                .mul_(std).to(parameter.dtype))
+
+
+def planted_change(layer: int, n_layers: int) -> float:
+    """The SFT's relative perturbation of decoder layer ``layer`` (1..L): small and flat, then rising (a J)."""
+    first, last = PLANTED_CHANGE
+    depth = (layer - 1) / max(1, n_layers - 1)
+    return first + (last - first) * depth ** 3
+
+
+def _perturb(model, generator: torch.Generator) -> None:
+    layers = models_layers(model)
+    with torch.no_grad():
+        for index, layer in enumerate(layers, start=1):
+            scale = planted_change(index, len(layers))
+            for parameter in layer.parameters():
+                if parameter.ndim == 2:
+                    noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
+                    parameter.add_((noise * parameter.float().std() * scale).to(parameter.dtype))
+
+
+def models_layers(model):
+    from harness.capture import decoder_layers
+
+    return decoder_layers(model)
+
+
+def shape_pair_directory(name: str, shape: dict, dtype: str) -> Path:
+    key = cache.stable_hash({"format": SHAPE_FORMAT, "shape": shape, "dtype": dtype,
+                             "vocab": TOKENIZER_VOCAB, "planted": PLANTED_CHANGE})
+    return cache.cache_root() / "dry-run" / f"{name}-{key}"
+
+
+def check_fits(config, dtype: str, directory: Path, device: str) -> dict:
+    """Refuse a shape whose one model does not fit in this machine's memory, or whose two do not fit on disk."""
+    parameters = parameter_count(config)
+    bytes_per = torch.empty((), dtype=models.resolve_dtype(dtype)).element_size()
+    model_bytes = parameters * bytes_per
+    need = {"parameters": parameters, "model_gib": round(model_bytes / 2**30, 2)}
+    memory = available_memory_bytes()
+    if device != "cuda" and memory is not None and model_bytes * 1.3 > memory:
+        raise DoesNotFitError(f"one model of this shape needs about {model_bytes * 1.3 / 2**30:.1f} GiB of host "
+                              f"memory in {dtype}; {memory / 2**30:.1f} GiB are available")
+    if torch.cuda.is_available() and device != "cpu":
+        total = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+        if model_bytes * 1.2 > total:
+            raise DoesNotFitError(f"one model of this shape needs about {model_bytes * 1.2 / 2**30:.1f} GiB of GPU "
+                                  f"memory in {dtype}; the GPUs have {total / 2**30:.1f} GiB")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    built = (directory / "base").is_dir() and (directory / "sft").is_dir()
+    free = shutil.disk_usage(directory.parent).free
+    if not built and 2.1 * model_bytes > free:
+        raise DoesNotFitError(f"the two checkpoints of this shape need about {2.1 * model_bytes / 2**30:.1f} GiB "
+                              f"of disk in {directory.parent}; {free / 2**30:.1f} GiB are free")
+    return need
+
+
+def build_shape_pair(name: str, shape: dict, dtype: str = "bfloat16", shard_size: str = "2GB",
+                     progress: bool = True) -> tuple[Path, Path]:
+    """The base and SFT checkpoints of ``shape`` in the cache (built once; one model in memory at a time)."""
+    from transformers import AutoModelForCausalLM
+
+    directory = shape_pair_directory(name, shape, dtype)
+    base_dir, sft_dir = directory / "base", directory / "sft"
+    if cache.is_complete(base_dir) and cache.is_complete(sft_dir):
+        return base_dir, sft_dir
+    tokenizer = _tokenizer()
+    config = model_config(shape, tokenizer)
+    generator = torch.Generator().manual_seed(0)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=models.resolve_dtype(dtype))
+    model = model.to_empty(device="cpu")
+    _initialise(model, generator, config.initializer_range)
+    for side, target in (("base", base_dir), ("sft", sft_dir)):
+        if side == "sft":
+            _perturb(model, generator)
+        with cache.atomic_directory(target) as scratch:
+            model.save_pretrained(scratch, max_shard_size=shard_size)
+            tokenizer.save_pretrained(scratch)
+    del model
+    return base_dir, sft_dir
+
+
+# --- the stages ------------------------------------------------------------------------------------
+
+@dataclass
+class DryRun:
+    name: str
+    shape: dict
+    dtype: str
+    device: str
+    stages: list[StageFigures] = field(default_factory=list)
+    estimate: dict[str, float] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)
+
+    def stage(self, name: str) -> StageFigures:
+        return next(stage for stage in self.stages if stage.name == name)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The reduced sizes of a dry run (the full run's come from the claims config)."""
+
+    profile_samples: int = 16
+    token_samples: int = 4
+    swap_items: int = 4
+    eval_items: int = 2
+    eval_tokens: int = 8
+    lora_steps: int = 3
+    lora_batch: int = 2
+
+
+def run_dry(name_or_path: str, dtype: str = "bfloat16", device: str = "auto", sizes: Sizes = Sizes(),
+            pair_name: str | None = None, progress: bool = True,
+            on_stage: Callable[[StageFigures], None] | None = None) -> DryRun:
+    """Build the shape pair (or find it cached) and measure every stage at ``sizes``."""
+    from harness import config as claims_config
+
+    name, shape = load_shape(name_or_path)
+    result = DryRun(name, shape, dtype, device)
+    tokenizer = _tokenizer()
+    directory = shape_pair_directory(name, shape, dtype)
+    result.facts.update(check_fits(model_config(shape, tokenizer), dtype, directory, device))
+    thresholds = claims_config.thresholds_for(pair_name or name)
+
+    def done(figures: StageFigures) -> None:
+        result.stages.append(figures)
+        if on_stage:
+            on_stage(figures)
+
+    with measured("build") as figures:
+        base_dir, sft_dir = build_shape_pair(name, shape, dtype, progress=progress)
+        figures.detail["checkpoints"] = str(directory)
+    done(figures)
+    spec = models.custom_pair(str(base_dir), str(sft_dir), name=f"dry-run:{name}", dtype=dtype)
+    resolved = models.resolve_pair(spec, progress=progress)
+    n_layers = models.load_config(resolved.base).num_hidden_layers
+    for stage in (_profile_stage, _weight_change_stage, _swap_stage, _eval_stage, _lora_stage):
+        done(stage(resolved, n_layers, thresholds, sizes, dtype, device, progress))
+    result.estimate = estimate(result, thresholds, n_layers)
+    return result
+
+
+def _profile_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
+    from harness.data import load_probe_set
+    from harness.profile import ProfileOptions, capture_model
+
+    options = ProfileOptions(pooled_samples=sizes.profile_samples, token_samples=sizes.token_samples, dtype=dtype)
+    probe = load_probe_set(options.probe_set, options.pooled_samples, seed=options.seed)
+    with measured("profile") as figures:
+        run = capture_model(resolved.base, probe, options, "base", device=device, progress=progress)
+    figures.detail.update(samples=run.forward_samples, seconds_per_sample=figures.seconds / max(1, run.n_samples))
+    return figures
+
+
+def _weight_change_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
+    from harness.metrics import ATTENTION_MODULES, MLP_MODULES, weight_change
+
+    base_dir, sft_dir = (models.checkpoint_directory(ref) for ref in (resolved.base, resolved.sft))
+    with measured("weight change") as figures:
+        change = weight_change(base_dir, sft_dir, (*ATTENTION_MODULES, *MLP_MODULES), relative=True)
+    planted = {layer: planted_change(layer, n_layers) for layer in change}
+    worst = max(abs(change[layer] - planted[layer]) / planted[layer] for layer in change)
+    figures.detail.update(relative_change_first=change[1], relative_change_last=change[n_layers],
+                          planted_first=planted[1], planted_last=planted[n_layers], worst_relative_error=worst)
+    return figures
+
+
+def _swap_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
+    from harness import evaluate, swap, synthetic
+    from harness.depth import segments
+
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(sizes.swap_items)]
+    count = min(5, n_layers)
+    segment = segments(n_layers, count)[count // 2]
+    model = models.load_model(resolved.base, dtype=dtype, device=device)
+    tokenizer = models.load_tokenizer(resolved.base)
+    with measured("swap") as figures:
+        started = time.perf_counter()
+        with swap.swapped(model, models.checkpoint_directory(resolved.sft), segment):
+            copied = time.perf_counter() - started
+            evaluate.answer_log_likelihood(model, tokenizer, records)
+    figures.detail.update(layers=segment, copy_seconds=copied,
+                          seconds_per_item=(figures.seconds - copied) / len(records))
+    del model
+    return figures
+
+
+def _eval_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
+    from harness import evaluate
+
+    model = models.load_model(resolved.sft, dtype=dtype, device=device)
+    tokenizer = models.load_tokenizer(resolved.sft)
+    options = evaluate.EvalOptions(limit=sizes.eval_items, num_fewshot=0, max_gen_toks=sizes.eval_tokens)
+    with measured("lm-eval") as figures:
+        evaluate.lm_eval_scores(model, tokenizer, ["gsm8k_local"], options)
+    figures.detail.update(items=sizes.eval_items, generated_tokens=sizes.eval_tokens,
+                          seconds_per_item_token=figures.seconds / (sizes.eval_items * sizes.eval_tokens))
+    del model
+    return figures
+
+
+def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
+    from harness import lora_runs, training, tuning
+
+    settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=dtype)
+    tokenizer = models.load_tokenizer(resolved.base)
+    examples = lora_runs.supervised_examples(lora_runs.training_records("gsm8k_local", 16), tokenizer)
+    block = tuning.middle_block(n_layers)
+    arms = {"full": settings.arm("1" * 5, list(range(n_layers)), n_layers),
+            "mid-block": settings.arm("midblock", block, n_layers)}
+    step_seconds, figures_by_arm = {}, {}
+    with measured("LoRA") as figures:
+        for label, arm in arms.items():
+            model = models.load_model(resolved.base, dtype=dtype, device=device)
+            wrapped = tuning.apply_arm(model, arm)
+            device_of = model.get_input_embeddings().weight.device
+            sampler = training.supervised_sampler(examples, sizes.lora_batch, tokenizer.pad_token_id)
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            started = time.perf_counter()
+            training.train(wrapped, lambda g, s=sampler, d=device_of: {k: v.to(d) for k, v in s(g).items()},
+                           training.Schedule(sizes.lora_steps, settings.learning_rate), seed=0,
+                           description=f"dry run LoRA {label}", progress=progress)
+            step_seconds[label] = (time.perf_counter() - started) / sizes.lora_steps
+            figures_by_arm[label] = {"seconds_per_step": step_seconds[label],
+                                     "trainable": tuning.trainable_parameters(wrapped),
+                                     "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20
+                                                      if torch.cuda.is_available() else None)}
+            del wrapped, model
+    figures.detail.update(batch=sizes.lora_batch, arms=figures_by_arm,
+                          seconds_per_example=step_seconds["full"] / sizes.lora_batch)
+    return figures
+
+
+# --- the estimate --------------------------------------------------------------------------------
+
+FULL_TASK_ITEMS = {"gsm8k": 1319, "mmlu": 14042}  # test splits scored when no limit is set
+
+
+def _task_items(task: str, limit: int | None) -> int:
+    full = FULL_TASK_ITEMS.get(task.removesuffix("_local"), 1000)
+    return full if limit is None else min(limit, full)
+
+
+def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float]:
+    """Seconds of each part of ``pytest suites -m PAIR --tune PAIR`` at the claims config's sizes, from the
+    times per unit the stages measured (each unit's cost taken as constant: a first-order estimate)."""
+    from harness.data import POOLED_SAMPLES
+
+    profile = result.stage("profile").detail["seconds_per_sample"]
+    swap = result.stage("swap").detail
+    per_token = result.stage("lm-eval").detail["seconds_per_item_token"]
+    lora = result.stage("LoRA").detail
+    from harness import lora_runs, lora_study
+
+    c3, evaluation = thresholds["C3"], thresholds["evaluation"]
+    settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=result.dtype)
+    gen_tokens = evaluation["max_gen_toks"] or 256
+    hybrids = 1 + sum(m for m in c3["segment_counts"] if m <= n_layers)
+    evaluation_items = sum(_task_items(task, evaluation["limit"]) for task in evaluation["tasks"])
+    counts = [m for m in thresholds["C4"]["inverted_u_counts"] if m <= n_layers]
+    try:
+        arms = len(lora_study.plan_arms(n_layers, thresholds, settings, segment_counts=counts).arms) + 1  # + finder
+    except BadInputError:  # fewer layers than the study's M = 5 masks: no study to estimate
+        arms = math.nan
+    runs = arms * len(settings.seeds)
+    step = lora["seconds_per_example"] * settings.batch_size
+    per_item = swap["seconds_per_item"]  # one forward pass over a short text: likelihood and retention alike
+    scoring = (settings.eval_limit * (settings.max_gen_toks or 256) * per_token
+               + (settings.likelihood_items + settings.retention_samples * len(settings.retention_sets)) * per_item)
+    parts = {
+        "profile (2 models)": 2 * POOLED_SAMPLES * profile,
+        "weight change": result.stage("weight change").seconds,
+        "layer swaps (2 directions)": 2 * (hybrids * c3["items"] * swap["seconds_per_item"]
+                                           + (hybrids - 1) * swap["copy_seconds"]),
+        "lm-eval (2 models)": 2 * evaluation_items * gen_tokens * per_token,
+        f"LoRA study ({runs:.0f} runs)": runs * (settings.steps * step + scoring),
+    }
+    parts["total"] = sum(parts.values())
+    return {key: round(value, 1) if math.isfinite(value) else math.nan for key, value in parts.items()}
+
+
+def format_report(result: DryRun) -> str:
+    lines = [f"dry run of {result.name}: {result.facts['parameters'] / 1e9:.3f} B parameters, "
+             f"{result.facts['model_gib']} GiB per model in {result.dtype}, device {result.device}", "",
+             f"{'stage':<14} {'wall s':>9} {'peak host MiB':>14} {'above start':>12} {'peak GPU MiB':>13}"]
+    for stage in result.stages:
+        gpu = "-" if stage.peak_gpu_mib is None else f"{stage.peak_gpu_mib:.0f}"
+        lines.append(f"{stage.name:<14} {stage.seconds:>9.2f} {stage.peak_host_mib:>14.0f} "
+                     f"{stage.host_above_start_mib:>12.0f} {gpu:>13}")
+    lines += ["", "estimated full run of `pytest suites -m PAIR --tune PAIR` at the claims config's sizes:"]
+    lines += [f"  {part:<28} {_duration(seconds)}" for part, seconds in result.estimate.items()]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"

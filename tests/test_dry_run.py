@@ -1,0 +1,55 @@
+"""The dry run of a pair's shape: every stage measured on a random pair built to that shape, and the estimate."""
+
+import json
+
+import pytest
+
+from harness import cli, dry_run
+
+SMALL_SHAPE = {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "vocab_size": 2048, "hidden_size": 64,
+               "intermediate_size": 128, "num_hidden_layers": 5, "num_attention_heads": 4,
+               "num_key_value_heads": 4, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
+               "tie_word_embeddings": False, "initializer_range": 0.02}
+
+
+def test_every_registered_pair_has_a_shape_of_its_published_size():
+    published = {"olmo2_1b": 1.48, "olmo2_7b": 7.30, "olmo2_13b": 13.72, "olmo2_32b": 32.23, "mistral_7b": 7.24}
+    assert dry_run.shape_names() == sorted(published)
+    for name, billions in published.items():
+        _, shape = dry_run.load_shape(name)
+        config = dry_run.model_config(shape, dry_run._tokenizer())
+        assert dry_run.parameter_count(config) / 1e9 == pytest.approx(billions, abs=0.01), name
+
+
+def test_a_small_shape_runs_every_stage_and_estimates_the_full_run(isolated_cache, tmp_path, capsys):
+    shape = tmp_path / "small.json"
+    shape.write_text(json.dumps(SMALL_SHAPE))
+    out = tmp_path / "dry-run.json"
+    assert cli.main(["dry-run", "--shape", str(shape), "--dtype", "float32", "--device", "cpu", "--samples", "6",
+                     "--token-samples", "2", "--lora-steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("build", "profile", "weight change", "swap", "lm-eval", "LoRA", "estimated full run", "total"):
+        assert stage in printed, stage
+    report = json.loads(out.read_text())
+    stages = {stage["name"]: stage for stage in report["stages"]}
+    assert all(stage["seconds"] > 0 and stage["peak_host_mib"] > 0 for stage in stages.values())
+    # the weight change stage measures the planted perturbation (relative, per layer) back
+    change = stages["weight change"]["detail"]
+    assert change["worst_relative_error"] < 0.05
+    assert change["relative_change_last"] > 5 * change["relative_change_first"]
+    assert set(stages["LoRA"]["detail"]["arms"]) == {"full", "mid-block"}
+    assert report["estimate_seconds"]["total"] > 0
+    # built once: a second dry run finds the pair in the cache
+    assert len(list(isolated_cache.glob("dry-run/*/base/*.safetensors"))) >= 1
+
+
+def test_a_shape_that_cannot_fit_is_refused_before_anything_is_built(isolated_cache, monkeypatch):
+    monkeypatch.setattr(dry_run, "available_memory_bytes", lambda: 2**30)
+    with pytest.raises(dry_run.DoesNotFitError, match="GiB of host memory"):
+        dry_run.run_dry("olmo2_7b", device="cpu", progress=False)
+    assert not list(isolated_cache.glob("dry-run/*/*"))
+
+
+def test_an_unknown_shape_names_the_shipped_ones():
+    with pytest.raises(dry_run.BadInputError, match="olmo2_7b"):
+        dry_run.load_shape("gpt5")

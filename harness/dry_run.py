@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 import threading
 import time
@@ -86,14 +85,18 @@ def parameter_count(config) -> int:
 
 # --- memory ------------------------------------------------------------------------------------
 
-def _rss_bytes() -> int:
+def _rss_bytes() -> tuple[int, int]:
+    """Resident memory of this process: (all of it, the anonymous part). Files read through a memory map
+    (safetensors) count in the first as the pages are touched, but they are the page cache's, not allocations:
+    what a stage allocates is the second's growth."""
     try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return (int(fields["VmRSS"].split()[0]) * 1024, int(fields["RssAnon"].split()[0]) * 1024)
+    except (OSError, KeyError, ValueError):
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return peak, peak
 
 
 def available_memory_bytes() -> int | None:
@@ -111,7 +114,7 @@ class StageFigures:
     name: str
     seconds: float = 0.0
     peak_host_mib: float = 0.0  # resident memory of the process at its highest during the stage
-    host_above_start_mib: float = 0.0  # that peak minus the resident memory when the stage began
+    host_above_start_mib: float = 0.0  # what the stage allocated: its highest anonymous memory above the start
     peak_gpu_mib: float | None = None
     detail: dict = field(default_factory=dict)
 
@@ -120,13 +123,16 @@ class StageFigures:
 def measured(name: str, interval: float = 0.02) -> Iterator[StageFigures]:
     """Wall time, peak resident memory (sampled every ``interval`` s) and peak GPU memory of a block."""
     figures = StageFigures(name)
-    start_rss = _rss_bytes()
-    peak = [start_rss]
+    start_anonymous = _rss_bytes()[1]
+    peak = [0, 0]
     stop = threading.Event()
 
     def sample():
-        while not stop.wait(interval):
-            peak[0] = max(peak[0], _rss_bytes())
+        while True:
+            total, anonymous = _rss_bytes()
+            peak[0], peak[1] = max(peak[0], total), max(peak[1], anonymous)
+            if stop.wait(interval):
+                return
 
     sampler = threading.Thread(target=sample, daemon=True)
     if torch.cuda.is_available():
@@ -138,10 +144,9 @@ def measured(name: str, interval: float = 0.02) -> Iterator[StageFigures]:
     finally:
         stop.set()
         sampler.join()
-        peak[0] = max(peak[0], _rss_bytes())
         figures.seconds = time.perf_counter() - started
         figures.peak_host_mib = peak[0] / 2**20
-        figures.host_above_start_mib = (peak[0] - start_rss) / 2**20
+        figures.host_above_start_mib = max(0, peak[1] - start_anonymous) / 2**20
         if torch.cuda.is_available():
             figures.peak_gpu_mib = torch.cuda.max_memory_allocated() / 2**20
 
@@ -424,7 +429,8 @@ def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float
     settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=result.dtype)
     gen_tokens = evaluation["max_gen_toks"] or 256
     hybrids = 1 + sum(m for m in c3["segment_counts"] if m <= n_layers)
-    evaluation_items = sum(_task_items(task, evaluation["limit"]) for task in evaluation["tasks"])
+    generated = sum(_task_items(task, evaluation["limit"]) for task in evaluation["tasks"] if "mmlu" not in task)
+    choices = sum(4 * _task_items(task, evaluation["limit"]) for task in evaluation["tasks"] if "mmlu" in task)
     counts = [m for m in thresholds["C4"]["inverted_u_counts"] if m <= n_layers]
     try:
         arms = len(lora_study.plan_arms(n_layers, thresholds, settings, segment_counts=counts).arms) + 1  # + finder
@@ -440,7 +446,8 @@ def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float
         "weight change": result.stage("weight change").seconds,
         "layer swaps (2 directions)": 2 * (hybrids * c3["items"] * swap["seconds_per_item"]
                                            + (hybrids - 1) * swap["copy_seconds"]),
-        "lm-eval (2 models)": 2 * evaluation_items * gen_tokens * per_token,
+        # generation (GSM8K) costs per generated token; multiple choice (MMLU) one scored text per choice
+        "lm-eval (2 models)": 2 * (generated * gen_tokens * per_token + choices * per_item),
         f"LoRA study ({runs:.0f} runs)": runs * (settings.steps * step + scoring),
     }
     parts["total"] = sum(parts.values())
@@ -450,11 +457,11 @@ def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float
 def format_report(result: DryRun) -> str:
     lines = [f"dry run of {result.name}: {result.facts['parameters'] / 1e9:.3f} B parameters, "
              f"{result.facts['model_gib']} GiB per model in {result.dtype}, device {result.device}", "",
-             f"{'stage':<14} {'wall s':>9} {'peak host MiB':>14} {'above start':>12} {'peak GPU MiB':>13}"]
+             f"{'stage':<14} {'wall s':>9} {'peak host MiB':>14} {'allocated MiB':>14} {'peak GPU MiB':>13}"]
     for stage in result.stages:
         gpu = "-" if stage.peak_gpu_mib is None else f"{stage.peak_gpu_mib:.0f}"
         lines.append(f"{stage.name:<14} {stage.seconds:>9.2f} {stage.peak_host_mib:>14.0f} "
-                     f"{stage.host_above_start_mib:>12.0f} {gpu:>13}")
+                     f"{stage.host_above_start_mib:>14.0f} {gpu:>13}")
     lines += ["", "estimated full run of `pytest suites -m PAIR --tune PAIR` at the claims config's sizes:"]
     lines += [f"  {part:<28} {_duration(seconds)}" for part, seconds in result.estimate.items()]
     return "\n".join(lines)

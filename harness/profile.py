@@ -14,6 +14,7 @@ import dataclasses
 import gc
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 from harness import cache, capture, metrics, models
 from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
 from harness.errors import NonFiniteError
-from harness.probing import logit_lens_hits
+from harness.probing import lens_predictions
 
 PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
@@ -90,55 +91,86 @@ class _ChunkSink:
     norm: torch.nn.Module | None
     lm_head: torch.nn.Module
     label: str
-    pooled: dict[int, dict[int, torch.Tensor]] = field(default_factory=dict)  # layer -> sample -> (D,)
+    pooled: dict[int, list] = field(default_factory=dict)  # layer -> [(sample ids, (B, D) means) per batch]
     token_rows: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # sample -> metric -> (L+1,)
     batch: capture.Batch | None = None
+    _masks: dict = field(default_factory=dict)  # device -> (bool mask (B, T), float mask (B, 1, T), counts (B, 1))
+    _token_states: dict[int, list] = field(default_factory=dict)  # row -> each layer's (T, D) states
+
+    def start(self, batch: capture.Batch) -> None:
+        """A new batch: its masks are made once, not once per layer."""
+        self.batch = batch
+        self._masks.clear()
+        self._token_states = {row: [None] * self.n_layers for row, sample in enumerate(batch.sample_ids)
+                              if sample in self.token_ids}
+
+    def _mask(self, device: torch.device):
+        if device not in self._masks:
+            mask = self.batch.attention_mask.to(device).bool()
+            self._masks[device] = (mask, mask[:, None, :].float(), mask.sum(dim=1, keepdim=True))
+        return self._masks[device]
 
     def __call__(self, layer: int, states: torch.Tensor) -> None:
         batch = self.batch
-        mask = batch.attention_mask.to(states.device).bool()
-        if not torch.isfinite(states[mask]).all():
+        mask, weights, counts = self._mask(states.device)
+        states32 = states.float()
+        # the mean over real tokens only, as one batched product (no (B, T, D) temporary)
+        pooled = torch.bmm(weights, states32)[:, 0] / counts  # (B, D)
+        # a non-finite real token makes its sample's mean non-finite: the exact check runs only then
+        if not torch.isfinite(pooled).all() and not torch.isfinite(states[mask]).all():
             raise ActivationError(f"{self.label}: layer {layer} produced NaN or infinite activations on probe "
                                   f"samples {batch.sample_ids}; check the checkpoint and the dtype")
-        states32 = states.float()
-        counts = mask.sum(dim=1, keepdim=True)
-        pooled = (states32 * mask[..., None]).sum(dim=1) / counts  # (B, D): mean over real tokens only
-        by_sample = self.pooled.setdefault(layer, {})
-        for row, sample in enumerate(batch.sample_ids):
-            by_sample[sample] = pooled[row].cpu()
-        token_rows = [row for row, sample in enumerate(batch.sample_ids) if sample in self.token_ids]
-        if not token_rows:
+        self.pooled.setdefault(layer, []).append((batch.sample_ids, pooled.cpu()))
+        for row in self._token_states:  # right-padded: a sample's real tokens come first
+            self._token_states[row][layer] = states[row, :int(counts[row])].detach().clone()
+
+    def finish(self) -> None:
+        """The batch's forward pass is over: each token-level sample's metrics and logit lens, every layer at
+        once (one batched decomposition per sample, one pass of the head over every layer's positions)."""
+        if not self._token_states:
             return
-        for row in token_rows:
-            self._token_metrics(layer, batch.sample_ids[row], states32[row, mask[row]])
-        norm = None if (layer == self.n_layers - 1 and self.options.last_layer == "final_norm") else self.norm
-        rows = torch.tensor(token_rows)
-        hits, totals = logit_lens_hits(states[rows], batch.input_ids[rows], batch.attention_mask[rows], norm,
-                                       self.lm_head)
-        for index, row in enumerate(token_rows):
-            record = self._record(batch.sample_ids[row])
-            record["probe_hits"][layer] = float(hits[index])
-            record["probe_counts"][layer] = float(totals[index])
+        options = self.options
+        stacks = [torch.stack([layer.to(layers[0].device) for layer in layers])  # (L + 1, T, D), model dtype
+                  for layers in self._token_states.values()]
+        # too-short samples have no value (NaN); the tables count the samples each mean rests on
+        values = metrics.token_metrics([stacked.float().cpu() for stacked in stacks], options.alpha,
+                                       options.normalize_entropy, options.sparsity_eps)
+        lens_states, lens_targets, owners = [], [], []
+        for index, (row, stacked) in enumerate(zip(self._token_states, stacks, strict=True)):
+            record = self._record(self.batch.sample_ids[row])
+            for name, table in values.items():
+                record[name][:] = table[index].numpy()
+            tokens = stacked.shape[1]
+            lens_states.append(stacked[:, :-1].reshape(-1, stacked.shape[2]))  # every position with a next token
+            lens_targets.append(self.batch.input_ids[row, 1:tokens].repeat(self.n_layers))
+            owners.append(torch.arange(self.n_layers).repeat_interleave(tokens - 1) + index * self.n_layers)
+        states, targets, owner = torch.cat(lens_states), torch.cat(lens_targets), torch.cat(owners)
+        layer_of = owner % self.n_layers
+        # the final norm goes on every layer but the last when that layer is already taken after it
+        normed = (layer_of != self.n_layers - 1) | (self.options.last_layer != "final_norm")
+        if normed.all():
+            predictions = lens_predictions(states, self.norm, self.lm_head)
+        else:
+            predictions = torch.empty_like(targets)
+            for use_norm in (True, False):
+                where = normed if use_norm else ~normed
+                predictions[where] = lens_predictions(states[where.to(states.device)],
+                                                      self.norm if use_norm else None, self.lm_head)
+        rows = len(self._token_states) * self.n_layers
+        hits = torch.zeros(rows, dtype=torch.long).index_add_(0, owner, (predictions == targets).long())
+        totals = torch.bincount(owner, minlength=rows)
+        for index, row in enumerate(self._token_states):
+            record = self._record(self.batch.sample_ids[row])
+            span = slice(index * self.n_layers, (index + 1) * self.n_layers)
+            record["probe_hits"][:] = hits[span].numpy()
+            record["probe_counts"][:] = totals[span].numpy()
+        self._token_states = {}
 
     def _record(self, sample: int) -> dict[str, np.ndarray]:
         if sample not in self.token_rows:
             names = (*SAMPLE_METRICS, "probe_hits", "probe_counts")
             self.token_rows[sample] = {name: np.full(self.n_layers, np.nan) for name in names}
         return self.token_rows[sample]
-
-    def _token_metrics(self, layer: int, sample: int, h: torch.Tensor) -> None:
-        record = self._record(sample)
-        options = self.options
-        tokens = h.shape[0]
-        # Too-short samples have no value; the tables count the samples each mean rests on.
-        if tokens >= 2:
-            record["prompt_entropy"][layer] = metrics.prompt_entropy(h, options.alpha, options.normalize_entropy)
-        if tokens >= 3:
-            try:
-                record["curvature"][layer] = metrics.curvature(h)
-            except metrics.DegenerateInputError:
-                pass
-        record["token_sparsity"][layer] = metrics.sparsity(h, options.sparsity_eps)
 
 
 def _chunk_path(directory: Path, index: int) -> Path:
@@ -216,6 +248,7 @@ def capture_model(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions
     counter = decoder.register_forward_pre_hook(count, with_kwargs=True)
     bar = tqdm(total=sum(len(chunks[i]) for i in missing), desc=f"profile {label}", unit="sample",
                disable=not progress)
+    sink = None
     try:
         for index in missing:
             sink = _ChunkSink(run.n_layers, set(range(run.token_samples)), options, norm, lm_head, label)
@@ -223,22 +256,37 @@ def capture_model(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions
             with capture.layer_hooks(model, sink, options.last_layer):
                 for batch in capture.batches([encoded[i] for i in sample_ids], sample_ids, options.batch_size,
                                              tokenizer.pad_token_id):
-                    sink.batch = batch
+                    sink.start(batch)
                     capture.forward_only(model, batch)
+                    sink.finish()
                     bar.update(len(batch.sample_ids))
             cache.write_bytes_atomic(_chunk_path(directory, index), _chunk_bytes(sink, sample_ids, encoded))
     finally:
         counter.remove()
         bar.close()
-        del model
-        gc.collect()
+        alive = weakref.ref(model)
+        del model, norm, lm_head, decoder, sink
+        _release(alive)
     run.seconds = time.perf_counter() - started
     return run
 
 
+def _release(alive: weakref.ref) -> None:
+    """Make sure the model is freed before the next one loads: reference counting has done it when nothing else
+    held it; a full garbage collection (a fraction of a second) runs only when a reference cycle keeps it."""
+    if alive() is not None:
+        gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _chunk_bytes(sink: _ChunkSink, sample_ids: list[int], encoded: list[list[int]]) -> bytes:
-    tensors = {f"pooled.{layer}": torch.stack([sink.pooled[layer][s] for s in sample_ids]).contiguous()
-               for layer in range(sink.n_layers)}
+    tensors = {}
+    for layer in range(sink.n_layers):  # batches are ordered by length: back into sample order
+        ids = [sample for batch_ids, _ in sink.pooled[layer] for sample in batch_ids]
+        means = torch.cat([batch_means for _, batch_means in sink.pooled[layer]])
+        position = {sample: index for index, sample in enumerate(ids)}
+        tensors[f"pooled.{layer}"] = means[torch.tensor([position[s] for s in sample_ids])].contiguous()
     tensors["sample_ids"] = torch.tensor(sample_ids)
     tensors["tokens"] = torch.tensor([len(encoded[s]) for s in sample_ids])
     token_ids = [s for s in sample_ids if s in sink.token_rows]

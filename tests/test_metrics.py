@@ -154,3 +154,39 @@ def test_weight_change_refuses_unmatched_checkpoints(tmp_path):
     save_file({"other.weight": torch.zeros(1)}, tmp_path / "c" / "m.safetensors")
     with pytest.raises(CheckpointError, match="not in the SFT"):
         metrics.weight_change(tmp_path / "a", tmp_path / "c")
+
+
+def _per_sample(samples, alpha, eps):
+    """The token-level metrics one sample and one layer at a time, as the paper defines them."""
+    rows = {"prompt_entropy": [], "curvature": [], "token_sparsity": []}
+    for h in samples:
+        entropy, curve, sparse = [], [], []
+        for layer in h:
+            entropy.append(metrics.prompt_entropy(layer, alpha) if layer.shape[0] >= 2 else math.nan)
+            try:
+                curve.append(metrics.curvature(layer) if layer.shape[0] >= 3 else math.nan)
+            except DegenerateInputError:
+                curve.append(math.nan)
+            sparse.append(metrics.sparsity(layer, eps))
+        for name, values in zip(rows, (entropy, curve, sparse), strict=True):
+            rows[name].append(values)
+    return {name: torch.tensor(values, dtype=torch.float64) for name, values in rows.items()}
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.5])
+def test_batched_token_metrics_equal_the_per_sample_per_layer_definitions(alpha):
+    """Every sample length (1 to more than D tokens), a repeated token (a zero step) and padding never counted."""
+    generator = torch.Generator().manual_seed(0)
+    samples = [torch.randn(3, length, 6, generator=generator) for length in (1, 2, 3, 5, 9)]
+    samples[3][:, 2] = samples[3][:, 1]  # a token repeated: its step has zero length and no angle
+    samples[2][1, 2] = samples[2][1, 1]  # the only angle of a 3-token sample undefined at one layer: NaN
+    batched = metrics.token_metrics(samples, alpha=alpha, sparsity_eps=0.5)
+    expected = _per_sample(samples, alpha, 0.5)
+    for name in expected:
+        torch.testing.assert_close(batched[name], expected[name], rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert torch.isnan(batched["curvature"][2, 1]) and torch.isnan(batched["prompt_entropy"][0]).all()
+
+
+def test_batched_token_metrics_refuse_non_finite_states():
+    with pytest.raises(DegenerateInputError, match="NaN or infinite"):
+        metrics.token_metrics([torch.tensor([[[1.0, float("nan")], [0.0, 1.0]]])])

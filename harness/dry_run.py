@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -402,6 +403,42 @@ def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
     figures.detail.update(batch=sizes.lora_batch, arms=figures_by_arm,
                           seconds_per_example=step_seconds["full"] / sizes.lora_batch)
     return figures
+
+
+STAGES = {"profile": _profile_stage, "weight change": _weight_change_stage, "swap": _swap_stage,
+          "lm-eval": _eval_stage, "LoRA": _lora_stage}
+
+_FRESH_STAGE = """
+import json, sys
+from harness import config, dry_run, models
+name, base, sft, dtype, device, sizes = json.loads(sys.argv[1])
+resolved = models.resolve_pair(models.custom_pair(base, sft, dtype=dtype), progress=False)
+n_layers = models.load_config(resolved.base).num_hidden_layers
+start = dry_run._rss_bytes()
+figures = dry_run.STAGES[name](resolved, n_layers, config.thresholds_for("custom"), dry_run.Sizes(**sizes), dtype,
+                               device, False)
+print(json.dumps({**vars(figures), "process_start_mib": start[0] / 2**20}))
+"""
+
+
+def stage_in_fresh_process(name: str, base_dir: Path, sft_dir: Path, dtype: str = "bfloat16", device: str = "cpu",
+                           sizes: Sizes = Sizes(), threads: int | None = None):
+    """One stage in a process of its own, so that its peak memory is its own (not what earlier stages left)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    payload = json.dumps([name, str(base_dir), str(sft_dir), dtype, device, dataclasses.asdict(sizes)])
+    return subprocess.Popen([sys.executable, "-c", _FRESH_STAGE, payload], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def fresh_stage_result(process) -> dict:
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"a dry-run stage failed in its own process:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 # --- the estimate --------------------------------------------------------------------------------

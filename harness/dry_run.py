@@ -319,10 +319,26 @@ def _profile_stage(resolved, n_layers, thresholds, sizes, dtype, device, progres
 
     options = ProfileOptions(pooled_samples=sizes.profile_samples, token_samples=sizes.token_samples, dtype=dtype)
     probe = load_probe_set(options.probe_set, options.pooled_samples, seed=options.seed)
-    with measured("profile") as figures:
+    with _scratch_cache(), measured("profile") as figures:  # measured afresh, never read from the cache
         run = capture_model(resolved.base, probe, options, "base", device=device, progress=progress)
     figures.detail.update(samples=run.forward_samples, seconds_per_sample=figures.seconds / max(1, run.n_samples))
     return figures
+
+
+@contextmanager
+def _scratch_cache() -> Iterator[None]:
+    import tempfile
+
+    previous = os.environ.get("HARNESS_CACHE")
+    with tempfile.TemporaryDirectory(prefix="harness-dry-run-") as scratch:
+        os.environ["HARNESS_CACHE"] = scratch
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("HARNESS_CACHE", None)
+            else:
+                os.environ["HARNESS_CACHE"] = previous
 
 
 def _weight_change_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:

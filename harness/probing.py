@@ -38,15 +38,41 @@ def logit_lens_hits(states: torch.Tensor, input_ids: torch.Tensor, attention_mas
 
 @torch.no_grad()
 def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head: torch.nn.Module,
-                     rows_per_chunk: int = 2048) -> torch.Tensor:
+                     logits_per_chunk: int = 1 << 23, weights_per_block: int = 1 << 24) -> torch.Tensor:
     """The logit lens's next-token prediction (argmax of ``lm_head(norm(state))``) for each row of ``states``
-    (positions, D), on the CPU; a chunk of rows at a time, so (positions, V) logits are never held."""
+    (positions, D), on the CPU.
+
+    Rows go a chunk at a time, so at most ``logits_per_chunk`` logits (32 MB in float32) are held; a linear
+    head goes a block of its vocabulary at a time, so a kernel that widens a bfloat16 weight to float32
+    (as on the CPU) widens one block of ``weights_per_block`` values, not all of a 100k-word head (0.8 GB
+    for OLMo-2 1B). Logits keep the model's dtype; the argmax over blocks keeps the first of equal maxima,
+    as one argmax over the whole vocabulary does.
+    """
     device = lm_head.weight.device
     norm_device = next(norm.parameters()).device if norm is not None else device  # may differ under device_map
+    vocabulary, width = lm_head.weight.shape
+    rows_per_chunk = max(1, min(2048, logits_per_chunk // vocabulary))
+    block = vocabulary if not isinstance(lm_head, torch.nn.Linear) else max(1, min(vocabulary,
+                                                                                   weights_per_block // width))
     predictions = torch.empty(states.shape[0], dtype=torch.long)
     for start in range(0, states.shape[0], rows_per_chunk):
         chunk = states[start:start + rows_per_chunk].to(norm_device)
         if norm is not None:
             chunk = norm(chunk)
-        predictions[start:start + rows_per_chunk] = lm_head(chunk.to(device)).argmax(dim=-1).cpu()
+        chunk = chunk.to(device)
+        if block == vocabulary:
+            predictions[start:start + rows_per_chunk] = lm_head(chunk).argmax(dim=-1).cpu()
+            continue
+        best_value = best_index = None
+        for first in range(0, vocabulary, block):
+            bias = None if lm_head.bias is None else lm_head.bias[first:first + block]
+            logits = torch.nn.functional.linear(chunk, lm_head.weight[first:first + block], bias)
+            value, index = logits.max(dim=-1)
+            if best_value is None:
+                best_value, best_index = value, index
+            else:
+                better = value > best_value  # strictly: an equal maximum in a later block loses, as in argmax
+                best_value = torch.where(better, value, best_value)
+                best_index = torch.where(better, index + first, best_index)
+        predictions[start:start + rows_per_chunk] = best_index.cpu()
     return predictions

@@ -190,3 +190,14 @@ def test_batched_token_metrics_equal_the_per_sample_per_layer_definitions(alpha)
 def test_batched_token_metrics_refuse_non_finite_states():
     with pytest.raises(DegenerateInputError, match="NaN or infinite"):
         metrics.token_metrics([torch.tensor([[[1.0, float("nan")], [0.0, 1.0]]])])
+
+
+def test_weight_change_blocks_of_rows_sum_to_the_whole_tensor():
+    from harness.metrics.weights import _squared_sums
+
+    generator = torch.Generator().manual_seed(1)
+    base = torch.randn(37, 11, generator=generator).to(torch.bfloat16)
+    sft = (base.float() + 0.01 * torch.randn(37, 11, generator=generator)).to(torch.bfloat16)
+    whole = (float(((sft.double() - base.double()) ** 2).sum()), float((base.double() ** 2).sum()))
+    for block in (1, 11, 50, 10_000):  # a row at a time, several rows, more than the tensor
+        assert _squared_sums(base, sft, block_elements=block) == pytest.approx(whole, rel=1e-12)

@@ -46,13 +46,27 @@ def _read(path: Path, name: str) -> torch.Tensor:
         return handle.get_tensor(name)
 
 
+def _squared_sums(w_base: torch.Tensor, w_sft: torch.Tensor, block_elements: int = 1 << 21) -> tuple[float, float]:
+    """‖W_s − W_b‖²_F and ‖W_b‖²_F in float64, a block of rows at a time: the float64 temporaries stay a few MB
+    instead of several copies of the tensor (an MLP matrix of a 7B model is 45M values)."""
+    a, b = w_base.reshape(w_base.shape[0], -1), w_sft.reshape(w_sft.shape[0], -1)
+    rows = max(1, block_elements // max(1, a.shape[1]))
+    change = size = 0.0
+    for start in range(0, a.shape[0], rows):
+        block_base = a[start:start + rows].to(torch.float64)
+        change += float(((b[start:start + rows].to(torch.float64) - block_base) ** 2).sum())
+        size += float((block_base ** 2).sum())
+    return change, size
+
+
 def weight_change(base: Path, sft: Path, modules: Iterable[str] = ATTENTION_MODULES,
                   relative: bool = False) -> dict[int, float]:
     """ΔW^(l) = sqrt(Σ_{W ∈ Θ^(l)} ‖W_s − W_b‖²_F) for each decoder layer l (eq. 1).
 
     Layers are numbered from 1 (layer 0 is the embedding output, which has no
-    projections). Only two tensors are in memory at a time, so a 32B pair needs
-    the memory of one tensor pair, not of two models. With ``relative`` each
+    projections). Only two tensors are in memory at a time (in their own dtype,
+    compared a block of rows at a time in float64), so a 32B pair needs the
+    memory of one tensor pair, not of two models. With ``relative`` each
     layer's value is divided by sqrt(Σ ‖W_b‖²_F).
     """
     modules = tuple(modules)
@@ -65,13 +79,13 @@ def weight_change(base: Path, sft: Path, modules: Iterable[str] = ATTENTION_MODU
             continue
         if name not in sft_index:
             raise CheckpointError(f"tensor {name} is in the base checkpoint but not in the SFT one")
-        w_base = _read(base_file, name).to(torch.float64)
-        w_sft = _read(sft_index[name], name).to(torch.float64)
+        w_base, w_sft = _read(base_file, name), _read(sft_index[name], name)
         if w_base.shape != w_sft.shape:
             raise CheckpointError(f"tensor {name} has shape {tuple(w_base.shape)} in base, {tuple(w_sft.shape)} in SFT")
         layer = int(match.group(1)) + 1
-        squared[layer] += float(((w_sft - w_base) ** 2).sum())
-        base_squared[layer] += float((w_base ** 2).sum())
+        change, size = _squared_sums(w_base, w_sft)
+        squared[layer] += change
+        base_squared[layer] += size
         del w_base, w_sft
     if not squared:
         raise CheckpointError(f"no tensors of {modules} found in {base}: is this a decoder-only checkpoint?")

@@ -201,6 +201,10 @@ def baseline_refusal(name: str, section: dict, failed: int, interrupted: bool, t
     if missing:
         return (f"this run did not measure its {', '.join(missing)} (run every suite on {name}"
                 + (f" with --tune {name}" if "lora" in missing else "") + ")")
+    directions = ("base_with_sft_block", "sft_with_base_block")
+    partial = [direction for direction in directions if direction not in section["swaps"]]
+    if partial:
+        return f"this run did not measure the swaps {', '.join(partial)} (run every C3 test on {name})"
     return None
 
 

@@ -112,13 +112,17 @@ def test_every_stored_interval_contains_its_point_estimate_and_every_verdict_has
 
 
 def test_a_baseline_is_written_only_from_a_complete_run_without_failures(baseline):
-    complete = {"tables": {}, "swaps": {}, "lora": {}}
+    complete = {"tables": {}, "swaps": {"base_with_sft_block": {}, "sft_with_base_block": {}}, "lora": {}}
     assert regression.baseline_refusal("tiny_olmo2", complete, 0, False, tuned=True) is None
+    one_way = {**complete, "swaps": {"base_with_sft_block": {}}}
+    assert "did not measure the swaps sft_with_base_block" in regression.baseline_refusal(
+        "tiny_olmo2", one_way, 0, False, tuned=True)
     assert "interrupted" in regression.baseline_refusal("tiny_olmo2", complete, 0, True, tuned=True)
     assert "2 tests on tiny_olmo2 failed" in regression.baseline_refusal("tiny_olmo2", complete, 2, False, True)
     partial = regression.baseline_refusal("tiny_olmo2", {"tables": {}}, 0, False, tuned=True)
     assert "swaps, lora" in partial and "--tune tiny_olmo2" in partial
-    assert regression.baseline_refusal("tiny_mistral", {"tables": {}, "swaps": {}}, 0, False, tuned=False) is None
+    assert regression.baseline_refusal("tiny_mistral", {"tables": {}, "swaps": complete["swaps"]}, 0, False,
+                                       tuned=False) is None
 
 
 def test_a_baseline_of_another_pair_or_other_weights_is_named_as_such(baseline):

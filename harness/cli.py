@@ -581,8 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:
         return args.handler(args)
-    except (models.ModelUnavailableError, models.PairMismatchError, KeyError, ValueError, RuntimeError,
-            OSError) as error:
+    except (models.ModelUnavailableError, models.PairMismatchError, LookupError, ValueError, RuntimeError,
+            ArithmeticError, OSError) as error:  # expected failures: one line, exit 2 (a bug still shows its traceback)
         print(f"error: {error}", file=sys.stderr)
         return 2
 

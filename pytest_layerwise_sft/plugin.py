@@ -194,8 +194,8 @@ class ClaimSession:
             section["verdicts"] = {**section.get("verdicts", {}), **swap_section["verdicts"]}
             evidence.setdefault(name, {}).update(swaps.evidence())
         for name, study in sorted(self.studies.items()):
-            if study.untuned is None:
-                continue  # planned, never run (every test that needed it was skipped or failed first)
+            if study.untuned is None or len(study.runs) < len(study.jobs()):
+                continue  # never run, or cut off (Ctrl-C, a failed job): reporting it must not train the rest
             section = sections.setdefault(name, {"verdicts": {}})
             study_section = study.section()
             section["lora"] = study_section
@@ -210,7 +210,7 @@ class ClaimSession:
             written.append(reports.write_report(folder / "report.json", verification.claims_report(
                 {name: sections[name] for name in names}, evidence={name: evidence[name] for name in names})))
             studies = {name: self.studies[name] for name in names
-                       if name in self.studies and self.studies[name].untuned is not None and name not in LORA_CONTROLS}
+                       if name in self.studies and "lora" in sections[name] and name not in LORA_CONTROLS}
             written += plots.write_figures(folder, {n: self.measured[n] for n in names if n in self.measured}, studies)
             written += plots.write_swap_figures(folder, {n: self.swaps[n] for n in names if n in self.swaps})
             reports.point_latest(folder)

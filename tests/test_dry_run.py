@@ -21,9 +21,14 @@ def test_every_registered_pair_has_a_shape_of_its_published_size():
         assert dry_run.parameter_count(config) / 1e9 == pytest.approx(billions, abs=0.01), name
 
 
-def test_a_small_shape_runs_every_stage_and_estimates_the_full_run(isolated_cache, tmp_path, capsys):
+SMALL_MISTRAL = {**SMALL_SHAPE, "model_type": "mistral", "architectures": ["MistralForCausalLM"],
+                 "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 64, "rms_norm_eps": 1e-5}
+
+
+@pytest.mark.parametrize("small", [SMALL_SHAPE, SMALL_MISTRAL], ids=["olmo2", "mistral"])
+def test_a_small_shape_runs_every_stage_and_estimates_the_full_run(small, isolated_cache, tmp_path, capsys):
     shape = tmp_path / "small.json"
-    shape.write_text(json.dumps(SMALL_SHAPE))
+    shape.write_text(json.dumps(small))
     out = tmp_path / "dry-run.json"
     assert cli.main(["dry-run", "--shape", str(shape), "--dtype", "float32", "--device", "cpu", "--samples", "6",
                      "--token-samples", "2", "--lora-steps", "2", "--out", str(out)]) == 0

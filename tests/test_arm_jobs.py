@@ -1,5 +1,10 @@
 """A LoRA study's runs as submitit jobs: the local executor trains them, and a killed run is the only one redone."""
 
+import os
+import signal
+import time
+from pathlib import Path
+
 import pytest
 
 from harness import arm_jobs, config, lora_study, models
@@ -8,6 +13,18 @@ SMALL = dict(steps=2, seeds=(0,), train_examples=16, batch_size=2, eval_limit=2,
              retention_samples=2, max_gen_toks=4)
 
 
+def _kill(job, timeout: float = 60.0) -> None:
+    """SIGKILL a local job's controller and the task it started (as a lost node would), once the task runs."""
+    controller = job._process.pid  # the local executor's controller process; its child runs the run
+    children = Path(f"/proc/{controller}/task/{controller}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (children.exists() and children.read_text().split()):
+        time.sleep(0.05)
+    for pid in [*map(int, children.read_text().split()), controller]:
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="killing a job's processes reads /proc (Linux)")
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 def test_a_studys_runs_are_local_jobs_and_a_killed_one_is_the_only_one_trained_again(micro_pair, isolated_cache,
                                                                                      tmp_path):
@@ -18,7 +35,7 @@ def test_a_studys_runs_are_local_jobs_and_a_killed_one_is_the_only_one_trained_a
                                   progress=False)
     jobs = arm_jobs.submit(study, settings)
     assert len(jobs) == 2
-    jobs[1].cancel()  # killed while it starts: no result reaches the cache
+    _kill(jobs[1])  # killed as a node failure would: no result reaches the cache
     failures = arm_jobs.wait(jobs, progress=False)
     assert len(failures) == 1 and failures[0].startswith(f"job {jobs[1].job_id}")
     (left,) = arm_jobs.pending_runs(study)

@@ -7,6 +7,7 @@ marker exists, so a killed build is a cache miss, never half a result.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,6 +38,14 @@ def stable_hash(payload: Any, length: int = 16) -> str:
 
 
 def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read once per process while the file keeps its inode, size and modification
+    time (the weights of a 7B model are 14 GB: a profile asks for their hash more than once)."""
+    status = os.stat(path)
+    return _file_sha256(str(Path(path).resolve()), status.st_ino, status.st_size, status.st_mtime_ns, chunk_bytes)
+
+
+@functools.lru_cache(maxsize=512)
+def _file_sha256(path: str, inode: int, size: int, mtime_ns: int, chunk_bytes: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(chunk_bytes), b""):

@@ -76,3 +76,40 @@ def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head
                 best_index = torch.where(better, index + first, best_index)
         predictions[start:start + rows_per_chunk] = best_index.cpu()
     return predictions
+
+
+@torch.no_grad()
+def lens_hits(states: torch.Tensor, targets: torch.Tensor, norm: torch.nn.Module | None, lm_head: torch.nn.Module,
+              screen: int = 512, margin: float = 0.02, logits_per_chunk: int = 1 << 23) -> torch.Tensor:
+    """``lens_predictions(states, norm, lm_head) == targets``, settling most misses on a screen of the vocabulary.
+
+    A row where one of the first ``screen`` words' logits exceeds the target's by more than ``margin`` of their
+    sizes (far beyond any rounding of either) cannot predict the target; every other row gets the whole head,
+    exactly as in ``lens_predictions``. Early layers, whose predictions are rarely right, mostly stop at the
+    screen: the same hits for a fraction of the head's arithmetic.
+    """
+    vocabulary, width = lm_head.weight.shape
+    if not isinstance(lm_head, torch.nn.Linear) or vocabulary <= 2 * screen:
+        return lens_predictions(states, norm, lm_head, logits_per_chunk) == targets
+    device = lm_head.weight.device
+    norm_device = next(norm.parameters()).device if norm is not None else device
+    weight, bias = lm_head.weight, lm_head.bias
+    hits = torch.zeros(states.shape[0], dtype=torch.bool)
+    rows_per_chunk = max(1, min(2048, logits_per_chunk // screen))
+    for start in range(0, states.shape[0], rows_per_chunk):
+        chunk = states[start:start + rows_per_chunk].to(norm_device)
+        if norm is not None:
+            chunk = norm(chunk)
+        chunk = chunk.to(device)
+        wanted = targets[start:start + rows_per_chunk].to(device)
+        target_logit = (chunk.float() * weight[wanted].float()).sum(dim=1)
+        if bias is not None:
+            target_logit = target_logit + bias[wanted].float()
+        screened = torch.nn.functional.linear(chunk, weight[:screen], None if bias is None else bias[:screen])
+        best = screened.float().max(dim=1).values
+        beaten = best > target_logit + margin * (best.abs() + target_logit.abs()) + 1e-3
+        rest = (~beaten).nonzero().squeeze(1)
+        if rest.numel():
+            full = lens_predictions(chunk[rest], None, lm_head, logits_per_chunk)
+            hits[start + rest.cpu()] = full == wanted[rest].cpu()
+    return hits

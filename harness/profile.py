@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from harness import cache, capture, metrics, models
 from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
 from harness.errors import NonFiniteError
-from harness.probing import lens_predictions
+from harness.probing import lens_hits
 
 PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
@@ -149,15 +149,15 @@ class _ChunkSink:
         # the final norm goes on every layer but the last when that layer is already taken after it
         normed = (layer_of != self.n_layers - 1) | (self.options.last_layer != "final_norm")
         if normed.all():
-            predictions = lens_predictions(states, self.norm, self.lm_head)
+            correct = lens_hits(states, targets, self.norm, self.lm_head)
         else:
-            predictions = torch.empty_like(targets)
+            correct = torch.empty_like(targets, dtype=torch.bool)
             for use_norm in (True, False):
                 where = normed if use_norm else ~normed
-                predictions[where] = lens_predictions(states[where.to(states.device)],
-                                                      self.norm if use_norm else None, self.lm_head)
+                correct[where] = lens_hits(states[where.to(states.device)], targets[where],
+                                           self.norm if use_norm else None, self.lm_head)
         rows = len(self._token_states) * self.n_layers
-        hits = torch.zeros(rows, dtype=torch.long).index_add_(0, owner, (predictions == targets).long())
+        hits = torch.zeros(rows, dtype=torch.long).index_add_(0, owner, correct.long())
         totals = torch.bincount(owner, minlength=rows)
         for index, row in enumerate(self._token_states):
             record = self._record(self.batch.sample_ids[row])

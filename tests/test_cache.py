@@ -52,3 +52,17 @@ def test_only_the_leftovers_of_writers_that_cannot_still_be_writing_are_removed(
     kept[-1].write_bytes(b"not ours")
     assert sorted(cache.remove_orphans(tmp_path)) == sorted(gone)
     assert all(path.exists() for path in kept)
+
+
+def test_a_files_hash_is_read_once_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    import hashlib
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights" * 10)
+    first = cache.file_sha256(path)
+    opened = []
+    monkeypatch.setattr(cache, "open", lambda *args, **kwargs: opened.append(args[0]) or open(*args, **kwargs),
+                        raising=False)
+    assert cache.file_sha256(path) == first and opened == []  # the same inode, size and time: not read again
+    path.write_bytes(b"changed" * 11)
+    assert cache.file_sha256(path) == hashlib.sha256(b"changed" * 11).hexdigest() and len(opened) == 1

@@ -103,3 +103,25 @@ def test_batches_cover_every_sample_once_longest_first():
         seen += batch.sample_ids
         assert batch.attention_mask.sum(1).tolist() == [len(encoded[s - 10]) for s in batch.sample_ids]
     assert seen == [11, 13, 10, 14, 12]
+
+
+@pytest.mark.parametrize("with_norm", [True, False])
+def test_lens_hits_settle_misses_on_a_screen_and_equal_the_full_argmax(with_norm):
+    """Random rows, rows whose target is the model's own argmax, and exact ties between the target and a
+    screened word (argmax keeps the first of equals: a miss) all get the full head's answer."""
+    from harness.probing import lens_hits, lens_predictions
+
+    generator = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(16, 2048, bias=False)
+    norm = torch.nn.LayerNorm(16) if with_norm else None
+    states = torch.randn(600, 16, generator=generator)
+    targets = torch.randint(0, 2048, (600,), generator=generator)
+    full = lens_predictions(states, norm, head)
+    targets[:200] = full[:200]  # right predictions, which must reach the full head
+    with torch.no_grad():
+        head.weight[1500] = head.weight[3]  # word 1500 ties with screened word 3 on every row
+    targets[200:260] = 1500
+    targets[260:280] = 3
+    expected = lens_predictions(states, norm, head) == targets
+    assert expected[:200].float().mean() > 0.9 and not expected[200:260].any()
+    assert torch.equal(lens_hits(states, targets, norm, head), expected)

@@ -192,17 +192,18 @@ def command_rescore(args: argparse.Namespace) -> int:
     claims config; no model is loaded."""
     from pathlib import Path
 
-    from harness import config, reports, rescore, verification
+    from harness import reports, rescore, verification
 
     _check_output_file(args.out)
     path = reports.report_file(Path(args.report))
     report = reports.load_report(path)
-    claims_config = config.load_config(Path(args.claims_config)) if args.claims_config else None
+    # the report's own thresholds, unless a claims config or a setting is given
+    claims_config = claims_config_of(args) if (args.claims_config or args.set) else None
     rescored = rescore.rescore_report(report, claims_config)
     changed = 0
     for name, result in rescored.items():
-        print(f"claims on {name}, rescored under "
-              f"{args.claims_config or 'the thresholds the report was written with'}:")
+        under = ", ".join([*([args.claims_config] if args.claims_config else []), *(args.set or [])])
+        print(f"claims on {name}, rescored under {under or 'the thresholds the report was written with'}:")
         print(verification.verdict_table(result.verdicts))
         for key in result.changed:
             print(f"  {key}: {result.stored.get(key, {}).get('outcome')} -> {result.verdicts[key].outcome}")
@@ -563,8 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "thresholds, without loading a model")
     rescore_parser.add_argument("report", help="a report file, a run folder, or a pair's folder of reports (its "
                                                "latest run)")
-    rescore_parser.add_argument("--claims-config", default=None, help="a claims config file (default: the "
-                                                                      "thresholds the report was written with)")
+    _add_settings_options(rescore_parser)  # neither given: the thresholds the report was written with
     rescore_parser.add_argument("--out", help="write the rescored report here")
     rescore_parser.set_defaults(handler=command_rescore)
     profile_parser = commands.add_parser("profile", help="per-layer metrics of a pair, written as a JSON report")

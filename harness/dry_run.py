@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from harness import cache, models
+from harness.capture import decoder_layers
 from harness.errors import BadInputError
 
 SHAPE_FORMAT = 1  # bump when how a shape pair is built changes
@@ -181,7 +182,7 @@ def planted_change(layer: int, n_layers: int) -> float:
 
 
 def _perturb(model, generator: torch.Generator) -> None:
-    layers = models_layers(model)
+    layers = decoder_layers(model)
     with torch.no_grad():
         for index, layer in enumerate(layers, start=1):
             scale = planted_change(index, len(layers))
@@ -189,12 +190,6 @@ def _perturb(model, generator: torch.Generator) -> None:
                 if parameter.ndim == 2:
                     noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
                     parameter.add_((noise * parameter.float().std() * scale).to(parameter.dtype))
-
-
-def models_layers(model):
-    from harness.capture import decoder_layers
-
-    return decoder_layers(model)
 
 
 def shape_pair_directory(name: str, shape: dict, dtype: str) -> Path:

@@ -19,8 +19,7 @@ def next_token_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
 
 @torch.no_grad()
 def logit_lens_hits(states: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    norm: torch.nn.Module | None, lm_head: torch.nn.Module,
-                    rows_per_chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+                    norm: torch.nn.Module | None, lm_head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample: how many next tokens the layer's state predicts by argmax, and out of how many.
 
     ``states`` (B, T, D); ``norm`` is None when the states already went through
@@ -29,7 +28,7 @@ def logit_lens_hits(states: torch.Tensor, input_ids: torch.Tensor, attention_mas
     """
     targets, valid = next_token_targets(input_ids.cpu(), attention_mask.cpu())
     # only the positions with a real next token: padding would cost a full row of logits each
-    predictions = lens_predictions(states[:, :-1][valid.to(states.device)], norm, lm_head, rows_per_chunk)
+    predictions = lens_predictions(states[:, :-1][valid.to(states.device)], norm, lm_head)
     correct = (predictions == targets[valid]).long()
     owner = torch.arange(valid.shape[0])[:, None].expand_as(valid)[valid]  # the sample of each position
     hits = torch.zeros(valid.shape[0], dtype=torch.long).index_add_(0, owner, correct)

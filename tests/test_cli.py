@@ -56,6 +56,8 @@ def _rescoring_gives_every_verdict_again(pair_folder, capsys, tmp_path):
     stored = {key: v["outcome"] for name in report["pairs"] for key, v in report["pairs"][name]["verdicts"].items()}
     flipped = [key for key, outcome in stored.items() if key.startswith("D:") and outcome != "refuted"]
     assert f"{len(flipped)} verdicts changed outcome" in out
+    assert cli.main(["rescore", str(pair_folder), "--set", "directional.margin=1e9"]) == 0  # one setting alone
+    assert f"{len(flipped)} verdicts changed outcome" in capsys.readouterr().out
     again = reports.load_report(tmp_path / "rescored.json")
     assert all(v["outcome"] == "refuted" for section in again["pairs"].values()
                for key, v in section["verdicts"].items() if key.startswith("D:"))

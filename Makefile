@@ -46,8 +46,10 @@ PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims
 	suites/test_metric_invariants.py
 
 # Then the unit tests that load models (one thread each: many of them start a fresh process) run beside
-# the claim suites and benchmarks, which compare the tiny pairs with their baselines.
-UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py))
+# the claim suites and the other benchmarks, which compare the tiny pairs with their baselines. The profile
+# benchmarks go with the unit tests, which would otherwise finish a minute before the suites.
+LANE_BENCHMARKS := benchmarks/test_profile_speed.py
+UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)
@@ -58,7 +60,8 @@ test: $(STAMP)
 	test "$$(cat $(WARM_OUT)/pure.rc)" = 0
 	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(UNIT_TESTS) $(PYTEST_ARGS) \
 	  > $(WARM_OUT)/units.log 2>&1; echo $$? > $(WARM_OUT)/units.rc ) & units=$$!; \
-	$(OFFLINE) $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS)) $(PYTEST_ARGS); \
+	$(OFFLINE) $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS) $(LANE_BENCHMARKS)) \
+	  $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0
 

@@ -59,6 +59,15 @@ class Control:
     construction: str = "noise"  # how the planted model is made from the clean one: a key of CONSTRUCTIONS
     reverse_of: str | None = None  # this pair is that control run backwards: its planted model is the base
     unanswered: dict[str, str] = field(default_factory=dict)  # claim -> why the control has no answer for it
+    # claim -> the one condition that must fail: a negative that isolates a sub-condition (every other holds)
+    isolates: dict[str, str] = field(default_factory=dict)
+    ladder: str | None = None  # the dose-response ladder this pair is a rung of (``LADDERS``)
+    dose: float = 0.0  # its planted dose on that ladder
+
+
+def _tail(depth: float) -> float:
+    """0 before the last 20% of layers, rising to 1 at the last layer."""
+    return max(0.0, (depth - 0.8) / 0.2) ** 2
 
 
 def _tail_profile(depth: float) -> float:
@@ -131,10 +140,79 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_smooth", _none, {"C1": False, "C2": False, **_SMOOTH},
             "the first layer attends uniformly to the prefix, its write amplified", construction="smooth",
             unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
+    # Every condition of C1 but the plateau holds: a noise ramp that falls with depth (0.3 at the first layer)
+    # lowers CKA to about 0.92 before the tail, while the late dose of ``late_dose_10`` drops it in the tail.
+    # Its weight change falls, then jumps in the tail, so C2 fails on its climb alone (rank correlation 0.6
+    # after the midpoint, by construction), and C7 holds (r = -1.0 with cosine).
+    Control("planted_low_plateau", lambda depth: 0.3 * (1.1 - depth) + 10.0 * _tail(depth),
+            {"C1": False, "C2": False, "C7": True},
+            "a noise ramp falling with depth, and a late perturbation", unanswered=_directional({}),
+            isolates={"C1": "cka_plateau_min", "C2": "climb_spearman"}),
     Control("planted_smooth_reversed", _none, {"C1": False, "C2": False, **_reversed(_SMOOTH)},
             "planted_smooth run backwards: the smoothed model is the base", construction="smooth",
             reverse_of="planted_smooth", unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
 )}
+
+
+# --- dose-response ladders -------------------------------------------------------------------------
+#
+# The same late construction at planted doses that bracket each threshold: a gentle ramp of noise over
+# every layer (relative RMS 0.08 at the first layer, 0.10 at the last, which keeps CKA above 0.98) plus
+# ``dose`` x ((l/L - 0.8)/0.2)^2 in the last 20% of layers. Measured on tiny_olmo2's base (200 resamples,
+# 95% intervals), the CKA drop of C1 is 0.007, 0.007, 0.007, 0.008, 0.013, 0.036 and 0.114 at the doses
+# below (threshold 0.04, the paper's 0.98 to 0.94); C2's early-to-peak ratio falls from 0.85 through
+# 0.65, 0.42, 0.21 to 0.08 (threshold 0.5); C7's r(weight change, cosine) goes from -0.52 and -0.46
+# to -0.85 and below (threshold -0.79). A claim must be refuted at every rung up to ``refuted_to`` and
+# hold from ``holds_from`` on; the rungs between lie near its threshold, where either verdict, or
+# inconclusive, is right.
+
+
+@dataclass(frozen=True)
+class Ladder:
+    name: str
+    background: Callable[[float], float]  # relative depth -> the noise scale every rung shares
+    doses: tuple[float, ...]
+    answers: dict[str, tuple[float, float]]  # claim -> (refuted up to this dose, holds from this dose on)
+    description: str
+
+
+def _ramp(depth: float) -> float:
+    return 0.1 * (0.8 + 0.2 * depth)
+
+
+LADDERS: dict[str, Ladder] = {ladder.name: ladder for ladder in (
+    Ladder("late_dose", _ramp, (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+           {"C1": (1.0, 10.0), "C2": (0.03, 0.3), "C7": (0.03, 0.3)},
+           "a gentle ramp of noise at every layer plus a late perturbation of growing dose"),
+)}
+
+
+def rung_name(ladder: Ladder, dose: float) -> str:
+    return f"{ladder.name}_{format(dose, 'g').replace('.', 'p')}"
+
+
+def _rung(ladder: Ladder, dose: float) -> Control:
+    expected, unanswered = {}, {}
+    for claim, (refuted_to, holds_from) in ladder.answers.items():
+        if dose <= refuted_to:
+            expected[claim] = False
+        elif dose >= holds_from:
+            expected[claim] = True
+        else:
+            unanswered[claim] = (f"dose {dose:g} lies between the rungs where {claim} must be refuted (up to "
+                                 f"{refuted_to:g}) and hold (from {holds_from:g}): near its threshold")
+    background = ladder.background
+    return Control(rung_name(ladder, dose), lambda depth: background(depth) + dose * _tail(depth), expected,
+                   f"{ladder.description}: dose {dose:g}", unanswered=unanswered, ladder=ladder.name, dose=dose)
+
+
+def ladder_rungs(name: str) -> list[Control]:
+    """The controls of ladder ``name``, by increasing dose."""
+    return [CONTROLS[rung_name(LADDERS[name], dose)] for dose in LADDERS[name].doses]
+
+
+CONTROLS.update({control.name: control for ladder in LADDERS.values()
+                 for control in (_rung(ladder, dose) for dose in ladder.doses)})
 
 
 def _planted_modules(layer):

@@ -145,13 +145,14 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     _tiny_pair("tiny_olmo2", "olmo2"),
     _tiny_pair("tiny_mistral", "mistral"),
 )}
-CONTROL_PAIRS: dict[str, ModelSpec] = {
-    name: ModelSpec(name, ModelRef(f"harness-control:{name}"), ModelRef(f"harness-control:{name}"), "olmo2",
-                    dtype="float32", builder=name, notes="a planted control built from the tiny OLMo-2 base")
-    for name in ("planted_late", "planted_uniform", "planted_early", "planted_edges", "planted_middle",
-                 "planted_identical", "planted_bottleneck", "planted_bottleneck_reversed", "planted_smooth",
-                 "planted_smooth_reversed")
-}
+
+
+def control_spec(name: str) -> ModelSpec:
+    """The planted control ``name`` as a pair (its models are built from the tiny OLMo-2 pair on first use)."""
+    return ModelSpec(name, ModelRef(f"harness-control:{name}"), ModelRef(f"harness-control:{name}"), "olmo2",
+                     dtype="float32", builder=name, notes="a planted control built from the tiny OLMo-2 pair")
+
+
 REAL_PAIRS = tuple(name for name, spec in REGISTRY.items() if not spec.is_built_locally)
 TINY_PAIRS = tuple(name for name, spec in REGISTRY.items() if spec.is_built_locally)
 DEFAULT_PAIR = "tiny_olmo2"
@@ -165,8 +166,10 @@ def custom_pair(base: str, sft: str, name: str = "custom", dtype: str = "bfloat1
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name in CONTROL_PAIRS:
-        return CONTROL_PAIRS[name]
+    from harness import controls  # the controls are built from a registered pair: imported when asked for
+
+    if name in controls.CONTROLS:
+        return control_spec(name)
     try:
         return REGISTRY[name]
     except KeyError:

@@ -251,6 +251,36 @@ def write_figures(folder: Path, measured: dict, studies: dict | None = None) -> 
     return written
 
 
+OUTCOME_COLOURS = {"holds": "tab:green", "inconclusive": "tab:orange", "refuted": "tab:red"}
+
+
+def dose_response_figure(ladder: str, responses: dict[str, list[dict]], path: Path) -> Path:
+    """Each claim's statistic against the planted dose of a ladder of controls, with its interval, its
+    threshold as a line and each rung's outcome as the marker's colour."""
+    claims_shown = sorted(responses)
+    figure, axes = plt.subplots(1, len(claims_shown), figsize=(4.2 * len(claims_shown), 3.4), layout="constrained",
+                                squeeze=False)
+    for axis, claim in zip(axes[0], claims_shown, strict=True):
+        rows = responses[claim]
+        doses = [row["dose"] for row in rows]
+        values = np.array([row["value"] for row in rows])
+        errors = np.array([[row["value"] - row["ci_low"] for row in rows],
+                           [row["ci_high"] - row["value"] for row in rows]])
+        axis.errorbar(doses, values, yerr=np.clip(errors, 0, None), color="0.4", capsize=2, zorder=1)
+        axis.scatter(doses, values, c=[OUTCOME_COLOURS[row["outcome"]] for row in rows], zorder=2)
+        axis.axhline(rows[0]["threshold"], color="black", linestyle="--", label="threshold")
+        axis.set_xscale("symlog", linthresh=min([d for d in doses if d > 0], default=1.0))
+        axis.set_xlim(0, max(doses) * 1.5 or 1.0)
+        axis.set_xlabel("planted dose")
+        axis.set_ylabel(rows[0]["statistic"])
+        axis.set_title(claim)
+    for outcome, colour in OUTCOME_COLOURS.items():
+        axes[0][0].scatter([], [], c=colour, label=outcome)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"{ladder}: verdict against planted dose")
+    return _save(figure, path)
+
+
 def swap_figure(name: str, swaps, path: Path) -> Path:
     """Fig. 6: answer log-likelihood with each segment swapped, per direction and number of segments."""
     directions = sorted(swaps.results)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import arm_jobs, claims, lora_study, models, plots, regression, reports, verification
+from harness import arm_jobs, claims, dose_response, lora_study, models, plots, regression, reports, verification
 from harness import config as claims_config
-from harness.controls import CONTROLS
+from harness.controls import CONTROLS, LADDERS, ladder_rungs
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 from harness.errors import BadInputError
 from harness.lora_controls import LORA_CONTROLS, planted_study
@@ -26,7 +26,9 @@ DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains 
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
                for name in (*models.REGISTRY, "custom")]
 CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
-                  if not any(claim.startswith("C3") for claim in control.expected)]
+                  if control.ladder is None and not any(claim.startswith("C3") for claim in control.expected)]
+LADDER_RUNGS = {name for name, control in CONTROLS.items() if control.ladder is not None}  # figured as a ladder
+LADDER_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LADDERS]
 LORA_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LORA_CONTROLS]
 SWAP_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
                        if any(claim.startswith("C3") for claim in control.expected)]
@@ -97,6 +99,7 @@ class ClaimSession:
         self.swaps: dict[str, verification.SwapMeasured] = {}
         self.studies: dict[str, lora_study.LoraStudy] = {}
         self.baselines: dict[str, dict] = {}
+        self.dose_responses: dict[str, dict[str, list[dict]]] = {}  # ladder -> claim -> one row per rung
         self.unavailable: dict[str, str] = {}
         self.refused: dict[str, str] = {}  # pairs that are bad input (wrong layout, NaN weights, corrupt files)
         self.deselected_note = ""
@@ -167,6 +170,10 @@ class ClaimSession:
                                                claims_config.thresholds_for(name, self.claims_config))
         return self.studies[name]
 
+    def ladder(self, name: str) -> list[tuple[float, verification.Measured]]:
+        """The rungs of the dose-response ladder ``name``, each measured once per session, by dose."""
+        return [(rung.dose, self.measure(rung.name)) for rung in ladder_rungs(name)]
+
     def baseline(self, name: str) -> dict:
         """The stored baseline of ``name``, read once per session."""
         if name not in self.baselines:
@@ -207,11 +214,17 @@ class ClaimSession:
         written = []
         for group, names in sorted(groups.items()):
             folder = reports.run_folder(self.report_dir, group)
-            written.append(reports.write_report(folder / "report.json", verification.claims_report(
-                {name: sections[name] for name in names}, evidence={name: evidence[name] for name in names})))
+            report = verification.claims_report({name: sections[name] for name in names},
+                                                 evidence={name: evidence[name] for name in names})
+            if group == "controls" and self.dose_responses:
+                report["dose_response"] = self.dose_responses
+                written += [plots.dose_response_figure(ladder, responses, folder / f"{ladder}-dose-response.png")
+                            for ladder, responses in sorted(self.dose_responses.items())]
+            written.append(reports.write_report(folder / "report.json", report))
             studies = {name: self.studies[name] for name in names
                        if name in self.studies and "lora" in sections[name] and name not in LORA_CONTROLS}
-            written += plots.write_figures(folder, {n: self.measured[n] for n in names if n in self.measured}, studies)
+            pairs = {n: self.measured[n] for n in names if n in self.measured and n not in LADDER_RUNGS}
+            written += plots.write_figures(folder, pairs, studies)
             written += plots.write_swap_figures(folder, {n: self.swaps[n] for n in names if n in self.swaps})
             reports.point_latest(folder)
         if self.update_baselines:
@@ -333,6 +346,28 @@ def planted_pair(request, harness_session) -> verification.Measured:
     return harness_session.measure(request.param)
 
 
+@pytest.fixture(scope="session", params=LADDER_PARAMS)
+def dose_ladder(request, harness_session) -> str:
+    """A ladder of planted controls whose late effect grows from none to well past each threshold."""
+    return request.param
+
+
+@pytest.fixture
+def check_dose_response(harness_session):
+    """Every rung of a ladder must get its planted answer, and a larger dose never a weaker verdict."""
+
+    def check(claim: str, ladder: str) -> None:
+        rungs = [(dose, measured.verdict(claim), CONTROLS[measured.name].expected.get(claim))
+                 for dose, measured in harness_session.ladder(ladder)]
+        rows = dose_response.response(claim, rungs)
+        harness_session.dose_responses.setdefault(ladder, {})[claim] = rows
+        problems = dose_response.wrong_answers(rows) + dose_response.reversals(rows)
+        assert not problems, (f"{claim} on the planted ladder {ladder}:\n" + "\n".join(problems) + "\n"
+                              + dose_response.table(rows))
+
+    return check
+
+
 @pytest.fixture(scope="session", params=PAIR_PARAMS)
 def swapped_pair(request, harness_session) -> verification.SwapMeasured:
     """A base/SFT pair's layer-swap scores, computed once per session."""
@@ -387,6 +422,11 @@ def check_claim(harness_session):
             wanted = claims.HOLDS if expected else claims.REFUTED
             assert verdict.outcome == wanted, (
                 f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain())
+            isolated = getattr(controls[measured.name], "isolates", {}).get(key)
+            if isolated is not None:  # the control tests that one condition alone can refute the claim
+                failing = [condition.name for condition in verdict.deciding if condition.outcome != claims.HOLDS]
+                assert failing == [isolated], (f"planted control {measured.name} must fail {claim} on {isolated} "
+                                               f"alone; failing: {failing}. " + verdict.explain())
         elif harness_session.update_baselines:
             return  # the measured verdict becomes the baseline at the end of the session
         elif harness_session.regression:

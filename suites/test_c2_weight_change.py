@@ -8,3 +8,7 @@ def test_weight_change_is_j_shaped(measured_pair, check_claim):
 
 def test_planted_controls_get_the_known_c2_verdict(planted_pair, check_claim):
     check_claim("C2", planted_pair)
+
+
+def test_the_c2_verdict_turns_as_a_planted_late_effect_grows(dose_ladder, check_dose_response):
+    check_dose_response("C2", dose_ladder)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness import cache, zoo
+from harness import cache, emergence, zoo
 from harness.directional import HYPOTHESES
 from harness.metrics import ATTENTION_MODULES, MLP_MODULES
 
@@ -59,8 +59,9 @@ class Control:
     construction: str = "noise"  # how the planted model is made from the clean one: a key of CONSTRUCTIONS
     reverse_of: str | None = None  # this pair is that control run backwards: its planted model is the base
     unanswered: dict[str, str] = field(default_factory=dict)  # claim -> why the control has no answer for it
-    # claim -> the one condition that must fail: a negative that isolates a sub-condition (every other holds)
-    isolates: dict[str, str] = field(default_factory=dict)
+    # claim -> the conditions that must fail, and no other: a negative that isolates one sub-condition
+    isolates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    base_construction: str | None = None  # how the base is made from the clean model (None: the clean model)
     ladder: str | None = None  # the dose-response ladder this pair is a rung of (``LADDERS``)
     dose: float = 0.0  # its planted dose on that ladder
 
@@ -96,6 +97,10 @@ def _directional(answered: dict[str, bool]) -> dict[str, str]:
     return {claim: _UNDETERMINED for claim in HYPOTHESES if claim not in answered}
 
 
+_OTHER_THAN_C6 = {claim: "built for C6 alone: the other claims' answers are not set by its construction"
+                  for claim in ("C1", "C2", "C5", "C7", *HYPOTHESES)}
+_ONLY_C5 = {claim: "built for C5 alone: the other claims' answers are not set by its construction"
+            for claim in ("C1", "C2", "C6", "C7", *HYPOTHESES)}
 _BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,
                "D:rank_deficiency": True, "D:sparsity": True}
 _SMOOTH = {"D:curvature": True}
@@ -147,7 +152,38 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_low_plateau", lambda depth: 0.3 * (1.1 - depth) + 10.0 * _tail(depth),
             {"C1": False, "C2": False, "C7": True},
             "a noise ramp falling with depth, and a late perturbation", unanswered=_directional({}),
-            isolates={"C1": "cka_plateau_min", "C2": "climb_spearman"}),
+            isolates={"C1": ("cka_plateau_min",), "C2": ("climb_spearman",)}),
+    # C5 (§4.3, Fig. 3): a trained two-layer reader among identity blocks (``harness.emergence``). The base
+    # has identity blocks only, so its logit lens reads nothing at any layer.
+    Control("planted_emergence", _none, {"C5": True},
+            "a trained two-layer reader in the last two layers, identity blocks before it",
+            construction="reader_late", base_construction="reader_nowhere", unanswered=_ONLY_C5),
+    Control("planted_emergence_early", _none, {"C5": False},
+            "the same reader in the first two layers, identity blocks after it",
+            construction="reader_early", base_construction="reader_nowhere", unanswered=_ONLY_C5),
+    Control("planted_emergence_never", _none, {"C5": False},
+            "identity blocks only: the lens is dormant everywhere and never rises",
+            construction="reader_nowhere", base_construction="reader_nowhere", unanswered=_ONLY_C5,
+            isolates={"C5": ("tail_rise",)}),
+    # C6 (§4.2, Fig. 2): a model built by hand in three stages (see ``stages``), and its SFT the same model
+    # with a little noise (relative 0.05) everywhere, so that the two track each other.
+    Control("planted_stages", lambda depth: 0.05, {"C6": True},
+            "three stages built by hand: a first-layer transition, a quiet plateau, a rank-one last write; "
+            "the SFT a slightly perturbed copy", construction="noise", base_construction="stages",
+            unanswered=_OTHER_THAN_C6),
+    Control("planted_stages_no_transition", lambda depth: 0.05, {"C6": False},
+            "planted_stages with a first layer as quiet as the plateau", base_construction="stages_no_transition",
+            unanswered=_OTHER_THAN_C6, isolates={"C6": ("base_transition_ratio", "sft_transition_ratio")}),
+    Control("planted_stages_no_collapse", lambda depth: 0.05, {"C6": False},
+            "planted_stages whose last write is large but spread over every direction",
+            base_construction="stages_no_collapse", unanswered=_OTHER_THAN_C6,
+            isolates={"C6": ("base_rank_collapse_ratio", "sft_rank_collapse_ratio")}),
+    # Pearson r across layers is dominated by the bottleneck's outlier, so noise in the SFT's middle layers
+    # (even at 3x their weights' RMS) leaves r at 1.0: the SFT that does not track has its bottleneck at the
+    # middle layer instead, the rank collapsed from there on.
+    Control("planted_stages_diverging", _none, {"C6": False},
+            "planted_stages whose SFT has its bottleneck at the middle layer, not the last",
+            construction="stages_mid_bottleneck", base_construction="stages", unanswered=_OTHER_THAN_C6),
     Control("planted_smooth_reversed", _none, {"C1": False, "C2": False, **_reversed(_SMOOTH)},
             "planted_smooth run backwards: the smoothed model is the base", construction="smooth",
             reverse_of="planted_smooth", unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
@@ -305,7 +341,71 @@ def smooth(model, control: Control | None = None, seed: int = 0) -> None:
         _residual_write_gains(first)[0].mul_(SMOOTH_GAIN)  # the attention write (OLMo-2: its output norm's gain)
 
 
-CONSTRUCTIONS: dict[str, Callable] = {"noise": plant, "bottleneck": confine, "smooth": smooth}
+PLATEAU_GAIN = 0.02  # the plateau layers' writes, against the embeddings' RMS of 1
+TRANSITION_GAIN = 3.0  # the first layer's write
+LAST_GAIN = 50.0  # the last layer's write
+
+
+def stages(model, control: Control | None = None, seed: int = 0, transition: bool = True,
+           collapse: bool = True, bottleneck_layer: int = -1) -> None:
+    """Overwrite ``model`` (OLMo-2) with a hand-built network in the three stages of C6 (§4.2, Fig. 2).
+
+    Embeddings are standard normal. No layer attends (its attention write's gain is 0); each writes a random
+    MLP's output through its post-feedforward norm, so the write's RMS is that norm's gain: 3 at the first
+    layer (the transition), 0.02 on the plateau. The last layer's MLP has equal gate and up projections and
+    a non-negative down projection into one coordinate, so its output there, Σ w·silu(z)·z, is never
+    negative, and the normalised write is +50·√D on that coordinate for every token: every pooled state
+    gets the same large vector, its effective rank falls towards 1 and its spectral norm grows about
+    fiftyfold. ``transition=False`` makes the first layer as quiet as the plateau; ``collapse=False`` makes
+    the last write as large but random in every direction (the spectral norm grows, the rank does not fall);
+    ``bottleneck_layer`` moves that last write to another layer (the last one then writes like the plateau).
+    """
+    generator = torch.Generator().manual_seed(seed + 7919)
+
+    def normal(tensor: torch.Tensor, std: float) -> None:
+        tensor.copy_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std)
+
+    layers = model.model.layers
+    with torch.no_grad():
+        normal(model.get_input_embeddings().weight, 1.0)
+        for index, layer in enumerate(layers):
+            layer.post_attention_layernorm.weight.zero_()
+            mlp = layer.mlp
+            for module in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+                normal(module.weight, module.weight.shape[1] ** -0.5)
+            gain = TRANSITION_GAIN if index == 0 and transition else PLATEAU_GAIN
+            if index == bottleneck_layer % len(layers):
+                gain = LAST_GAIN
+                if collapse:
+                    mlp.up_proj.weight.copy_(mlp.gate_proj.weight)
+                    down = mlp.down_proj.weight
+                    keep = down[0].abs().clone()
+                    down.zero_()
+                    down[0] = keep
+            layer.post_feedforward_layernorm.weight.fill_(gain)
+
+
+def reader_at(where: str | None) -> Callable:
+    """A construction that makes a model the trained two-layer reader of ``harness.emergence`` placed at the
+    last two layers (``"late"``), the first two (``"early"``), or nowhere (``None``: identity blocks only)."""
+
+    def construct(model, control: Control | None = None, seed: int = 0) -> None:
+        source = zoo.build_pair(SOURCE_PAIR, progress=False)
+        reader = emergence.trained_reader(source.base_dir, source.info["key"], seed=seed)
+        first = {"late": len(model.model.layers) - emergence.READER_LAYERS, "early": 0, None: None}[where]
+        emergence.place(model, reader, first)
+
+    return construct
+
+
+CONSTRUCTIONS: dict[str, Callable] = {
+    "noise": plant, "bottleneck": confine, "smooth": smooth, "stages": stages,
+    "stages_no_transition": lambda model, control=None, seed=0: stages(model, control, seed, transition=False),
+    "stages_no_collapse": lambda model, control=None, seed=0: stages(model, control, seed, collapse=False),
+    "stages_mid_bottleneck": lambda model, control=None, seed=0: stages(
+        model, control, seed, bottleneck_layer=len(model.model.layers) // 2),
+    "reader_nowhere": reader_at(None), "reader_late": reader_at("late"), "reader_early": reader_at("early"),
+}
 
 
 def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
@@ -327,13 +427,22 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
               "clean": control.clean, "scales": [control.profile(i / 10) for i in range(1, 11)]}
     if control.construction != "noise":  # the noise controls keep the keys they were cached under
         recipe["construction"] = control.construction
+    if control.base_construction is not None:
+        recipe["base_construction"] = control.base_construction
+    if any(c and c.startswith("reader") for c in (control.construction, control.base_construction)):
+        recipe["reader"] = emergence.recipe()
     key = cache.stable_hash(recipe)
     clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"
     if not cache.is_complete(directory):
         with cache.atomic_directory(directory) as scratch:
-            shutil.copytree(clean_dir, scratch / "base")
             model = AutoModelForCausalLM.from_pretrained(clean_dir, dtype=torch.float32)
+            if control.base_construction is None:
+                shutil.copytree(clean_dir, scratch / "base")
+            else:  # the base is made too, and the SFT from it
+                CONSTRUCTIONS[control.base_construction](model, control)
+                model.save_pretrained(scratch / "base")
+                AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "base")
             CONSTRUCTIONS[control.construction](model, control)
             model.save_pretrained(scratch / "sft")
             AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "sft")

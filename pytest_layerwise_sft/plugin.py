@@ -25,8 +25,18 @@ REAL_MARKERS = (*models.REAL_PAIRS, "custom")
 DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
                for name in (*models.REGISTRY, "custom")]
-CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
-                  if control.ladder is None and not any(claim.startswith("C3") for claim in control.expected)]
+
+
+def _control_params(answers) -> list:
+    """The planted controls (ladder rungs aside) that answer at least one claim ``answers`` accepts."""
+    return [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
+            if control.ladder is None and any(map(answers, control.expected))]
+
+
+# The profile controls of C1, C2, C7 and the directional suite; C5 and C6 have their own built pairs.
+CONTROL_PARAMS = _control_params(lambda claim: claim in ("C1", "C2", "C7") or claim.startswith("D:"))
+EMERGENCE_CONTROL_PARAMS = _control_params(lambda claim: claim == "C5")
+STAGES_CONTROL_PARAMS = _control_params(lambda claim: claim == "C6")
 LADDER_RUNGS = {name for name, control in CONTROLS.items() if control.ladder is not None}  # figured as a ladder
 LADDER_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LADDERS]
 LORA_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LORA_CONTROLS]
@@ -346,6 +356,18 @@ def planted_pair(request, harness_session) -> verification.Measured:
     return harness_session.measure(request.param)
 
 
+@pytest.fixture(scope="session", params=EMERGENCE_CONTROL_PARAMS)
+def planted_emergence_pair(request, harness_session) -> verification.Measured:
+    """A planted pair whose logit-lens emergence (C5) is known: a trained reader placed at a known depth."""
+    return harness_session.measure(request.param)
+
+
+@pytest.fixture(scope="session", params=STAGES_CONTROL_PARAMS)
+def planted_stages_pair(request, harness_session) -> verification.Measured:
+    """A planted pair built by hand in C6's three stages, or with one stage missing."""
+    return harness_session.measure(request.param)
+
+
 @pytest.fixture(scope="session", params=LADDER_PARAMS)
 def dose_ladder(request, harness_session) -> str:
     """A ladder of planted controls whose late effect grows from none to well past each threshold."""
@@ -423,10 +445,11 @@ def check_claim(harness_session):
             assert verdict.outcome == wanted, (
                 f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain())
             isolated = getattr(controls[measured.name], "isolates", {}).get(key)
-            if isolated is not None:  # the control tests that one condition alone can refute the claim
+            if isolated is not None:  # the control tests that one sub-condition alone can refute the claim
                 failing = [condition.name for condition in verdict.deciding if condition.outcome != claims.HOLDS]
-                assert failing == [isolated], (f"planted control {measured.name} must fail {claim} on {isolated} "
-                                               f"alone; failing: {failing}. " + verdict.explain())
+                assert failing == list(isolated), (f"planted control {measured.name} must fail {claim} on "
+                                                   f"{', '.join(isolated)} alone; failing: {failing}. "
+                                                   + verdict.explain())
         elif harness_session.update_baselines:
             return  # the measured verdict becomes the baseline at the end of the session
         elif harness_session.regression:

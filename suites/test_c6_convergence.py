@@ -2,8 +2,13 @@
 spectral norm) track each other across layers, in three stages: a transition from layer 0 to 1, a
 plateau, and a bottleneck in the tail where effective rank collapses and the spectral norm explodes.
 
-The predicate's planted controls are per-layer series, in tests/test_claims.py."""
+Its planted controls are built by hand in those three stages (the SFT a slightly perturbed copy), with
+the transition or the collapse missing, or with the SFT's middle overwritten."""
 
 
 def test_base_and_sft_converge_independently_in_three_stages(measured_pair, check_claim):
     check_claim("C6", measured_pair)
+
+
+def test_planted_controls_get_the_known_c6_verdict(planted_stages_pair, check_claim):
+    check_claim("C6", planted_stages_pair)

@@ -189,15 +189,21 @@ def _per_item(samples: list[dict], metric: str, filter_name: str) -> list[float]
 
 
 @torch.no_grad()
-def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int = 16) -> dict[str, float]:
+def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int = 16,
+                          forward=None) -> dict[str, float]:
     """Mean per-token log-likelihood of each gold GSM8K answer given its question (and its standard error).
 
     This is what a swapped model is scored on: exact match can sit at 0 for every
     hybrid of a fully fine-tuned pair while the likelihood of the target still moves.
+    ``forward(batch number, input ids, attention mask)`` gives the logits of a batch (default: the model's
+    own forward pass); the batches are the same on every call.
     """
     if not records:
         raise ValueError("no records to score")
     device = model.get_input_embeddings().weight.device
+    if forward is None:
+        def forward(number, ids, mask):
+            return model(input_ids=ids, attention_mask=mask).logits
     per_record = []
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
@@ -211,7 +217,7 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
             ids[row, :len(p) + len(a)] = torch.tensor(p + a)
             mask[row, :len(p) + len(a)] = 1
             target[row, len(p):len(p) + len(a)] = True
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().cpu()
+        logits = forward(start // batch_size, ids.to(device), mask.to(device)).float().cpu()
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         scored = target[:, 1:]
         per_record += ((logprobs * scored).sum(1) / scored.sum(1)).tolist()

@@ -71,6 +71,68 @@ def swapped(host, donor_dir: Path, layers: list[int], head: bool = False) -> Ite
                 parameters[name].copy_(original)
 
 
+# The host's states entering each swapped block are kept (per batch of scored items) when they fit in this
+# many bytes: a hybrid then runs only from its first swapped layer on. Above it (a large model, many items),
+# every hybrid runs from the embeddings, as before.
+PREFIX_BUDGET_BYTES = 1 << 30
+
+
+class HostPrefix:
+    """The unswapped host's hidden states entering chosen layers, captured while the host itself is scored.
+
+    A hybrid that swaps layers a..b computes exactly the host's states up to layer a, so it is run from
+    there: the decoder's layer list is cut to layers a..L for the call and the kept states go in as
+    ``inputs_embeds`` (OLMo-2 and Mistral add nothing to them). Masks and positions are made from the same
+    batch as before, so every logit is the one a full forward pass gives.
+    """
+
+    def __init__(self, model, starts: list[int], budget: int = PREFIX_BUDGET_BYTES):
+        self.model = model
+        self.starts = sorted(set(starts) - {0})  # a swap from layer 0 gains nothing
+        self.states: dict[int, list[torch.Tensor]] = {start: [] for start in self.starts}
+        self.budget, self.bytes = budget, 0
+
+    @contextmanager
+    def capturing(self) -> Iterator[None]:
+        layers = self.model.model.layers
+
+        def keeper(start):
+            def keep(module, args, kwargs):
+                if start not in self.states:
+                    return
+                hidden = args[0] if args else kwargs["hidden_states"]
+                self.bytes += hidden.numel() * hidden.element_size()
+                if self.bytes > self.budget:  # too large to keep: every hybrid runs in full
+                    self.states.clear()
+                    return
+                self.states[start].append(hidden.detach().clone())
+            return keep
+
+        handles = [layers[start].register_forward_pre_hook(keeper(start), with_kwargs=True) for start in self.starts]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def forward_from(self, start: int):
+        """The ``forward`` of ``evaluate.answer_log_likelihood`` for a hybrid whose first swapped layer is
+        ``start``; None when that layer's states were not kept."""
+        if start not in self.states:
+            return None
+        decoder = self.model.model
+
+        def forward(number, ids, mask):
+            layers = decoder.layers
+            decoder.layers = torch.nn.ModuleList(list(layers)[start:])
+            try:
+                return self.model(inputs_embeds=self.states[start][number], attention_mask=mask).logits
+            finally:
+                decoder.layers = layers
+
+        return forward
+
+
 def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...] = (3, 5, 10),
                 head_from: str = "host", last_k: int | None = None, dtype: str = "float32", device: str = "auto",
                 progress: bool = True) -> dict:
@@ -88,22 +150,25 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
     model = models.load_model(host_ref, dtype=dtype, device=device)
     tokenizer = models.load_tokenizer(host_ref)
     n_layers = len(model.model.layers)
+    plan = [(m, i, part) for m in segment_counts if m <= n_layers for i, part in enumerate(segments(n_layers, m))]
+    prefix = HostPrefix(model, [block_layers(part, last_k)[0] for _, _, part in plan])
     try:
-        reference = evaluate.answer_log_likelihood(model, tokenizer, records)
+        with prefix.capturing():
+            reference = evaluate.answer_log_likelihood(model, tokenizer, records)
     except NonFiniteError as error:
         raise NonFiniteError(f"{host_dir}, unswapped: {error}") from None
     result = {"host": reference, "head_from": head_from, "last_k": last_k, "n_layers": n_layers,
               "segments": {}, "items": {}}
-    plan = [(m, i, part) for m in segment_counts if m <= n_layers for i, part in enumerate(segments(n_layers, m))]
     for m, index, part in tqdm(plan, desc="layer swaps", disable=not progress, leave=False):
         layers = block_layers(part, last_k)
         with swapped(model, donor_dir, layers, head=head_from == "donor"):
             try:
-                scored = evaluate.answer_log_likelihood(model, tokenizer, records)
+                scored = evaluate.answer_log_likelihood(model, tokenizer, records,
+                                                        forward=prefix.forward_from(layers[0]))
             except NonFiniteError as error:
                 raise NonFiniteError(f"{host_dir} with layers {layers} of {donor_dir} swapped in: {error}") from None
         result["segments"].setdefault(m, []).append({"segment": index, "layers": layers, **{
             k: v for k, v in scored.items() if k != "per_item"}})
         result["items"].setdefault(m, []).append(scored["per_item"])
-    del model
+    del model, prefix
     return result

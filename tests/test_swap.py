@@ -97,3 +97,34 @@ def test_a_value_of_m_above_the_layer_count_is_refused_for_that_m_alone(micro_pa
     assert measured.verdict("base_with_sft_block", 3).outcome in ("holds", "refuted", "inconclusive")
     with pytest.raises(BadInputError, match="micro has 3 decoder layers: C3 at M = 5 needs at least 5"):
         measured.verdict("base_with_sft_block", 5)
+
+
+def test_hybrids_run_from_the_kept_host_states_give_every_score_of_a_full_forward(micro_pair, monkeypatch):
+    """Both families: a hybrid run from its first swapped layer on (the host's states kept) gives the same
+    log-likelihood, item for item and bit for bit, as the whole hybrid run from the embeddings."""
+    from harness import synthetic
+
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(20)]
+
+    def scores(budget, head_from):
+        monkeypatch.setattr(swap, "PREFIX_BUDGET_BYTES", budget)
+        monkeypatch.setattr(swap.HostPrefix.__init__, "__defaults__", (budget,))
+        return swap.swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (2, 3), head_from=head_from,
+                                device="cpu", progress=False)
+
+    for head_from in ("host", "donor"):
+        assert scores(1 << 30, head_from) == scores(0, head_from)
+
+
+def test_host_states_too_large_to_keep_are_dropped(micro_pair):
+    from harness import evaluate, synthetic
+
+    model = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
+    tokenizer = models.load_tokenizer(models.ModelRef(str(micro_pair.base_dir)))
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(4)]
+    kept, dropped = swap.HostPrefix(model, [1, 2]), swap.HostPrefix(model, [1, 2], budget=1)
+    for prefix in (kept, dropped):
+        with prefix.capturing():
+            evaluate.answer_log_likelihood(model, tokenizer, records)
+    assert kept.forward_from(1) is not None and kept.forward_from(0) is None
+    assert dropped.forward_from(1) is None and dropped.bytes > dropped.budget

@@ -194,13 +194,13 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
 #
 # The same late construction at planted doses that bracket each threshold: a gentle ramp of noise over
 # every layer (relative RMS 0.08 at the first layer, 0.10 at the last, which keeps CKA above 0.98) plus
-# ``dose`` x ((l/L - 0.8)/0.2)^2 in the last 20% of layers. Measured on tiny_olmo2's base (200 resamples,
-# 95% intervals), the CKA drop of C1 is 0.007, 0.007, 0.007, 0.008, 0.013, 0.036 and 0.114 at the doses
-# below (threshold 0.04, the paper's 0.98 to 0.94); C2's early-to-peak ratio falls from 0.85 through
-# 0.65, 0.42, 0.21 to 0.08 (threshold 0.5); C7's r(weight change, cosine) goes from -0.52 and -0.46
-# to -0.85 and below (threshold -0.79). A claim must be refuted at every rung up to ``refuted_to`` and
-# hold from ``holds_from`` on; the rungs between lie near its threshold, where either verdict, or
-# inconclusive, is right.
+# ``dose`` x ((l/L - 0.8)/0.2)^2 in the last 20% of layers. Measured on tiny_olmo2's base (300 pooled
+# samples, 200 resamples, 95% intervals), the CKA drop of C1 is 0.006, 0.006, 0.007, 0.032 [0.026, 0.038]
+# and 0.116 at the doses below (threshold 0.04, the paper's 0.98 to 0.94); C2's early-to-peak ratio falls
+# from 0.84 through 0.65 and 0.21 to 0.03 and 0.008 (threshold 0.5); C7's r(weight change, cosine) goes
+# from -0.53 and -0.47 to -0.99 and below (threshold -0.79). A claim must be refuted at every rung up to
+# ``refuted_to`` and hold from ``holds_from`` on; the rungs between lie near its threshold, where either
+# verdict, or inconclusive, is right.
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def _ramp(depth: float) -> float:
 
 
 LADDERS: dict[str, Ladder] = {ladder.name: ladder for ladder in (
-    Ladder("late_dose", _ramp, (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+    Ladder("late_dose", _ramp, (0.0, 0.03, 0.3, 3.0, 10.0),
            {"C1": (1.0, 10.0), "C2": (0.03, 0.3), "C7": (0.03, 0.3)},
            "a gentle ramp of noise at every layer plus a late perturbation of growing dose"),
 )}
@@ -342,7 +342,7 @@ def smooth(model, control: Control | None = None, seed: int = 0) -> None:
 
 
 PLATEAU_GAIN = 0.02  # the plateau layers' writes, against the embeddings' RMS of 1
-TRANSITION_GAIN = 3.0  # the first layer's write
+TRANSITION_GAIN = 0.3  # the first layer's write: 15 plateau writes, small enough to keep the embeddings' spread
 LAST_GAIN = 50.0  # the last layer's write
 
 
@@ -351,14 +351,15 @@ def stages(model, control: Control | None = None, seed: int = 0, transition: boo
     """Overwrite ``model`` (OLMo-2) with a hand-built network in the three stages of C6 (§4.2, Fig. 2).
 
     Embeddings are standard normal. No layer attends (its attention write's gain is 0); each writes a random
-    MLP's output through its post-feedforward norm, so the write's RMS is that norm's gain: 3 at the first
-    layer (the transition), 0.02 on the plateau. The last layer's MLP has equal gate and up projections and
-    a non-negative down projection into one coordinate, so its output there, Σ w·silu(z)·z, is never
-    negative, and the normalised write is +50·√D on that coordinate for every token: every pooled state
-    gets the same large vector, its effective rank falls towards 1 and its spectral norm grows about
-    fiftyfold. ``transition=False`` makes the first layer as quiet as the plateau; ``collapse=False`` makes
-    the last write as large but random in every direction (the spectral norm grows, the rank does not fall);
-    ``bottleneck_layer`` moves that last write to another layer (the last one then writes like the plateau).
+    MLP's output through its post-feedforward norm, so the write's RMS is that norm's gain: 0.3 at the first
+    layer (the transition: 15 times a plateau write), 0.02 on the plateau. The last layer's MLP has equal
+    gate and up projections and a non-negative down projection into one coordinate, so its output there,
+    Σ w·silu(z)·z, is never negative, and the normalised write is +50·√D on that coordinate for every
+    token: every pooled state gets the same large vector, its effective rank falls towards 1 (from about
+    5.8 on the plateau) and its spectral norm grows about fiftyfold. ``transition=False`` makes the first
+    layer as quiet as the plateau; ``collapse=False`` makes the last write as large but random in every
+    direction (the spectral norm grows, the rank does not fall); ``bottleneck_layer`` moves that last write
+    to another layer (the last one then writes like the plateau).
     """
     generator = torch.Generator().manual_seed(seed + 7919)
 
@@ -431,6 +432,8 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
         recipe["base_construction"] = control.base_construction
     if any(c and c.startswith("reader") for c in (control.construction, control.base_construction)):
         recipe["reader"] = emergence.recipe()
+    if any(c and c.startswith("stages") for c in (control.construction, control.base_construction)):
+        recipe["stages"] = {"plateau": PLATEAU_GAIN, "transition": TRANSITION_GAIN, "last": LAST_GAIN}
     key = cache.stable_hash(recipe)
     clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"

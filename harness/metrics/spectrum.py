@@ -198,11 +198,19 @@ def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0,
         raise DegenerateInputError("spectral metrics of an all-zero matrix are undefined")
     w = weights.to(torch.float64) * n  # (B, N), mean 1 per row
     gram = z @ z.T if n < d else None  # (N, N), shared by every reweighting
+    # With N >= D, each reweighting's second moments zᵀ diag(w) z are one matrix product of the weights with
+    # every row's outer product z_i z_iᵀ, of which only the lower triangle is formed (it is all eigvalsh
+    # reads): half the work of a batched product, when those products fit in about 256 MiB.
+    lower = torch.tril_indices(d, d) if gram is None and n * d * (d + 1) // 2 <= 2 ** 25 else None
+    outer = z[:, lower[0]] * z[:, lower[1]] if lower is not None else None  # (N, D(D+1)/2)
 
     def squared_singular_values(w: torch.Tensor) -> torch.Tensor:
         if gram is not None:
             root = w.sqrt()
             moments = root[:, :, None] * gram * root[:, None, :]  # (b, N, N)
+        elif outer is not None:
+            moments = torch.zeros(len(w), d, d, dtype=torch.float64)
+            moments[:, lower[0], lower[1]] = w @ outer
         else:
             moments = (z.T[None] * w[:, None, :]) @ z  # (b, D, D), a batched matmul
         return torch.linalg.eigvalsh(moments).flip(-1).clamp_min(0)  # σ², descending

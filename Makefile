@@ -46,9 +46,9 @@ PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims
 	suites/test_metric_invariants.py
 
 # Then the unit tests that load models (one thread each: many of them start a fresh process) run beside
-# the claim suites and the other benchmarks, which compare the tiny pairs with their baselines. The profile
-# benchmarks go with the unit tests, which would otherwise finish a minute before the suites.
-LANE_BENCHMARKS := benchmarks/test_profile_speed.py
+# the claim suites, which compare the tiny pairs with their baselines and check every planted control. The
+# benchmarks go with the unit tests, which would otherwise finish before the suites.
+LANE_BENCHMARKS := $(wildcard benchmarks/test_*.py)
 UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
 
 test: $(STAMP)

@@ -22,7 +22,7 @@ from harness import cache, synthetic, training
 
 READER_FORMAT = 1
 READER_LAYERS = 2
-STEPS, BATCH, LENGTH, LEARNING_RATE = 200, 16, 64, 3e-3
+STEPS, BATCH, LENGTH, LEARNING_RATE = 100, 16, 64, 3e-3
 
 
 def _split_masks(hidden: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,10 @@
 """Planted pairs whose answer is known: the controls every claim predicate is tested on.
 
-Each control takes one model of the tiny OLMo-2 pair as its "base" model and,
-as its "SFT" model, the same weights changed by a known construction. The
+Each control takes one model of the tiny OLMo-2 pair as its "base" model (or a
+model built from it by a ``base_construction``) and, as its "SFT" model, the same
+weights changed by a known construction. Besides those listed here: the
+``late_dose`` ladder (``LADDERS``), C5's trained reader placed among identity
+blocks (``harness.emergence``) and C6's network built by hand (``stages``). The
 default construction (``noise``) adds Gaussian noise to every decoder layer's
 Q/K/V/O and MLP projections. The noise of layer l has a root-mean-square of
 ``scale(l / L)`` times that of the weight it perturbs:

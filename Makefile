@@ -41,7 +41,7 @@ warm: $(STAMP)
 # Tests that load no model (the metrics' and predicates' own tests, the calibration and coverage
 # simulations) run beside the warm-up lanes, which leave a core idle for part of their time; the rest of
 # the suite runs after them, on the warmed cache. Their outputs are printed in that order.
-PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims.py tests/test_lora_claims.py tests/test_dose_response.py \
+PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims.py tests/test_lora_claims.py tests/test_dose_response.py tests/test_controls.py \
 	tests/test_depth.py tests/test_directional.py tests/test_metrics.py tests/test_data.py tests/test_tokenizer.py \
 	suites/test_metric_invariants.py
 

@@ -1,0 +1,71 @@
+"""The constructions of the C5 and C6 controls, checked on small random models (no training)."""
+
+import torch
+import transformers
+
+from harness import controls, emergence
+from harness.metrics import effective_rank, spectral_norm
+
+
+def _config(layers: int) -> transformers.Olmo2Config:
+    return transformers.Olmo2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                                    num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
+                                    tie_word_embeddings=False)
+
+
+def _states(model, ids):
+    """The embedding output and every decoder layer's output, before the final norm (as the profile takes
+    them; ``output_hidden_states`` gives the last one after it)."""
+    outputs = []
+    hooks = [layer.register_forward_hook(lambda module, args, output: outputs.append(
+        output[0] if isinstance(output, tuple) else output)) for layer in model.model.layers]
+    try:
+        with torch.no_grad():
+            embedded = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [embedded, *outputs]
+
+
+def test_a_placed_reader_leaves_every_other_block_an_exact_identity_and_the_lens_blind_before_it():
+    torch.manual_seed(0)
+    reader = transformers.Olmo2ForCausalLM(_config(emergence.READER_LAYERS))
+    emergence._confine(reader)
+    model = transformers.Olmo2ForCausalLM(_config(6))
+    emergence.place(model, reader, 3)
+    ids = torch.randint(0, 64, (2, 9))
+    states = _states(model, ids)
+    for layer in range(1, 4):  # identity blocks before the reader: the embedding output, bit for bit
+        assert torch.equal(states[layer], states[0])
+    assert not torch.equal(states[4], states[3])
+    assert torch.equal(states[6], states[5])  # an identity block after it
+    with torch.no_grad():  # nothing written where the head reads: every logit is exactly 0
+        assert torch.count_nonzero(model.lm_head(model.model.norm(states[3]))) == 0
+        reader_logits = reader(input_ids=ids).logits
+    assert torch.allclose(model(input_ids=ids).logits, reader_logits, atol=1e-5)
+
+
+def test_a_reader_placed_nowhere_makes_every_block_an_identity():
+    reader = transformers.Olmo2ForCausalLM(_config(emergence.READER_LAYERS))
+    model = transformers.Olmo2ForCausalLM(_config(4))
+    emergence.place(model, reader, None)
+    states = _states(model, torch.randint(0, 64, (1, 7)))
+    assert all(torch.equal(state, states[0]) for state in states[1:-1])
+
+
+def test_the_hand_built_stages_collapse_the_rank_and_raise_the_norm_only_at_the_last_layer():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 64, (40, 12))
+
+    def pooled(**options):
+        model = transformers.Olmo2ForCausalLM(_config(6))
+        controls.stages(model, **options)
+        return [state.mean(dim=1).double() for state in _states(model, ids)]
+
+    full, flat_end = pooled(), pooled(collapse=False)
+    plateau_rank = effective_rank(full[3])
+    assert effective_rank(full[-1]) < 1.05 < plateau_rank
+    assert spectral_norm(full[-1]) > 10 * spectral_norm(full[3])
+    assert effective_rank(flat_end[-1]) > 0.5 * plateau_rank  # large, but spread over every direction
+    assert spectral_norm(flat_end[-1]) > 2 * spectral_norm(flat_end[3])

@@ -45,22 +45,23 @@ PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims
 	tests/test_depth.py tests/test_directional.py tests/test_metrics.py tests/test_data.py tests/test_tokenizer.py \
 	suites/test_metric_invariants.py
 
-# Then the unit tests that load models (one thread each: many of them start a fresh process) run beside
-# the claim suites, which compare the tiny pairs with their baselines and check every planted control. The
-# benchmarks go with the unit tests, which would otherwise finish before the suites.
+# Then the unit tests that load models run beside the claim suites, which compare the tiny pairs with their
+# baselines and check every planted control. The benchmarks go with the unit tests, which would otherwise
+# finish before the suites. Every lane runs on one thread: a second thread waits for a core the other lane
+# holds (a resampled verdict took three times as long with two).
 LANE_BENCHMARKS := $(wildcard benchmarks/test_*.py)
 UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)
 	mkdir -p $(WARM_OUT)
-	( $(OFFLINE) $(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS) > $(WARM_OUT)/pure.log 2>&1; \
+	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS) > $(WARM_OUT)/pure.log 2>&1; \
 	  echo $$? > $(WARM_OUT)/pure.rc ) & pure=$$!; \
 	$(MAKE) --no-print-directory warm; wait $$pure; cat $(WARM_OUT)/pure.log; \
 	test "$$(cat $(WARM_OUT)/pure.rc)" = 0
 	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(UNIT_TESTS) $(PYTEST_ARGS) \
 	  > $(WARM_OUT)/units.log 2>&1; echo $$? > $(WARM_OUT)/units.rc ) & units=$$!; \
-	$(OFFLINE) $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS) $(LANE_BENCHMARKS)) \
+	$(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS) $(LANE_BENCHMARKS)) \
 	  $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0

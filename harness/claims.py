@@ -227,12 +227,18 @@ class Rows:
     pandas' label indexing would cost more than the statistics, so resampled bundles hold these and measured
     ones hold ``pd.Series``; the predicates read both alike."""
 
-    __slots__ = ("rows", "values", "_position")
+    __slots__ = ("rows", "values", "_positions")
 
     def __init__(self, rows: Sequence[int], values: np.ndarray):
         self.rows = list(rows)
         self.values = values
-        self._position = {row: i for i, row in enumerate(self.rows)}
+        self._positions = None  # built on first lookup: most resampled series are only read whole
+
+    @property
+    def _position(self) -> dict[int, int]:
+        if self._positions is None:
+            self._positions = {row: i for i, row in enumerate(self.rows)}
+        return self._positions
 
     @classmethod
     def of(cls, bundle: Bundle, name: str) -> Rows:
@@ -293,16 +299,18 @@ def _joined(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
-def _constant(values: np.ndarray) -> bool:
-    """Whether the sample variance is zero, computed as ``pd.Series.std`` computes it (mean, then squares)."""
-    mean = values.sum(dtype=np.float64) / len(values)
-    return float(((mean - values) ** 2).sum(dtype=np.float64)) == 0
-
-
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or _constant(a) or _constant(b):
+    # By hand rather than np.corrcoef, whose set-up costs more than the arithmetic on a dozen layers: this
+    # runs for every resample of every verdict.
+    if len(a) < 3 or a.min() == a.max() or b.min() == b.max():  # a constant series has no correlation
         return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
+    centred_a = a - a.sum(dtype=np.float64) / len(a)
+    centred_b = b - b.sum(dtype=np.float64) / len(b)
+    centred_a, centred_b = centred_a / np.abs(centred_a).max(), centred_b / np.abs(centred_b).max()  # no underflow
+    spread_a, spread_b = float(centred_a @ centred_a), float(centred_b @ centred_b)
+    if spread_a == 0 or spread_b == 0:
+        return math.nan
+    return max(-1.0, min(1.0, float(centred_a @ centred_b) / math.sqrt(spread_a * spread_b)))
 
 
 def pearson(x: pd.Series, y: pd.Series) -> float:

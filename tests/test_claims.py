@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
 
 from harness import bootstrap, claims, config, metrics
 
@@ -111,6 +114,23 @@ def test_constant_series_give_no_correlation_and_no_verdict():
     assert math.isnan(claims.pearson(series([1.0] * 11), series(range(11))))
     bundle = {**paper_like_bundle(), "weight_change": series([1.0] * 11)}
     assert not claims.CLAIMS["C7"](bundle, T).holds
+
+
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=3, max_size=40), st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_pearson_and_spearman_agree_with_scipy(values, seed):
+    x = np.asarray(values)
+    y = x * np.random.default_rng(seed).normal() + np.random.default_rng(seed + 1).normal(size=len(x))
+    def layers(values):
+        return pd.Series(values, index=range(len(values)))
+
+    r = claims.pearson(layers(x), layers(y))
+    if np.ptp(x) == 0:
+        assert math.isnan(r)
+        return
+    assert r == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-9)
+    assert claims.spearman(layers(x), layers(y)) == pytest.approx(
+        stats.spearmanr(x, y).statistic, abs=1e-9)
 
 
 def test_bootstrap_interval_brackets_resampled_statistics():

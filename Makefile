@@ -9,11 +9,13 @@ PYTEST_ARGS ?=
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # Both cores: the slow, cacheable steps of the test run (building the tiny pairs, their profiles, the
-# default LoRA study) run first as two single-threaded lanes, each writing its results to the harness cache,
+# LoRA studies) run first as two single-threaded lanes, each writing its results to the harness cache,
 # where the tests then find them. Small models keep one thread busy with Python overhead, so two lanes of one
 # thread do nearly twice the work of one process with two. A lane that fails only costs time: pytest redoes
 # (and reports) the step.
 LANE := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/harness
+# The LoRA studies the suites read: the tiny pair's and the two planted pairs' (built from it)
+TUNED := tiny_olmo2 planted_lora_mid_block planted_lora_edges
 WARM_OUT := reports/warm
 
 .PHONY: run test lint clean warm
@@ -33,9 +35,9 @@ warm: $(STAMP)
 	( $(LANE) build --pair tiny_olmo2 > $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
 	( $(LANE) build --pair tiny_mistral > $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
 	wait $$one; wait $$two; \
-	( $(LANE) tune --pair tiny_olmo2 --shard 1/2 >> $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
+	( for pair in $(TUNED); do $(LANE) tune --pair $$pair --shard 1/2 >> $(WARM_OUT)/lane1.log 2>&1; done ) & one=$$!; \
 	( $(LANE) profile --pair tiny_mistral --out $(WARM_OUT)/tiny_mistral.json >> $(WARM_OUT)/lane2.log 2>&1; \
-	  $(LANE) tune --pair tiny_olmo2 --shard 2/2 >> $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
+	  for pair in $(TUNED); do $(LANE) tune --pair $$pair --shard 2/2 >> $(WARM_OUT)/lane2.log 2>&1; done ) & two=$$!; \
 	wait $$one; wait $$two; true
 
 # Tests that load no model (the metrics' and predicates' own tests, the calibration and coverage

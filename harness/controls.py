@@ -4,7 +4,8 @@ Each control takes one model of the tiny OLMo-2 pair as its "base" model (or a
 model built from it by a ``base_construction``) and, as its "SFT" model, the same
 weights changed by a known construction. Besides those listed here: the
 ``late_dose`` ladder (``LADDERS``), C5's trained reader placed among identity
-blocks (``harness.emergence``) and C6's network built by hand (``stages``). The
+blocks (``harness.emergence``), C6's network built by hand (``stages``) and the
+LoRA study's trapped models (``trap``), whose arms are trained and scored. The
 default construction (``noise``) adds Gaussian noise to every decoder layer's
 Q/K/V/O and MLP projections. The noise of layer l has a root-mean-square of
 ``scale(l / L)`` times that of the weight it perturbs:
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness import cache, emergence, zoo
+from harness import cache, depth, emergence, zoo
 from harness.directional import HYPOTHESES
 from harness.metrics import ATTENTION_MODULES, MLP_MODULES
 
@@ -104,6 +105,12 @@ _OTHER_THAN_C6 = {claim: "built for C6 alone: the other claims' answers are not 
                   for claim in ("C1", "C2", "C5", "C7", *HYPOTHESES)}
 _ONLY_C5 = {claim: "built for C5 alone: the other claims' answers are not set by its construction"
             for claim in ("C1", "C2", "C6", "C7", *HYPOTHESES)}
+_ONLY_LORA = {claim: "built for the LoRA study alone: the other claims' answers are not set by its construction"
+              for claim in ("C1", "C2", "C5", "C6", "C7", "C4:M3", "C4:M10", *HYPOTHESES)}
+# Measured: two steps on the trapped last segment halve the exact match (0.52 to 0.28) but move the
+# retention perplexity by 4%, within the seed-to-seed spread of the middle arms'.
+_LAST_RETENTION = ("the trapped last layers write a small share of the final state: their adapters cost exact "
+                   "match but barely move the retention perplexity, so which arm forgets least is not set")
 _BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,
                "D:rank_deficiency": True, "D:sparsity": True}
 _SMOOTH = {"D:curvature": True}
@@ -187,6 +194,15 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_stages_diverging", _none, {"C6": False},
             "planted_stages whose SFT has its bottleneck at the middle layer, not the last",
             construction="stages_mid_bottleneck", base_construction="stages", unanswered=_OTHER_THAN_C6),
+    # The LoRA study (C4, C4:M5, the referee's control, C8; §4.4, App. B) on the fine-tuned tiny model, some
+    # of whose layers are rescaled so that the function is unchanged but an adapter there throws the model
+    # off (``trap``): which arms keep the fine-tuned skill is known. Its SFT is an untouched copy.
+    Control("planted_lora_mid_block", _none, {"C4": True, "C4:M5": True, "C4-control": True},
+            "the first and last 20% of layers trapped: only adapters between them keep the skill",
+            clean="sft", base_construction="trap_edges", unanswered={**_ONLY_LORA, "C8": _LAST_RETENTION}),
+    Control("planted_lora_edges", _none, {"C4": False, "C4:M5": False, "C4-control": False, "C8": False},
+            "the layers between the first and last 20% trapped: only adapters at the edges keep the skill",
+            clean="sft", base_construction="trap_middle", unanswered=_ONLY_LORA),
     Control("planted_smooth_reversed", _none, {"C1": False, "C2": False, **_reversed(_SMOOTH)},
             "planted_smooth run backwards: the smoothed model is the base", construction="smooth",
             reverse_of="planted_smooth", unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
@@ -389,6 +405,40 @@ def stages(model, control: Control | None = None, seed: int = 0, transition: boo
             layer.post_feedforward_layernorm.weight.fill_(gain)
 
 
+TRAP_GAIN = 1000.0  # how much larger the trapped layers' value and up projections are made (and the rest smaller)
+
+
+def trap(model, layers: list[int], gain: float = TRAP_GAIN) -> None:
+    """Rescale ``layers`` of ``model`` so that the function is unchanged but LoRA there throws it off (C4, C8).
+
+    The value and up projections are multiplied by ``gain`` and the output and down projections divided by
+    it: the value path is linear and the MLP is ``down(act(gate(x)) * up(x))``, so every output is the same
+    (up to rounding). An adapter on the output or down projection reads a ``gain``-times larger input than
+    the frozen weight it is added to, so from its first step the layer writes the adapter's direction,
+    not its own, and the frozen layers after it read that. Which layers must not be adapted is known by
+    construction. A layer near the output has few layers after it: its adapters recover within a few
+    steps, which is why the planted studies train for two.
+    """
+    with torch.no_grad():
+        for index in layers:
+            layer = model.model.layers[index]
+            layer.self_attn.v_proj.weight.mul_(gain)
+            layer.self_attn.o_proj.weight.div_(gain)
+            layer.mlp.up_proj.weight.mul_(gain)
+            layer.mlp.down_proj.weight.div_(gain)
+
+
+def trap_band(band: str) -> Callable:
+    """A construction that traps the first and last 20% of layers (``"edges"``) or the layers between them
+    (``"middle"``, the paper's mid-block), by ``depth.layer_groups``."""
+
+    def construct(model, control: Control | None = None, seed: int = 0) -> None:
+        groups = depth.layer_groups(len(model.model.layers))
+        trap(model, groups["first"] + groups["last"] if band == "edges" else groups["middle"])
+
+    return construct
+
+
 def reader_at(where: str | None) -> Callable:
     """A construction that makes a model the trained two-layer reader of ``harness.emergence`` placed at the
     last two layers (``"late"``), the first two (``"early"``), or nowhere (``None``: identity blocks only)."""
@@ -409,6 +459,7 @@ CONSTRUCTIONS: dict[str, Callable] = {
     "stages_mid_bottleneck": lambda model, control=None, seed=0: stages(
         model, control, seed, bottleneck_layer=len(model.model.layers) // 2),
     "reader_nowhere": reader_at(None), "reader_late": reader_at("late"), "reader_early": reader_at("early"),
+    "trap_edges": trap_band("edges"), "trap_middle": trap_band("middle"),
 }
 
 
@@ -435,6 +486,8 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
         recipe["base_construction"] = control.base_construction
     if any(c and c.startswith("reader") for c in (control.construction, control.base_construction)):
         recipe["reader"] = emergence.recipe()
+    if any(c and c.startswith("trap") for c in (control.construction, control.base_construction)):
+        recipe["trap_gain"] = TRAP_GAIN
     if any(c and c.startswith("stages") for c in (control.construction, control.base_construction)):
         recipe["stages"] = {"plateau": PLATEAU_GAIN, "transition": TRANSITION_GAIN, "last": LAST_GAIN}
     key = cache.stable_hash(recipe)

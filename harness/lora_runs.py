@@ -24,7 +24,7 @@ import torch
 from harness import cache, evaluate, models, synthetic, training, tuning
 from harness.scoring import gsm8k_prompt
 
-RUNS_FORMAT = 1
+RUNS_FORMAT = 2
 TUNING_TASKS = ("auto", "gsm8k", "gsm8k_local")  # auto: gsm8k when its data can be had, else gsm8k_local
 
 
@@ -239,10 +239,12 @@ def run_arm(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSet
         description=f"LoRA {arm.label} seed {seed}", progress=progress,
         checkpoints=training.Checkpoints(folder / "checkpoint.pt", settings.checkpoint_every))
     trained = time.perf_counter()
+    trainable = tuning.trainable_parameters(wrapped)
+    wrapped.merge_adapter()  # scored as one weight per module: the same function, without the adapters' overhead
     scores = score_model(wrapped, tokenizer, settings, retention_texts(settings))
     result = {
         "label": arm.label, "seed": seed, "arm": dataclasses.asdict(arm),
-        "trainable_parameters": tuning.trainable_parameters(wrapped),
+        "trainable_parameters": trainable,
         "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4), **scores,
         "seconds": {"train": round(trained - started, 2), "score": round(time.perf_counter() - trained, 2)},
     }

@@ -314,6 +314,34 @@ class LoraStudy:
 
         return self._judged_with_intervals(judge, "C8")
 
+    # --- power -------------------------------------------------------------------------------
+
+    def minimum_detectable_difference(self, first: str, second: str, power: float = 0.8) -> dict:
+        """The smallest true difference in task score between two arms that this study would detect: the
+        interval of ``first`` minus ``second`` (the same resamples of items and seeds, widened for few seeds,
+        as every C4 verdict's) clears zero with probability ``power`` once the difference is this large.
+
+        With the interval's half-width w at confidence 1 − α, that is w·(1 + z_power / z_{1−α/2}), the
+        normal approximation of the sampling distribution the resamples stand for.
+        """
+        from scipy import stats
+
+        matrix = self._score_matrix([first, second])
+        confidence = self.thresholds["bootstrap"]["confidence"]
+
+        def judge(seeds: np.ndarray, items: np.ndarray, _texts) -> claims.Verdict:
+            scores = matrix[:, seeds][:, :, items].mean(axis=(1, 2))
+            return claims.Verdict("power", "difference of two arms",
+                                  [claims.Condition("difference", float(scores[0] - scores[1]), 0.0, ">")],
+                                  "difference")
+
+        condition = self._judged_with_intervals(judge, "power").main
+        low, high = condition.interval
+        half_width = (high - low) / 2
+        ratio = stats.norm.ppf(power) / stats.norm.ppf(1 - (1 - confidence) / 2)
+        return {"arms": [first, second], "difference": condition.value, "interval": [low, high],
+                "half_width": half_width, "power": power, "minimum_detectable": half_width * (1 + ratio)}
+
     # --- report ------------------------------------------------------------------------------
 
     def table(self) -> pd.DataFrame:
@@ -354,6 +382,18 @@ class LoraStudy:
         for name, value in base["retention"].items():
             base_row[f"ppl:{name}"] = value.get("perplexity")
         return pd.concat([pd.DataFrame([base_row], index=["base"]), summary])
+
+    def power(self) -> dict | None:
+        """The minimum detectable difference between the best middle mask and full-depth LoRA (C4's
+        comparison), for the report; None when the study lacks either arm."""
+        full = "1" * self.thresholds["C4"]["segment_count"]
+        middle = self.plan.roles.get("middle") or []
+        labels = {arm.label for arm in self.plan.arms}
+        if full not in labels or not middle:
+            return None
+        scores = self.scores()
+        best = max(middle, key=lambda label: scores[label])
+        return self.minimum_detectable_difference(best, full)
 
     def finder_rank(self) -> dict | None:
         """Where the block finder's arm ranks among all trained arms by mean score (1 = best)."""
@@ -399,6 +439,7 @@ class LoraStudy:
             "untuned": {k: v for k, v in self.untuned.items() if k != "likelihood_per_item"},
             "roles": self.plan.roles,
             "block_finder": self.finder_rank(),
+            "power": self.power(),
             "verdicts": {key: verdict.to_dict() for key, verdict in sorted(self.verdicts.items())},
             "not_given": dict(self.skipped),
             "seconds": round(self.seconds, 1),

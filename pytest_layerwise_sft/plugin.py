@@ -18,7 +18,6 @@ from harness import config as claims_config
 from harness.controls import CONTROLS, LADDERS, ladder_rungs
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 from harness.errors import BadInputError
-from harness.lora_controls import LORA_CONTROLS, planted_study
 from harness.profile import ProfileOptions
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
@@ -43,7 +42,7 @@ EMERGENCE_CONTROL_PARAMS = _control_params(lambda claim: claim == "C5")
 STAGES_CONTROL_PARAMS = _control_params(lambda claim: claim == "C6")
 LADDER_RUNGS = {name for name, control in CONTROLS.items() if control.ladder is not None}  # figured as a ladder
 LADDER_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LADDERS]
-LORA_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LORA_CONTROLS]
+LORA_CONTROL_PARAMS = _control_params(lambda claim: claim.startswith("C4") or claim == "C8")
 SWAP_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
                        if any(claim.startswith("C3") for claim in control.expected)]
 
@@ -168,7 +167,7 @@ class ClaimSession:
             spec, self.device, self.dtype, claims_config=self.claims_config))
 
     def study(self, name: str) -> lora_study.LoraStudy:
-        if name not in self.tune_pairs:
+        if name not in self.tune_pairs and name not in CONTROLS:  # a planted study is always trained
             pytest.skip(f"the LoRA arms of {name} are not trained in this run (C4 and C8 train every arm with every "
                         f"seed): ask for them with --tune {name} (once per pair to train), or run "
                     f"`harness tune --pair {name}`")
@@ -180,12 +179,6 @@ class ClaimSession:
                                          jobs_settings=self.jobs_settings)
 
         return self._once(self.studies, name, make)
-
-    def planted_study(self, name: str) -> lora_study.LoraStudy:
-        if name not in self.studies:
-            self.studies[name] = planted_study(LORA_CONTROLS[name],
-                                               claims_config.thresholds_for(name, self.claims_config))
-        return self.studies[name]
 
     def ladder(self, name: str) -> list[tuple[float, verification.Measured]]:
         """The rungs of the dose-response ladder ``name``, each measured once per session, by dose."""
@@ -227,7 +220,7 @@ class ClaimSession:
             evidence.setdefault(name, {})["lora"] = study.evidence()
         groups: dict[str, list[str]] = {}
         for name in sections:
-            groups.setdefault("controls" if name in CONTROLS or name in LORA_CONTROLS else name, []).append(name)
+            groups.setdefault("controls" if name in CONTROLS else name, []).append(name)
         written = []
         for group, names in sorted(groups.items()):
             folder = reports.run_folder(self.report_dir, group)
@@ -239,14 +232,14 @@ class ClaimSession:
                             for ladder, responses in sorted(self.dose_responses.items())]
             written.append(reports.write_report(folder / "report.json", report))
             studies = {name: self.studies[name] for name in names
-                       if name in self.studies and "lora" in sections[name] and name not in LORA_CONTROLS}
+                       if name in self.studies and "lora" in sections[name]}
             pairs = {n: self.measured[n] for n in names if n in self.measured and n not in LADDER_RUNGS}
             written += plots.write_figures(folder, pairs, studies)
             written += plots.write_swap_figures(folder, {n: self.swaps[n] for n in names if n in self.swaps})
             reports.point_latest(folder)
         if self.update_baselines:
             for name, section in sections.items():
-                if name in CONTROLS or name in LORA_CONTROLS:
+                if name in CONTROLS:
                     continue  # controls are verified against their known answer, never against a baseline
                 refusal = regression.baseline_refusal(name, section, self.failed.get(name, 0), self.interrupted,
                                                       name in self.tune_pairs)
@@ -304,7 +297,7 @@ def pair_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None
-    names = {*models.REGISTRY, *CONTROLS, *LORA_CONTROLS, "custom"}
+    names = {*models.REGISTRY, *CONTROLS, "custom"}
     return next((value for value in callspec.params.values() if isinstance(value, str) and value in names), None)
 
 
@@ -417,8 +410,8 @@ def tuned_pair(request, harness_session) -> lora_study.LoraStudy:
 
 @pytest.fixture(scope="session", params=LORA_CONTROL_PARAMS)
 def planted_tuned_pair(request, harness_session) -> lora_study.LoraStudy:
-    """A planted LoRA study (arm results drawn from known rates) whose verdicts are known in advance."""
-    return harness_session.planted_study(request.param)
+    """A planted pair's LoRA study, trained and scored as a real pair's, whose verdicts are known in advance."""
+    return harness_session.study(request.param)
 
 
 @pytest.fixture
@@ -434,24 +427,22 @@ def check_claim(harness_session):
         if direction is not None:
             verdict, key = measured.verdict(direction, segments), f"{claim}:{direction}"
         elif isinstance(measured, lora_study.LoraStudy):
-            if measured.name in LORA_CONTROLS and claim not in LORA_CONTROLS[measured.name].expected:
-                pytest.skip(f"{measured.name} plants results for M = 5 only; it has no planted answer for {claim}")
             reason = measured.unavailable(claim)
             if reason:
                 pytest.skip(reason)
             verdict, key = measured.verdict(claim), claim
         else:
             verdict, key = measured.verdict(claim), claim
-        controls = {**CONTROLS, **LORA_CONTROLS}
-        if measured.name in controls:
-            expected = controls[measured.name].expected.get(key)
+        if measured.name in CONTROLS:
+            control = CONTROLS[measured.name]
+            expected = control.expected.get(key)
             if expected is None:
-                why = getattr(controls[measured.name], "unanswered", {}).get(key)
+                why = control.unanswered.get(key)
                 pytest.skip(f"{measured.name} has no planted answer for {claim}" + (f": {why}" if why else ""))
             wanted = claims.HOLDS if expected else claims.REFUTED
             assert verdict.outcome == wanted, (
                 f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain())
-            isolated = getattr(controls[measured.name], "isolates", {}).get(key)
+            isolated = control.isolates.get(key)
             if isolated is not None:  # the control tests that one sub-condition alone can refute the claim
                 failing = [condition.name for condition in verdict.deciding if condition.outcome != claims.HOLDS]
                 assert failing == list(isolated), (f"planted control {measured.name} must fail {claim} on "

@@ -1,4 +1,4 @@
-"""The constructions of the C5 and C6 controls, checked on small random models (no training)."""
+"""The constructions of the C5, C6 and LoRA controls, checked on small random models (no training)."""
 
 import torch
 import transformers
@@ -69,3 +69,26 @@ def test_the_hand_built_stages_collapse_the_rank_and_raise_the_norm_only_at_the_
     assert spectral_norm(full[-1]) > 10 * spectral_norm(full[3])
     assert effective_rank(flat_end[-1]) > 0.5 * plateau_rank  # large, but spread over every direction
     assert spectral_norm(flat_end[-1]) > 2 * spectral_norm(flat_end[3])
+
+
+def test_a_trapped_layer_computes_the_same_function_but_its_adapter_takes_over_the_layer():
+    torch.manual_seed(0)
+    clean = transformers.Olmo2ForCausalLM(_config(5))
+    trapped = transformers.Olmo2ForCausalLM(_config(5))
+    trapped.load_state_dict(clean.state_dict())
+    controls.trap(trapped, [1, 2])
+    ids = torch.randint(0, 64, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(trapped(input_ids=ids).logits, clean(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+
+    def moved_by_one_adapter_step(model):
+        """How far the logits move when layer 1's output projection gets the same small low-rank change."""
+        torch.manual_seed(1)
+        delta = torch.randn(32, 2) @ torch.randn(2, 32) * 1e-3
+        with torch.no_grad():
+            before = model(input_ids=ids).logits
+            model.model.layers[1].self_attn.o_proj.weight.add_(delta)
+            return (model(input_ids=ids).logits - before).abs().mean().item()
+
+    # the same change is a thousand times larger against the trapped weight; the post-norm bounds the write
+    assert moved_by_one_adapter_step(trapped) > 10 * moved_by_one_adapter_step(clean)

@@ -1,14 +1,18 @@
 """C4, its referee control and C8 on planted arm scores: positives that must hold, negatives that must fail.
 
-The predicates are checked alone, then through a LoraStudy whose runs are planted per item, so that the
-averaging over seeds, the paired bootstrap and the retention distances are exercised too.
+The predicates are checked alone, then through a LoraStudy whose runs are drawn here per item and text
+(no adapter is trained: the suites' planted pairs do that), so that the averaging over seeds, the paired
+bootstrap and the retention distances are exercised on results whose answer is known.
 """
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from harness import claims, config, lora_controls, lora_study
+from harness import claims, config, lora_runs, lora_study
 from harness.depth import segment_groups
 
 T = config.thresholds_for("planted")
@@ -73,8 +77,69 @@ def test_c8_holds_when_the_middle_arm_stays_closest_to_the_base_on_every_set():
 
 # --- through a study, with planted per-item results ---------------------------------------------------
 
+ITEMS, TEXTS, N_LAYERS = 400, 40, 10
+
+
+@dataclass(frozen=True)
+class PlantedResults:
+    name: str
+    success: dict[str, float]  # arm label -> planted task success rate
+    perplexity: dict[str, float]  # arm label (and "base") -> planted retention perplexity
+    expected: dict[str, bool]
+    description: str
+
+
+MID_WINS = {"10000": 0.15, "01000": 0.45, "00100": 0.55, "00010": 0.40, "00001": 0.12, "11111": 0.30,
+            "01110": 0.50, "01100": 0.47, "00110": 0.48, "random1": 0.25, "random2": 0.28, "random3": 0.30}
+MID_CLOSE = {"base": 14.5, "10000": 14.7, "01000": 14.55, "00100": 14.56, "00010": 14.6, "00001": 14.9,
+             "11111": 15.2, "01110": 14.58, "01100": 14.59, "00110": 14.57, "random1": 14.9, "random2": 15.0,
+             "random3": 14.8}
+
+PLANTED: dict[str, PlantedResults] = {control.name: control for control in (
+    PlantedResults("planted_mid_block", MID_WINS, MID_CLOSE,
+                {"C4": True, "C4:M5": True, "C4-control": True, "C8": True},
+                "middle masks score best and forget least, at the same budget"),
+    PlantedResults("planted_full_depth", {**MID_WINS, "11111": 0.70, "random1": 0.60, "random2": 0.62,
+                                       "random3": 0.61},
+                {**MID_CLOSE, "11111": 14.51},
+                {"C4": False, "C4:M5": True, "C4-control": False, "C8": False},
+                "full-depth LoRA and random layers score best, and full LoRA forgets least"),
+)}
+
+
+def planted_study(control: PlantedResults, thresholds: dict, seeds: tuple[int, ...] = (0, 1, 2),
+                  seed: int = 0, items: int = ITEMS) -> lora_study.LoraStudy:
+    """A study of a 10-layer model whose runs are drawn from the control's planted rates."""
+    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("wikitext-local",))
+    plan = lora_study.plan_arms(N_LAYERS, thresholds, settings, segment_counts=[5])
+    missing = sorted({arm.label for arm in plan.arms} - set(control.success))
+    if missing:
+        raise KeyError(f"control {control.name} plants no result for the arms {missing}")
+    rng = np.random.default_rng(seed)
+
+    def retention(perplexity: float) -> dict:
+        tokens = rng.integers(50, 200, TEXTS)
+        nll = tokens * math.log(perplexity) * rng.uniform(0.999, 1.001, TEXTS)
+        return {"wikitext-local": {"perplexity": perplexity,
+                                   "per_text": {"nll": nll.tolist(), "tokens": tokens.tolist()}}}
+
+    def run(label: str) -> dict:
+        per_item = (rng.random(items) < control.success[label]).astype(float).tolist()
+        return {"task": {"score": float(np.mean(per_item)), "stderr": float(np.std(per_item) / math.sqrt(items)),
+                         "per_item": per_item},
+                "likelihood": {"score": math.nan}, "retention": retention(control.perplexity[label]),
+                "final_loss": math.nan, "trainable_parameters": plan.arms[0].full_budget,
+                "seconds": {"train": 0.0, "score": 0.0}}
+
+    study = lora_study.LoraStudy(control.name, None, thresholds, settings, plan)
+    study.untuned = {"task": {"score": 0.0, "stderr": 0.0}, "likelihood": {"score": math.nan},
+                     "retention": retention(control.perplexity["base"])}
+    study.runs = {(arm.label, s): run(arm.label) for arm in plan.arms for s in seeds}
+    return study
+
+
 def planted(name, seeds=(0, 1, 2)):
-    return lora_controls.planted_study(lora_controls.LORA_CONTROLS[name], T, seeds)
+    return planted_study(PLANTED[name], T, seeds)
 
 
 def test_a_planted_mid_block_study_gives_every_verdict_with_an_interval_around_it():
@@ -97,10 +162,10 @@ def test_a_planted_study_where_full_lora_wins_and_forgets_least_fails():
 
 
 def test_a_control_that_plants_no_result_for_an_arm_is_refused():
-    control = lora_controls.LORA_CONTROLS["planted_mid_block"]
-    partial = lora_controls.LoraControl("partial", {"11111": 0.3}, control.perplexity, {}, "")
+    control = PLANTED["planted_mid_block"]
+    partial = PlantedResults("partial", {"11111": 0.3}, control.perplexity, {}, "")
     with pytest.raises(KeyError, match="plants no result"):
-        lora_controls.planted_study(partial, T)
+        planted_study(partial, T)
 
 
 def test_verdicts_that_need_arms_outside_the_plan_say_which():
@@ -159,3 +224,20 @@ def test_shards_of_a_study_train_every_run_exactly_once(monkeypatch, count):
     assert max(sizes) - min(sizes) <= 1  # the shards are as even as the run count allows
     with pytest.raises(ValueError, match="between 1 and"):
         study.run_shard(count + 1, count)
+
+
+def test_the_minimum_detectable_difference_shrinks_as_the_root_of_the_items_scored():
+    control = PLANTED["planted_mid_block"]
+    small, large = (planted_study(control, T, items=n).minimum_detectable_difference("01110", "11111")
+                    for n in (100, 1600))
+    for power in (small, large):
+        low, high = power["interval"]
+        assert low < power["difference"] < high
+        assert power["minimum_detectable"] == pytest.approx(power["half_width"] * (1 + 0.8416 / 1.96), rel=1e-3)
+    assert small["minimum_detectable"] / large["minimum_detectable"] == pytest.approx(4, rel=0.35)
+
+
+def test_a_study_reports_its_power_for_the_best_middle_mask_against_full_lora():
+    power = planted("planted_mid_block").power()
+    assert power["arms"] == ["00100", "11111"]  # the planted best middle mask (0.55) against full LoRA (0.30)
+    assert 0 < power["minimum_detectable"] < power["difference"]

@@ -1,8 +1,10 @@
 """Segment masks, budget matching and the LoRA arms peft really builds."""
 
 import pytest
+import torch
 
 from harness import models, tuning
+from harness.metrics import ATTENTION_MODULES, MLP_MODULES
 
 
 def test_masks_name_segments_and_their_layers():
@@ -49,6 +51,25 @@ def test_peft_adapts_exactly_the_arms_layers_and_modules(micro_pair):
     kv = wrapped.base_model.model.model.layers[1].self_attn.k_proj.base_layer.out_features
     per_layer = 2 * arm.rank * (hidden + hidden) + 2 * arm.rank * (hidden + kv)  # q, o and k, v
     assert tuning.trainable_parameters(wrapped) == per_layer
+
+
+def test_merging_the_trained_adapters_leaves_the_models_outputs_unchanged(micro_pair):
+    torch.manual_seed(0)
+    model = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
+    tokens = torch.randint(0, model.config.vocab_size, (2, 12))
+    with torch.no_grad():
+        untuned = model(input_ids=tokens).logits
+    wrapped = tuning.apply_arm(model, tuning.budget_matched_arm("011", 3, full_rank=4,
+                                                                modules=(*ATTENTION_MODULES, *MLP_MODULES)))
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if "lora_B" in name:  # as if trained: B starts at zero, where an adapter changes nothing
+                parameter.normal_(std=0.05)
+        adapted = wrapped(input_ids=tokens).logits
+        wrapped.merge_adapter()
+        merged = wrapped(input_ids=tokens).logits
+    assert (adapted - untuned).abs().max() > 1e-2  # the adapters do change the outputs
+    torch.testing.assert_close(merged, adapted, rtol=1e-5, atol=1e-5)
 
 
 def test_a_target_that_matches_nothing_is_an_error(micro_pair):

@@ -229,6 +229,20 @@ class Ladder:
     doses: tuple[float, ...]
     answers: dict[str, tuple[float, float]]  # claim -> (refuted up to this dose, holds from this dose on)
     description: str
+    # None: the dose is late noise, dose x ((l/L - 0.8)/0.2)^2 on the background; else the base construction
+    # that reads the dose (``Control.dose``), every rung's SFT being its base with the background's noise
+    base_construction: str | None = None
+    unanswered: dict[str, str] = field(default_factory=dict)  # the claims no rung answers, and why
+
+
+PLATEAU_GAIN = 0.02  # the plateau layers' writes, against the embeddings' RMS of 1
+TRANSITION_GAIN = 0.3  # the first layer's write: 15 plateau writes, small enough to keep the embeddings' spread
+LAST_GAIN = 50.0  # the last layer's write
+# Measured (300 pooled samples): rank collapse ratios 0.99, 0.44, 0.18 and 0.17 (at most 0.2 to hold) and
+# spectral norm ratios 1.0, 1.7, 13 and 44 (at least 2) at these gains; at 3 the collapse interval's upper
+# end is 0.188, near its threshold, so C6 need not hold there.
+LAST_WRITE_DOSES = (PLATEAU_GAIN, 0.3, 3.0, 10.0)
+LAST_WRITE_ANSWER = (0.3, 10.0)  # refuted up to a last write of 0.3, holds from 10 on
 
 
 def _ramp(depth: float) -> float:
@@ -239,6 +253,11 @@ LADDERS: dict[str, Ladder] = {ladder.name: ladder for ladder in (
     Ladder("late_dose", _ramp, (0.0, 0.03, 0.3, 3.0, 10.0),
            {"C1": (1.0, 10.0), "C2": (0.03, 0.3), "C7": (0.03, 0.3)},
            "a gentle ramp of noise at every layer plus a late perturbation of growing dose"),
+    # C6: ``planted_stages`` with the last layer's rank-one write at a growing gain (the dose), from the
+    # plateau's own gain (no bottleneck) to a fifth of planted_stages' 50. The SFT is each base with 5% noise.
+    Ladder("last_write", lambda depth: 0.05, LAST_WRITE_DOSES, {"C6": LAST_WRITE_ANSWER},
+           "the hand-built three stages with a last write of growing gain", base_construction="stages_dosed",
+           unanswered=_OTHER_THAN_C6),
 )}
 
 
@@ -257,8 +276,10 @@ def _rung(ladder: Ladder, dose: float) -> Control:
             unanswered[claim] = (f"dose {dose:g} lies between the rungs where {claim} must be refuted (up to "
                                  f"{refuted_to:g}) and hold (from {holds_from:g}): near its threshold")
     background = ladder.background
-    return Control(rung_name(ladder, dose), lambda depth: background(depth) + dose * _tail(depth), expected,
-                   f"{ladder.description}: dose {dose:g}", unanswered=unanswered, ladder=ladder.name, dose=dose)
+    profile = background if ladder.base_construction else lambda depth: background(depth) + dose * _tail(depth)
+    return Control(rung_name(ladder, dose), profile, expected, f"{ladder.description}: dose {dose:g}",
+                   unanswered={**ladder.unanswered, **unanswered}, ladder=ladder.name, dose=dose,
+                   base_construction=ladder.base_construction)
 
 
 def ladder_rungs(name: str) -> list[Control]:
@@ -360,13 +381,8 @@ def smooth(model, control: Control | None = None, seed: int = 0) -> None:
         _residual_write_gains(first)[0].mul_(SMOOTH_GAIN)  # the attention write (OLMo-2: its output norm's gain)
 
 
-PLATEAU_GAIN = 0.02  # the plateau layers' writes, against the embeddings' RMS of 1
-TRANSITION_GAIN = 0.3  # the first layer's write: 15 plateau writes, small enough to keep the embeddings' spread
-LAST_GAIN = 50.0  # the last layer's write
-
-
 def stages(model, control: Control | None = None, seed: int = 0, transition: bool = True,
-           collapse: bool = True, bottleneck_layer: int = -1) -> None:
+           collapse: bool = True, bottleneck_layer: int = -1, last_gain: float = LAST_GAIN) -> None:
     """Overwrite ``model`` (OLMo-2) with a hand-built network in the three stages of C6 (§4.2, Fig. 2).
 
     Embeddings are standard normal. No layer attends (its attention write's gain is 0); each writes a random
@@ -395,7 +411,7 @@ def stages(model, control: Control | None = None, seed: int = 0, transition: boo
                 normal(module.weight, module.weight.shape[1] ** -0.5)
             gain = TRANSITION_GAIN if index == 0 and transition else PLATEAU_GAIN
             if index == bottleneck_layer % len(layers):
-                gain = LAST_GAIN
+                gain = last_gain
                 if collapse:
                     mlp.up_proj.weight.copy_(mlp.gate_proj.weight)
                     down = mlp.down_proj.weight
@@ -456,6 +472,7 @@ CONSTRUCTIONS: dict[str, Callable] = {
     "noise": plant, "bottleneck": confine, "smooth": smooth, "stages": stages,
     "stages_no_transition": lambda model, control=None, seed=0: stages(model, control, seed, transition=False),
     "stages_no_collapse": lambda model, control=None, seed=0: stages(model, control, seed, collapse=False),
+    "stages_dosed": lambda model, control=None, seed=0: stages(model, control, seed, last_gain=control.dose),
     "stages_mid_bottleneck": lambda model, control=None, seed=0: stages(
         model, control, seed, bottleneck_layer=len(model.model.layers) // 2),
     "reader_nowhere": reader_at(None), "reader_late": reader_at("late"), "reader_early": reader_at("early"),
@@ -490,6 +507,8 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
         recipe["trap_gain"] = TRAP_GAIN
     if any(c and c.startswith("stages") for c in (control.construction, control.base_construction)):
         recipe["stages"] = {"plateau": PLATEAU_GAIN, "transition": TRANSITION_GAIN, "last": LAST_GAIN}
+        if control.base_construction == "stages_dosed":
+            recipe["stages"]["last"] = control.dose
     key = cache.stable_hash(recipe)
     clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"

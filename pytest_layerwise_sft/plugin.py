@@ -379,6 +379,8 @@ def check_dose_response(harness_session):
     """Every rung of a ladder must get its planted answer, and a larger dose never a weaker verdict."""
 
     def check(claim: str, ladder: str) -> None:
+        if claim not in LADDERS[ladder].answers:
+            pytest.skip(f"the ladder {ladder} is built for {', '.join(LADDERS[ladder].answers)}, not {claim}")
         rungs = [(dose, measured.verdict(claim), CONTROLS[measured.name].expected.get(claim))
                  for dose, measured in harness_session.ladder(ladder)]
         rows = dose_response.response(claim, rungs)

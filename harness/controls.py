@@ -108,7 +108,9 @@ _ONLY_C5 = {claim: "built for C5 alone: the other claims' answers are not set by
 _ONLY_LORA = {claim: "built for the LoRA study alone: the other claims' answers are not set by its construction"
               for claim in ("C1", "C2", "C5", "C6", "C7", "C4:M3", "C4:M10", *HYPOTHESES)}
 # Measured: two steps on the trapped last segment halve the exact match (0.52 to 0.28) but move the
-# retention perplexity by 4%, within the seed-to-seed spread of the middle arms'.
+# retention perplexity by 4%, within the seed-to-seed spread of the middle arms'. Making the last layers'
+# writes larger (x1.5, x3) makes them move it more, but so unevenly across seeds (825 to 1,878 against the
+# base's 720) that three seeds' interval still reaches zero; at x10 the untuned model loses its skill.
 _LAST_RETENTION = ("the trapped last layers write a small share of the final state: their adapters cost exact "
                    "match but barely move the retention perplexity, so which arm forgets least is not set")
 _BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,

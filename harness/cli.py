@@ -111,10 +111,12 @@ def pair_summary(resolved: models.ResolvedPair) -> str:
 
 
 def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
+    from harness.controls import control_pooled_samples
     from harness.profile import ProfileOptions
 
     return ProfileOptions(
-        probe_set=args.probe_set, pooled_samples=args.pooled_samples, token_samples=args.token_samples,
+        probe_set=args.probe_set, pooled_samples=control_pooled_samples(spec.name, args.pooled_samples),
+        token_samples=args.token_samples,
         max_tokens=args.max_tokens, alpha=args.alpha, cka_center=not args.uncentered_cka,
         last_layer=args.last_layer, seed=args.seed, dtype=args.dtype or spec.dtype, batch_size=args.batch_size)
 

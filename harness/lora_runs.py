@@ -130,6 +130,11 @@ def supervised_examples(records: tuple[dict, ...] | list[dict], tokenizer) -> li
     return examples
 
 
+@lru_cache(maxsize=4)  # every arm and seed of a study tokenizes the same records with the same tokenizer
+def _tokenized_examples(base: models.ModelRef, task: str, count: int) -> tuple[tuple[list[int], list[int]], ...]:
+    return tuple(supervised_examples(training_records(task, count), models.load_tokenizer(base)))
+
+
 @lru_cache(maxsize=4)  # read once per study, not once per arm
 def retention_texts(settings: TuneSettings) -> dict[str, list[str] | str]:
     """Held-out general text per retention set; an unavailable set maps to the reason."""
@@ -230,7 +235,7 @@ def run_arm(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSet
     model = models.load_model(base, dtype=settings.dtype, device=device)
     tokenizer = models.load_tokenizer(base)
     wrapped = tuning.apply_arm(model, arm)
-    examples = supervised_examples(training_records(settings.task, settings.train_examples), tokenizer)
+    examples = _tokenized_examples(base, settings.task, settings.train_examples)
     device_of = model.get_input_embeddings().weight.device
     sampler = training.supervised_sampler(examples, settings.batch_size, tokenizer.pad_token_id)
     losses = training.train(

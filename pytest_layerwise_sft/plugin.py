@@ -15,16 +15,12 @@ import pytest
 
 from harness import arm_jobs, claims, dose_response, lora_study, models, plots, regression, reports, verification
 from harness import config as claims_config
-from harness.controls import CONTROLS, LADDERS, ladder_rungs
+from harness.controls import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs
 from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 from harness.errors import BadInputError
 from harness.profile import ProfileOptions
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
-# The planted controls (about thirty pairs, every one profiled in each run of the tests) are profiled on 300
-# pooled samples rather than §4.1's 1,000: a third of the forward passes and resampling. Their intervals
-# are wider, which makes a planted answer harder to reach, never easier; the token-level samples stay.
-CONTROL_POOLED_SAMPLES = 300
 DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
                for name in (*models.REGISTRY, "custom")]
@@ -128,10 +124,8 @@ class ClaimSession:
         return models.get_spec(name)
 
     def options(self, spec: models.ModelSpec) -> ProfileOptions:
-        pooled = self.pooled_samples
-        if spec.name in CONTROLS:  # the same engine on fewer samples: see CONTROL_POOLED_SAMPLES
-            pooled = min(pooled, CONTROL_POOLED_SAMPLES)
-        return ProfileOptions(probe_set=self.probe_set, pooled_samples=pooled,
+        return ProfileOptions(probe_set=self.probe_set,
+                              pooled_samples=control_pooled_samples(spec.name, self.pooled_samples),
                               token_samples=self.token_samples, dtype=self.dtype or spec.dtype)
 
     def _once(self, store: dict, name: str, make):

@@ -92,3 +92,9 @@ def test_a_trapped_layer_computes_the_same_function_but_its_adapter_takes_over_t
 
     # the same change is a thousand times larger against the trapped weight; the post-norm bounds the write
     assert moved_by_one_adapter_step(trapped) > 10 * moved_by_one_adapter_step(clean)
+
+
+def test_a_planted_control_is_profiled_on_at_most_300_pooled_samples_wherever_it_is_asked_from():
+    assert controls.control_pooled_samples("planted_late", 1000) == controls.CONTROL_POOLED_SAMPLES == 300
+    assert controls.control_pooled_samples("planted_lora_edges", 100) == 100
+    assert controls.control_pooled_samples("tiny_olmo2", 1000) == 1000

@@ -122,7 +122,9 @@ _ONLY_LORA = {claim: "built for the LoRA study alone: the other claims' answers 
 # Measured: two steps on the trapped last segment halve the exact match (0.52 to 0.28) but move the
 # retention perplexity by 4%, within the seed-to-seed spread of the middle arms'. Making the last layers'
 # writes larger (x1.5, x3) makes them move it more, but so unevenly across seeds (825 to 1,878 against the
-# base's 720) that three seeds' interval still reaches zero; at x10 the untuned model loses its skill.
+# base's 720) that three seeds' interval still reaches zero; at x10 the untuned model loses its skill. On
+# MMLU-format text the trapped last layers do move it (by 90,000 to 120,000 against the middle arms' 8,000),
+# but there the wrecked full-depth arm's perplexity lands near the base's (163,000 against 131,000).
 _LAST_RETENTION = ("the trapped last layers write a small share of the final state: their adapters cost exact "
                    "match but barely move the retention perplexity, so which arm forgets least is not set")
 _BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,

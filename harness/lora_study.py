@@ -336,11 +336,14 @@ class LoraStudy:
                                   "difference")
 
         condition = self._judged_with_intervals(judge, "power").main
+        found = {"arms": [first, second], "difference": condition.value, "power": power}
+        if condition.interval is None:  # no finite resample: nothing can be detected or ruled out
+            return {**found, "interval": None, "half_width": None, "minimum_detectable": None}
         low, high = condition.interval
         half_width = (high - low) / 2
         ratio = stats.norm.ppf(power) / stats.norm.ppf(1 - (1 - confidence) / 2)
-        return {"arms": [first, second], "difference": condition.value, "interval": [low, high],
-                "half_width": half_width, "power": power, "minimum_detectable": half_width * (1 + ratio)}
+        return {**found, "interval": [low, high], "half_width": half_width,
+                "minimum_detectable": half_width * (1 + ratio)}
 
     # --- report ------------------------------------------------------------------------------
 

@@ -241,3 +241,11 @@ def test_a_study_reports_its_power_for_the_best_middle_mask_against_full_lora():
     power = planted("planted_mid_block").power()
     assert power["arms"] == ["00100", "11111"]  # the planted best middle mask (0.55) against full LoRA (0.30)
     assert 0 < power["minimum_detectable"] < power["difference"]
+
+
+def test_a_difference_with_no_finite_resample_has_no_minimum_detectable_difference():
+    study = planted("planted_mid_block")
+    for seed in study.settings.seeds:
+        study.runs[("11111", seed)]["task"]["per_item"] = [float("nan")] * ITEMS
+    power = study.minimum_detectable_difference("01110", "11111")
+    assert power["interval"] is None and power["minimum_detectable"] is None

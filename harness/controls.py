@@ -118,7 +118,7 @@ _OTHER_THAN_C6 = {claim: "built for C6 alone: the other claims' answers are not 
 _ONLY_C5 = {claim: "built for C5 alone: the other claims' answers are not set by its construction"
             for claim in ("C1", "C2", "C6", "C7", *HYPOTHESES)}
 _ONLY_LORA = {claim: "built for the LoRA study alone: the other claims' answers are not set by its construction"
-              for claim in ("C1", "C2", "C5", "C6", "C7", "C4:M3", "C4:M10", *HYPOTHESES)}
+              for claim in ("C1", "C2", "C5", "C6", "C7", *HYPOTHESES)}
 # Measured: two steps on the trapped last segment halve the exact match (0.52 to 0.28) but move the
 # retention perplexity by 4%, within the seed-to-seed spread of the middle arms'. Making the last layers'
 # writes larger (x1.5, x3) makes them move it more, but so unevenly across seeds (825 to 1,878 against the
@@ -210,13 +210,17 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_stages_diverging", _none, {"C6": False},
             "planted_stages whose SFT has its bottleneck at the middle layer, not the last",
             construction="stages_mid_bottleneck", base_construction="stages", unanswered=_OTHER_THAN_C6),
-    # The LoRA study (C4, C4:M5, the referee's control, C8; §4.4, App. B) on the fine-tuned tiny model, some
-    # of whose layers are rescaled so that the function is unchanged but an adapter there throws the model
-    # off (``trap``): which arms keep the fine-tuned skill is known. Its SFT is an untouched copy.
-    Control("planted_lora_mid_block", _none, {"C4": True, "C4:M5": True, "C4-control": True},
+    # The LoRA study (C4, each C4:M<n>, the referee's control, C8; §4.4, App. A-B) on the fine-tuned tiny
+    # model, some of whose layers are rescaled so that the function is unchanged but an adapter there throws
+    # the model off (``trap``): which arms keep the fine-tuned skill is known. Its SFT is an untouched copy.
+    # With 10 layers the last of M = 3 segments (layers 7-9) holds one trapped layer of planted_lora_edges
+    # and two free ones: measured, it keeps more of the skill (0.31) than the middle segment, all trapped (0.11).
+    Control("planted_lora_mid_block", _none,
+            {"C4": True, "C4:M3": True, "C4:M5": True, "C4:M10": True, "C4-control": True},
             "the first and last 20% of layers trapped: only adapters between them keep the skill",
             clean="sft", base_construction="trap_edges", unanswered={**_ONLY_LORA, "C8": _LAST_RETENTION}),
-    Control("planted_lora_edges", _none, {"C4": False, "C4:M5": False, "C4-control": False, "C8": False},
+    Control("planted_lora_edges", _none, {"C4": False, "C4:M3": False, "C4:M5": False, "C4:M10": False,
+                                          "C4-control": False, "C8": False},
             "the layers between the first and last 20% trapped: only adapters at the edges keep the skill",
             clean="sft", base_construction="trap_middle", unanswered=_ONLY_LORA),
     Control("planted_smooth_reversed", _none, {"C1": False, "C2": False, **_reversed(_SMOOTH)},

@@ -47,6 +47,7 @@ class TuneSettings:
     eval_limit: int | None = 200
     num_fewshot: int | None = None
     max_gen_toks: int | None = None
+    eval_batch_size: int | None = None  # items generated at once (None: lm-eval's "auto" on a GPU, 8 on the CPU)
     likelihood_items: int = 100
     retention_sets: tuple[str, ...] = ("ifeval", "mt_bench")
     retention_samples: int = 100
@@ -90,7 +91,7 @@ class TuneSettings:
 
     def eval_options(self) -> evaluate.EvalOptions:
         return evaluate.EvalOptions(limit=self.eval_limit, num_fewshot=self.num_fewshot,
-                                    max_gen_toks=self.max_gen_toks)
+                                    max_gen_toks=self.max_gen_toks, batch_size=self.eval_batch_size)
 
     def training_key(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "seeds"}

@@ -21,6 +21,6 @@ def test_layer_position_not_budget_explains_the_gain(tuned_pair, check_claim):
     check_claim("C4-control", tuned_pair)
 
 
-@pytest.mark.parametrize("claim", ["C4", "C4:M5", "C4-control"])
+@pytest.mark.parametrize("claim", ["C4", *(f"C4:M{segments}" for segments in SEGMENT_COUNTS), "C4-control"])
 def test_planted_controls_get_the_known_c4_verdicts(planted_tuned_pair, claim, check_claim):
     check_claim(claim, planted_tuned_pair)

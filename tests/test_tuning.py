@@ -1,5 +1,7 @@
 """Segment masks, budget matching and the LoRA arms peft really builds."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -210,6 +212,11 @@ def test_tuning_settings_come_from_the_config_and_auto_falls_back_offline(monkey
     real = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("olmo2_7b"))
     assert real.task == "auto" and real.modules == ("q_proj", "k_proj", "v_proj", "o_proj")
     assert real.resolved().task == "gsm8k_local"  # GSM8K's train split cannot be had offline
+    assert real.eval_options().batch_size is None  # lm-eval's own choice: "auto" on a GPU, 8 on the CPU
+    planted = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("planted_lora_mid_block"))
+    assert planted.eval_options().batch_size == planted.eval_batch_size == 32
+    # the batch can change a generated token by rounding, so a run scored another way is another run
+    assert planted.training_key() != dataclasses.replace(planted, eval_batch_size=8).training_key()
     broken = config.thresholds_for("olmo2_7b")
     broken["tuning"]["warmup"] = 3
     with pytest.raises(ValueError, match="unknown tuning settings"):

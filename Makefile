@@ -14,8 +14,8 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # thread do nearly twice the work of one process with two. A lane that fails only costs time: pytest redoes
 # (and reports) the step.
 LANE := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/harness
-# The LoRA studies the suites read: the tiny pair's and the two planted pairs' (built from it)
-TUNED := tiny_olmo2 planted_lora_mid_block planted_lora_edges
+# The LoRA studies the suites read: the tiny pair's and the three planted pairs' (built from it)
+TUNED := tiny_olmo2 planted_lora_mid_block planted_lora_edges planted_lora_retention
 WARM_OUT := reports/warm
 
 .PHONY: run test lint clean warm

@@ -94,6 +94,23 @@ def test_a_trapped_layer_computes_the_same_function_but_its_adapter_takes_over_t
     assert moved_by_one_adapter_step(trapped) > 10 * moved_by_one_adapter_step(clean)
 
 
+def test_the_trap_constructions_trap_the_bands_they_name_by_their_own_gain():
+    torch.manual_seed(0)
+    clean = transformers.Olmo2ForCausalLM(_config(10))
+    for name, gain, trapped_layers in (("trap_edges", controls.TRAP_GAIN, {0, 1, 8, 9}),
+                                       ("trap_middle", controls.TRAP_GAIN, set(range(2, 8))),
+                                       ("trap_edges_tenfold", controls.RETENTION_TRAP_GAIN, {0, 1, 8, 9})):
+        model = transformers.Olmo2ForCausalLM(_config(10))
+        model.load_state_dict(clean.state_dict())
+        controls.CONSTRUCTIONS[name](model)
+        assert controls.TRAP_GAINS[name] == gain
+        for index, (layer, reference) in enumerate(zip(model.model.layers, clean.model.layers, strict=True)):
+            expected = gain if index in trapped_layers else 1.0
+            scale = layer.self_attn.v_proj.weight / reference.self_attn.v_proj.weight
+            torch.testing.assert_close(scale, torch.full_like(scale, expected), msg=f"{name}, layer {index}")
+            torch.testing.assert_close(layer.mlp.down_proj.weight * expected, reference.mlp.down_proj.weight)
+
+
 def test_a_planted_control_is_profiled_on_at_most_300_pooled_samples_wherever_it_is_asked_from():
     assert controls.control_pooled_samples("planted_late", 1000) == controls.CONTROL_POOLED_SAMPLES == 300
     assert controls.control_pooled_samples("planted_lora_edges", 100) == 100

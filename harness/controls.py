@@ -152,6 +152,11 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_edges", lambda depth: 3.0 if depth <= 0.2 or depth > 0.8 else 0.02,
             {"C3:base_with_sft_block": True, "C3:sft_with_base_block": False},
             "a large perturbation in the first and last 20% of layers, a small one between", clean="sft"),
+    # planted_edges run backwards, so that the competent model is the host of sft_with_base_block: the
+    # positive of that direction (and base_with_sft_block's second negative).
+    Control("planted_edges_reversed", lambda depth: 3.0 if depth <= 0.2 or depth > 0.8 else 0.02,
+            {"C3:base_with_sft_block": False, "C3:sft_with_base_block": True},
+            "planted_edges run backwards: the perturbed model is the base", clean="sft", reverse_of="planted_edges"),
     # Into the middle-damaged copy (sft_with_base_block), clean middle blocks help most, but whether a clean
     # edge block lowers or raises that host (C3's host condition) is not set by the construction: no answer there.
     Control("planted_middle", lambda depth: 3.0 if 0.2 < depth <= 0.8 else 0.02,

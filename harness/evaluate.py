@@ -14,7 +14,9 @@ import logging
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -147,17 +149,44 @@ def vllm_scores(checkpoint: Path, tasks: list[str], options: EvalOptions, dtype:
     return _scores(wrapped, tasks, options, per_item)
 
 
+@lru_cache(maxsize=1)
+def _environment() -> tuple[tuple[str, object], ...]:
+    """What lm-eval records of the environment (torch's report, package versions, git commits), probed once."""
+    from lm_eval.loggers.utils import add_env_info
+
+    storage: dict = {}
+    add_env_info(storage)
+    return tuple(storage.items())
+
+
+@contextmanager
+def _environment_probed_once():
+    """lm-eval probes the environment with subprocesses (pip, git, nvidia-smi) on every evaluation: half a
+    second of a 2.5-second LoRA run on a tiny model. Within a process the environment does not change, so
+    the first probe's answer is handed to every later evaluation; the results hold the same information."""
+    import lm_eval.evaluator as evaluator
+
+    original = evaluator.add_env_info
+    evaluator.add_env_info = lambda storage: storage.update(_environment())
+    try:
+        yield
+    finally:
+        evaluator.add_env_info = original
+
+
 def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> dict[str, dict]:
     from lm_eval import simple_evaluate
 
     started = time.perf_counter()
     try:
-        results = simple_evaluate(model=wrapped, tasks=tasks, task_manager=task_manager(tasks, options),
-                                  limit=options.limit, num_fewshot=options.num_fewshot, random_seed=options.seed,
-                                  numpy_random_seed=options.seed, torch_random_seed=options.seed,
-                                  fewshot_random_seed=options.seed, bootstrap_iters=1000, log_samples=per_item,
-                                  gen_kwargs=({"max_gen_toks": options.max_gen_toks}
-                                              if options.max_gen_toks else None))
+        with _environment_probed_once():
+            results = simple_evaluate(model=wrapped, tasks=tasks, task_manager=task_manager(tasks, options),
+                                      limit=options.limit, num_fewshot=options.num_fewshot,
+                                      random_seed=options.seed, numpy_random_seed=options.seed,
+                                      torch_random_seed=options.seed, fewshot_random_seed=options.seed,
+                                      bootstrap_iters=1000, log_samples=per_item,
+                                      gen_kwargs=({"max_gen_toks": options.max_gen_toks}
+                                                  if options.max_gen_toks else None))
     except ConnectionError as error:
         raise TaskUnavailable(f"lm-eval could not load {tasks}: the hub is offline and the data are not cached "
                               f"({error}). Use {', '.join(LOCAL_TASKS)} offline.") from error

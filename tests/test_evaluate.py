@@ -119,3 +119,22 @@ def test_the_vllm_backend_without_vllm_says_how_to_install_it(tmp_path):
         pytest.skip("vLLM is installed here, so its absence cannot be shown; the backend runs on a GPU")
     with pytest.raises(BadInputError, match=r"pip install 'layerwise-sft-harness\[vllm\]'"):
         evaluate.vllm_scores(tmp_path, ["gsm8k"], evaluate.EvalOptions())
+
+
+def test_lm_eval_probes_the_environment_once_per_process(monkeypatch):
+    import lm_eval.evaluator as evaluator
+    import lm_eval.loggers.utils as logger_utils
+
+    probes = []
+    monkeypatch.setattr(logger_utils, "add_env_info", lambda storage: (probes.append(1), storage.update(torch="2")))
+    evaluate._environment.cache_clear()
+    original = evaluator.add_env_info
+    try:
+        for _ in range(3):
+            stored = {}
+            with evaluate._environment_probed_once():
+                evaluator.add_env_info(stored)
+            assert stored == {"torch": "2"}  # every evaluation's results still say what the environment is
+    finally:
+        evaluate._environment.cache_clear()
+    assert len(probes) == 1 and evaluator.add_env_info is original

@@ -117,6 +117,8 @@ _OTHER_THAN_C6 = {claim: "built for C6 alone: the other claims' answers are not 
                   for claim in ("C1", "C2", "C5", "C7", *HYPOTHESES)}
 _ONLY_C5 = {claim: "built for C5 alone: the other claims' answers are not set by its construction"
             for claim in ("C1", "C2", "C6", "C7", *HYPOTHESES)}
+_ONLY_C1 = {claim: "built for C1 alone: the other claims' answers are not set by its construction"
+            for claim in ("C2", "C5", "C6", "C7", *HYPOTHESES)}
 _ONLY_LORA = {claim: "built for the LoRA study alone: the other claims' answers are not set by its construction"
               for claim in ("C1", "C2", "C5", "C6", "C7", *HYPOTHESES)}
 # Measured: two steps on the trapped last segment halve the exact match (0.52 to 0.28) but move the
@@ -186,6 +188,18 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             {"C1": False, "C2": False, "C7": True},
             "a noise ramp falling with depth, and a late perturbation", unanswered=_directional({}),
             isolates={"C1": ("cka_plateau_min",), "C2": ("climb_spearman",)}),
+    # C1's other two conditions, each failing alone, on hand-built networks (``quiet``): a translation
+    # keeps the mean shift as large before the tail as in it, and a large vector common to both models'
+    # last states keeps their cosine highest there.
+    Control("planted_offset", _none, {"C1": False},
+            "a hand-built network whose SFT writes a constant vector at its first layer and a larger write at "
+            "its last", construction="offset_then_late", base_construction="quiet", unanswered=_ONLY_C1,
+            isolates={"C1": ("mean_shift_spike_ratio",)}),
+    Control("planted_common_write", _none, {"C1": False},
+            "a hand-built network whose last layer writes one large vector in both models; the SFT's "
+            "embeddings moved a little and its last attention writing", construction="moved_under_common_write",
+            base_construction="common_write", unanswered=_ONLY_C1,
+            isolates={"C1": ("cosine_drop", "cosine_lowest_layer_depth")}),
     # C5 (§4.3, Fig. 3): a trained two-layer reader among identity blocks (``harness.emergence``). The base
     # has identity blocks only, so its logit lens reads nothing at any layer.
     Control("planted_emergence", _none, {"C5": True},
@@ -449,12 +463,63 @@ def stages(model, control: Control | None = None, seed: int = 0, transition: boo
             if index == bottleneck_layer % len(layers):
                 gain = last_gain
                 if collapse:
-                    mlp.up_proj.weight.copy_(mlp.gate_proj.weight)
-                    down = mlp.down_proj.weight
-                    keep = down[0].abs().clone()
-                    down.zero_()
-                    down[0] = keep
+                    _write_a_constant(mlp)
             layer.post_feedforward_layernorm.weight.fill_(gain)
+
+
+def _write_a_constant(mlp) -> None:
+    """Make ``mlp``'s output the same direction for every token: equal gate and up projections and a
+    non-negative down projection into coordinate 0, so its output there, Σ w·silu(z)·z, is never negative and
+    the post-feedforward norm turns it into the same vector (that norm's gain times √D on coordinate 0)."""
+    mlp.up_proj.weight.copy_(mlp.gate_proj.weight)
+    down = mlp.down_proj.weight
+    keep = down[0].abs().clone()
+    down.zero_()
+    down[0] = keep
+
+
+# C1's isolating negatives, built on ``stages``' hand-made network with every layer as quiet as its plateau.
+OFFSET_GAIN = 0.5  # planted_offset: the constant vector the SFT's first layer writes, against embeddings of RMS 1
+LATE_WRITE_GAIN = 1.0  # the write the SFT's last layer adds in both: a tail CKA drop
+COMMON_GAIN = 100.0  # planted_common_write: the constant vector both models' last layer writes
+EMBEDDING_NOISE = 0.08  # planted_common_write: the SFT's embeddings moved by this relative RMS
+
+
+def quiet(model, control: Control | None = None, seed: int = 0) -> None:
+    """``stages`` with every layer writing like the plateau: no transition, no bottleneck."""
+    stages(model, control, seed, transition=False, collapse=False, last_gain=PLATEAU_GAIN)
+
+
+def offset_then_late(model, control: Control | None = None, seed: int = 0) -> None:
+    """The SFT of ``planted_offset``, made from ``quiet``: the first layer writes a constant vector instead
+    (every later state moves by the same vector, so the mean shift is as large before the tail as in it,
+    while centred CKA does not see a translation), and the last layer's write grows to ``LATE_WRITE_GAIN``
+    (CKA and cosine drop in the tail)."""
+    layers = model.model.layers
+    with torch.no_grad():
+        _write_a_constant(layers[0].mlp)
+        layers[0].post_feedforward_layernorm.weight.fill_(OFFSET_GAIN)
+        layers[-1].post_feedforward_layernorm.weight.fill_(LATE_WRITE_GAIN)
+
+
+def common_write(model, control: Control | None = None, seed: int = 0) -> None:
+    """The base of ``planted_common_write``: ``quiet``, except that the last layer writes the same large
+    vector (``COMMON_GAIN``) for every token."""
+    stages(model, control, seed, transition=False, last_gain=COMMON_GAIN)
+
+
+def moved_under_common_write(model, control: Control | None = None, seed: int = 0) -> None:
+    """The SFT of ``planted_common_write``: its embeddings moved by ``EMBEDDING_NOISE`` (every state before
+    the tail a little less aligned with the base's), and its last layer's attention, silent in the base,
+    writing at ``LATE_WRITE_GAIN`` (a tail CKA drop and a mean-shift spike). The large vector both write at
+    the last layer dominates that state, so its cosine with the base's is higher there than anywhere before:
+    the cosine does not drop in the tail, and no other condition of C1 fails."""
+    generator = torch.Generator().manual_seed(seed + 104_729)
+    embeddings = model.get_input_embeddings().weight
+    with torch.no_grad():
+        noise = torch.randn(embeddings.shape, generator=generator, dtype=embeddings.dtype)
+        embeddings.add_(noise * EMBEDDING_NOISE * embeddings.pow(2).mean().sqrt())
+        model.model.layers[-1].post_attention_layernorm.weight.fill_(LATE_WRITE_GAIN)
 
 
 TRAP_GAIN = 1000.0  # how much larger the trapped layers' value and up projections are made (and the rest smaller)
@@ -513,6 +578,8 @@ CONSTRUCTIONS: dict[str, Callable] = {
     "stages_mid_bottleneck": lambda model, control=None, seed=0: stages(
         model, control, seed, bottleneck_layer=len(model.model.layers) // 2),
     "reader_nowhere": reader_at(None), "reader_late": reader_at("late"), "reader_early": reader_at("early"),
+    "quiet": quiet, "offset_then_late": offset_then_late,
+    "common_write": common_write, "moved_under_common_write": moved_under_common_write,
     "trap_edges": trap_band("edges"), "trap_middle": trap_band("middle"),
     "trap_edges_tenfold": trap_band("edges", RETENTION_TRAP_GAIN),
 }
@@ -545,6 +612,9 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
     for construction in (control.construction, control.base_construction):
         if construction in TRAP_GAINS:
             recipe["trap_gain"] = TRAP_GAINS[construction]
+    if {control.construction, control.base_construction} & {"quiet", "common_write"}:
+        recipe["hand_built"] = {"plateau": PLATEAU_GAIN, "offset": OFFSET_GAIN, "late": LATE_WRITE_GAIN,
+                                "common": COMMON_GAIN, "embedding_noise": EMBEDDING_NOISE}
     if any(c and c.startswith("stages") for c in (control.construction, control.base_construction)):
         recipe["stages"] = {"plateau": PLATEAU_GAIN, "transition": TRANSITION_GAIN, "last": LAST_GAIN}
         if control.base_construction == "stages_dosed":

@@ -71,6 +71,29 @@ def test_the_hand_built_stages_collapse_the_rank_and_raise_the_norm_only_at_the_
     assert spectral_norm(flat_end[-1]) > 2 * spectral_norm(flat_end[3])
 
 
+def test_the_c1_isolates_move_the_states_the_way_their_conditions_need():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 64, (40, 12))
+
+    def built(*constructions):
+        model = transformers.Olmo2ForCausalLM(_config(6))
+        for name in constructions:
+            controls.CONSTRUCTIONS[name](model)
+        return [state.reshape(-1, state.shape[-1]).double() for state in _states(model, ids)]
+
+    quiet, offset = built("quiet"), built("quiet", "offset_then_late")
+    # the first layer's write replaced by one vector: every token moved alike, but for the quiet write it replaced
+    shift = offset[1] - quiet[1]
+    assert shift.std(dim=0).norm() < 0.1 * shift.mean(dim=0).norm()
+    assert torch.equal(offset[0], quiet[0])
+    assert (offset[-1] - quiet[-1]).std(dim=0).norm() > 10 * shift.std(dim=0).norm()  # the last write differs
+
+    common, moved = built("common_write"), built("common_write", "moved_under_common_write")
+    cosines = [torch.nn.functional.cosine_similarity(a, b, dim=1).mean() for a, b in zip(common, moved, strict=True)]
+    assert cosines[-1] > max(cosines[:-1])  # highest at the last layer, where one large vector dominates both
+    assert not torch.equal(moved[-1] - moved[-2], common[-1] - common[-2])  # the SFT's last attention writes
+
+
 def test_a_trapped_layer_computes_the_same_function_but_its_adapter_takes_over_the_layer():
     torch.manual_seed(0)
     clean = transformers.Olmo2ForCausalLM(_config(5))

@@ -206,3 +206,11 @@ def test_a_condition_decides_from_its_whole_interval():
     assert verdict.outcome == claims.REFUTED
     reported_only = claims.Condition("y", 0.0, 0.3, ">=", decides=False)
     assert claims.Verdict("X", "t", [condition((0.35, 0.6)), reported_only], "x").outcome == claims.HOLDS
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=40))
+def test_the_predicates_median_and_mean_are_numpys_to_the_last_bit(values):
+    array = np.asarray(values, dtype=float)
+    assert claims._median(array) == np.median(array)
+    assert claims._mean(array) == np.mean(array)

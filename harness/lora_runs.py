@@ -68,7 +68,8 @@ class TuneSettings:
         for key in ("modules", "seeds", "retention_sets"):
             section[key] = tuple(section[key])
         section.setdefault("num_fewshot", evaluation["num_fewshot"])
-        section.setdefault("max_gen_toks", evaluation["max_gen_toks"])
+        if section.get("max_gen_toks") is None:  # the evaluation's, unless the study sets its own
+            section["max_gen_toks"] = evaluation["max_gen_toks"]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:

@@ -420,25 +420,22 @@ def check_claim(harness_session):
     """
 
     def check(claim: str, measured, direction: str | None = None, segments: int | None = None) -> None:
+        key = f"{claim}:{direction}" if direction is not None else claim
+        control = CONTROLS.get(measured.name)
+        if control is not None and control.expected.get(key) is None:  # skipped before anything is computed
+            why = control.unanswered.get(key)
+            pytest.skip(f"{measured.name} has no planted answer for {claim}" + (f": {why}" if why else ""))
         if direction is not None:
-            verdict, key = measured.verdict(direction, segments), f"{claim}:{direction}"
+            verdict = measured.verdict(direction, segments)
         elif isinstance(measured, lora_study.LoraStudy):
-            control = CONTROLS.get(measured.name)
-            if control is not None and claim not in control.expected:  # its plan may lack those arms, by design
-                why = control.unanswered.get(claim)
-                pytest.skip(f"{measured.name} has no planted answer for {claim}" + (f": {why}" if why else ""))
             reason = measured.unavailable(claim)
             if reason:
                 pytest.skip(reason)
-            verdict, key = measured.verdict(claim), claim
+            verdict = measured.verdict(claim)
         else:
-            verdict, key = measured.verdict(claim), claim
-        if measured.name in CONTROLS:
-            control = CONTROLS[measured.name]
-            expected = control.expected.get(key)
-            if expected is None:
-                why = control.unanswered.get(key)
-                pytest.skip(f"{measured.name} has no planted answer for {claim}" + (f": {why}" if why else ""))
+            verdict = measured.verdict(claim)
+        if control is not None:
+            expected = control.expected[key]
             wanted = claims.HOLDS if expected else claims.REFUTED
             assert verdict.outcome == wanted, (
                 f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain())

@@ -17,8 +17,8 @@ LANE := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/harness
 # The LoRA studies the suites read: the tiny pair's and the three planted pairs' (built from it). The second
 # lane takes them in reverse order, so that each planted pair is built and profiled once, by the lane that
 # reaches it first, while the other trains its half of the tiny pair's study.
-TUNED := tiny_olmo2 planted_lora_mid_block planted_lora_edges planted_lora_retention
-TUNED_REVERSED := planted_lora_retention planted_lora_edges planted_lora_mid_block tiny_olmo2
+TUNED := tiny_olmo2,planted_lora_mid_block,planted_lora_edges,planted_lora_retention
+TUNED_REVERSED := planted_lora_retention,planted_lora_edges,planted_lora_mid_block,tiny_olmo2
 WARM_OUT := reports/warm
 
 .PHONY: run test lint clean warm
@@ -38,9 +38,9 @@ warm: $(STAMP)
 	( $(LANE) build --pair tiny_olmo2 > $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
 	( $(LANE) build --pair tiny_mistral > $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
 	wait $$one; wait $$two; \
-	( for pair in $(TUNED); do $(LANE) tune --pair $$pair --shard 1/2 >> $(WARM_OUT)/lane1.log 2>&1; done ) & one=$$!; \
+	( $(LANE) tune --pairs $(TUNED) --shard 1/2 >> $(WARM_OUT)/lane1.log 2>&1 ) & one=$$!; \
 	( $(LANE) profile --pair tiny_mistral --out $(WARM_OUT)/tiny_mistral.json >> $(WARM_OUT)/lane2.log 2>&1; \
-	  for pair in $(TUNED_REVERSED); do $(LANE) tune --pair $$pair --shard 2/2 >> $(WARM_OUT)/lane2.log 2>&1; done ) & two=$$!; \
+	  $(LANE) tune --pairs $(TUNED_REVERSED) --shard 2/2 >> $(WARM_OUT)/lane2.log 2>&1 ) & two=$$!; \
 	wait $$one; wait $$two; true
 
 # Tests that load no model (the metrics' and predicates' own tests, the calibration and coverage

@@ -341,6 +341,13 @@ def command_tune(args: argparse.Namespace) -> int:
     """Train budget-matched LoRA arms on a pair's base model and score them (C4, C8, the referee's controls)."""
     from pathlib import Path
 
+    if args.pairs:  # several studies in one process: the libraries are imported once
+        names = [name.strip() for name in args.pairs.split(",") if name.strip()]
+        for name in names:
+            models.get_spec(name)  # an unknown name is refused before any study is trained
+        return max(command_tune(argparse.Namespace(**{**vars(args), "pairs": None, "pair": name}))
+                   for name in names)
+
     from harness import config, lora_study, plots, reports, tuning, verification
     from harness.profile import profile_pair
 
@@ -481,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
     tune = commands.add_parser("tune", help="train and score budget-matched LoRA arms (C4, C8, controls)")
     _add_pair_options(tune)
+    tune.add_argument("--pairs", default=None, help="comma-separated registered pairs to study one after another "
+                                                    "(instead of --pair)")
     _add_profile_options(tune)
     tune.add_argument("--masks", help="comma-separated segment masks to train, e.g. 01100,11111 (default: the "
                                       "whole study: every M = 5 mask, the controls and the block finder's choice)")

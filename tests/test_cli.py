@@ -74,6 +74,21 @@ def test_tune_trains_only_the_named_masks_and_says_which_verdicts_it_cannot_give
     assert (folder / "tiny_olmo2-lora.png").is_file() and (folder / "report.json").is_file()
 
 
+@pytest.mark.slow
+def test_tune_studies_several_pairs_in_one_process(capsys, tmp_path):
+    assert cli.main(["tune", "--pairs", "tiny_olmo2,tiny_mistral", "--masks", "01000", "--seeds", "0", "--steps", "1",
+                     "--report-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "LoRA arms on tiny_olmo2" in out and "LoRA arms on tiny_mistral" in out
+    for pair in ("tiny_olmo2", "tiny_mistral"):
+        assert (_only_run(tmp_path, pair) / "report.json").is_file()
+
+
+def test_tune_refuses_an_unknown_pair_among_several_before_training_any(capsys):
+    assert cli.main(["tune", "--pairs", "tiny_olmo2,nope", "--masks", "01000"]) == 2
+    assert "unknown pair 'nope'" in capsys.readouterr().err
+
+
 def test_tune_refuses_a_malformed_mask(capsys):
     assert cli.main(["tune", "--pair", "tiny_olmo2", "--masks", "01a00"]) == 2
     assert "a mask is a string of 0 and 1" in capsys.readouterr().err

@@ -222,6 +222,8 @@ class LoraStudy:
             compared = set(self.thresholds["C8"]["compared"])
             if not roles.get("middle") or not compared <= masks:
                 return f"C8 needs the masks {sorted(compared)} and a middle mask; this study has {sorted(masks)}"
+            if not self.settings.retention_sets:
+                return f"the study of {self.name} measures no retention (its tuning.retention_sets is empty)"
             sets = [name for name, value in self._retention(self.untuned_scores()).items() if value is None]
             if len(sets) == len(self.settings.retention_sets):
                 return (f"no retention text set could be loaded for {self.name}: "

@@ -246,8 +246,8 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             clean="sft", base_construction="trap_middle", unanswered=_ONLY_LORA),
     # C8's positive: on the pretrained model, which knows its pretraining text, a trapped layer's adapter
     # is not thrown off but takes steps ten times as large: it forgets that text, by much the same amount
-    # with every seed (two steps, measured: full LoRA's perplexity 204 against the base's 177 and the
-    # mid-block's 180, over seeds 202-205).
+    # with every seed (two steps, measured: full LoRA's perplexity 202-205 over three seeds, against the
+    # base's 177 and the mid-block's 180).
     Control("planted_lora_retention", _none, {"C8": True},
             "the pretrained model with the first and last 20% of layers trapped ten-fold: adapters there take "
             "ten-times larger steps and forget its pretraining text", base_construction="trap_edges_tenfold",

@@ -5,6 +5,7 @@ The predicates are checked alone, then through a LoraStudy whose runs are drawn 
 bootstrap and the retention distances are exercised on results whose answer is known.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -177,6 +178,9 @@ def test_verdicts_that_need_arms_outside_the_plan_say_which():
                                       lora_study.plan_masks(["01100", "11111"], 10, study.settings))
     assert "C4 needs the masks" in masks_only.unavailable("C4")
     assert "whole study" in masks_only.unavailable("C4-control")
+    no_retention = lora_study.LoraStudy("planted", None, T, dataclasses.replace(study.settings, retention_sets=()),
+                                        study.plan)
+    assert "measures no retention" in no_retention.unavailable("C8")
 
 
 def test_the_arm_table_has_one_row_per_arm_and_seed_and_the_summary_starts_with_the_base():

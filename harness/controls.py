@@ -225,6 +225,10 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             "planted_stages whose last write is large but spread over every direction",
             base_construction="stages_no_collapse", unanswered=_OTHER_THAN_C6,
             isolates={"C6": ("base_rank_collapse_ratio", "sft_rank_collapse_ratio")}),
+    Control("planted_stages_no_explosion", lambda depth: 0.05, {"C6": False},
+            "planted_stages whose last layer cancels every coordinate but a steady one: the rank collapses, "
+            "the spectral norm does not grow", base_construction="stages_no_explosion",
+            unanswered=_OTHER_THAN_C6, isolates={"C6": ("base_norm_explode_ratio", "sft_norm_explode_ratio")}),
     # Pearson r across layers is dominated by the bottleneck's outlier, so noise in the SFT's middle layers
     # (even at 3x their weights' RMS) leaves r at 1.0: the SFT that does not track has its bottleneck at the
     # middle layer instead, the rank collapsed from there on.
@@ -467,6 +471,73 @@ def stages(model, control: Control | None = None, seed: int = 0, transition: boo
             layer.post_feedforward_layernorm.weight.fill_(gain)
 
 
+STEADY_COORDINATE = 1.0  # planted_stages_no_explosion: coordinate 0 of every state, which no layer writes
+
+
+def task_token_frequencies(vocabulary: int, texts: int = 2000) -> torch.Tensor:
+    """How often each token of the tiny pair's tokenizer occurs in generated GSM8K-format training text
+    (the format of the default probe set), as shares that sum to 1."""
+    from transformers import AutoTokenizer
+
+    from harness import synthetic
+
+    tokenizer = AutoTokenizer.from_pretrained(zoo.build_pair(SOURCE_PAIR, progress=False).base_dir)
+    counts = torch.zeros(vocabulary)
+    for index in range(texts):
+        record = synthetic.gsm8k_record(0, "train", index)
+        ids = tokenizer(f"Question: {record['question']}\nAnswer: {record['answer']}")["input_ids"]
+        counts += torch.bincount(torch.tensor(ids), minlength=vocabulary).float()
+    return counts / counts.sum()
+
+
+def stages_without_explosion(model, control: Control | None = None, seed: int = 0,
+                             frequencies: torch.Tensor | None = None) -> None:
+    """``stages`` whose last layer collapses the rank without raising the spectral norm (C6's explode
+    condition alone fails; ``planted_stages_no_explosion``).
+
+    Coordinate 0 of every embedding is ``STEADY_COORDINATE`` and no layer writes it (every output norm's
+    gain is 0 there). The other coordinates of the embeddings are centred on the token ``frequencies``
+    (default: ``task_token_frequencies``) and each row rescaled to RMS 1: a mean-pooled state is then not
+    dominated by the tokens every text shares, and the plateau's effective rank is several times the
+    collapse threshold's floor (the rank of a last state can fall to 1, no lower). The last layer's MLP
+    computes −h on every coordinate but 0 exactly: unit pairs with gates ±h_i and ups ±h_0 / h_0 = ±1 give
+    silu(h_i) − silu(−h_i) = h_i. Its output norm's gain is the typical RMS of those coordinates, so the
+    write cancels them up to the few per cent by which their norm varies from token to token, and the
+    last state is nearly one vector, ``STEADY_COORDINATE`` on coordinate 0, for every token: its
+    effective rank falls towards 1 while its largest singular value, never below that coordinate's
+    column, stays at the plateau's.
+    """
+    layers = model.model.layers
+    dimension, hidden = model.config.hidden_size, model.config.intermediate_size
+    if hidden < 2 * (dimension - 1):
+        raise ValueError(f"the cancelling MLP needs {2 * (dimension - 1)} hidden units; the model has {hidden}")
+    stages(model, control, seed, collapse=False, last_gain=PLATEAU_GAIN)
+    embeddings = model.get_input_embeddings().weight
+    if frequencies is None:
+        frequencies = task_token_frequencies(len(embeddings))
+    with torch.no_grad():
+        rest = embeddings[:, 1:]
+        for _ in range(3):  # centring and rescaling each row in turn: after three rounds both hold closely
+            rest.sub_(frequencies.to(rest.dtype) @ rest)
+            rest.mul_(rest.pow(2).mean(dim=1, keepdim=True).rsqrt())
+        embeddings[:, 0] = STEADY_COORDINATE
+        for layer in layers:
+            layer.post_feedforward_layernorm.weight[0] = 0.0
+        mlp = layers[-1].mlp
+        for module in (mlp.gate_proj, mlp.up_proj, mlp.down_proj):
+            module.weight.zero_()
+        for coordinate in range(1, dimension):
+            for sign, unit in ((1.0, 2 * coordinate - 2), (-1.0, 2 * coordinate - 1)):
+                mlp.gate_proj.weight[unit, coordinate] = sign
+                mlp.up_proj.weight[unit, 0] = sign / STEADY_COORDINATE
+                mlp.down_proj.weight[coordinate, unit] = -1.0
+        # the RMS of the residual's coordinates but 0: embeddings of RMS 1, the transition's and plateau's writes
+        typical = (1.0 + TRANSITION_GAIN ** 2 + (len(layers) - 2) * PLATEAU_GAIN ** 2) ** 0.5
+        final = layers[-1].post_feedforward_layernorm.weight
+        final.fill_(typical * ((dimension - 1) / dimension) ** 0.5)  # the norm divides by the RMS over all D
+        final[0] = 0.0
+
+
 def _write_a_constant(mlp) -> None:
     """Make ``mlp``'s output the same direction for every token: equal gate and up projections and a
     non-negative down projection into coordinate 0, so its output there, Σ w·silu(z)·z, is never negative and
@@ -575,6 +646,7 @@ CONSTRUCTIONS: dict[str, Callable] = {
     "stages_no_transition": lambda model, control=None, seed=0: stages(model, control, seed, transition=False),
     "stages_no_collapse": lambda model, control=None, seed=0: stages(model, control, seed, collapse=False),
     "stages_dosed": lambda model, control=None, seed=0: stages(model, control, seed, last_gain=control.dose),
+    "stages_no_explosion": stages_without_explosion,
     "stages_mid_bottleneck": lambda model, control=None, seed=0: stages(
         model, control, seed, bottleneck_layer=len(model.model.layers) // 2),
     "reader_nowhere": reader_at(None), "reader_late": reader_at("late"), "reader_early": reader_at("early"),
@@ -619,6 +691,9 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
         recipe["stages"] = {"plateau": PLATEAU_GAIN, "transition": TRANSITION_GAIN, "last": LAST_GAIN}
         if control.base_construction == "stages_dosed":
             recipe["stages"]["last"] = control.dose
+        if control.base_construction == "stages_no_explosion":
+            recipe["stages"]["steady"] = STEADY_COORDINATE
+            recipe["stages"]["centred_on"] = "gsm8k-format train text, 2000 records"
     key = cache.stable_hash(recipe)
     clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"

@@ -3,8 +3,8 @@ spectral norm) track each other across layers, in three stages: a transition fro
 plateau, and a bottleneck in the tail where effective rank collapses and the spectral norm explodes.
 
 Its planted controls are built by hand in those three stages (the SFT a slightly perturbed copy), with
-the transition or the collapse missing, or with the SFT's middle overwritten; on the ladder `last_write`
-the last layer's write grows from the plateau's gain to the planted bottleneck's."""
+the transition, the collapse or the explosion missing, or with the SFT's bottleneck in the middle; on the
+ladder `last_write` the last layer's write grows from the plateau's gain to the planted bottleneck's."""
 
 
 def test_base_and_sft_converge_independently_in_three_stages(measured_pair, check_claim):

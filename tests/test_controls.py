@@ -1,5 +1,6 @@
 """The constructions of the C5, C6 and LoRA controls, checked on small random models (no training)."""
 
+import pytest
 import torch
 import transformers
 
@@ -69,6 +70,27 @@ def test_the_hand_built_stages_collapse_the_rank_and_raise_the_norm_only_at_the_
     assert spectral_norm(full[-1]) > 10 * spectral_norm(full[3])
     assert effective_rank(flat_end[-1]) > 0.5 * plateau_rank  # large, but spread over every direction
     assert spectral_norm(flat_end[-1]) > 2 * spectral_norm(flat_end[3])
+
+
+def test_the_stages_without_explosion_collapse_the_rank_but_keep_the_norm_at_the_last_layer():
+    torch.manual_seed(0)
+    ids = torch.randint(0, 64, (40, 12))
+    uniform = torch.full((64,), 1 / 64)
+    model = transformers.Olmo2ForCausalLM(_config(6))
+    controls.stages_without_explosion(model, frequencies=uniform)
+    states = _states(model, ids)
+    before, last = states[-2][..., 1:], states[-1][..., 1:]
+    # the last write cancels every coordinate but 0, up to the spread of their norm from token to token
+    assert last.norm(dim=-1).mean() < 0.05 * before.norm(dim=-1).mean()
+    assert torch.equal(states[-1][..., 0], torch.full_like(states[-1][..., 0], controls.STEADY_COORDINATE))
+    pooled = [state.mean(dim=1).double() for state in states]
+    assert effective_rank(pooled[-1]) < 1.05 < 5 < effective_rank(pooled[3])
+    assert spectral_norm(pooled[-1]) < spectral_norm(pooled[3])  # the rank collapses, the norm does not explode
+
+    narrow = transformers.Olmo2ForCausalLM(_config(6))
+    narrow.config.intermediate_size = 32
+    with pytest.raises(ValueError, match="needs 62 hidden units"):
+        controls.stages_without_explosion(narrow, frequencies=uniform)
 
 
 def test_the_c1_isolates_move_the_states_the_way_their_conditions_need():

@@ -9,6 +9,7 @@ bit for bit, also when the block inside it raises.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,3 +173,34 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
         result["items"].setdefault(m, []).append(scored["per_item"])
     del model, prefix
     return result
+
+
+SWAP_FORMAT = 1  # bump when the scores a swap writes change meaning
+
+
+def cached_swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...],
+                       head_from: str = "host", last_k: int | None = None, dtype: str = "float32",
+                       device: str = "auto", progress: bool = True) -> dict:
+    """``swap_scores``, read back from the cache when the same host and donor files were scored on the same
+    items with the same settings: a pair's C3 tests, its report and a control that is another pair run
+    backwards share one scoring, and a direction scored before an interruption is not scored again."""
+    from harness import cache, models
+
+    key = cache.stable_hash({
+        "format": SWAP_FORMAT, "records": cache.stable_hash(records), "segment_counts": list(segment_counts),
+        "head_from": head_from, "last_k": last_k, "dtype": dtype,
+        "host": models.files_fingerprint(models.ModelRef(str(host_dir))),
+        "donor": models.files_fingerprint(models.ModelRef(str(donor_dir)))})
+    path = cache.cache_root() / "swaps" / f"{key}.json"
+    if path.is_file():
+        return _from_json(json.loads(path.read_text()))
+    result = swap_scores(host_dir, donor_dir, records, segment_counts, head_from, last_k, dtype, device, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_json_atomic(path, result)
+    return result
+
+
+def _from_json(stored: dict) -> dict:
+    """A stored result with its segment counts as integers again (JSON keys are strings)."""
+    return {**stored, "segments": {int(m): rows for m, rows in stored["segments"].items()},
+            "items": {int(m): rows for m, rows in stored["items"].items()}}

@@ -131,7 +131,7 @@ class SwapMeasured:
             c = self.thresholds["C3"]
             records = [synthetic.gsm8k_record(0, "test", i) for i in range(c["items"])]
             try:
-                self.results[direction] = swap.swap_scores(
+                self.results[direction] = swap.cached_swap_scores(
                     _checkpoint(self.resolved, host), _checkpoint(self.resolved, donor), records,
                     tuple(c["segment_counts"]), head_from=c["head_from"], dtype=self.dtype, device=self.device)
             except BadInputError as error:

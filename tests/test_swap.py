@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+import safetensors.torch
 import torch
 
 from harness import models, swap
@@ -128,3 +129,29 @@ def test_host_states_too_large_to_keep_are_dropped(micro_pair):
             evaluate.answer_log_likelihood(model, tokenizer, records)
     assert kept.forward_from(1) is not None and kept.forward_from(0) is None
     assert dropped.forward_from(1) is None and dropped.bytes > dropped.budget
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_swap_scores_are_read_back_from_the_cache_exactly_and_keyed_by_the_files(micro_pair, isolated_cache, tmp_path,
+                                                                                monkeypatch):
+    import shutil
+
+    from harness import synthetic
+
+    records = [synthetic.gsm8k_record(0, "test", i) for i in range(3)]
+    scored = swap.cached_swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu",
+                                     progress=False)
+    assert len(list((isolated_cache / "swaps").glob("*.json"))) == 1
+    direct = swap.swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu", progress=False)
+    monkeypatch.setattr(swap, "swap_scores", lambda *args, **kwargs: pytest.fail("scored again"))
+    again = swap.cached_swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu",
+                                    progress=False)
+    assert again == scored == direct  # segment counts are integers again, every score to the last bit
+
+    changed = tmp_path / "changed"  # the same donor with one weight changed is another scoring
+    shutil.copytree(micro_pair.sft_dir, changed)
+    tensors = safetensors.torch.load_file(changed / "model.safetensors")
+    tensors["model.layers.0.mlp.down_proj.weight"] += 1e-3
+    safetensors.torch.save_file(tensors, changed / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(pytest.fail.Exception, match="scored again"):
+        swap.cached_swap_scores(micro_pair.base_dir, changed, records, (3,), device="cpu", progress=False)

@@ -26,8 +26,8 @@ WARM_OUT := reports/warm
 $(STAMP): pyproject.toml constraints/torch.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned by the constraints file, so nothing resolves a multi-GB CUDA build
-	$(PY) -m pip install --quiet -c constraints/torch.txt torch
-	$(PY) -m pip install --quiet -c constraints/torch.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/torch.txt torch
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/torch.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -53,9 +53,11 @@ PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims
 # Then the unit tests that load models run beside the claim suites, which compare the tiny pairs with their
 # baselines and check every planted control. The benchmarks are shared between them so that both finish
 # together (measured: 3:52 and 2:22 with every benchmark beside the unit tests, 3:14 and 3:50 with the
-# profile-speed ones beside the suites). Every lane runs on one thread: a second thread waits for a core
-# the other lane holds (a resampled verdict took three times as long with two).
-LANE_BENCHMARKS := $(filter-out benchmarks/test_profile_speed.py,$(wildcard benchmarks/test_*.py))
+# profile-speed ones beside the suites; 3:26 and 3:42 once the swap scores were cached, before the LoRA
+# speed ones joined the suites). Every lane runs on one thread: a second thread waits for a core the other
+# lane holds (a resampled verdict took three times as long with two).
+BESIDE_SUITES := benchmarks/test_profile_speed.py benchmarks/test_lora_speed.py
+LANE_BENCHMARKS := $(filter-out $(BESIDE_SUITES),$(wildcard benchmarks/test_*.py))
 UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
 
 test: $(STAMP)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from harness import corpus, models, zoo
-from harness.data import ProbeSet
+from harness.sources import corpus, models, zoo
+from harness.sources.data import ProbeSet
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ import copy
 
 import pytest
 
-from harness import config, lora_runs, models, training, tuning
+from harness import config, training
+from harness.lora import runs as lora_runs
+from harness.lora import tuning
+from harness.sources import models
 
 STEPS = 10
 

@@ -3,8 +3,9 @@
 import dataclasses
 import tempfile
 
-from harness import capture, models, profile
-from harness.data import load_probe_set
+from harness.measure import capture, profile
+from harness.sources import models
+from harness.sources.data import load_probe_set
 
 
 def test_profile_overhead_over_the_bare_forward_at_the_papers_defaults(benchmark, tiny_olmo2, monkeypatch,

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from harness import profile
+from harness.measure import profile
 
 SAMPLES = 200
 OPTIONS = profile.ProfileOptions(pooled_samples=SAMPLES, token_samples=100, max_tokens=256, batch_size=8)
@@ -30,7 +30,7 @@ def test_pair_tables_from_cached_runs(benchmark, tiny_olmo2, monkeypatch, tmp_pa
 
 def test_interval_resamples_of_every_claim(benchmark, tiny_olmo2, monkeypatch, tmp_path):
     """Joint Bayesian-bootstrap resamples (200, the default) of the pair and spectral statistics, every layer."""
-    from harness import bootstrap
+    from harness.verdicts import bootstrap
 
     resolved, _ = tiny_olmo2
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
@@ -48,7 +48,8 @@ def test_interval_resamples_of_every_claim(benchmark, tiny_olmo2, monkeypatch, t
 PEAK_SCRIPT = """
 import json, os, resource, sys, tempfile
 os.environ["HARNESS_CACHE"] = tempfile.mkdtemp()  # a cache miss: the profile really runs
-from harness import capture, models, profile
+from harness.measure import capture, profile
+from harness.sources import models
 sys.path.insert(0, {bench_dir!r})
 from conftest import long_probe
 base_dir, tokens, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]

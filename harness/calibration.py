@@ -12,7 +12,7 @@ seeds), so simulated data go through the same code as real data:
   ``bootstrap.Resampler`` and judged by ``verification.Measured``;
 - the layer swap (C3, §4.3, Fig. 6): a swap result of per-item answer log-likelihoods, judged by
   ``verification.swap_verdict``;
-- the LoRA study (C4, C4:M5, the referee's control, C8; §4.4, App. A-B): a ``lora_study.LoraStudy`` whose
+- the LoRA study (C4, C4:M5, the referee's control, C8; §4.4, App. A-B): a ``harness.lora.study.LoraStudy`` whose
   runs are drawn per seed (a random offset per arm and seed) and per item (binary outcomes, correlated
   across arms through a shared item difficulty), judged by ``LoraStudy.verdict``.
 
@@ -36,7 +36,12 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from harness import bootstrap, claims, config, directional, lora_runs, lora_study, profile, verification
+from harness import config, verification
+from harness.lora import plan as study_plan
+from harness.lora import runs as lora_runs
+from harness.lora import study as lora_study
+from harness.measure import profile
+from harness.verdicts import bootstrap, claims, directional
 
 PER_LAYER = ("C1", "C2", "C5", "C6", "C7")
 LORA = ("C4", "C4:M5", "C4-control", "C8")
@@ -381,12 +386,12 @@ def lora_plan(scenario: str, seed_sd: float = 0.05) -> LoraPlan:
 
 def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.random.Generator
                     ) -> lora_study.LoraStudy:
-    """A LoRA study of a 10-layer model (every arm of ``lora_study.plan_arms``) whose runs are drawn from
+    """A LoRA study of a 10-layer model (every arm of ``study_plan.plan_arms``) whose runs are drawn from
     ``plan``: per seed a random offset of the arm's success rate, per item a binary outcome through a
     Gaussian copula (a shared item difficulty correlates arms), per retention text a log perplexity."""
     seeds = tuple(range(sizes.seeds))
     settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("simulated",))
-    arms = lora_study.plan_arms(LORA_LAYERS, thresholds, settings, segment_counts=[5])
+    arms = study_plan.plan_arms(LORA_LAYERS, thresholds, settings, segment_counts=[5])
     rho = plan.item_correlation
     difficulty = rng.standard_normal(sizes.items)
     tokens = rng.integers(50, 200, sizes.texts).astype(float)

@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from harness import models
 from harness.errors import BadInputError
+from harness.sources import models
 
 DEFAULT_PROBE_SET = "gsm8k-local"  # the probe set of a report that does not name one
 
@@ -111,8 +111,8 @@ def pair_summary(resolved: models.ResolvedPair) -> str:
 
 
 def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
-    from harness.controls import control_pooled_samples
-    from harness.profile import ProfileOptions
+    from harness.measure.profile import ProfileOptions
+    from harness.plants.controls import control_pooled_samples
 
     return ProfileOptions(
         probe_set=args.probe_set, pooled_samples=control_pooled_samples(spec.name, args.pooled_samples),
@@ -122,7 +122,8 @@ def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
 
 
 def command_profile(args: argparse.Namespace) -> int:
-    from harness import profile, reports
+    from harness.measure import profile
+    from harness.output import reports
 
     _check_output_file(args.out)
     spec = _pair_from_args(args)
@@ -139,7 +140,7 @@ def command_profile(args: argparse.Namespace) -> int:
 
 
 def _add_profile_options(parser: argparse.ArgumentParser) -> None:
-    from harness.data import MAX_TOKENS, POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+    from harness.sources.data import MAX_TOKENS, POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 
     parser.add_argument("--probe-set", default=DEFAULT_PROBE_SET, choices=PROBE_SETS, help="probe texts")
     parser.add_argument("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
@@ -160,7 +161,8 @@ def command_diff(args: argparse.Namespace) -> int:
     exit 1 on any drift (a metric, a verdict, a part or a layer that differs, is missing or was added)."""
     from pathlib import Path
 
-    from harness import regression, reports
+    from harness.output import reports
+    from harness.verdicts import regression
 
     current_report = reports.load_report(args.current or args.baseline)
     new = regression.sections_of(current_report, args.pair)
@@ -194,7 +196,8 @@ def command_rescore(args: argparse.Namespace) -> int:
     claims config; no model is loaded."""
     from pathlib import Path
 
-    from harness import reports, rescore, verification
+    from harness import rescore, verification
+    from harness.output import reports
 
     _check_output_file(args.out)
     path = reports.report_file(Path(args.report))
@@ -222,7 +225,11 @@ def command_verify(args: argparse.Namespace) -> int:
     """Verify every claim on one pair and write the report, figures and summary."""
     from pathlib import Path
 
-    from harness import claims, lora_study, plots, reports, swap, verification
+    from harness import verification
+    from harness.lora import study as lora_study
+    from harness.measure import swap
+    from harness.output import plots, reports
+    from harness.verdicts import claims
 
     spec = _pair_from_args(args)
     claims_config = claims_config_of(args)
@@ -280,7 +287,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     """Score base and SFT with lm-eval on the named tasks (default: the pair's configured evaluation)."""
     from pathlib import Path
 
-    from harness import config, evaluate, reports
+    from harness import config
+    from harness.measure import evaluate
+    from harness.output import reports
 
     _check_output_file(args.out)
     spec = _pair_from_args(args)
@@ -316,7 +325,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 def command_swap(args: argparse.Namespace) -> int:
     """Layer-swap scores in both directions over M equal segments, with the C3 verdicts."""
-    from harness import swap, verification
+    from harness import verification
+    from harness.measure import swap
 
     spec = _pair_from_args(args)
     measured = verification.measure_swaps(spec, device=args.device, dtype=args.dtype,
@@ -348,8 +358,11 @@ def command_tune(args: argparse.Namespace) -> int:
         return max(command_tune(argparse.Namespace(**{**vars(args), "pairs": None, "pair": name}))
                    for name in names)
 
-    from harness import config, lora_study, plots, reports, tuning, verification
-    from harness.profile import profile_pair
+    from harness import config, verification
+    from harness.lora import study as lora_study
+    from harness.lora import tuning
+    from harness.measure.profile import profile_pair
+    from harness.output import plots, reports
 
     spec = _pair_from_args(args)
     thresholds = config.thresholds_for(spec.name, claims_config_of(args))
@@ -397,7 +410,7 @@ def command_tune(args: argparse.Namespace) -> int:
 
 def job_settings_of(args: argparse.Namespace):
     """How a study's runs are trained: one after another here, or as submitit jobs (local or Slurm)."""
-    from harness import arm_jobs
+    from harness.lora import arm_jobs
 
     slurm = {key: value for key, value in (("slurm_partition", args.slurm_partition),
                                            ("timeout_min", args.slurm_timeout_min)) if value is not None}
@@ -421,7 +434,8 @@ def command_dry_run(args: argparse.Namespace) -> int:
     """Every stage at reduced sizes on a random-initialised pair of a registered pair's exact shape."""
     from pathlib import Path
 
-    from harness import dry_run, reports
+    from harness import dry_run
+    from harness.output import reports
 
     if not (args.pair or args.shape):
         raise ValueError(f"name a registered pair's shape with --pair ({', '.join(dry_run.shape_names())}) or a "
@@ -588,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from harness.plants import controls  # the command line can name the planted controls as pairs
+
+    controls.register()
     if getattr(args, "task", None):  # --tasks a,b --tasks c: one flat list, in order, without repeats
         args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:

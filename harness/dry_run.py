@@ -29,9 +29,10 @@ from pathlib import Path
 
 import torch
 
-from harness import cache, models
-from harness.capture import decoder_layers
+from harness import cache
 from harness.errors import BadInputError
+from harness.measure.capture import decoder_layers
+from harness.sources import models
 
 SHAPE_FORMAT = 1  # bump when how a shape pair is built changes
 TOKENIZER_VOCAB = 1024  # the dry run's own tokenizer (trained on local text); the model keeps its real vocabulary
@@ -157,8 +158,8 @@ def measured(name: str, interval: float = 0.02) -> Iterator[StageFigures]:
 
 @functools.cache
 def _tokenizer():
-    from harness import corpus
-    from harness.tokenizer import train_bpe_tokenizer
+    from harness.sources import corpus
+    from harness.sources.tokenizer import train_bpe_tokenizer
 
     return train_bpe_tokenizer(corpus.pretraining_paragraphs(), TOKENIZER_VOCAB)
 
@@ -309,8 +310,8 @@ def run_dry(name_or_path: str, dtype: str = "bfloat16", device: str = "auto", si
 
 
 def _profile_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
-    from harness.data import load_probe_set
-    from harness.profile import ProfileOptions, capture_model
+    from harness.measure.profile import ProfileOptions, capture_model
+    from harness.sources.data import load_probe_set
 
     options = ProfileOptions(pooled_samples=sizes.profile_samples, token_samples=sizes.token_samples, dtype=dtype)
     probe = load_probe_set(options.probe_set, options.pooled_samples, seed=options.seed)
@@ -350,8 +351,9 @@ def _weight_change_stage(resolved, n_layers, thresholds, sizes, dtype, device, p
 
 
 def _swap_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
-    from harness import evaluate, swap, synthetic
     from harness.depth import segments
+    from harness.measure import evaluate, swap
+    from harness.sources import synthetic
 
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(sizes.swap_items)]
     count = min(5, n_layers)
@@ -370,7 +372,7 @@ def _swap_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
 
 
 def _eval_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
-    from harness import evaluate
+    from harness.measure import evaluate
 
     model = models.load_model(resolved.sft, dtype=dtype, device=device)
     tokenizer = models.load_tokenizer(resolved.sft)
@@ -384,7 +386,9 @@ def _eval_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
 
 
 def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
-    from harness import lora_runs, training, tuning
+    from harness import training
+    from harness.lora import runs as lora_runs
+    from harness.lora import tuning
 
     settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=dtype)
     tokenizer = models.load_tokenizer(resolved.base)
@@ -421,7 +425,8 @@ STAGES = {"profile": _profile_stage, "weight change": _weight_change_stage, "swa
 
 _FRESH_STAGE = """
 import json, sys
-from harness import config, dry_run, models
+from harness import config, dry_run
+from harness.sources import models
 name, base, sft, dtype, device, sizes = json.loads(sys.argv[1])
 resolved = models.resolve_pair(models.custom_pair(base, sft, dtype=dtype), progress=False)
 n_layers = models.load_config(resolved.base).num_hidden_layers
@@ -465,13 +470,14 @@ def _task_items(task: str, limit: int | None) -> int:
 def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float]:
     """Seconds of each part of ``pytest suites -m PAIR --tune PAIR`` at the claims config's sizes, from the
     times per unit the stages measured (each unit's cost taken as constant: a first-order estimate)."""
-    from harness.data import POOLED_SAMPLES
+    from harness.sources.data import POOLED_SAMPLES
 
     profile = result.stage("profile").detail["seconds_per_sample"]
     swap = result.stage("swap").detail
     per_token = result.stage("lm-eval").detail["seconds_per_item_token"]
     lora = result.stage("LoRA").detail
-    from harness import lora_runs, lora_study
+    from harness.lora import plan as lora_plan
+    from harness.lora import runs as lora_runs
 
     c3, evaluation = thresholds["C3"], thresholds["evaluation"]
     settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=result.dtype)
@@ -481,7 +487,7 @@ def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float
     choices = sum(4 * _task_items(task, evaluation["limit"]) for task in evaluation["tasks"] if "mmlu" in task)
     counts = [m for m in thresholds["C4"]["inverted_u_counts"] if m <= n_layers]
     try:
-        arms = len(lora_study.plan_arms(n_layers, thresholds, settings, segment_counts=counts).arms) + 1  # + finder
+        arms = len(lora_plan.plan_arms(n_layers, thresholds, settings, segment_counts=counts).arms) + 1  # + finder
     except BadInputError:  # fewer layers than the study's M = 5 masks: no study to estimate
         arms = math.nan
     runs = arms * len(settings.seeds)

@@ -13,8 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from harness import bootstrap, claims, config, directional, lora_study, reports, verification
+from harness import config, verification
 from harness.errors import BadInputError
+from harness.lora import study as lora_study
+from harness.output import reports
+from harness.verdicts import bootstrap, claims, directional
 
 
 @dataclass

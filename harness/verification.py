@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness import bootstrap, claims, config, directional, models, reports
+from harness import config
 from harness.errors import BadInputError
-from harness.profile import PairProfile, ProfileOptions, profile_pair
+from harness.measure.profile import PairProfile, ProfileOptions, profile_pair
+from harness.output import reports
+from harness.sources import models
+from harness.verdicts import bootstrap, claims, directional
 
 
 @dataclass
@@ -122,7 +125,8 @@ class SwapMeasured:
     errors: dict[str, BadInputError] = field(default_factory=dict)
 
     def result(self, direction: str) -> dict:
-        from harness import swap, synthetic
+        from harness.measure import swap
+        from harness.sources import synthetic
 
         if direction in self.errors:  # a refused pair is scored once, not once per test
             raise self.errors[direction]
@@ -176,7 +180,8 @@ def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.V
     import numpy as np
     import pandas as pd
 
-    from harness import depth, intervals
+    from harness import depth
+    from harness.verdicts import intervals
 
     rows = result["segments"][segment_count]
     index = [row["segment"] for row in rows]
@@ -209,7 +214,7 @@ def measure_swaps(spec: models.ModelSpec, device: str = "auto", dtype: str | Non
 
 def downstream_scores(resolved: models.ResolvedPair, thresholds: dict, dtype: str, device: str = "auto") -> dict:
     """lm-eval scores of base and SFT on the configured tasks; an unavailable task is recorded as such."""
-    from harness import evaluate
+    from harness.measure import evaluate
 
     settings = thresholds["evaluation"]
     options = evaluate.EvalOptions(limit=settings["limit"], num_fewshot=settings["num_fewshot"],

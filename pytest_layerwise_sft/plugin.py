@@ -13,13 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from harness import arm_jobs, claims, dose_response, lora_study, models, plots, regression, reports, verification
 from harness import config as claims_config
-from harness.controls import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs
-from harness.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+from harness import verification
 from harness.errors import BadInputError
-from harness.profile import ProfileOptions
+from harness.lora import arm_jobs
+from harness.lora import study as lora_study
+from harness.measure.profile import ProfileOptions
+from harness.output import plots, reports
+from harness.plants.controls import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs, register
+from harness.sources import models
+from harness.sources.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+from harness.verdicts import claims, dose_response, regression
 
+register()  # the planted controls become pairs the registry can name and build
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
 DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)

@@ -4,7 +4,7 @@ last 20% of layers. Scored by the log-likelihood of held-out GSM8K-format answer
 
 import pytest
 
-from harness.swap import DIRECTIONS
+from harness.measure.swap import DIRECTIONS
 
 SEGMENT_COUNTS = [3, 5, 10]
 

@@ -4,7 +4,7 @@ raises rank deficiency, raises sparsity, and lowers curvature (eq. 5), in the fi
 
 import pytest
 
-from harness.directional import HYPOTHESES
+from harness.verdicts.directional import HYPOTHESES
 
 HYPOTHESIS_PARAMS = [pytest.param(claim, id=claim.removeprefix("D:")) for claim in HYPOTHESES]
 

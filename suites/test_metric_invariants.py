@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from safetensors.torch import save_file
 
-from harness import intervals, metrics
+from harness import metrics
+from harness.verdicts import intervals
 
 TOL = dict(rel=1e-6, abs=1e-8)
 

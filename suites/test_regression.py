@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness import regression, reports
+from harness.output import reports
+from harness.verdicts import regression
 
 
 def test_metric_tables_match_the_baseline(measured_pair, harness_session):

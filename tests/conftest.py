@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import models, zoo
+from harness.sources import models, zoo
 
 
 @pytest.fixture(scope="session", params=models.TINY_PAIRS)

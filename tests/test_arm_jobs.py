@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import arm_jobs, config, lora_study, models
+from harness import config
+from harness.lora import arm_jobs
+from harness.lora import study as lora_study
+from harness.sources import models
 
 SMALL = dict(steps=2, seeds=(0,), train_examples=16, batch_size=2, eval_limit=2, likelihood_items=2,
              retention_samples=2, max_gen_toks=4)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness import bootstrap, calibration, claims, config, metrics, verification
+from harness import calibration, config, metrics, verification
+from harness.verdicts import bootstrap, claims
 
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 SIMULATIONS = 1000 if NIGHTLY else 500

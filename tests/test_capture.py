@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from harness import capture, models
-from harness.probing import logit_lens_hits
+from harness.measure import capture
+from harness.measure.probing import logit_lens_hits
+from harness.sources import models
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_batches_cover_every_sample_once_longest_first():
 def test_lens_hits_settle_misses_on_a_screen_and_equal_the_full_argmax(with_norm):
     """Random rows, rows whose target is the model's own argmax, and exact ties between the target and a
     screened word (argmax keeps the first of equals: a miss) all get the full head's answer."""
-    from harness.probing import lens_hits, lens_predictions
+    from harness.measure.probing import lens_hits, lens_predictions
 
     generator = torch.Generator().manual_seed(0)
     head = torch.nn.Linear(16, 2048, bias=False)

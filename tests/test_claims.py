@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from harness import bootstrap, claims, config, metrics
+from harness import config, metrics
+from harness.verdicts import bootstrap, claims
 
 L = 10
 LAYERS = list(range(L + 1))

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import cli, reports, rescore
+from harness import cli, rescore
+from harness.output import reports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +122,7 @@ def test_tune_refuses_a_malformed_shard(capsys, shard):
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 def test_a_custom_pairs_evaluation_settings_are_command_line_options(micro_pair, isolated_cache, tmp_path,
                                                                       monkeypatch, capsys):
-    from harness import evaluate
+    from harness.measure import evaluate
 
     asked = []
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 import transformers
 
-from harness import controls, emergence
 from harness.metrics import effective_rank, spectral_norm
+from harness.plants import controls, emergence
 
 
 def _config(layers: int) -> transformers.Olmo2Config:

@@ -1,7 +1,7 @@
 """Measured coverage of the engine's nominal 95 % intervals, on data whose population values are known.
 
 A claim's interval for a layer metric is the percentile interval of that metric recomputed
-under 200 Bayesian-bootstrap reweightings of the probe samples (``harness.bootstrap``):
+under 200 Bayesian-bootstrap reweightings of the probe samples (``harness.verdicts.bootstrap``):
 Dirichlet weights from ``intervals.dirichlet_weights``, spectral metrics (§3.3) from
 ``metrics.weighted_spectra``, linear CKA (eq. 6) from ``bootstrap._weighted_centered_inner``.
 Here the same pieces run on many independent samples drawn from a Gaussian whose covariance,
@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness import bootstrap, intervals, metrics
+from harness import metrics
+from harness.verdicts import bootstrap, intervals
 
 RESAMPLES = 200
 CONFIDENCE = 0.95

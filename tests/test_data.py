@@ -1,6 +1,6 @@
 import pytest
 
-from harness import data, synthetic
+from harness.sources import data, synthetic
 
 
 @pytest.mark.parametrize("name", sorted(data.LOCAL_SOURCES))
@@ -59,7 +59,7 @@ def test_hub_set_offline_says_how_to_get_it(monkeypatch, tmp_path):
 
 
 def test_wikitext_local_never_overlaps_pretraining_text():
-    from harness import corpus
+    from harness.sources import corpus
 
     held_out = set(data.load_probe_set("wikitext-local", 50).texts)
     assert held_out.isdisjoint(corpus.pretraining_paragraphs())

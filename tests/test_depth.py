@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness import block_finder, depth, tuning
+from harness import depth
+from harness.lora import block_finder, tuning
 
 LAYER_COUNTS = [10, 16, 32, 40, 64]
 SEGMENT_COUNTS = [3, 5, 10]

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import claims, config, directional, intervals, metrics
+from harness import config, metrics
+from harness.verdicts import claims, directional, intervals
 
 T = config.thresholds_for("planted")
 L = 10

@@ -1,6 +1,6 @@
 """The dose-response check of a ladder of planted controls: a rung's planted answer, and one direction."""
 
-from harness import claims, dose_response
+from harness.verdicts import claims, dose_response
 
 
 def verdict(value, low, high, threshold=0.04):

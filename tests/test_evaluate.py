@@ -2,7 +2,8 @@
 
 import pytest
 
-from harness import evaluate, models, synthetic
+from harness.measure import evaluate
+from harness.sources import models, synthetic
 
 TINY_EVAL = evaluate.EvalOptions(limit=40, num_fewshot=0, max_gen_toks=40, batch_size=8)
 
@@ -65,7 +66,8 @@ def test_perplexity_by_hand_on_a_uniform_model(micro_pair):
 def test_evaluate_takes_lm_evals_option_spelling_and_keeps_its_expected_warnings_out(tmp_path, capsys, caplog):
     import logging
 
-    from harness import cli, reports
+    from harness import cli
+    from harness.output import reports
 
     caplog.set_level(logging.INFO)
     out = tmp_path / "scores.json"

@@ -13,8 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import claims, config, lora_runs, lora_study
+from harness import config
 from harness.depth import segment_groups
+from harness.lora import plan as lora_plan
+from harness.lora import runs as lora_runs
+from harness.lora import study as lora_study
+from harness.verdicts import claims
 
 T = config.thresholds_for("planted")
 MIDDLE = ["01000", "00100", "00010", "01110"]
@@ -112,7 +116,7 @@ def planted_study(control: PlantedResults, thresholds: dict, seeds: tuple[int, .
                   seed: int = 0, items: int = ITEMS) -> lora_study.LoraStudy:
     """A study of a 10-layer model whose runs are drawn from the control's planted rates."""
     settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("wikitext-local",))
-    plan = lora_study.plan_arms(N_LAYERS, thresholds, settings, segment_counts=[5])
+    plan = lora_plan.plan_arms(N_LAYERS, thresholds, settings, segment_counts=[5])
     missing = sorted({arm.label for arm in plan.arms} - set(control.success))
     if missing:
         raise KeyError(f"control {control.name} plants no result for the arms {missing}")
@@ -175,7 +179,7 @@ def test_verdicts_that_need_arms_outside_the_plan_say_which():
     with pytest.raises(LookupError, match="M = 10"):
         study.verdict("C4:M10")
     masks_only = lora_study.LoraStudy("planted", None, T, study.settings,
-                                      lora_study.plan_masks(["01100", "11111"], 10, study.settings))
+                                      lora_plan.plan_masks(["01100", "11111"], 10, study.settings))
     assert "C4 needs the masks" in masks_only.unavailable("C4")
     assert "whole study" in masks_only.unavailable("C4-control")
     no_retention = lora_study.LoraStudy("planted", None, T, dataclasses.replace(study.settings, retention_sets=()),
@@ -196,7 +200,7 @@ def test_the_arm_table_has_one_row_per_arm_and_seed_and_the_summary_starts_with_
 def test_a_study_section_is_written_as_strict_json(tmp_path):
     import json
 
-    from harness import reports
+    from harness.output import reports
 
     study = planted("planted_mid_block")
     study.all_verdicts()
@@ -213,11 +217,11 @@ def test_a_study_section_is_written_as_strict_json(tmp_path):
 
 @pytest.mark.parametrize("count", [1, 2, 3])
 def test_shards_of_a_study_train_every_run_exactly_once(monkeypatch, count):
-    from harness import lora_runs
+    from harness.lora import runs as lora_runs
 
     thresholds = config.thresholds_for("tiny_olmo2")
     settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=(0, 1, 2))
-    plan = lora_study.plan_arms(10, thresholds, settings, segment_counts=[5])
+    plan = lora_plan.plan_arms(10, thresholds, settings, segment_counts=[5])
     study = lora_study.LoraStudy("x", None, thresholds, settings, plan)
     trained = []
     monkeypatch.setattr(lora_runs, "run_arm", lambda base, arm, seed, *args, **kwargs: trained.append((arm.label,

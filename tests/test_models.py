@@ -4,7 +4,7 @@ import pytest
 import torch
 import transformers
 
-from harness import models
+from harness.sources import models
 
 
 def _save_tiny_model(directory, family="olmo2", layers=2, hidden=32):
@@ -193,7 +193,8 @@ def test_a_checkpoint_with_only_pytorch_model_bin_is_refused_at_the_availability
 
 
 def test_an_output_path_that_is_a_directory_is_refused_before_any_work(micro_pair, tmp_path, capsys, monkeypatch):
-    from harness import cli, profile
+    from harness import cli
+    from harness.measure import profile
 
     monkeypatch.setattr(profile, "profile_pair", lambda *a, **k: pytest.fail("the profile ran"))
     code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--out",

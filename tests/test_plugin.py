@@ -75,7 +75,7 @@ def test_a_refused_pair_fails_each_test_with_one_line_and_no_traceback(tmp_path)
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 def test_a_pair_whose_swaps_are_not_finite_fails_each_swap_test_with_one_line(micro_pair, tmp_path):
-    from harness import models
+    from harness.sources import models
 
     model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
     with torch.no_grad():

@@ -6,7 +6,10 @@ import math
 import pytest
 import torch
 
-from harness import cli, models, profile, reports
+from harness import cli
+from harness.measure import profile
+from harness.output import reports
+from harness.sources import models
 
 OPTIONS = profile.ProfileOptions(pooled_samples=24, token_samples=10, max_tokens=48, batch_size=5, chunk_size=10)
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, regression, reports
+from harness import cli
+from harness.output import reports
+from harness.verdicts import regression
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_BASELINE = ROOT / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
@@ -145,7 +147,7 @@ def test_an_incomplete_update_run_keeps_the_old_baseline_and_says_why(baseline, 
 
 
 def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
-    from harness import zoo
+    from harness.sources import zoo
     from tests.conftest import MICRO
 
     built = zoo.build_pair("micro_olmo2", zoo.TinyRecipe(family="olmo2", **{**MICRO, "num_layers": 4}),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import reports
+from harness.output import reports
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEN = dt.datetime(2026, 11, 29, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -61,8 +61,8 @@ def test_a_folder_without_a_report_is_refused_clearly(tmp_path):
 
 def _revision_of_copy(package_root: Path) -> subprocess.CompletedProcess:
     shutil.copytree(ROOT / "harness", package_root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
-    return subprocess.run([sys.executable, "-c", "from harness import reports; print(reports._source_revision())"],
-                          cwd=package_root, capture_output=True, text=True,
+    script = "from harness.output import reports; print(reports._source_revision())"
+    return subprocess.run([sys.executable, "-c", script], cwd=package_root, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(package_root)})
 
 

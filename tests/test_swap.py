@@ -6,7 +6,8 @@ import pytest
 import safetensors.torch
 import torch
 
-from harness import models, swap
+from harness.measure import swap
+from harness.sources import models
 
 
 def _digest(model):
@@ -76,8 +77,8 @@ def test_a_donor_with_non_finite_weights_is_refused_naming_the_tensor(micro_pair
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 def test_a_hybrid_whose_outputs_overflow_is_refused_naming_the_swap(micro_pair, tmp_path):
-    from harness import synthetic
     from harness.errors import BadInputError
+    from harness.sources import synthetic
 
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(2)]
     broken = _broken_copy(micro_pair, tmp_path, 3e38)  # finite weights whose products overflow float32
@@ -87,8 +88,9 @@ def test_a_hybrid_whose_outputs_overflow_is_refused_naming_the_swap(micro_pair, 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 def test_a_value_of_m_above_the_layer_count_is_refused_for_that_m_alone(micro_pair):
-    from harness import config, synthetic, verification
+    from harness import config, verification
     from harness.errors import BadInputError
+    from harness.sources import synthetic
 
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(4)]
     result = swap.swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3, 5), device="cpu", progress=False)
@@ -103,7 +105,7 @@ def test_a_value_of_m_above_the_layer_count_is_refused_for_that_m_alone(micro_pa
 def test_hybrids_run_from_the_kept_host_states_give_every_score_of_a_full_forward(micro_pair, monkeypatch):
     """Both families: a hybrid run from its first swapped layer on (the host's states kept) gives the same
     log-likelihood, item for item and bit for bit, as the whole hybrid run from the embeddings."""
-    from harness import synthetic
+    from harness.sources import synthetic
 
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(20)]
 
@@ -118,7 +120,8 @@ def test_hybrids_run_from_the_kept_host_states_give_every_score_of_a_full_forwar
 
 
 def test_host_states_too_large_to_keep_are_dropped(micro_pair):
-    from harness import evaluate, synthetic
+    from harness.measure import evaluate
+    from harness.sources import synthetic
 
     model = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
     tokenizer = models.load_tokenizer(models.ModelRef(str(micro_pair.base_dir)))
@@ -136,7 +139,7 @@ def test_swap_scores_are_read_back_from_the_cache_exactly_and_keyed_by_the_files
                                                                                 monkeypatch):
     import shutil
 
-    from harness import synthetic
+    from harness.sources import synthetic
 
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(3)]
     scored = swap.cached_swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu",

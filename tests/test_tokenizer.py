@@ -1,8 +1,8 @@
 import pytest
 from transformers import AutoTokenizer
 
-from harness import corpus
-from harness.tokenizer import EOS_TOKEN, PAD_TOKEN, train_bpe_tokenizer
+from harness.sources import corpus
+from harness.sources.tokenizer import EOS_TOKEN, PAD_TOKEN, train_bpe_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from harness import models, tuning
+from harness.lora import tuning
 from harness.metrics import ATTENTION_MODULES, MLP_MODULES
+from harness.sources import models
 
 
 def test_masks_name_segments_and_their_layers():
@@ -84,11 +85,13 @@ def test_a_target_that_matches_nothing_is_an_error(micro_pair):
 # --- study plans, the block finder, resumable training, one real run ----------------------------------
 
 def test_the_study_plan_matches_every_arms_budget_and_trains_each_layer_set_once():
-    from harness import config, lora_runs, lora_study
+    from harness import config
+    from harness.lora import plan as lora_plan
+    from harness.lora import runs as lora_runs
 
     thresholds = config.thresholds_for("planted")
     settings = lora_runs.TuneSettings(task="gsm8k_local")
-    plan = lora_study.plan_arms(32, thresholds, settings, finder_mask="01100")
+    plan = lora_plan.plan_arms(32, thresholds, settings, finder_mask="01100")
     layer_sets = [arm.layers for arm in plan.arms]
     assert len(layer_sets) == len(set(layer_sets))
     assert {arm.full_budget for arm in plan.arms} == {8 * 32 * 4}
@@ -100,7 +103,7 @@ def test_the_study_plan_matches_every_arms_budget_and_trains_each_layer_set_once
     assert plan.roles["first20"] == ["first20"] and next(a for a in plan.arms if a.label == "first20").layers == (
         0, 1, 2, 3, 4, 5)
     assert len(plan.roles["single:10"]) == 10 and plan.roles["finder"] == ["01100"]
-    assert lora_study.plan_arms(32, thresholds, settings).arms == lora_study.plan_arms(32, thresholds, settings).arms
+    assert lora_plan.plan_arms(32, thresholds, settings).arms == lora_plan.plan_arms(32, thresholds, settings).arms
 
 
 def planted_profile(movement):
@@ -112,7 +115,7 @@ def planted_profile(movement):
 
 
 def test_the_block_finder_picks_the_calm_middle_before_a_late_rise():
-    from harness import block_finder
+    from harness.lora import block_finder
 
     late_rise = [0.01] * 7 + [0.5, 0.8, 1.0]
     proposal = block_finder.propose_mask(planted_profile(late_rise), 5)
@@ -129,7 +132,7 @@ def test_the_block_finder_picks_the_calm_middle_before_a_late_rise():
 def test_the_block_finder_refuses_profiles_it_cannot_read():
     import pandas as pd
 
-    from harness import block_finder
+    from harness.lora import block_finder
 
     with pytest.raises(ValueError, match="non-finite"):
         block_finder.propose_mask(planted_profile([0.1, float("nan"), 0.3, 0.4, 0.5]), 5)
@@ -177,7 +180,8 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(micro_pair, tmp
 
 
 def test_one_arm_is_trained_scored_and_cached(micro_pair, isolated_cache, monkeypatch):
-    from harness import lora_runs, training
+    from harness import training
+    from harness.lora import runs as lora_runs
 
     settings = lora_runs.TuneSettings(task="gsm8k_local", steps=3, batch_size=2, learning_rate=1e-2, seeds=(0,),
                                       train_examples=20, eval_limit=6, max_gen_toks=6, num_fewshot=0,
@@ -204,7 +208,8 @@ def test_one_arm_is_trained_scored_and_cached(micro_pair, isolated_cache, monkey
 
 
 def test_tuning_settings_come_from_the_config_and_auto_falls_back_offline(monkeypatch):
-    from harness import config, lora_runs
+    from harness import config
+    from harness.lora import runs as lora_runs
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     tiny = lora_runs.TuneSettings.from_thresholds(config.thresholds_for("tiny_olmo2"))
@@ -229,7 +234,7 @@ def test_a_lora_run_is_keyed_by_the_base_models_config_and_tokenizer_too(micro_p
 
     folder = shutil.copytree(micro_pair.base_dir, tmp_path / "base")
     ref = models.ModelRef(str(folder))
-    from harness import lora_runs
+    from harness.lora import runs as lora_runs
 
     before = lora_runs._run_folder(ref, "01000", {"seed": 0})
     assert lora_runs._run_folder(ref, "01000", {"seed": 0}) == before

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cache, models, scoring, synthetic, zoo
+from harness import cache
+from harness.sources import models, scoring, synthetic, zoo
 
 
 def test_same_recipe_and_seed_rebuild_identical_weights(micro_recipe, tmp_path):

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import config, reports
+from harness import config
+from harness.output import reports
 
 
 @dataclass(frozen=True)

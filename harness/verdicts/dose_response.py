@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness import claims
+from harness.verdicts import claims
 
 ORDER = {claims.REFUTED: 0, claims.INCONCLUSIVE: 1, claims.HOLDS: 2}
 

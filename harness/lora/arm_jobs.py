@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import cache, lora_runs
+from harness import cache
+from harness.lora import runs as lora_runs
 
 EXECUTORS = ("serial", "local", "slurm")
 

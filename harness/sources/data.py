@@ -12,7 +12,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness import cache, corpus, synthetic
+from harness import cache
+from harness.sources import corpus, synthetic
 
 TOKEN_LEVEL_SAMPLES = 100  # §4.1: token-level analysis samples 100 instances
 POOLED_SAMPLES = 1000  # §4.1: pooled analysis uses 1,000 instances

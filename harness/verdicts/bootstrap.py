@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from harness import intervals, metrics
-from harness.claims import Rows
-from harness.profile import PairProfile
+from harness import metrics
+from harness.measure.profile import PairProfile
+from harness.verdicts import intervals
+from harness.verdicts.claims import Rows
 
 SPECTRAL = ("dataset_entropy", "effective_rank", "condition_number", "spectral_norm")
 NEEDS = {"C1": "pair", "C2": None, "C5": "pair", "C6": "spectral", "C7": "spectral"}

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from harness import cache, synthetic
+from harness import cache
 from harness.errors import BadInputError, NonFiniteError
-from harness.scoring import gsm8k_prompt
+from harness.sources import synthetic
+from harness.sources.scoring import gsm8k_prompt
 
 LOCAL_TASKS = ("gsm8k_local", "mmlu_local")
 REAL_TASKS = ("gsm8k", "mmlu")
@@ -68,7 +69,7 @@ def local_task_folder(options: EvalOptions) -> Path:
             (scratch / name).write_text("".join(json.dumps(r) + "\n" for r in records))
         lm_eval_tasks = os.path.dirname(lm_eval.tasks.__file__)
         for task in LOCAL_TASKS:
-            template = resources.files("harness").joinpath(f"tasks/{task}.yaml.in").read_text()
+            template = resources.files("harness.measure").joinpath(f"tasks/{task}.yaml.in").read_text()
             rendered = template.replace("{lm_eval_tasks}", lm_eval_tasks).replace("{data_dir}", str(folder))
             (scratch / f"{task}.yaml").write_text(rendered)
     return folder
@@ -261,7 +262,7 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
 def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_size: int = 8) -> dict:
     """Token-level perplexity of ``texts`` (right-padded batches, padding masked), with each text's summed
     negative log-likelihood and token count, so that texts can be resampled."""
-    from harness.capture import batches, encode
+    from harness.measure.capture import batches, encode
 
     device = model.get_input_embeddings().weight.device
     encoded = encode(tokenizer, texts, max_tokens)

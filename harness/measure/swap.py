@@ -20,7 +20,7 @@ import torch
 from harness.depth import segments
 from harness.errors import NonFiniteError
 from harness.metrics.weights import _read, safetensors_index
-from harness.models import UnsupportedModelError
+from harness.sources.models import UnsupportedModelError
 
 HEAD_PATTERNS = (re.compile(r"^model\.norm\."), re.compile(r"^lm_head\."))
 DIRECTIONS = {"base_with_sft_block": ("base", "sft"), "sft_with_base_block": ("sft", "base")}
@@ -145,7 +145,8 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
     """
     from tqdm.auto import tqdm
 
-    from harness import evaluate, models
+    from harness.measure import evaluate
+    from harness.sources import models
 
     host_ref = models.ModelRef(str(host_dir))
     model = models.load_model(host_ref, dtype=dtype, device=device)
@@ -184,7 +185,8 @@ def cached_swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], seg
     """``swap_scores``, read back from the cache when the same host and donor files were scored on the same
     items with the same settings: a pair's C3 tests, its report and a control that is another pair run
     backwards share one scoring, and a direction scored before an interruption is not scored again."""
-    from harness import cache, models
+    from harness import cache
+    from harness.sources import models
 
     key = cache.stable_hash({
         "format": SWAP_FORMAT, "records": cache.stable_hash(records), "segment_counts": list(segment_counts),

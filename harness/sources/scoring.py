@@ -1,6 +1,6 @@
 """Quick greedy exact match on GSM8K-format problems, used to check that a fine-tune learned.
 
-Downstream scores that go into reports come from lm-eval (``harness.evaluate``);
+Downstream scores that go into reports come from lm-eval (``harness.measure.evaluate``);
 this is the build-time check that needs no task files.
 """
 
@@ -30,7 +30,7 @@ def greedy_exact_match(model, tokenizer, records: Sequence[dict], batch_size: in
     """Share of records whose greedy completion states the right ``#### N``."""
     if not records:
         raise ValueError("no records to score")
-    from harness.synthetic import final_answer
+    from harness.sources.synthetic import final_answer
 
     model.eval()
     correct = 0

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import transformers
 
-from harness import cache, synthetic, training
+from harness import cache, training
+from harness.sources import synthetic
 
 READER_FORMAT = 1
 READER_LAYERS = 2

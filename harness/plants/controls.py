@@ -4,7 +4,7 @@ Each control takes one model of the tiny OLMo-2 pair as its "base" model (or a
 model built from it by a ``base_construction``) and, as its "SFT" model, the same
 weights changed by a known construction. Besides those listed here: the
 ``late_dose`` ladder (``LADDERS``), C5's trained reader placed among identity
-blocks (``harness.emergence``), C6's network built by hand (``stages``) and the
+blocks (``harness.plants.emergence``), C6's network built by hand (``stages``) and the
 LoRA study's trapped models (``trap``), whose arms are trained and scored. The
 default construction (``noise``) adds Gaussian noise to every decoder layer's
 Q/K/V/O and MLP projections. The noise of layer l has a root-mean-square of
@@ -17,7 +17,7 @@ Q/K/V/O and MLP projections. The noise of layer l has a root-mean-square of
 - ``planted_early``: the mirror image of ``planted_late``, largest at layer 1.
   C1, C2 and C7 must fail.
 
-Controls for the directional hypotheses of §3.3-3.4 (``harness.directional``):
+Controls for the directional hypotheses of §3.3-3.4 (``harness.verdicts.directional``):
 
 - ``planted_identical``: scale 0 everywhere, so the SFT is an exact copy of the
   base. Every directional hypothesis must be refuted (a change of exactly zero
@@ -45,9 +45,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness import cache, depth, emergence, zoo
-from harness.directional import HYPOTHESES
+from harness import cache, depth
 from harness.metrics import ATTENTION_MODULES, MLP_MODULES
+from harness.plants import emergence
+from harness.sources import models, zoo
+from harness.verdicts.directional import HYPOTHESES
 
 CONTROLS_FORMAT = 4
 SOURCE_PAIR = "tiny_olmo2"
@@ -200,7 +202,7 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             "embeddings moved a little and its last attention writing", construction="moved_under_common_write",
             base_construction="common_write", unanswered=_ONLY_C1,
             isolates={"C1": ("cosine_drop", "cosine_lowest_layer_depth")}),
-    # C5 (§4.3, Fig. 3): a trained two-layer reader among identity blocks (``harness.emergence``). The base
+    # C5 (§4.3, Fig. 3): a trained two-layer reader among identity blocks (``harness.plants.emergence``). The base
     # has identity blocks only, so its logit lens reads nothing at any layer.
     Control("planted_emergence", _none, {"C5": True},
             "a trained two-layer reader in the last two layers, identity blocks before it",
@@ -479,7 +481,7 @@ def task_token_frequencies(vocabulary: int, texts: int = 2000) -> torch.Tensor:
     (the format of the default probe set), as shares that sum to 1."""
     from transformers import AutoTokenizer
 
-    from harness import synthetic
+    from harness.sources import synthetic
 
     tokenizer = AutoTokenizer.from_pretrained(zoo.build_pair(SOURCE_PAIR, progress=False).base_dir)
     counts = torch.zeros(vocabulary)
@@ -629,7 +631,7 @@ def trap_band(band: str, gain: float = TRAP_GAIN) -> Callable:
 
 
 def reader_at(where: str | None) -> Callable:
-    """A construction that makes a model the trained two-layer reader of ``harness.emergence`` placed at the
+    """A construction that makes a model the trained two-layer reader of ``harness.plants.emergence`` placed at the
     last two layers (``"late"``), the first two (``"early"``), or nowhere (``None``: identity blocks only)."""
 
     def construct(model, control: Control | None = None, seed: int = 0) -> None:
@@ -714,3 +716,26 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
                                                               "expected": control.expected})
     info = json.loads((directory / "build.json").read_text())
     return zoo.BuiltPair(name=name, base_dir=directory / "base", sft_dir=directory / "sft", info=info)
+
+
+class PlantedPairs:
+    """The planted controls as a source of pairs for the registry (``models.add_pair_source``): each is
+    named ``harness-control:NAME`` and built from the tiny OLMo-2 pair on first use."""
+
+    def spec(self, name: str) -> models.ModelSpec | None:
+        if name not in CONTROLS:
+            return None
+        ref = models.ModelRef(f"harness-control:{name}")
+        return models.ModelSpec(name, ref, ref, "olmo2", dtype="float32", builder=name,
+                                notes="a planted control built from the tiny OLMo-2 pair")
+
+    def build(self, name: str, progress: bool = True) -> zoo.BuiltPair:
+        return build_control(name, progress=progress)
+
+
+PLANTED_PAIRS = PlantedPairs()
+
+
+def register() -> None:
+    """Let the registry name and build the planted controls (the pytest plugin and the command line do)."""
+    models.add_pair_source(PLANTED_PAIRS)

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness import depth, intervals
+from harness import depth
+from harness.verdicts import intervals
 
 Bundle = Mapping[str, "pd.Series | Rows"]
 HOLDS, REFUTED, INCONCLUSIVE = "holds", "refuted", "inconclusive"

@@ -1,7 +1,7 @@
 """The registry of base/SFT pairs, and the one path by which every model is loaded.
 
 Real checkpoints come from the Hugging Face cache or hub; the tiny pairs are
-built offline by ``harness.zoo`` and saved with ``save_pretrained``, so both
+built offline by ``harness.sources.zoo`` and saved with ``save_pretrained``, so both
 load through ``AutoModelForCausalLM.from_pretrained`` alike.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -117,7 +118,7 @@ class ModelSpec:
     sft: ModelRef
     family: str
     dtype: str = "bfloat16"
-    builder: str | None = None  # a harness.zoo recipe name: the pair is built offline on first use
+    builder: str | None = None  # a harness.sources.zoo recipe name: the pair is built offline on first use
     notes: str = field(default="", compare=False)
 
     @property
@@ -132,7 +133,7 @@ def _hub_pair(name: str, base: str, sft: str, family: str, notes: str = "") -> M
 def _tiny_pair(name: str, family: str) -> ModelSpec:
     placeholder = ModelRef(f"harness-zoo:{name}")
     return ModelSpec(name, placeholder, placeholder, family, dtype="float32", builder=name,
-                     notes="built offline by harness.zoo on first use, then cached")
+                     notes="built offline by harness.sources.zoo on first use, then cached")
 
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
@@ -147,10 +148,26 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
 )}
 
 
-def control_spec(name: str) -> ModelSpec:
-    """The planted control ``name`` as a pair (its models are built from the tiny OLMo-2 pair on first use)."""
-    return ModelSpec(name, ModelRef(f"harness-control:{name}"), ModelRef(f"harness-control:{name}"), "olmo2",
-                     dtype="float32", builder=name, notes="a planted control built from the tiny OLMo-2 pair")
+class PairSource(Protocol):
+    """Pairs built by something the registry does not know (the planted controls): a name it answers for
+    becomes a spec, and a spec's ``builder`` it answers for is built by it."""
+
+    def spec(self, name: str) -> ModelSpec | None: ...
+
+    def build(self, name: str, progress: bool = True): ...  # a harness.sources.zoo.BuiltPair
+
+
+PAIR_SOURCES: list[PairSource] = []
+
+
+def add_pair_source(source: PairSource) -> None:
+    """Let ``get_spec`` and ``resolve_pair`` answer for ``source``'s pairs too (once, however often added)."""
+    if all(known is not source for known in PAIR_SOURCES):
+        PAIR_SOURCES.append(source)
+
+
+def _source_of(name: str) -> PairSource | None:
+    return next((source for source in PAIR_SOURCES if source.spec(name) is not None), None)
 
 
 REAL_PAIRS = tuple(name for name, spec in REGISTRY.items() if not spec.is_built_locally)
@@ -166,10 +183,9 @@ def custom_pair(base: str, sft: str, name: str = "custom", dtype: str = "bfloat1
 
 
 def get_spec(name: str) -> ModelSpec:
-    from harness import controls  # the controls are built from a registered pair: imported when asked for
-
-    if name in controls.CONTROLS:
-        return control_spec(name)
+    source = _source_of(name)
+    if source is not None:
+        return source.spec(name)
     try:
         return REGISTRY[name]
     except KeyError:
@@ -261,10 +277,11 @@ class ResolvedPair:
 def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
     """Build a tiny pair if needed, check availability and architecture; never downloads when offline."""
     if spec.is_built_locally:
-        from harness import controls, zoo
+        from harness.sources import zoo
 
-        if spec.builder in controls.CONTROLS:
-            built = controls.build_control(spec.builder, progress=progress)
+        source = _source_of(spec.builder)
+        if source is not None:
+            built = source.build(spec.builder, progress=progress)
         else:
             built = zoo.build_pair(spec.builder, progress=progress)
         resolved = ResolvedPair(spec, ModelRef(str(built.base_dir)), ModelRef(str(built.sft_dir)), built.info)

@@ -25,10 +25,12 @@ from safetensors import safe_open
 from safetensors.torch import save as save_tensors
 from tqdm.auto import tqdm
 
-from harness import cache, capture, metrics, models
-from harness.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
+from harness import cache, metrics
 from harness.errors import NonFiniteError
-from harness.probing import lens_hits
+from harness.measure import capture
+from harness.measure.probing import lens_hits
+from harness.sources import models
+from harness.sources.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
 
 PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")

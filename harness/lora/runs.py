@@ -21,8 +21,11 @@ from pathlib import Path
 
 import torch
 
-from harness import cache, evaluate, models, synthetic, training, tuning
-from harness.scoring import gsm8k_prompt
+from harness import cache, training
+from harness.lora import tuning
+from harness.measure import evaluate
+from harness.sources import models, synthetic
+from harness.sources.scoring import gsm8k_prompt
 
 RUNS_FORMAT = 2
 TUNING_TASKS = ("auto", "gsm8k", "gsm8k_local")  # auto: gsm8k when its data can be had, else gsm8k_local
@@ -140,7 +143,7 @@ def _tokenized_examples(base: models.ModelRef, task: str, count: int) -> tuple[t
 @lru_cache(maxsize=4)  # read once per study, not once per arm
 def retention_texts(settings: TuneSettings) -> dict[str, list[str] | str]:
     """Held-out general text per retention set; an unavailable set maps to the reason."""
-    from harness import data
+    from harness.sources import data
 
     texts: dict[str, list[str] | str] = {}
     for name in settings.retention_sets:

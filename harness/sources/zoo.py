@@ -22,8 +22,9 @@ import torch
 import transformers
 from tqdm.auto import tqdm
 
-from harness import cache, corpus, scoring, synthetic, training
-from harness.tokenizer import train_bpe_tokenizer
+from harness import cache, training
+from harness.sources import corpus, scoring, synthetic
+from harness.sources.tokenizer import train_bpe_tokenizer
 
 ZOO_FORMAT = 1  # bump when the build procedure changes in a way the recipe does not show
 

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import claims, depth
+from harness import depth
+from harness.verdicts import claims
 
 PREFIX = "D:"
 BANDS = ("first", "middle", "last")

@@ -1,0 +1,1 @@
+"""Versioned reports and their figures."""

@@ -37,7 +37,9 @@ def test_interval_resamples_of_every_claim(benchmark, tiny_olmo2, monkeypatch, t
     pair = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
 
     def resample():
-        bootstrap._RUN_SPECTRA.clear()  # measure the computation, not the per-process memo of a run's spectra
+        bootstrap._RUN_SPECTRA.clear()  # measure the computation, not the memo of a run's spectra
+        for stored in tmp_path.rglob("resampled-spectra-*.npz"):  # nor the copy kept beside the run
+            stored.unlink()
         return bootstrap.Resampler(pair, resamples=200, seed=0).bundles("spectral")
 
     bundles = benchmark.pedantic(resample, rounds=2, warmup_rounds=0)

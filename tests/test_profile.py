@@ -193,3 +193,32 @@ def test_a_changed_config_or_tokenizer_of_either_model_is_a_cache_miss(micro_pai
     _edit_json(tokenizer_config, model_max_length=32)  # any tokenizer file may change the token ids
     retokenized = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
     assert retokenized.meta["forward"][side]["samples"] == OPTIONS.pooled_samples
+
+
+def test_resampled_spectra_are_kept_beside_the_run_and_read_back_to_the_last_bit(micro_pair, isolated_cache,
+                                                                                monkeypatch):
+    import numpy as np
+
+    from harness import metrics
+    from harness.verdicts import bootstrap
+
+    result = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
+
+    def spectral(model: str) -> dict:
+        bootstrap._RUN_SPECTRA.clear()  # as in another process: only the disk is shared
+        return bootstrap.Resampler(result, resamples=20, seed=3)._model_spectra(getattr(result, f"{model}_run"))
+
+    computed = spectral("base")
+    (stored,) = result.base_run.directory.glob("resampled-spectra-*.npz")
+    monkeypatch.setattr(metrics, "weighted_spectra", lambda *args, **kwargs: pytest.fail("resampled again"))
+    read_back = spectral("base")
+    assert set(read_back) == set(bootstrap.SPECTRAL)
+    assert all(np.array_equal(read_back[name], computed[name], equal_nan=True) for name in bootstrap.SPECTRAL)
+    stored.write_bytes(b"not an npz file")  # a damaged file is computed again, not trusted
+    monkeypatch.undo()
+    again = spectral("base")
+    assert all(np.array_equal(again[name], computed[name], equal_nan=True) for name in bootstrap.SPECTRAL)
+    with pytest.raises(pytest.fail.Exception, match="resampled again"):  # another seed is another resampling
+        monkeypatch.setattr(metrics, "weighted_spectra", lambda *args, **kwargs: pytest.fail("resampled again"))
+        bootstrap._RUN_SPECTRA.clear()
+        bootstrap.Resampler(result, resamples=20, seed=4)._model_spectra(result.base_run)

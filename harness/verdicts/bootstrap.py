@@ -13,11 +13,14 @@ carried over unchanged.
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 
-from harness import metrics
+from harness import cache, metrics
 from harness.measure.profile import PairProfile
 from harness.verdicts import intervals
 from harness.verdicts.claims import Rows
@@ -59,6 +62,18 @@ def _weighted_centered_inner(gram_a: np.ndarray, gram_b: np.ndarray, shares: np.
 
 _RUN_SPECTRA: dict[tuple, dict[str, np.ndarray]] = {}  # resampled spectra per captured run (see _model_spectra)
 _RUN_SPECTRA_KEPT = 16
+SPECTRA_FORMAT = 1  # of the resampled spectra kept beside a captured run
+
+
+def _spectra_file(key: tuple) -> str:
+    """The name of a run's resampled spectra under ``key`` (its run directory aside)."""
+    return f"resampled-spectra-{cache.stable_hash([SPECTRA_FORMAT, *key[1:], SPECTRAL])}.npz"
+
+
+def _remember(key: tuple, values: dict[str, np.ndarray]) -> None:
+    if len(_RUN_SPECTRA) >= _RUN_SPECTRA_KEPT:
+        _RUN_SPECTRA.pop(next(iter(_RUN_SPECTRA)))
+    _RUN_SPECTRA[key] = values
 
 
 class Resampler:
@@ -141,7 +156,8 @@ class Resampler:
 
         A captured run is stored under a key of its weights, probe data and options, and the weights depend
         only on the seed and the sample count: the planted controls share their base model's run, whose
-        resampled spectra are therefore computed once per process.
+        resampled spectra are therefore computed once per process, and kept beside the run on disk, so that
+        another process (a rerun, the report of the same pair) reads them back to the last bit.
         """
         options = self.profile.meta["options"]
         directory = getattr(run, "directory", None)
@@ -149,6 +165,16 @@ class Resampler:
                                               options["alpha"], options["normalize_entropy"])
         if key in _RUN_SPECTRA:
             return _RUN_SPECTRA[key]
+        stored = None if key is None else Path(directory) / _spectra_file(key)
+        if stored is not None and stored.is_file():
+            try:
+                with np.load(stored) as saved:
+                    values = {name: saved[name] for name in SPECTRAL}
+            except (OSError, ValueError, KeyError):  # unreadable: computed again and written anew below
+                pass
+            else:
+                _remember(key, values)
+                return values
         weights = torch.from_numpy(self.weights)
         values = {name: np.empty((len(self.weights), len(self.layers))) for name in SPECTRAL}
         for column, layer in enumerate(self.layers):
@@ -158,9 +184,10 @@ class Resampler:
             for name in SPECTRAL:
                 values[name][:, column] = spectra[name].numpy()
         if key is not None:
-            if len(_RUN_SPECTRA) >= _RUN_SPECTRA_KEPT:
-                _RUN_SPECTRA.pop(next(iter(_RUN_SPECTRA)))
-            _RUN_SPECTRA[key] = values
+            _remember(key, values)
+            buffer = io.BytesIO()
+            np.savez(buffer, **values)
+            cache.write_bytes_atomic(stored, buffer.getvalue())
         return values
 
     def _spectral_bundles(self) -> list[dict]:

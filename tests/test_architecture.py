@@ -114,3 +114,15 @@ def test_the_registry_names_a_planted_pair_only_once_the_plants_are_registered(m
     assert (spec.name, spec.builder, spec.base.location) == ("planted_late", "planted_late",
                                                              "harness-control:planted_late")
     assert models.get_spec("tiny_olmo2").builder == "tiny_olmo2"  # the registered pairs are still found
+
+
+def test_the_public_names_users_call_keep_working():
+    import harness.metrics
+    import harness.reports
+    from harness import cli
+    from harness.output import reports
+
+    assert harness.reports.table is reports.table and harness.reports.load_report is reports.load_report
+    assert callable(harness.metrics.linear_cka) and callable(harness.metrics.effective_rank)
+    # the `harness` command (pyproject: harness = "harness.cli:main") still routes its main job
+    assert cli.build_parser().parse_args(["run", "--pair", "tiny_olmo2"]).handler is cli.command_run

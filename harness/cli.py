@@ -171,9 +171,7 @@ def command_diff(args: argparse.Namespace) -> int:
         old = regression.sections_of(old_report, args.pair)
         notes = regression.environment_notes(old_report, current_report)
     else:  # one report: each of its pairs against its stored baseline
-        old = {name: regression.load_baseline(regression.baseline_path(
-            Path(args.baselines_dir), name, section.get("probe", {}).get("name", DEFAULT_PROBE_SET)))
-            for name, section in new.items()}
+        old = {name: _stored_baseline(Path(args.baselines_dir), name, section) for name, section in new.items()}
         notes = sorted({note for name in new for note in regression.environment_notes(old[name], current_report)})
     drift = False
     for name in sorted(set(old) | set(new)):
@@ -189,6 +187,25 @@ def command_diff(args: argparse.Namespace) -> int:
     if notes:
         print("environment (not drift):\n  " + "\n  ".join(notes))
     return 1 if drift else 0
+
+
+def _stored_baseline(directory, name: str, section: dict) -> dict:
+    """The stored baseline a report's section of pair ``name`` compares with: its own build's, for a pair the
+    harness builds here (another build's numbers are another model's)."""
+    from harness.output import reports
+    from harness.verdicts import regression
+
+    probe_set = section.get("probe", {}).get("name", DEFAULT_PROBE_SET)
+    spec = models.REGISTRY.get(name)
+    weights = section.get("pair", {})
+    if spec is None or not spec.is_built_locally or "base_weights" not in weights:
+        return regression.load_baseline(regression.baseline_path(directory, name, probe_set))
+    build = regression.build_of(weights)
+    path = regression.baseline_path(directory, name, probe_set, build)
+    if not path.is_file():
+        raise reports.ReportError(regression.other_build_note(name, build, regression.stored_builds(
+            directory, name, probe_set)))
+    return regression.load_baseline(path)
 
 
 def command_rescore(args: argparse.Namespace) -> int:

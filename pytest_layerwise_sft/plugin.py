@@ -185,11 +185,31 @@ class ClaimSession:
         return [(rung.dose, self.measure(rung.name)) for rung in ladder_rungs(name)]
 
     def baseline(self, name: str) -> dict:
-        """The stored baseline of ``name``, read once per session."""
+        """The stored baseline of ``name``, read once per session. A pair built here is compared with the
+        baseline of its own build; with none stored for this machine's build, its regression tests skip."""
         if name not in self.baselines:
-            self.baselines[name] = regression.load_baseline(
-                regression.baseline_path(self.baselines_dir, name, self.probe_set))
+            build = self.build_of(name)
+            path = regression.baseline_path(self.baselines_dir, name, self.probe_set, build)
+            if build is not None and not path.is_file():
+                self.baselines[name] = regression.other_build_note(
+                    name, build, regression.stored_builds(self.baselines_dir, name, self.probe_set))
+            else:
+                self.baselines[name] = regression.load_baseline(path)
+        if isinstance(self.baselines[name], str):
+            pytest.skip(self.baselines[name])
         return self.baselines[name]
+
+    def build_of(self, name: str, section: dict | None = None) -> str | None:
+        """The build of a pair the harness builds here (None for a pair loaded from the hub or a folder)."""
+        spec = self.spec(name)
+        if not spec.is_built_locally:
+            return None
+        weights = (section or {}).get("pair", {})
+        if "base_weights" not in weights:
+            resolved = models.resolve_pair(spec, progress=False)
+            weights = {"base_weights": models.weights_fingerprint(resolved.base),
+                       "sft_weights": models.weights_fingerprint(resolved.sft)}
+        return regression.build_of(weights)
 
     def finish(self) -> list[Path]:
         """Write the reports (atomically), figures, summaries, and baselines if asked.
@@ -246,8 +266,8 @@ class ClaimSession:
                 if refusal:
                     self.baseline_notes.append(f"baseline of {name} not written: {refusal}")
                     continue
-                written.append(regression.write_baseline(
-                    regression.baseline_path(self.baselines_dir, name, self.probe_set), section))
+                written.append(regression.write_baseline(regression.baseline_path(
+                    self.baselines_dir, name, self.probe_set, self.build_of(name, section)), section))
         return written
 
 

@@ -14,7 +14,7 @@ from harness.output import reports
 from harness.verdicts import regression
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_BASELINE = ROOT / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
+TINY_BASELINE = sorted((ROOT / "baselines" / "tiny_olmo2").glob("gsm8k-local.build-*.json"))[0]
 
 
 def _suites(tmp_path, *args, env=None):
@@ -85,15 +85,51 @@ def test_harness_diff_exits_non_zero_on_drift(baseline, tmp_path, capsys):
     assert cli.main(["diff", str(TINY_BASELINE), str(tmp_path / "missing.json")]) == 2
 
 
+def _this_build_section():
+    """tiny_olmo2 as this machine builds and profiles it (both cached by the warm-up): another CPU builds
+    another pair, so a test of the regression mode compares this build with a baseline of this build."""
+    from harness import config, verification
+    from harness.measure.profile import ProfileOptions
+    from harness.sources import data, models
+
+    options = ProfileOptions(probe_set="gsm8k-local", pooled_samples=data.POOLED_SAMPLES,
+                             token_samples=data.TOKEN_LEVEL_SAMPLES, dtype="float32")
+    return verification.measure(models.get_spec("tiny_olmo2"), options, progress=False,
+                                claims_config=config.with_settings(None, [])).section()
+
+
 @pytest.mark.slow
-def test_suites_fail_with_a_per_layer_diff_when_a_tiny_baseline_changed(baseline, tmp_path):
-    changed_dir = tmp_path / "baselines" / "tiny_olmo2"
-    changed_dir.mkdir(parents=True)
-    (changed_dir / "gsm8k-local.json").write_text(json.dumps(_nudge(baseline, "base", "spectral_norm", 5, 3.0)))
-    run = _suites(tmp_path, "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline")
-    assert run.returncode == 1, run.stdout[-3000:]
+def test_suites_compare_a_tiny_pair_with_the_baseline_of_its_own_build_and_fail_on_a_per_layer_diff(baseline,
+                                                                                                   tmp_path):
+    section = _this_build_section()
+    build = regression.build_of(section["pair"])
+    own = {**baseline, "pair": section["pair"], "probe": section["probe"], "tables": section["tables"]}
+    stored = regression.baseline_path(tmp_path / "baselines", "tiny_olmo2", "gsm8k-local", build)
+    stored.parent.mkdir(parents=True)
+    for name, payload, returncode in (("same", own, 0), ("nudged", _nudge(own, "base", "spectral_norm", 5, 3.0), 1)):
+        stored.write_text(json.dumps(payload))
+        run = _suites(tmp_path, "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline")
+        assert run.returncode == returncode, (name, run.stdout[-3000:])
     assert "drifted from its baseline, per layer" in run.stdout
     assert "base table" in run.stdout and "spectral_norm" in run.stdout
+    # another build's baseline only: no false failure, a skip that names both builds and what to do
+    stored.rename(stored.with_name("gsm8k-local.build-00000000-00000000.json"))
+    run = _suites(tmp_path, "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert f"no baseline of this build of tiny_olmo2 (weights {build}; stored builds: 00000000-00000000)" in run.stdout
+    assert "--update-baselines" in run.stdout and "1 skipped" in run.stdout
+
+
+def test_a_built_pair_s_baselines_are_kept_per_build(tmp_path):
+    weights = {"base_weights": "sha256:4f10a404781a", "sft_weights": "sha256:a0f52081b46c"}
+    assert regression.build_of(weights) == "4f10a404-a0f52081"
+    path = regression.baseline_path(tmp_path, "tiny_olmo2", "gsm8k-local", regression.build_of(weights))
+    assert path == tmp_path / "tiny_olmo2" / "gsm8k-local.build-4f10a404-a0f52081.json"
+    assert regression.baseline_path(tmp_path, "olmo2_7b", "gsm8k-local") == tmp_path / "olmo2_7b" / "gsm8k-local.json"
+    path.parent.mkdir()
+    path.write_text("{}")
+    assert regression.stored_builds(tmp_path, "tiny_olmo2", "gsm8k-local") == ["4f10a404-a0f52081"]
+    assert regression.stored_builds(tmp_path, "tiny_mistral", "gsm8k-local") == []
 
 
 BASELINES = sorted((ROOT / "baselines").glob("*/*.json"))
@@ -212,7 +248,8 @@ def test_harness_diff_counts_every_kind_of_drift(baseline, tmp_path, capsys, cha
 
 
 def test_harness_diff_with_one_report_compares_it_with_the_stored_baseline(baseline, tmp_path, capsys):
-    stored = tmp_path / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
+    stored = regression.baseline_path(tmp_path / "baselines", "tiny_olmo2", "gsm8k-local",
+                                      regression.build_of(baseline["pair"]))
     stored.parent.mkdir(parents=True)
     stored.write_text(json.dumps(baseline))
     report = _write(tmp_path, "report.json", _claims_report(baseline))
@@ -220,3 +257,8 @@ def test_harness_diff_with_one_report_compares_it_with_the_stored_baseline(basel
     drifted = _write(tmp_path, "drifted.json", _claims_report(_nudge(baseline, "pair", "cka", 3, 0.5)))
     assert cli.main(["diff", str(drifted), "--baselines-dir", str(tmp_path / "baselines")]) == 1
     assert "pair table" in capsys.readouterr().out
+    other = copy.deepcopy(baseline)
+    other["pair"]["base_weights"] = "sha256:0123456789"
+    assert cli.main(["diff", str(_write(tmp_path, "other.json", _claims_report(other))),
+                     "--baselines-dir", str(tmp_path / "baselines")]) == 2
+    assert "no baseline of this build of tiny_olmo2 (weights 01234567-" in capsys.readouterr().err

@@ -182,8 +182,37 @@ def format_differences(differences: list[Difference], limit: int = 60) -> str:
 
 # --- baseline files ------------------------------------------------------------------------------
 
-def baseline_path(directory: Path, pair: str, probe_set: str) -> Path:
-    return Path(directory) / pair / f"{probe_set}.json"
+def baseline_path(directory: Path, pair: str, probe_set: str, build: str | None = None) -> Path:
+    """Where the baseline of ``pair`` on ``probe_set`` is stored. A pair the harness builds here (the tiny pairs)
+    has one baseline per build (``build``, see ``build_of``): trained on another CPU or kernel setting, it is
+    another model, whose numbers only a baseline of the same weights can pin."""
+    name = f"{probe_set}.json" if build is None else f"{probe_set}.build-{build}.json"
+    return Path(directory) / pair / name
+
+
+def build_of(pair: dict) -> str:
+    """A built pair's weights as a file-name tag: the first 8 hex digits of the base's and of the SFT's hash
+    (a report's ``pair`` block, or any mapping with ``base_weights`` and ``sft_weights``)."""
+    def short(fingerprint) -> str:
+        return str(fingerprint).rsplit(":", 1)[-1][:8]
+
+    return f"{short(pair['base_weights'])}-{short(pair['sft_weights'])}"
+
+
+def stored_builds(directory: Path, pair: str, probe_set: str) -> list[str]:
+    """The builds of ``pair`` whose baselines are stored under ``directory``."""
+    prefix = f"{probe_set}.build-"
+    return sorted(path.name[len(prefix):-len(".json")] for path in (Path(directory) / pair).glob(f"{prefix}*.json"))
+
+
+def other_build_note(pair: str, build: str, stored: list[str]) -> str:
+    """Why a built pair's regression checks are not run on this machine's build, and what the user can do."""
+    known = ", ".join(stored) if stored else "none"
+    return (f"no baseline of this build of {pair} (weights {build}; stored builds: {known}): a pair trained on "
+            "another CPU or kernel setting is another model, so its numbers are compared only with a baseline of "
+            "the same weights. The metrics, resampling and verdicts are pinned on every machine by "
+            f"tests/test_pinned_numerics.py. To pin this build, run `pytest suites -m {pair} --tune {pair} "
+            "--update-baselines` and commit the new file (or keep it in your own --baselines-dir)")
 
 
 def baseline_refusal(name: str, section: dict, failed: int, interrupted: bool, tuned: bool) -> str | None:

@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The test environment's exact versions (pip-tools, refreshed by `make lock`); torch stays pinned by
+# constraints/torch.txt, whose CPU build lies on the build machines. `make drift` (LOCK empty) installs
+# the newest releases instead, as the nightly drift job does. Users install the package's own ranges.
+LOCK ?= constraints/lock.txt
+PINS := -c constraints/torch.txt $(if $(LOCK),-c $(LOCK))
 PYTEST_ARGS ?=
 
 # Tests and the default job run offline: the tiny pairs are built here, nothing is fetched.
@@ -21,14 +26,30 @@ TUNED := tiny_olmo2,planted_lora_mid_block,planted_lora_edges,planted_lora_reten
 TUNED_REVERSED := planted_lora_retention,planted_lora_edges,planted_lora_mid_block,tiny_olmo2
 WARM_OUT := reports/warm
 
-.PHONY: run test lint clean warm
+.PHONY: run test lint clean warm setup lock drift
 
-$(STAMP): pyproject.toml constraints/torch.txt
+$(STAMP): pyproject.toml constraints/torch.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned by the constraints file, so nothing resolves a multi-GB CUDA build
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/torch.txt torch
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints/torch.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(PINS) -e '.[dev]'
 	touch $(STAMP)
+
+setup: $(STAMP)
+
+# One command, one reviewed commit: the newest releases that the package's ranges admit, written as exact pins.
+lock:
+	test -x .venv-lock/bin/pip-compile || ( $(PYTHON) -m venv .venv-lock && \
+	  .venv-lock/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.7.0 )
+	CUSTOM_COMPILE_COMMAND="make lock" .venv-lock/bin/pip-compile --quiet --upgrade --extra dev --strip-extras \
+	  --unsafe-package torch --no-emit-find-links --no-emit-index-url --no-emit-trusted-host \
+	  -c constraints/torch.txt -o constraints/lock.txt pyproject.toml
+
+# The newest releases against the lock: which packages moved, then every test in an unlocked environment.
+drift:
+	$(MAKE) --no-print-directory setup VENV=.venv-latest LOCK=
+	.venv-latest/bin/python .ci/lock_drift.py constraints/lock.txt
+	$(MAKE) --no-print-directory test VENV=.venv-latest LOCK=
 
 run: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/harness run

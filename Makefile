@@ -22,8 +22,8 @@ LANE := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/harness
 # The LoRA studies the suites read: the tiny pair's and the three planted pairs' (built from it). The second
 # lane takes them in reverse order, so that each planted pair is built and profiled once, by the lane that
 # reaches it first, while the other trains its half of the tiny pair's study.
-TUNED := tiny_olmo2,planted_lora_mid_block,planted_lora_edges,planted_lora_retention
-TUNED_REVERSED := planted_lora_retention,planted_lora_edges,planted_lora_mid_block,tiny_olmo2
+TUNED := tiny_olmo2,planted_lora_mid_block,planted_lora_edges,planted_lora_retention,planted_lora_middle_forgets
+TUNED_REVERSED := planted_lora_middle_forgets,planted_lora_retention,planted_lora_edges,planted_lora_mid_block,tiny_olmo2
 WARM_OUT := reports/warm
 
 .PHONY: run test lint clean warm setup lock drift

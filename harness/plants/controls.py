@@ -131,6 +131,11 @@ _ONLY_LORA = {claim: "built for the LoRA study alone: the other claims' answers 
 # but there the wrecked full-depth arm's perplexity lands near the base's (163,000 against 131,000).
 _NO_SKILL = ("the pretrained model has no task skill to keep (every arm scores 0 after two steps): only what "
              "the arms forget is set by the construction")
+# Measured on two builds of the tiny pair: full LoRA's retention distance minus the best middle arm's was
+# -331 [-567, -92] on one and -13.3 [-237, 9.9] on the other (an AVX-512/AMX machine).
+_THROWN_OFF_RETENTION = ("a 1,000-fold trap throws an adapted model off: the perplexity of a thrown-off arm is "
+                         "heavy-tailed across seeds, so which arm forgets least depends on the build's last bits "
+                         "(planted_lora_middle_forgets is C8's negative)")
 _LAST_RETENTION = ("the trapped last layers write a small share of the final state: their adapters cost exact "
                    "match but barely move the retention perplexity, so which arm forgets least is not set")
 _BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,
@@ -247,9 +252,9 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             "the first and last 20% of layers trapped: only adapters between them keep the skill",
             clean="sft", base_construction="trap_edges", unanswered={**_ONLY_LORA, "C8": _LAST_RETENTION}),
     Control("planted_lora_edges", _none, {"C4": False, "C4:M3": False, "C4:M5": False, "C4:M10": False,
-                                          "C4-control": False, "C8": False},
+                                          "C4-control": False},
             "the layers between the first and last 20% trapped: only adapters at the edges keep the skill",
-            clean="sft", base_construction="trap_middle", unanswered=_ONLY_LORA),
+            clean="sft", base_construction="trap_middle", unanswered={**_ONLY_LORA, "C8": _THROWN_OFF_RETENTION}),
     # C8's positive: on the pretrained model, which knows its pretraining text, a trapped layer's adapter
     # is not thrown off but takes steps ten times as large: it forgets that text, by much the same amount
     # with every seed (two steps, measured: full LoRA's perplexity 202-205 over three seeds, against the
@@ -257,6 +262,13 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_lora_retention", _none, {"C8": True},
             "the pretrained model with the first and last 20% of layers trapped ten-fold: adapters there take "
             "ten-times larger steps and forget its pretraining text", base_construction="trap_edges_tenfold",
+            unanswered={**_ONLY_LORA, **{claim: _NO_SKILL for claim in ("C4", "C4:M3", "C4:M5", "C4:M10",
+                                                                        "C4-control")}}),
+    # C8's negative, the mirror image of its positive: the middle layers trapped ten-fold, so that the middle
+    # arms' adapters take the ten-times larger steps and forget the pretraining text, the edge arms' do not.
+    Control("planted_lora_middle_forgets", _none, {"C8": False},
+            "the pretrained model with the layers between the first and last 20% trapped ten-fold: adapters there "
+            "take ten-times larger steps and forget its pretraining text", base_construction="trap_middle_tenfold",
             unanswered={**_ONLY_LORA, **{claim: _NO_SKILL for claim in ("C4", "C4:M3", "C4:M5", "C4:M10",
                                                                         "C4-control")}}),
     Control("planted_smooth_reversed", _none, {"C1": False, "C2": False, **_reversed(_SMOOTH)},
@@ -283,12 +295,15 @@ class Ladder:
     name: str
     background: Callable[[float], float]  # relative depth -> the noise scale every rung shares
     doses: tuple[float, ...]
-    answers: dict[str, tuple[float, float]]  # claim -> (refuted up to this dose, holds from this dose on)
+    # claim -> (refuted up to this dose, or None where no rung is planted to refute it; holds from this dose on)
+    answers: dict[str, tuple[float | None, float]]
     description: str
     # None: the dose is late noise, dose x ((l/L - 0.8)/0.2)^2 on the background; else the base construction
     # that reads the dose (``Control.dose``), every rung's SFT being its base with the background's noise
     base_construction: str | None = None
     unanswered: dict[str, str] = field(default_factory=dict)  # the claims no rung answers, and why
+    # the claims whose refuted end is None: why their rungs below ``holds_from`` may go either way
+    either_way: dict[str, str] = field(default_factory=dict)
 
 
 PLATEAU_GAIN = 0.02  # the plateau layers' writes, against the embeddings' RMS of 1
@@ -305,10 +320,17 @@ def _ramp(depth: float) -> float:
     return 0.1 * (0.8 + 0.2 * depth)
 
 
+# Measured: at doses 0 and 0.03, r(weight change, cosine) was -0.53 and -0.47 on one build of the tiny pair
+# and -0.83 [-0.86, -0.79] at 0.03 on another (an AVX-512/AMX machine), against C7's -0.79.
+_RAMP_CORRELATES = ("the background ramp alone makes weight change grow and cosine fall with depth, so below the "
+                    "late dose their correlation is set by the build's last bits, not by the construction")
+
+
 LADDERS: dict[str, Ladder] = {ladder.name: ladder for ladder in (
     Ladder("late_dose", _ramp, (0.0, 0.03, 0.3, 3.0, 10.0),
-           {"C1": (1.0, 10.0), "C2": (0.03, 0.3), "C7": (0.03, 0.3)},
-           "a gentle ramp of noise at every layer plus a late perturbation of growing dose"),
+           {"C1": (1.0, 10.0), "C2": (0.03, 0.3), "C7": (None, 0.3)},
+           "a gentle ramp of noise at every layer plus a late perturbation of growing dose",
+           either_way={"C7": _RAMP_CORRELATES}),
     # C6: ``planted_stages`` with the last layer's rank-one write at a growing gain (the dose), from the
     # plateau's own gain (no bottleneck) to a fifth of planted_stages' 50. The SFT is each base with 5% noise.
     Ladder("last_write", lambda depth: 0.05, LAST_WRITE_DOSES, {"C6": LAST_WRITE_ANSWER},
@@ -324,10 +346,12 @@ def rung_name(ladder: Ladder, dose: float) -> str:
 def _rung(ladder: Ladder, dose: float) -> Control:
     expected, unanswered = {}, {}
     for claim, (refuted_to, holds_from) in ladder.answers.items():
-        if dose <= refuted_to:
-            expected[claim] = False
-        elif dose >= holds_from:
+        if dose >= holds_from:
             expected[claim] = True
+        elif refuted_to is None:
+            unanswered[claim] = f"dose {dose:g} is below the dose where {claim} must hold: {ladder.either_way[claim]}"
+        elif dose <= refuted_to:
+            expected[claim] = False
         else:
             unanswered[claim] = (f"dose {dose:g} lies between the rungs where {claim} must be refuted (up to "
                                  f"{refuted_to:g}) and hold (from {holds_from:g}): near its threshold")
@@ -656,8 +680,10 @@ CONSTRUCTIONS: dict[str, Callable] = {
     "common_write": common_write, "moved_under_common_write": moved_under_common_write,
     "trap_edges": trap_band("edges"), "trap_middle": trap_band("middle"),
     "trap_edges_tenfold": trap_band("edges", RETENTION_TRAP_GAIN),
+    "trap_middle_tenfold": trap_band("middle", RETENTION_TRAP_GAIN),
 }
-TRAP_GAINS = {"trap_edges": TRAP_GAIN, "trap_middle": TRAP_GAIN, "trap_edges_tenfold": RETENTION_TRAP_GAIN}
+TRAP_GAINS = {"trap_edges": TRAP_GAIN, "trap_middle": TRAP_GAIN, "trap_edges_tenfold": RETENTION_TRAP_GAIN,
+              "trap_middle_tenfold": RETENTION_TRAP_GAIN}
 
 
 def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:

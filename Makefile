@@ -26,7 +26,7 @@ TUNED := tiny_olmo2,planted_lora_mid_block,planted_lora_edges,planted_lora_reten
 TUNED_REVERSED := planted_lora_middle_forgets,planted_lora_retention,planted_lora_edges,planted_lora_mid_block,tiny_olmo2
 WARM_OUT := reports/warm
 
-.PHONY: run test lint clean warm setup lock drift
+.PHONY: run test lint clean warm setup lock drift controls-across-builds
 
 $(STAMP): pyproject.toml constraints/torch.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -94,6 +94,12 @@ test: $(STAMP)
 	  $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0
+
+# Every planted control on independent builds of the tiny pairs (one kernel setting and one cache each), with
+# each answer's margin: reports/builds/margins.md. About 15 minutes a build on 2 cores.
+BUILDS ?= native avx2 default
+controls-across-builds: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.plants.across_builds --builds $(BUILDS) --out reports/builds
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)

@@ -8,7 +8,7 @@ blocks (``harness.plants.emergence``), C6's network built by hand (``stages``) a
 LoRA study's trapped models (``trap``), whose arms are trained and scored. The
 default construction (``noise``) adds Gaussian noise to every decoder layer's
 Q/K/V/O and MLP projections. The noise of layer l has a root-mean-square of
-``scale(l / L)`` times that of the weight it perturbs:
+``scale(l / L)`` times that of the projection it perturbs, taken over all layers:
 
 - ``planted_late``: 0.02·(l/L) everywhere plus 100·((l/L − 0.8)/0.2)² in the last
   20% of layers. C1, C2 and C7 must hold on it.
@@ -51,7 +51,7 @@ from harness.plants import emergence
 from harness.sources import models, zoo
 from harness.verdicts.directional import HYPOTHESES
 
-CONTROLS_FORMAT = 4
+CONTROLS_FORMAT = 5  # 5: noise relative to each projection's RMS over all layers
 SOURCE_PAIR = "tiny_olmo2"
 
 
@@ -136,6 +136,15 @@ _NO_SKILL = ("the pretrained model has no task skill to keep (every arm scores 0
 _THROWN_OFF_RETENTION = ("a 1,000-fold trap throws an adapted model off: the perplexity of a thrown-off arm is "
                          "heavy-tailed across seeds, so which arm forgets least depends on the build's last bits "
                          "(planted_lora_middle_forgets is C8's negative)")
+# Measured on three builds of the tiny pair (2 steps; 1 step did not settle them either): the M = 3 and M = 10
+# inverted U went the planted way on one and was inconclusive on another (planted_lora_mid_block at M = 3:
+# -0.071, at M = 10: -0.023; planted_lora_edges at M = 3: -0.28 [-0.65, 0.11], at M = 10: -0.013).
+_OTHER_SEGMENTS = {
+    "C4:M3": ("with 10 layers the M = 3 segments (0-3, 4-6, 7-9) cut across the trapped 20% bands, so each edge "
+              "segment holds trapped and free layers: how much of the skill its arm keeps is set by the build"),
+    "C4:M10": ("a single trapped layer next to the output recovers within the two steps (its write passes through "
+               "at most one more layer), so the best single-layer arm of a trapped band can match a free one's"),
+}
 _LAST_RETENTION = ("the trapped last layers write a small share of the final state: their adapters cost exact "
                    "match but barely move the retention perplexity, so which arm forgets least is not set")
 _BOTTLENECK = {"D:prompt_entropy": True, "D:dataset_entropy": True, "D:effective_rank": True,
@@ -245,16 +254,15 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     # The LoRA study (C4, each C4:M<n>, the referee's control, C8; §4.4, App. A-B) on the fine-tuned tiny
     # model, some of whose layers are rescaled so that the function is unchanged but an adapter there throws
     # the model off (``trap``): which arms keep the fine-tuned skill is known. Its SFT is an untouched copy.
-    # With 10 layers the last of M = 3 segments (layers 7-9) holds one trapped layer of planted_lora_edges
-    # and two free ones: measured, it keeps more of the skill (0.31) than the middle segment, all trapped (0.11).
     Control("planted_lora_mid_block", _none,
-            {"C4": True, "C4:M3": True, "C4:M5": True, "C4:M10": True, "C4-control": True},
+            {"C4": True, "C4:M5": True, "C4-control": True},
             "the first and last 20% of layers trapped: only adapters between them keep the skill",
-            clean="sft", base_construction="trap_edges", unanswered={**_ONLY_LORA, "C8": _LAST_RETENTION}),
-    Control("planted_lora_edges", _none, {"C4": False, "C4:M3": False, "C4:M5": False, "C4:M10": False,
-                                          "C4-control": False},
+            clean="sft", base_construction="trap_edges",
+            unanswered={**_ONLY_LORA, "C8": _LAST_RETENTION, **_OTHER_SEGMENTS}),
+    Control("planted_lora_edges", _none, {"C4": False, "C4:M5": False, "C4-control": False},
             "the layers between the first and last 20% trapped: only adapters at the edges keep the skill",
-            clean="sft", base_construction="trap_middle", unanswered={**_ONLY_LORA, "C8": _THROWN_OFF_RETENTION}),
+            clean="sft", base_construction="trap_middle",
+            unanswered={**_ONLY_LORA, "C8": _THROWN_OFF_RETENTION, **_OTHER_SEGMENTS}),
     # C8's positive: on the pretrained model, which knows its pretraining text, a trapped layer's adapter
     # is not thrown off but takes steps ten times as large: it forgets that text, by much the same amount
     # with every seed (two steps, measured: full LoRA's perplexity 202-205 over three seeds, against the
@@ -391,22 +399,35 @@ def _residual_write_gains(layer) -> list[torch.Tensor]:
 def plant(model, control: Control, seed: int = 0) -> None:
     """Perturb every decoder layer of ``model`` in place by the control's depth profile.
 
-    Layer l gets Gaussian noise of relative RMS ``scale`` on all its projections,
-    and its writes into the residual stream are amplified by (1 + ``scale``): a
-    change that moves the representation as surely as it moves the weights.
+    Layer l gets Gaussian noise on all its projections, of RMS ``scale`` times that projection's RMS over
+    all layers (one reference per projection: the weight change of eq. 1 then follows the profile, not the
+    layers' own weight norms, which differ from one build of the tiny pair to the next), and its writes into
+    the residual stream are amplified by (1 + ``scale``): a change that moves the representation as surely
+    as it moves the weights.
     """
     layers = model.model.layers
     count = len(layers)
     with torch.no_grad():
+        reference = {name: torch.stack([module.weight.pow(2).mean() for module in modules]).mean().sqrt()
+                     for name, modules in _modules_by_name(layers).items()}
         for index, layer in enumerate(layers, start=1):
             scale = control.profile(index / count)
-            for module_index, (_, module) in enumerate(_planted_modules(layer)):
+            for module_index, (name, module) in enumerate(_planted_modules(layer)):
                 weight = module.weight
                 generator = torch.Generator().manual_seed(seed * 100_003 + index * 101 + module_index)
                 noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
-                weight.add_(noise * scale * weight.pow(2).mean().sqrt())
+                weight.add_(noise * scale * reference[name])
             for gain in _residual_write_gains(layer):
                 gain.mul_(1 + scale)
+
+
+def _modules_by_name(layers) -> dict[str, list]:
+    """Each planted projection's modules, one per layer."""
+    grouped: dict[str, list] = {}
+    for layer in layers:
+        for name, module in _planted_modules(layer):
+            grouped.setdefault(name, []).append(module)
+    return grouped
 
 
 def confine(model, control: Control | None = None, seed: int = 0) -> None:

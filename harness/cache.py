@@ -143,6 +143,37 @@ def is_complete(directory: Path) -> bool:
 
 
 @contextmanager
+def exclusive(target: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the lock for building ``target`` (``fcntl.flock`` on a sibling lock file): a second process that
+    wants the same entry waits for the first, then finds it complete instead of building it again. Yields
+    whether the lock is held: always with ``wait``; without it, False at once when another process holds it.
+    The lock is released when the block ends or the process dies."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks here: concurrent builders each build, and the last rename wins
+        yield True
+        return
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_being_built(target: Path) -> bool:
+    """Whether another process holds the lock of ``target`` now (``exclusive``)."""
+    with exclusive(target, wait=False) as held:
+        return not held
+
+
+@contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a scratch directory that becomes ``target`` only if the block succeeds.
 

@@ -493,12 +493,22 @@ def _simulate_chunk(job: tuple) -> list[dict[str, tuple[str, str | None]]]:
     return out
 
 
+def default_workers() -> int:
+    """``$HARNESS_WORKERS`` when set (a lane that shares the machine with others asks for 1), else up to two
+    processes on the cores this process may use."""
+    configured = os.environ.get("HARNESS_WORKERS")
+    if configured:
+        return max(1, int(configured))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(2, usable)
+
+
 def run_batches(batches: Sequence[Batch], simulations: int | Sequence[int], seed: int = 0,
                 thresholds: dict | None = None, workers: int | None = None
                 ) -> list[dict[str, list[tuple[str, str | None]]]]:
     """Per batch, per claim, the outcome of every simulation (and of its focus conditions), in order.
 
-    All batches share one pool of ``workers`` processes (default: up to 2), fed chunks of simulations; each
+    All batches share one pool of ``workers`` processes (default: ``default_workers``), fed chunks of simulations; each
     simulation draws from its own seeded generator, so the outcomes do not depend on the split.
     """
     thresholds = thresholds or config.thresholds_for("calibration")
@@ -508,7 +518,7 @@ def run_batches(batches: Sequence[Batch], simulations: int | Sequence[int], seed
         for start in range(0, count, _CHUNK):
             jobs.append((batch, thresholds, seed, range(start, min(start + _CHUNK, count))))
             owners.append(number)
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = workers or default_workers()
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             parts = list(pool.map(_simulate_chunk, jobs))

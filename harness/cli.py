@@ -396,6 +396,11 @@ def command_tune(args: argparse.Namespace) -> int:
         profile = profile_pair(resolved, profile_options(args, spec), device=args.device).pair
     study = lora_study.study_pair(spec, profile, thresholds, args.device, args.dtype, args.segments, masks=masks,
                                   overrides=overrides, jobs_settings=job_settings_of(args))
+    if args.share:
+        trained = study.run_shared()
+        print(f"the LoRA study of {spec.name}: {trained} of {len(study.jobs())} runs trained here, the rest read "
+              "from the cache or trained by the processes sharing it")
+        return 0
     if args.shard:
         index, count = args.shard
         trained = study.run_shard(index, count)
@@ -535,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--shard", type=_shard, default=None, metavar="I/N",
                       help="train only every N-th run of the study, starting at the I-th, into the cache: N "
                            "processes (or machines sharing the cache) train a study between them")
+    tune.add_argument("--share", action="store_true",
+                      help="train the runs no other process is training into the cache, then wait for the others': "
+                           "processes on one machine (or a shared file system) split a study as they go")
     tune.add_argument("--executor", choices=("serial", "local", "slurm"), default="serial",
                       help="train the runs one after another (default), or as submitit jobs: local (one GPU per "
                            "job when there are GPUs) or slurm (a job array); finished runs are never trained again")

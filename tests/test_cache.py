@@ -1,5 +1,6 @@
 """What a killed writer leaves behind is removed by the next writer, and nothing a live writer needs."""
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -66,3 +67,23 @@ def test_a_files_hash_is_read_once_while_the_file_is_unchanged(tmp_path, monkeyp
     assert cache.file_sha256(path) == first and opened == []  # the same inode, size and time: not read again
     path.write_bytes(b"changed" * 11)
     assert cache.file_sha256(path) == hashlib.sha256(b"changed" * 11).hexdigest() and len(opened) == 1
+
+
+def _hold_the_build_lock(target: str, started: str, seconds: float) -> None:
+    with cache.exclusive(Path(target)):
+        Path(started).write_text("held")
+        time.sleep(seconds)
+        (Path(target).parent / "built-by-first").write_text("first")
+
+
+def test_a_second_builder_waits_for_the_first_and_then_finds_its_entry(tmp_path):
+    target, started = tmp_path / "entry", tmp_path / "started"
+    first = multiprocessing.get_context("spawn").Process(target=_hold_the_build_lock,
+                                                         args=(str(target), str(started), 1.0))
+    first.start()
+    while not started.exists():
+        time.sleep(0.01)
+    with cache.exclusive(target):  # blocks until the first process leaves its block
+        assert (tmp_path / "built-by-first").read_text() == "first"
+    first.join()
+    assert first.exitcode == 0

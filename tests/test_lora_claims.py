@@ -257,3 +257,54 @@ def test_a_difference_with_no_finite_resample_has_no_minimum_detectable_differen
         study.runs[("11111", seed)]["task"]["per_item"] = [float("nan")] * ITEMS
     power = study.minimum_detectable_difference("01110", "11111")
     assert power["interval"] is None and power["minimum_detectable"] is None
+
+
+HOLD_AND_WRITE = """
+import sys, time
+from pathlib import Path
+from harness import cache
+folder = Path(sys.argv[1])
+with cache.exclusive(folder):
+    (folder.parent / "held").write_text("yes")
+    time.sleep(1.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "result.json").write_text("{}")
+"""
+
+
+def test_a_shared_study_passes_over_the_run_another_process_trains_and_waits_for_its_result(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from harness import cache
+    from harness.lora import runs as lora_runs
+
+    thresholds = config.thresholds_for("tiny_olmo2")
+    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=(0, 1))
+    plan = lora_plan.plan_arms(10, thresholds, settings, segment_counts=[5])
+    study = lora_study.LoraStudy("x", None, thresholds, settings, plan)
+    folder_of = {(arm.label, seed): tmp_path / f"{arm.label}-{seed}" for arm, seed in study.jobs()}
+    trained = []
+
+    def run_arm(base, arm, seed, *args, **kwargs):
+        folder = folder_of[(arm.label, seed)]
+        with cache.exclusive(folder):
+            if not (folder / "result.json").exists():
+                trained.append((arm.label, seed))
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "result.json").write_text("{}")
+
+    monkeypatch.setattr(lora_runs, "run_folder", lambda base, arm, seed, settings: folder_of[(arm.label, seed)])
+    monkeypatch.setattr(lora_runs, "cached_result", lambda base, arm, seed, settings: {} if (
+        folder_of[(arm.label, seed)] / "result.json").exists() else None)
+    monkeypatch.setattr(lora_runs, "run_arm", run_arm)
+    first = study.jobs()[0]
+    other = subprocess.Popen([sys.executable, "-c", HOLD_AND_WRITE, str(folder_of[(first[0].label, first[1])])])
+    while not (tmp_path / "held").exists():
+        time.sleep(0.01)
+    count = study.run_shared(progress=False)
+    assert other.wait() == 0
+    expected = [(arm.label, seed) for arm, seed in study.jobs()[1:]]
+    assert trained == expected and count == len(expected)  # the held run was trained by the other process only
+    assert all((folder / "result.json").exists() for folder in folder_of.values())

@@ -234,6 +234,20 @@ def run_arm(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSet
     result_path = folder / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
+    with cache.exclusive(folder):  # another process training this run: wait for it and read its result
+        if not result_path.exists():
+            _train_and_score(folder, base, arm, seed, settings, device, progress)
+    return json.loads(result_path.read_text())  # the same whether it was trained now or read from the cache
+
+
+def run_folder(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings) -> Path:
+    """Where the run of ``arm`` with ``seed`` is cached."""
+    return _arm_folder(base, arm, seed, settings)
+
+
+def _train_and_score(folder: Path, base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings,
+                     device: str, progress: bool) -> None:
+    result_path = folder / "result.json"
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     torch.manual_seed(seed)  # the adapters' initialisation
@@ -261,4 +275,3 @@ def run_arm(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSet
     del wrapped, model
     cache.write_json_atomic(result_path, result)
     (folder / "checkpoint.pt").unlink(missing_ok=True)
-    return json.loads(result_path.read_text())  # the same whether it was trained now or read from the cache

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from harness import cache
 from harness.lora import block_finder, judge
 from harness.lora import runs as lora_runs
 from harness.lora.plan import Plan, plan_arms, plan_masks, verdict_keys
@@ -57,6 +58,27 @@ class LoraStudy:
         for arm, seed in tqdm(mine, desc=f"{self.name}: LoRA arms, shard {index}/{count}", disable=not progress):
             lora_runs.run_arm(self.base, arm, seed, self.settings, self.device, progress=progress)
         return len(mine)
+
+    def run_shared(self, progress: bool = True) -> int:
+        """Train and score the runs not in the cache, sharing them with other processes that run this study
+        on the same cache: a run another process is training is passed over, then waited for at the end (and
+        trained here if that process died). Returns how many runs this process trained."""
+        from tqdm.auto import tqdm
+
+        def missing():
+            return [(arm, seed) for arm, seed in self.jobs()
+                    if lora_runs.cached_result(self.base, arm, seed, self.settings) is None]
+
+        trained = 0
+        for arm, seed in tqdm(missing(), desc=f"{self.name}: LoRA arms, shared", disable=not progress):
+            if cache.is_being_built(lora_runs.run_folder(self.base, arm, seed, self.settings)):
+                continue
+            if lora_runs.cached_result(self.base, arm, seed, self.settings) is None:
+                lora_runs.run_arm(self.base, arm, seed, self.settings, self.device, progress=progress)
+                trained += 1
+        for arm, seed in missing():  # held by another process: its result, once it is written
+            lora_runs.run_arm(self.base, arm, seed, self.settings, self.device, progress=progress)
+        return trained
 
     def run(self, progress: bool = True) -> None:
         """Train and score every arm with every seed (cached runs are read back). With ``jobs`` other than

@@ -43,7 +43,9 @@ class TinyRecipe:
     max_positions: int = 1024
     pretrain_steps: int = 250
     pretrain_batch: int = 16
-    pretrain_length: int = 128
+    # 64-token windows: measured, pretraining took 2.5 times less time than with 128 (59 s against about 150 s
+    # on 2 cores), for a final loss of 5.25 against 5.00, and the SFT still learns the task (exact match 0.47)
+    pretrain_length: int = 64
     pretrain_lr: float = 3e-3
     sft_steps: int = 500
     sft_batch: int = 16
@@ -181,10 +183,12 @@ def build_pair(name: str, recipe: TinyRecipe | None = None, root: Path | None = 
     recipe = recipe or RECIPES[name]
     directory = pair_directory(name, recipe, root)
     if not cache.is_complete(directory):
-        with cache.atomic_directory(directory) as scratch:
-            if progress:
-                tqdm.write(f"building {name} (cache miss) into {directory}")
-            info = build_pair_into(recipe, scratch, progress=progress)
-            cache.write_json_atomic(scratch / "build.json", {"name": name, **info})
+        with cache.exclusive(directory):  # another process building the same pair: wait for it
+            if not cache.is_complete(directory):
+                with cache.atomic_directory(directory) as scratch:
+                    if progress:
+                        tqdm.write(f"building {name} (cache miss) into {directory}")
+                    info = build_pair_into(recipe, scratch, progress=progress)
+                    cache.write_json_atomic(scratch / "build.json", {"name": name, **info})
     info = json.loads((directory / "build.json").read_text())
     return BuiltPair(name=name, base_dir=directory / "base", sft_dir=directory / "sft", info=info)

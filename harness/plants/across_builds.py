@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in control_rows(latest_controls_report(args.out / name), expected, name)]
     table = margins_table(rows)
     pd.DataFrame(rows).to_csv(args.out / "margins.csv", index=False)
-    (args.out / "margins.md").write_text(table.to_markdown() + "\n")
+    (args.out / "margins.md").write_text(table.reset_index().to_markdown(index=False) + "\n")
     print(table.to_string())
     wrong = [row for row in rows if not row["correct"]]
     print(f"{len(rows)} answers over {len(args.builds)} builds; {len(wrong)} wrong")

@@ -196,11 +196,13 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
     Control("planted_smooth", _none, {"C1": False, "C2": False, **_SMOOTH},
             "the first layer attends uniformly to the prefix, its write amplified", construction="smooth",
             unanswered={"C7": _ONE_LAYER, **_directional(_SMOOTH)}),
-    # Every condition of C1 but the plateau holds: a noise ramp that falls with depth (0.3 at the first layer)
-    # lowers CKA to about 0.92 before the tail, while the late dose of ``late_dose_10`` drops it in the tail.
-    # Its weight change falls, then jumps in the tail, so C2 fails on its climb alone (rank correlation 0.6
-    # after the midpoint, by construction), and C7 holds (r = -1.0 with cosine).
-    Control("planted_low_plateau", lambda depth: 0.3 * (1.1 - depth) + 10.0 * _tail(depth),
+    # Every condition of C1 but the plateau holds: a noise ramp that falls with depth (0.45 at the first layer)
+    # lowers CKA before the tail, while planted_late's tail dose (100) drops it in the tail. Its weight change
+    # falls, then jumps in the tail, so C2 fails on its climb alone (rank correlation 0.6 after the midpoint,
+    # by construction), and C7 holds. Measured on two builds: plateau CKA 0.952 [0.943, 0.962] and 0.944
+    # [0.937, 0.953] (threshold 0.98), drop 0.42 and 0.47, mean-shift ratio 125 and 104 (threshold 12). A ramp
+    # of 0.3 with a tail dose of 10 left the plateau at 0.979 [0.974, 0.982] and the drop at 0.028 on one.
+    Control("planted_low_plateau", lambda depth: 0.45 * (1.1 - depth) + 100.0 * _tail(depth),
             {"C1": False, "C2": False, "C7": True},
             "a noise ramp falling with depth, and a late perturbation", unanswered=_directional({}),
             isolates={"C1": ("cka_plateau_min",), "C2": ("climb_spearman",)}),
@@ -291,7 +293,9 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
 # every layer (relative RMS 0.08 at the first layer, 0.10 at the last, which keeps CKA above 0.98) plus
 # ``dose`` x ((l/L - 0.8)/0.2)^2 in the last 20% of layers. Measured on tiny_olmo2's base (300 pooled
 # samples, 200 resamples, 95% intervals), the CKA drop of C1 is 0.006, 0.006, 0.007, 0.032 [0.026, 0.038]
-# and 0.116 at the doses below (threshold 0.04, the paper's 0.98 to 0.94); C2's early-to-peak ratio falls
+# and 0.116 at the doses 0 to 10 on one build (threshold 0.04, the paper's 0.98 to 0.94), but 0.024 [0.018,
+# 0.032] at 10 on another, whose last layers write less into the stream: the rung where C1 must hold is
+# 100 (planted_late's tail dose; drop 0.46 and 0.54 on those two builds). C2's early-to-peak ratio falls
 # from 0.84 through 0.65 and 0.21 to 0.03 and 0.008 (threshold 0.5); C7's r(weight change, cosine) goes
 # from -0.53 and -0.47 to -0.99 and below (threshold -0.79). A claim must be refuted at every rung up to
 # ``refuted_to`` and hold from ``holds_from`` on; the rungs between lie near its threshold, where either
@@ -335,8 +339,8 @@ _RAMP_CORRELATES = ("the background ramp alone makes weight change grow and cosi
 
 
 LADDERS: dict[str, Ladder] = {ladder.name: ladder for ladder in (
-    Ladder("late_dose", _ramp, (0.0, 0.03, 0.3, 3.0, 10.0),
-           {"C1": (1.0, 10.0), "C2": (0.03, 0.3), "C7": (None, 0.3)},
+    Ladder("late_dose", _ramp, (0.0, 0.03, 0.3, 3.0, 10.0, 100.0),
+           {"C1": (1.0, 100.0), "C2": (0.03, 0.3), "C7": (None, 0.3)},
            "a gentle ramp of noise at every layer plus a late perturbation of growing dose",
            either_way={"C7": _RAMP_CORRELATES}),
     # C6: ``planted_stages`` with the last layer's rank-one write at a growing gain (the dose), from the

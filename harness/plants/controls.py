@@ -267,8 +267,8 @@ CONTROLS: dict[str, Control] = {control.name: control for control in (
             unanswered={**_ONLY_LORA, "C8": _THROWN_OFF_RETENTION, **_OTHER_SEGMENTS}),
     # C8's positive: on the pretrained model, which knows its pretraining text, a trapped layer's adapter
     # is not thrown off but takes steps ten times as large: it forgets that text, by much the same amount
-    # with every seed (two steps, measured: full LoRA's perplexity 202-205 over three seeds, against the
-    # base's 177 and the mid-block's 180).
+    # with every seed (two steps, measured on this machine's build: full LoRA's perplexity 253 over three
+    # seeds, against the base's 230 and the mid-block's 233; closest margin 17.4 [10.7, 23.7]).
     Control("planted_lora_retention", _none, {"C8": True},
             "the pretrained model with the first and last 20% of layers trapped ten-fold: adapters there take "
             "ten-times larger steps and forget its pretraining text", base_construction="trap_edges_tenfold",

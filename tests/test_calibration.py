@@ -127,3 +127,13 @@ def test_a_simulated_lora_study_gives_every_verdict():
     verdicts = study.all_verdicts()
     assert sorted(verdicts) == ["C4", "C4-control", "C4:M5", "C8"] and not study.skipped
     assert study.scores()["01000"] > study.scores()["11111"]
+
+
+def test_the_simulation_pool_follows_harness_workers(monkeypatch):
+    """A lane that shares the machine asks for one process; otherwise up to two, on the cores it may use."""
+    monkeypatch.setenv("HARNESS_WORKERS", "1")
+    assert calibration.default_workers() == 1
+    monkeypatch.setenv("HARNESS_WORKERS", "3")
+    assert calibration.default_workers() == 3
+    monkeypatch.delenv("HARNESS_WORKERS")
+    assert 1 <= calibration.default_workers() <= min(2, len(os.sched_getaffinity(0)))

@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,17 @@ def is_being_built(target: Path) -> bool:
     """Whether another process holds the lock of ``target`` now (``exclusive``)."""
     with exclusive(target, wait=False) as held:
         return not held
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> None:
+    """Make the cache entry ``target`` with ``build(scratch)`` unless it is complete: under its lock, so a second
+    process waits for the first instead of building it again, and atomically, so a killed build leaves none."""
+    if is_complete(target):
+        return
+    with exclusive(target):
+        if not is_complete(target):
+            with atomic_directory(target) as scratch:
+                build(scratch)
 
 
 @contextmanager

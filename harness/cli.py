@@ -198,14 +198,12 @@ def _stored_baseline(directory, name: str, section: dict) -> dict:
     probe_set = section.get("probe", {}).get("name", DEFAULT_PROBE_SET)
     spec = models.REGISTRY.get(name)
     weights = section.get("pair", {})
-    if spec is None or not spec.is_built_locally or "base_weights" not in weights:
-        return regression.load_baseline(regression.baseline_path(directory, name, probe_set))
-    build = regression.build_of(weights)
-    path = regression.baseline_path(directory, name, probe_set, build)
-    if not path.is_file():
-        raise reports.ReportError(regression.other_build_note(name, build, regression.stored_builds(
-            directory, name, probe_set)))
-    return regression.load_baseline(path)
+    built_here = spec is not None and spec.is_built_locally and "base_weights" in weights
+    build = regression.build_of(weights) if built_here else None
+    note = regression.missing_build_note(directory, name, probe_set, build)
+    if note:
+        raise reports.ReportError(note)
+    return regression.load_baseline(regression.baseline_path(directory, name, probe_set, build))
 
 
 def command_rescore(args: argparse.Namespace) -> int:

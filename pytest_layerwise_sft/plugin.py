@@ -189,12 +189,9 @@ class ClaimSession:
         baseline of its own build; with none stored for this machine's build, its regression tests skip."""
         if name not in self.baselines:
             build = self.build_of(name)
-            path = regression.baseline_path(self.baselines_dir, name, self.probe_set, build)
-            if build is not None and not path.is_file():
-                self.baselines[name] = regression.other_build_note(
-                    name, build, regression.stored_builds(self.baselines_dir, name, self.probe_set))
-            else:
-                self.baselines[name] = regression.load_baseline(path)
+            note = regression.missing_build_note(self.baselines_dir, name, self.probe_set, build)
+            self.baselines[name] = note or regression.load_baseline(
+                regression.baseline_path(self.baselines_dir, name, self.probe_set, build))
         if isinstance(self.baselines[name], str):
             pytest.skip(self.baselines[name])
         return self.baselines[name]

@@ -3,9 +3,10 @@
 A tiny pair trained on another CPU is another model, so its baseline pins only its own build. What must not
 move on any machine is pinned here instead: every metric on fixed matrices made of exact binary fractions, and
 every claim's verdict (each condition's value, interval and outcome) on seeded simulated data that goes through
-the whole engine (the profile tables, the Bayesian bootstrap, the predicates, the swap and LoRA judges). The
-stored numbers (``data/pinned_numerics.json``) differ between CPUs only by the rounding of reordered sums, far
-inside the tolerance below; a code change that moves a number does not. Outcomes must be equal.
+the whole engine (the profile tables, the Bayesian bootstrap, the predicates, the swap and LoRA judges), both
+with more samples than hidden dimensions and with fewer, as in every real model. The stored numbers
+(``data/pinned_numerics.json``) differ between CPUs only by the rounding of reordered sums, far inside the
+tolerance below; a code change that moves a number does not. Outcomes must be equal.
 
 Regenerate after an intended change with ``PINNED_NUMERICS_UPDATE=1 pytest tests/test_pinned_numerics.py`` and
 review the diff.
@@ -26,8 +27,12 @@ from harness import calibration, config, metrics
 
 STORED = Path(__file__).resolve().parent / "data" / "pinned_numerics.json"
 RTOL, ATOL = 1e-7, 1e-10  # reordered sums move the last bits: measured at most 2e-16 across kernel settings
-FAMILY_SCENARIOS = [("layers", "paper"), ("layers", "null"), ("directional", "null"), ("swap", "paper"),
-                    ("swap", "null"), ("lora", "paper"), ("lora", "null")]
+# Simulated sizes: the calibration's small default (N = 40 samples, D = 8) and a wide one with fewer samples than
+# hidden dimensions (N = 24, D = 48), where every real model's profile lives.
+SIZES = {"small": calibration.SMALL, "wide": calibration.SMALL.scaled(samples=24, width=48)}
+FAMILY_SCENARIOS = [("layers", "paper", "small"), ("layers", "null", "small"), ("directional", "null", "small"),
+                    ("swap", "paper", "small"), ("swap", "null", "small"), ("lora", "paper", "small"),
+                    ("lora", "null", "small"), ("layers", "paper", "wide"), ("directional", "null", "wide")]
 
 
 def _dyadic(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -35,32 +40,39 @@ def _dyadic(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).integers(-512, 512, size=shape) / 256.0).float()
 
 
-def metric_values() -> dict[str, float]:
-    x = _dyadic(1, (48, 32))
-    y = x + 0.25 * _dyadic(2, (48, 32))
-    tokens = _dyadic(3, (20, 32))
+def _metrics_of(x: torch.Tensor, y: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
+    low_rank = x[:, :8] @ x[:8, :]  # rank 8: a deficiency to count
     return {
         "linear_cka": metrics.linear_cka(x, y), "cosine_similarity": metrics.cosine_similarity(x, y),
         "mean_shift": metrics.mean_shift(x, y), "curvature": metrics.curvature(tokens),
         "effective_rank": metrics.effective_rank(x), "dataset_entropy": metrics.dataset_entropy(x),
         "prompt_entropy": metrics.prompt_entropy(tokens), "condition_number": metrics.condition_number(x),
-        "spectral_norm": metrics.spectral_norm(x), "rank_deficiency": float(metrics.rank_deficiency(x[:, :8] @
-                                                                                                    x[:8, :])),
+        "spectral_norm": metrics.spectral_norm(x), "rank_deficiency": float(metrics.rank_deficiency(low_rank)),
         "sparsity": metrics.sparsity(x, eps=1.0),
     }
+
+
+def metric_values() -> dict[str, float]:
+    """Every metric on N > D (48 samples, 32 dimensions) and on N < D (24 samples, 64 dimensions)."""
+    out = {}
+    for label, (n, d) in {"tall": (48, 32), "wide": (24, 64)}.items():
+        x = _dyadic(1, (n, d))
+        values = _metrics_of(x, x + 0.25 * _dyadic(2, (n, d)), _dyadic(3, (20, d)))
+        out.update({f"{name}/{label}": value for name, value in values.items()})
+    return out
 
 
 def verdict_values() -> dict[str, dict]:
     """Every claim's verdict on simulation 0 of each family and scenario (calibration's seeding), as stored."""
     thresholds = config.thresholds_for("calibration")
     out = {}
-    for family, scenario in FAMILY_SCENARIOS:
+    for family, scenario, size in FAMILY_SCENARIOS:
         rng = np.random.default_rng([0, list(calibration.FAMILIES).index(family),
                                      calibration._SCENARIO_CODES[scenario], 0])
-        verdicts = calibration._SIMULATORS[family](scenario, calibration.SMALL, thresholds, rng,
+        verdicts = calibration._SIMULATORS[family](scenario, SIZES[size], thresholds, rng,
                                                    calibration.FAMILIES[family])
         for key, verdict in verdicts.items():
-            out[f"{family}/{scenario}/{key}"] = {
+            out[f"{family}/{scenario}/{size}/{key}"] = {
                 "outcome": verdict.outcome,
                 "conditions": {c.name: {"value": c.value, "interval": list(c.interval) if c.interval else None,
                                         "outcome": c.outcome} for c in verdict.conditions}}
@@ -131,14 +143,16 @@ def test_metrics_resampling_and_verdicts_match_the_pinned_numbers(now):
 
 def test_every_family_and_outcome_is_pinned(now):
     """The pinned set exercises every claim, and holds, refuted and inconclusive outcomes alike."""
-    claims_pinned = {key.split("/")[2] for key in now["verdicts"]}
+    claims_pinned = {key.split("/")[3] for key in now["verdicts"]}
+    assert {key.split("/")[2] for key in now["verdicts"]} == set(SIZES)
+    assert {name.split("/")[1] for name in now["metrics"]} == {"tall", "wide"}
     assert set(calibration.CLAIM_KEYS) <= claims_pinned
     assert {v["outcome"] for v in now["verdicts"].values()} == {"holds", "refuted", "inconclusive"}
 
 
 def test_a_moved_number_or_outcome_is_found(now):
     moved = json.loads(json.dumps(now))
-    moved["metrics"]["linear_cka"] *= 1 + 10 * RTOL
+    moved["metrics"]["linear_cka/wide"] *= 1 + 10 * RTOL
     key = next(iter(moved["verdicts"]))
     moved["verdicts"][key]["outcome"] = "other"
     found = differences(now, moved)

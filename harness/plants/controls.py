@@ -717,7 +717,6 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
     A reversed control (``reverse_of``) is its forward pair with base and SFT
     swapped: it reuses that pair's models, and so its profiles.
     """
-
     control = CONTROLS[name]
     if control.reverse_of is not None:
         forward = build_control(control.reverse_of, progress=progress)
@@ -749,30 +748,27 @@ def build_control(name: str, progress: bool = True) -> zoo.BuiltPair:
     key = cache.stable_hash(recipe)
     clean_dir = source.base_dir if control.clean == "base" else source.sft_dir
     directory = cache.cache_root() / "zoo" / f"{name}-{key}"
-    with cache.exclusive(directory):  # one builder per planted pair, whichever lane reaches it first
-        if not cache.is_complete(directory):
-            _build_into(directory, control, clean_dir, source)
+    cache.build_once(directory, lambda scratch: _build_into(scratch, control, clean_dir, source))
     info = json.loads((directory / "build.json").read_text())
     return zoo.BuiltPair(name=name, base_dir=directory / "base", sft_dir=directory / "sft", info=info)
 
 
-def _build_into(directory, control: Control, clean_dir, source: zoo.BuiltPair) -> None:
+def _build_into(scratch, control: Control, clean_dir, source: zoo.BuiltPair) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with cache.atomic_directory(directory) as scratch:
-        model = AutoModelForCausalLM.from_pretrained(clean_dir, dtype=torch.float32)
-        if control.base_construction is None:
-            shutil.copytree(clean_dir, scratch / "base")
-        else:  # the base is made too, and the SFT from it
-            CONSTRUCTIONS[control.base_construction](model, control)
-            model.save_pretrained(scratch / "base")
-            AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "base")
-        CONSTRUCTIONS[control.construction](model, control)
-        model.save_pretrained(scratch / "sft")
-        AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "sft")
-        cache.write_json_atomic(scratch / "build.json", {"name": control.name, "source": source.info["key"],
-                                                          "description": control.description,
-                                                          "expected": control.expected})
+    model = AutoModelForCausalLM.from_pretrained(clean_dir, dtype=torch.float32)
+    if control.base_construction is None:
+        shutil.copytree(clean_dir, scratch / "base")
+    else:  # the base is made too, and the SFT from it
+        CONSTRUCTIONS[control.base_construction](model, control)
+        model.save_pretrained(scratch / "base")
+        AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "base")
+    CONSTRUCTIONS[control.construction](model, control)
+    model.save_pretrained(scratch / "sft")
+    AutoTokenizer.from_pretrained(clean_dir).save_pretrained(scratch / "sft")
+    cache.write_json_atomic(scratch / "build.json", {"name": control.name, "source": source.info["key"],
+                                                      "description": control.description,
+                                                      "expected": control.expected})
 
 
 class PlantedPairs:

@@ -182,13 +182,12 @@ def build_pair(name: str, recipe: TinyRecipe | None = None, root: Path | None = 
     """The pair ``name``, from the cache when its recipe was built before, else built now."""
     recipe = recipe or RECIPES[name]
     directory = pair_directory(name, recipe, root)
-    if not cache.is_complete(directory):
-        with cache.exclusive(directory):  # another process building the same pair: wait for it
-            if not cache.is_complete(directory):
-                with cache.atomic_directory(directory) as scratch:
-                    if progress:
-                        tqdm.write(f"building {name} (cache miss) into {directory}")
-                    info = build_pair_into(recipe, scratch, progress=progress)
-                    cache.write_json_atomic(scratch / "build.json", {"name": name, **info})
+    def build(scratch: Path) -> None:
+        if progress:
+            tqdm.write(f"building {name} (cache miss) into {directory}")
+        info = build_pair_into(recipe, scratch, progress=progress)
+        cache.write_json_atomic(scratch / "build.json", {"name": name, **info})
+
+    cache.build_once(directory, build)
     info = json.loads((directory / "build.json").read_text())
     return BuiltPair(name=name, base_dir=directory / "base", sft_dir=directory / "sft", info=info)

@@ -205,6 +205,14 @@ def stored_builds(directory: Path, pair: str, probe_set: str) -> list[str]:
     return sorted(path.name[len(prefix):-len(".json")] for path in (Path(directory) / pair).glob(f"{prefix}*.json"))
 
 
+def missing_build_note(directory: Path, pair: str, probe_set: str, build: str | None) -> str | None:
+    """Why a built pair's ``build`` has nothing to compare with under ``directory`` (None when its baseline is
+    stored, or when ``build`` is None: a hub or folder pair, whose one baseline is always compared)."""
+    if build is None or baseline_path(directory, pair, probe_set, build).is_file():
+        return None
+    return other_build_note(pair, build, stored_builds(directory, pair, probe_set))
+
+
 def other_build_note(pair: str, build: str, stored: list[str]) -> str:
     """Why a built pair's regression checks are not run on this machine's build, and what the user can do."""
     known = ", ".join(stored) if stored else "none"

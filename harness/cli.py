@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.errors import BadInputError
-from harness.sources import models
+from harness.sources import layouts, models
 
 DEFAULT_PROBE_SET = "gsm8k-local"  # the probe set of a report that does not name one
 
@@ -88,7 +88,7 @@ def command_list(args: argparse.Namespace) -> int:
 
 def pair_summary(resolved: models.ResolvedPair) -> str:
     """A one-screen description of a resolved pair."""
-    base_config = models.load_config(resolved.base)
+    base_config = layouts.text_config(models.load_config(resolved.base))
     lines = [
         f"pair        {resolved.spec.name} ({resolved.spec.family})",
         f"base        {resolved.base.describe()}",

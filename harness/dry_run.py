@@ -33,8 +33,9 @@ from harness import cache
 from harness.errors import BadInputError
 from harness.measure.capture import decoder_layers
 from harness.sources import models
+from harness.sources.layouts import text_config
 
-SHAPE_FORMAT = 1  # bump when how a shape pair is built changes
+SHAPE_FORMAT = 2  # bump when how a shape pair is built changes
 TOKENIZER_VOCAB = 1024  # the dry run's own tokenizer (trained on local text); the model keeps its real vocabulary
 PLANTED_CHANGE = (0.002, 0.02)  # relative size of the SFT perturbation at the first and at the last layer
 
@@ -71,8 +72,9 @@ def model_config(shape: dict, tokenizer):
                   bos_token_id=tokenizer.bos_token_id)
     config = AutoConfig.for_model(shape["model_type"], **values)
     models.check_supported_layout(config, f"shape {shape['model_type']}")
-    if config.vocab_size < len(tokenizer):
-        raise BadInputError(f"the shape's vocabulary ({config.vocab_size}) is smaller than the dry run's tokenizer "
+    vocabulary = text_config(config).vocab_size
+    if vocabulary < len(tokenizer):
+        raise BadInputError(f"the shape's vocabulary ({vocabulary}) is smaller than the dry run's tokenizer "
                             f"({len(tokenizer)})")
     return config
 
@@ -188,9 +190,11 @@ def _perturb(model, generator: torch.Generator) -> None:
         for index, layer in enumerate(layers, start=1):
             scale = planted_change(index, len(layers))
             for parameter in layer.parameters():
-                if parameter.ndim == 2:
+                if parameter.ndim >= 2:  # every matrix, a mixture's router and stacked experts included
+                    # noise of exactly ``scale`` times the matrix's norm: eq. 1 reads the planted value back
                     noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
-                    parameter.add_((noise * parameter.float().std() * scale).to(parameter.dtype))
+                    noise.mul_(scale * parameter.float().norm() / noise.norm())
+                    parameter.add_(noise.to(parameter.dtype))
 
 
 def shape_pair_directory(name: str, shape: dict, dtype: str) -> Path:
@@ -302,7 +306,7 @@ def run_dry(name_or_path: str, dtype: str = "bfloat16", device: str = "auto", si
     done(figures)
     spec = models.custom_pair(str(base_dir), str(sft_dir), name=f"dry-run:{name}", dtype=dtype)
     resolved = models.resolve_pair(spec, progress=progress)
-    n_layers = models.load_config(resolved.base).num_hidden_layers
+    n_layers = models.layer_count(resolved.base)
     for stage in (_profile_stage, _weight_change_stage, _swap_stage, _eval_stage, _lora_stage):
         done(stage(resolved, n_layers, thresholds, sizes, dtype, device, progress))
     result.estimate = estimate(result, thresholds, n_layers)
@@ -338,15 +342,19 @@ def _scratch_cache() -> Iterator[None]:
 
 
 def _weight_change_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) -> StageFigures:
-    from harness.metrics import ATTENTION_MODULES, MLP_MODULES, weight_change
+    from harness.measure.weights import weight_change_by_part
+    from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES
 
     base_dir, sft_dir = (models.checkpoint_directory(ref) for ref in (resolved.base, resolved.sft))
     with measured("weight change") as figures:
-        change = weight_change(base_dir, sft_dir, (*ATTENTION_MODULES, *MLP_MODULES), relative=True)
+        parts = weight_change_by_part(base_dir, sft_dir, (*ATTENTION_MODULES, *MLP_MODULES), relative=True)
+    change = parts["eq1"]
     planted = {layer: planted_change(layer, n_layers) for layer in change}
-    worst = max(abs(change[layer] - planted[layer]) / planted[layer] for layer in change)
+    # every matrix of a layer got the same relative perturbation: Q/K/V/O and MLP, router and experts alike
+    worst = max(abs(values[layer] - planted[layer]) / planted[layer] for values in parts.values() for layer in values)
     figures.detail.update(relative_change_first=change[1], relative_change_last=change[n_layers],
-                          planted_first=planted[1], planted_last=planted[n_layers], worst_relative_error=worst)
+                          planted_first=planted[1], planted_last=planted[n_layers], worst_relative_error=worst,
+                          parts=sorted(parts))
     return figures
 
 
@@ -429,7 +437,7 @@ from harness import config, dry_run
 from harness.sources import models
 name, base, sft, dtype, device, sizes = json.loads(sys.argv[1])
 resolved = models.resolve_pair(models.custom_pair(base, sft, dtype=dtype), progress=False)
-n_layers = models.load_config(resolved.base).num_hidden_layers
+n_layers = models.layer_count(resolved.base)
 start = dry_run._rss_bytes()
 figures = dry_run.STAGES[name](resolved, n_layers, config.thresholds_for("custom"), dry_run.Sizes(**sizes), dtype,
                                device, False)

@@ -13,6 +13,8 @@ from hypothesis.extra.numpy import arrays
 from safetensors.torch import save_file
 
 from harness import metrics
+from harness.measure import weights
+from harness.sources import layouts
 from harness.verdicts import intervals
 
 TOL = dict(rel=1e-6, abs=1e-8)
@@ -339,7 +341,7 @@ def _checkpoint(directory: Path, tensors: dict) -> Path:
 def test_weight_change_is_zero_for_identical_checkpoints_and_scales_with_the_perturbation(layers, width, seed,
                                                                                           scale):
     generator = torch.Generator().manual_seed(seed)
-    names = [f"model.layers.{i}.self_attn.{m}.weight" for i in range(layers) for m in metrics.ATTENTION_MODULES]
+    names = [f"model.layers.{i}.self_attn.{m}.weight" for i in range(layers) for m in layouts.ATTENTION_MODULES]
     base = {n: torch.randn(width, width, generator=generator) for n in names}
     noise = {n: torch.randn(width, width, generator=generator) for n in names}
     with tempfile.TemporaryDirectory() as root:
@@ -348,9 +350,9 @@ def test_weight_change_is_zero_for_identical_checkpoints_and_scales_with_the_per
         same_dir = _checkpoint(root / "same", base)
         unit_dir = _checkpoint(root / "unit", {n: base[n] + noise[n] for n in names})
         scaled_dir = _checkpoint(root / "scaled", {n: base[n] + scale * noise[n] for n in names})
-        identical = metrics.weight_change(base_dir, same_dir)
-        unit = metrics.weight_change(base_dir, unit_dir)
-        scaled = metrics.weight_change(base_dir, scaled_dir)
+        identical = weights.weight_change(base_dir, same_dir)
+        unit = weights.weight_change(base_dir, unit_dir)
+        scaled = weights.weight_change(base_dir, scaled_dir)
     assert sorted(identical) == list(range(1, layers + 1))
     assert all(value == 0.0 for value in identical.values())
     for layer in unit:

@@ -7,7 +7,10 @@ import torch
 from safetensors.torch import save_file
 
 from harness import metrics
-from harness.metrics import CheckpointError, DegenerateInputError
+from harness.measure import weights
+from harness.measure.weights import CheckpointError
+from harness.metrics import DegenerateInputError
+from harness.sources import layouts
 
 T = torch.tensor
 
@@ -99,8 +102,8 @@ def test_weight_change_by_hand(tmp_path):
         "model.layers.1.mlp.up_proj.weight": T([[12.0]]),
         "model.embed_tokens.weight": torch.ones(3, 2),
     })
-    assert metrics.weight_change(base, sft) == {1: pytest.approx(2.0), 2: pytest.approx(5.0)}
-    with_mlp = metrics.weight_change(base, sft, modules=metrics.ATTENTION_MODULES + metrics.MLP_MODULES)
+    assert weights.weight_change(base, sft) == {1: pytest.approx(2.0), 2: pytest.approx(5.0)}
+    with_mlp = weights.weight_change(base, sft, modules=layouts.ATTENTION_MODULES + layouts.MLP_MODULES)
     assert with_mlp[2] == pytest.approx(13.0)
 
 
@@ -115,7 +118,7 @@ def test_weight_change_reads_sharded_checkpoints(tmp_path):
         (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
             "model.layers.0.self_attn.q_proj.weight": "a.safetensors",
             "model.layers.0.self_attn.o_proj.weight": "b.safetensors"}}))
-    assert metrics.weight_change(tmp_path / "base", tmp_path / "sft") == {1: pytest.approx(math.sqrt(8))}
+    assert weights.weight_change(tmp_path / "base", tmp_path / "sft") == {1: pytest.approx(math.sqrt(8))}
 
 
 @pytest.mark.parametrize("call", [
@@ -144,16 +147,16 @@ def test_degenerate_input_is_a_clear_error_not_a_nan(call):
 def test_weight_change_refuses_unmatched_checkpoints(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no safetensors"):
-        metrics.weight_change(tmp_path / "empty", tmp_path / "empty")
+        weights.weight_change(tmp_path / "empty", tmp_path / "empty")
     for name, shape in (("a", (2, 2)), ("b", (3, 2))):
         (tmp_path / name).mkdir()
         save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(shape)}, tmp_path / name / "m.safetensors")
     with pytest.raises(CheckpointError, match="shape"):
-        metrics.weight_change(tmp_path / "a", tmp_path / "b")
+        weights.weight_change(tmp_path / "a", tmp_path / "b")
     (tmp_path / "c").mkdir()
     save_file({"other.weight": torch.zeros(1)}, tmp_path / "c" / "m.safetensors")
     with pytest.raises(CheckpointError, match="not in the SFT"):
-        metrics.weight_change(tmp_path / "a", tmp_path / "c")
+        weights.weight_change(tmp_path / "a", tmp_path / "c")
 
 
 def _per_sample(samples, alpha, eps):
@@ -193,7 +196,7 @@ def test_batched_token_metrics_refuse_non_finite_states():
 
 
 def test_weight_change_blocks_of_rows_sum_to_the_whole_tensor():
-    from harness.metrics.weights import _squared_sums
+    from harness.metrics.weights import squared_change as _squared_sums
 
     generator = torch.Generator().manual_seed(1)
     base = torch.randn(37, 11, generator=generator).to(torch.bfloat16)

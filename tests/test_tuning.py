@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from harness.lora import tuning
-from harness.metrics import ATTENTION_MODULES, MLP_MODULES
 from harness.sources import models
+from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES
 
 
 def test_masks_name_segments_and_their_layers():

@@ -272,7 +272,7 @@ def study_pair(spec: models.ModelSpec, pair_profile: pd.DataFrame | None, thresh
     resolved = models.resolve_pair(spec, progress=progress)
     settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=dtype or spec.dtype)
     settings = dataclasses.replace(settings, **(overrides or {})).resolved()
-    n_layers = models.load_config(resolved.base).num_hidden_layers
+    n_layers = models.layer_count(resolved.base)
     proposal = None
     if pair_profile is not None and not masks:
         proposal = block_finder.propose_mask(pair_profile, thresholds["C4"]["segment_count"],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from harness import depth
 from harness.depth import segments
-from harness.metrics import ATTENTION_MODULES
+from harness.sources.layouts import ATTENTION_MODULES, DEFAULT_LAYOUT, Layout, layout_of
 
 SCALING_POLICIES = ("constant_ratio", "fixed_alpha")
 
@@ -137,12 +137,16 @@ def budget_matched_arm(mask: str, n_layers: int, full_rank: int, modules: tuple[
                          fixed_alpha)
 
 
-def lora_config(arm: Arm):
-    """A peft LoraConfig that adapts exactly the arm's layers and modules."""
+def lora_config(arm: Arm, layout: Layout = DEFAULT_LAYOUT):
+    """A peft LoraConfig that adapts exactly the arm's layers and modules, named in full within the family's
+    decoder layers (an image-text model's vision tower has layers and q_proj too; and peft rewrites a pattern
+    for a mixture of experts)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=arm.rank, lora_alpha=arm.alpha, lora_dropout=0.0, target_modules=list(arm.modules),
-                      layers_to_transform=list(arm.layers), layers_pattern="layers", bias="none",
+    layout.lora_targets(tuple(arm.modules))  # refuses a projection the family does not have
+    modules = dict.fromkeys(layout.modules[p] for p in arm.modules)
+    targets = [f"{layout.layers}.{layer}.{module}" for layer in arm.layers for module in modules]
+    return LoraConfig(r=arm.rank, lora_alpha=arm.alpha, lora_dropout=0.0, target_modules=targets, bias="none",
                       task_type="CAUSAL_LM")
 
 
@@ -154,9 +158,11 @@ def apply_arm(model, arm: Arm):
     """
     from peft import get_peft_model
 
-    wrapped = get_peft_model(model, lora_config(arm))
+    layout = layout_of(model)
+    targets = layout.lora_targets(tuple(arm.modules))
+    wrapped = get_peft_model(model, lora_config(arm, layout))
     adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A") and module.lora_A]
-    expected = len(arm.layers) * len(arm.modules)
+    expected = len(arm.layers) * len(targets)  # a fused Q/K/V module is one adapter
     layers_seen = sorted({int(name.split(".layers.")[1].split(".")[0]) for name in adapted})
     if len(adapted) != expected or layers_seen != sorted(arm.layers):
         raise RuntimeError(f"peft adapted {len(adapted)} modules on layers {layers_seen}; the arm {arm.label} asks "

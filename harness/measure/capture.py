@@ -21,21 +21,18 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.sources.layouts import layout_of
+
 LAST_LAYER_CHOICES = ("pre_norm", "final_norm")
 StateSink = Callable[[int, torch.Tensor], None]  # (layer, states (B, T, D))
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
-    inner = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    layers = getattr(inner, "layers", None)
-    if layers is None:
-        raise TypeError(f"{type(model).__name__} has no decoder layers at model.model.layers")
-    return layers
+    return layout_of(model).decoder_layers(model)
 
 
 def final_norm(model) -> torch.nn.Module:
-    inner = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    return inner.norm
+    return layout_of(model).final_norm_module(model)
 
 
 def _tensor_of(output) -> torch.Tensor:
@@ -114,5 +111,5 @@ def input_device(model) -> torch.device:
 def forward_only(model, batch: Batch) -> None:
     """One forward pass of the decoder stack; the logits are never computed (the sinks need none)."""
     device = input_device(model)
-    inner = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    inner = layout_of(model).decoder_module(model)
     inner(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False)

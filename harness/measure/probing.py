@@ -35,6 +35,13 @@ def logit_lens_hits(states: torch.Tensor, input_ids: torch.Tensor, attention_mas
     return hits, valid.sum(dim=1)
 
 
+def _device_of(norm: torch.nn.Module | None, head_device: torch.device) -> torch.device:
+    """Where the final norm runs: it may differ from the head's device under a device map; a norm without
+    parameters (OLMo 1's layer norm) runs on the head's."""
+    parameter = next(iter(norm.parameters()), None) if norm is not None else None
+    return parameter.device if parameter is not None else head_device
+
+
 @torch.no_grad()
 def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head: torch.nn.Module,
                      logits_per_chunk: int = 1 << 23, weights_per_block: int = 1 << 24) -> torch.Tensor:
@@ -48,7 +55,7 @@ def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head
     as one argmax over the whole vocabulary does.
     """
     device = lm_head.weight.device
-    norm_device = next(norm.parameters()).device if norm is not None else device  # may differ under device_map
+    norm_device = _device_of(norm, device)
     vocabulary, width = lm_head.weight.shape
     rows_per_chunk = max(1, min(2048, logits_per_chunk // vocabulary))
     block = vocabulary if not isinstance(lm_head, torch.nn.Linear) else max(1, min(vocabulary,
@@ -91,7 +98,7 @@ def lens_hits(states: torch.Tensor, targets: torch.Tensor, norm: torch.nn.Module
     if not isinstance(lm_head, torch.nn.Linear) or vocabulary <= 2 * screen:
         return lens_predictions(states, norm, lm_head, logits_per_chunk) == targets
     device = lm_head.weight.device
-    norm_device = next(norm.parameters()).device if norm is not None else device
+    norm_device = _device_of(norm, device)
     weight, bias = lm_head.weight, lm_head.bias
     hits = torch.zeros(states.shape[0], dtype=torch.bool)
     rows_per_chunk = max(1, min(2048, logits_per_chunk // screen))

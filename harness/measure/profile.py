@@ -29,7 +29,8 @@ from harness import cache, metrics
 from harness.errors import NonFiniteError
 from harness.measure import capture
 from harness.measure.probing import lens_hits
-from harness.sources import models
+from harness.measure.weights import weight_change_by_part
+from harness.sources import layouts, models
 from harness.sources.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES, ProbeSet, load_probe_set
 
 PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
@@ -55,7 +56,7 @@ class ProfileOptions:
     cka_center: bool = True  # eq. 6 centres the Gram matrices
     sparsity_eps: float = 0.01  # §4.1
     last_layer: str = "pre_norm"  # layer L before the final norm, like every other layer
-    weight_modules: tuple[str, ...] = metrics.ATTENTION_MODULES  # Θ of eq. 1
+    weight_modules: tuple[str, ...] = layouts.ATTENTION_MODULES  # Θ of eq. 1
     seed: int = 0
     dtype: str = "float32"
     batch_size: int = 8  # does not change results
@@ -231,8 +232,7 @@ def capture_model(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions
     directory, fingerprint = _run_directory(ref, probe, options)
     chunks = _chunks(len(probe), options.chunk_size)
     missing = [i for i in range(len(chunks)) if not _chunk_path(directory, i).is_file()]
-    config = models.load_config(ref)
-    run = ModelRun(label, directory, len(probe), config.num_hidden_layers + 1,
+    run = ModelRun(label, directory, len(probe), models.layer_count(ref) + 1,
                    min(options.token_samples, len(probe)), fingerprint)
     if not missing:
         return run
@@ -359,6 +359,17 @@ class PairProfile:
     sft_run: ModelRun | None = None
 
 
+def pair_weight_change(pair: models.ResolvedPair, modules) -> dict[str, dict[int, float]]:
+    """Eq. 1 per layer (and a mixture of experts' router and experts): from the adapter alone when the SFT
+    is one (ΔW = scale·B·A), else streamed from the two checkpoints."""
+    if pair.adapter:
+        from harness.sources import adapters
+
+        return adapters.adapter_weight_change(pair.adapter_dir, models.checkpoint_directory(pair.base), modules)
+    return weight_change_by_part(models.checkpoint_directory(pair.base),
+                                         models.checkpoint_directory(pair.sft), modules)
+
+
 def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str = "auto",
                  progress: bool = True) -> PairProfile:
     """Profile base, then SFT (one model in memory at a time), then the pair metrics."""
@@ -368,15 +379,21 @@ def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str
             for label, ref in (("base", pair.base), ("sft", pair.sft))}
     captured = time.perf_counter()
     tables = {label: intrinsic_table(run, options) for label, run in runs.items()}
-    weight_changes = metrics.weight_change(models.checkpoint_directory(pair.base),
-                                           models.checkpoint_directory(pair.sft), options.weight_modules)
-    pair_metrics = pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"], weight_changes, options)
+    changes = pair_weight_change(pair, options.weight_modules)
+    pair_metrics = pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"], changes["eq1"], options)
+    for part in ("router", "experts"):  # a mixture of experts: its routing and experts apart from eq. 1
+        if part in changes:
+            pair_metrics[f"{part}_change"] = [changes[part].get(layer, math.nan) for layer in pair_metrics.index]
+    base_config, sft_config = models.load_config(pair.base), models.load_config(pair.sft)
     meta = {
         "pair": {"name": pair.spec.name, "family": pair.spec.family,
                  # a built pair is named by its builder, not by a folder of this machine's cache
                  "base": (pair.spec.base if pair.spec.is_built_locally else pair.base).describe(),
                  "sft": (pair.spec.sft if pair.spec.is_built_locally else pair.sft).describe(),
-                 "base_weights": runs["base"].fingerprint, "sft_weights": runs["sft"].fingerprint},
+                 "base_weights": runs["base"].fingerprint, "sft_weights": runs["sft"].fingerprint,
+                 "model_type": base_config.model_type, "layout": layouts.layout_of(base_config).family,
+                 **({"vocabulary": note} if (note := models.vocabulary_note(base_config, sft_config)) else {}),
+                 **({"sft_adapter": pair.adapter} if pair.adapter else {})},
         "probe": {"name": probe.name, "source": probe.source, "digest": probe.digest(), "samples": len(probe),
                   "seed": probe.seed},
         "options": dataclasses.asdict(options),

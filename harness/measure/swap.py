@@ -10,7 +10,6 @@ bit for bit, also when the block inside it raises.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +17,11 @@ from pathlib import Path
 import torch
 
 from harness.depth import segments
-from harness.errors import NonFiniteError
-from harness.metrics.weights import _read, safetensors_index
+from harness.errors import BadInputError, NonFiniteError
+from harness.measure.weights import _read, safetensors_index
+from harness.sources.layouts import Layout, count_experts, layout_of
 from harness.sources.models import UnsupportedModelError
 
-HEAD_PATTERNS = (re.compile(r"^model\.norm\."), re.compile(r"^lm_head\."))
 DIRECTIONS = {"base_with_sft_block": ("base", "sft"), "sft_with_base_block": ("sft", "base")}
 
 
@@ -35,34 +34,71 @@ def block_layers(segment: list[int], last_k: int | None = None) -> list[int]:
     return list(segment[-last_k:])
 
 
-def _swapped_names(host, layers: list[int], head: bool) -> list[str]:
-    wanted = tuple(f"model.layers.{layer}." for layer in layers)
+class DonorMismatchError(BadInputError):
+    """The donor checkpoint lacks a tensor the host's swapped layers have, or holds it in another shape."""
+
+
+def _swapped_names(host, layout: Layout, layers: list[int], head: bool) -> list[str]:
+    wanted = tuple(layout.layer_prefix(layer) for layer in layers)
     names = [name for name, _ in host.named_parameters() if name.startswith(wanted)]
     if head:
-        names += [name for name, _ in host.named_parameters() if any(p.match(name) for p in HEAD_PATTERNS)]
+        heads = (layout.final_norm + ".",)
+        output = host.get_output_embeddings()
+        tied = output is not None and output.weight is host.get_input_embeddings().weight
+        names += [name for name, _ in host.named_parameters() if name.startswith(heads)]
+        if output is not None and not tied:
+            names += [name for name, parameter in host.named_parameters() if parameter is output.weight]
     return names
+
+
+def _donor_reader(host, layout: Layout, donor: dict[str, Path], donor_dir: Path):
+    """A function giving, for an in-memory parameter name of the host, the donor's tensor in the host's
+    in-memory form: read by its on-disk name, or, for a mixture of experts' fused parameter, stacked from the
+    donor's one-tensor-per-expert files as transformers does at load."""
+    disk_layers = layout.disk_layer_prefix(donor)
+    experts = count_experts(host.config)
+
+    def read(name: str) -> torch.Tensor:
+        for candidate in layout.disk_candidates(name, disk_layers):
+            if candidate in donor:
+                return _read(donor[candidate], candidate)
+        if name.startswith(layout.layers + "."):
+            number, _, suffix = name[len(layout.layers) + 1:].partition(".")
+            on_disk = f"{disk_layers or layout.disk_layers[0]}.{number}."
+            sources = layout.expert_sources(suffix, experts)
+            if sources is not None and all(on_disk + s in donor for group in sources for s in group):
+                return torch.stack([torch.cat([_read(donor[on_disk + s], on_disk + s) for s in group])
+                                    for group in sources])
+        raise DonorMismatchError(f"the donor checkpoint {donor_dir} lacks {name} (looked for "
+                                 f"{', '.join(layout.disk_candidates(name, disk_layers))}): is it a "
+                                 f"{layout.family} checkpoint of the host's architecture?")
+
+    return read
 
 
 @contextmanager
 def swapped(host, donor_dir: Path, layers: list[int], head: bool = False) -> Iterator[list[str]]:
-    """Within the block, ``host`` runs with ``layers`` (0-based decoder indices) and, with ``head``,
-    the final norm and lm_head of the donor checkpoint. Yields the swapped parameter names."""
+    """Within the block, ``host`` runs with ``layers`` (0-based decoder indices; every tensor of them,
+    norms, router and experts included) and, with ``head``, the final norm and output head of the donor
+    checkpoint. Yields the swapped parameter names."""
+    layout = layout_of(host)
     donor = safetensors_index(Path(donor_dir))
     parameters = dict(host.named_parameters())
-    names = _swapped_names(host, layers, head)
-    missing = [name for name in names if name not in donor]
-    if missing:
-        raise KeyError(f"the donor checkpoint lacks {len(missing)} tensors, e.g. {missing[0]}")
+    names = _swapped_names(host, layout, layers, head)
+    read = _donor_reader(host, layout, donor, Path(donor_dir))
     saved = {}
     try:
         with torch.no_grad():
             for name in names:
                 target = parameters[name]
-                incoming = _read(donor[name], name)
+                incoming = read(name)
                 if incoming.is_floating_point() and not torch.isfinite(incoming).all():
                     raise UnsupportedModelError(f"{donor_dir} has non-finite (NaN or infinite) weights in {name}")
                 if incoming.shape != target.shape:
-                    raise ValueError(f"{name}: donor shape {tuple(incoming.shape)}, host {tuple(target.shape)}")
+                    vocabulary = " (the two models' vocabularies differ: take the host's head)" if head and \
+                        not name.startswith(layout.layers) else ""
+                    raise DonorMismatchError(f"{name}: donor shape {tuple(incoming.shape)}, host "
+                                             f"{tuple(target.shape)}{vocabulary}")
                 saved[name] = target.detach().clone()
                 target.copy_(incoming.to(dtype=target.dtype, device=target.device))
         yield names
@@ -82,9 +118,11 @@ class HostPrefix:
     """The unswapped host's hidden states entering chosen layers, captured while the host itself is scored.
 
     A hybrid that swaps layers a..b computes exactly the host's states up to layer a, so it is run from
-    there: the decoder's layer list is cut to layers a..L for the call and the kept states go in as
-    ``inputs_embeds`` (OLMo-2 and Mistral add nothing to them). Masks and positions are made from the same
-    batch as before, so every logit is the one a full forward pass gives.
+    there: for the call, layers 0..a−1 are replaced by modules that pass their input through, and layer a
+    gets the kept states in place of its input. Every layer keeps its index (families that alternate
+    sliding and full attention choose a layer's mask by its index), whatever the family does to its
+    embeddings (Gemma and Granite scale them) happens to states that are then replaced, and masks and
+    positions are made from the same batch as before: every logit is the one a full forward pass gives.
     """
 
     def __init__(self, model, starts: list[int], budget: int = PREFIX_BUDGET_BYTES):
@@ -95,7 +133,7 @@ class HostPrefix:
 
     @contextmanager
     def capturing(self) -> Iterator[None]:
-        layers = self.model.model.layers
+        layers = layout_of(self.model).decoder_layers(self.model)
 
         def keeper(start):
             def keep(module, args, kwargs):
@@ -121,17 +159,35 @@ class HostPrefix:
         ``start``; None when that layer's states were not kept."""
         if start not in self.states:
             return None
-        decoder = self.model.model
+        layers = layout_of(self.model).decoder_layers(self.model)
 
         def forward(number, ids, mask):
-            layers = decoder.layers
-            decoder.layers = torch.nn.ModuleList(list(layers)[start:])
+            kept = self.states[start][number]
+
+            def substitute(module, args, kwargs):
+                if args:
+                    return (kept, *args[1:]), kwargs
+                return args, {**kwargs, "hidden_states": kept}
+
+            originals = [layers[i] for i in range(start)]
+            handle = layers[start].register_forward_pre_hook(substitute, with_kwargs=True)
             try:
-                return self.model(inputs_embeds=self.states[start][number], attention_mask=mask).logits
+                for i in range(start):
+                    layers[i] = _PassThrough()
+                return self.model(input_ids=ids, attention_mask=mask).logits
             finally:
-                decoder.layers = layers
+                handle.remove()
+                for i, layer in enumerate(originals):
+                    layers[i] = layer
 
         return forward
+
+
+class _PassThrough(torch.nn.Module):
+    """A decoder layer that returns its input: the layers a hybrid's kept states have already been through."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
 
 
 def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...] = (3, 5, 10),
@@ -151,7 +207,7 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
     host_ref = models.ModelRef(str(host_dir))
     model = models.load_model(host_ref, dtype=dtype, device=device)
     tokenizer = models.load_tokenizer(host_ref)
-    n_layers = len(model.model.layers)
+    n_layers = len(layout_of(model).decoder_layers(model))
     plan = [(m, i, part) for m in segment_counts if m <= n_layers for i, part in enumerate(segments(n_layers, m))]
     prefix = HostPrefix(model, [block_layers(part, last_k)[0] for _, _, part in plan])
     try:

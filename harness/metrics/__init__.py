@@ -16,12 +16,12 @@ from harness.metrics.spectrum import (
     weighted_spectra,
 )
 from harness.metrics.token_layers import curvatures, prompt_entropies, sparsities, token_metrics
-from harness.metrics.weights import ATTENTION_MODULES, MLP_MODULES, CheckpointError, weight_change
+from harness.metrics.weights import layer_weight_change, squared_change
 
 __all__ = [
-    "ATTENTION_MODULES", "MLP_MODULES", "CheckpointError", "DegenerateInputError", "condition_number",
+    "DegenerateInputError", "condition_number", "layer_weight_change", "squared_change",
     "cosine_similarity", "curvature", "curvatures", "dataset_entropy", "effective_rank", "linear_cka", "matrix_entropy",
     "mean_shift", "numerical_rank", "prompt_entropies", "prompt_entropy", "rank_deficiency", "row_cosines",
     "sparsities", "sparsity", "token_metrics",
-    "spectral_norm", "spectral_summary", "weight_change", "weighted_spectra",
+    "spectral_norm", "spectral_summary", "weighted_spectra",
 ]

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 import torch
 
 from harness import cache, depth
-from harness.metrics import ATTENTION_MODULES, MLP_MODULES
 from harness.plants import emergence
 from harness.sources import models, zoo
+from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES
 from harness.verdicts.directional import HYPOTHESES
 
 CONTROLS_FORMAT = 5  # 5: noise relative to each projection's RMS over all layers

@@ -16,6 +16,7 @@ import torch
 
 from harness import cache
 from harness.errors import BadInputError
+from harness.sources import layouts
 
 ARCHITECTURE_FIELDS = (
     "model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
@@ -23,10 +24,9 @@ ARCHITECTURE_FIELDS = (
 )
 
 
-# Model types whose decoder layers sit at ``model.model.layers[i]`` with ``self_attn.{q,k,v,o}_proj``: the
-# layout the hooks, the weight change (eq. 1), the swaps and the LoRA masks address.
-SUPPORTED_MODEL_TYPES = ("olmo2", "olmo", "mistral", "mixtral", "llama", "qwen2", "qwen3", "gemma", "gemma2",
-                         "granite")
+# The model types whose layout (decoder layers, Q/K/V/O, norms, router and experts) ``layouts`` knows: what
+# the hooks, the weight change (eq. 1), the swaps and the LoRA masks address.
+SUPPORTED_MODEL_TYPES = layouts.SUPPORTED_MODEL_TYPES
 
 
 class UnsupportedModelError(BadInputError):
@@ -39,11 +39,12 @@ def check_supported_layout(config, name: str) -> None:
     model_type = getattr(config, "model_type", None)
     architectures = getattr(config, "architectures", None) or []
     causal = not getattr(config, "is_encoder_decoder", False) and (
-        not architectures or any(arch.endswith("ForCausalLM") for arch in architectures))
+        not architectures or any(arch.endswith(("ForCausalLM", "ForConditionalGeneration"))
+                                 for arch in architectures))
     if not causal or model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
             f"{name} is a {model_type!r} model ({', '.join(architectures) or 'no architecture named'}): the harness "
-            f"analyses decoder-only causal LMs whose layers are model.model.layers[i] with self_attn.q/k/v/o_proj "
+            f"analyses decoder-only causal LMs of the families it knows the layout of "
             f"({', '.join(SUPPORTED_MODEL_TYPES)})")
 
 
@@ -229,6 +230,10 @@ def _unavailable_checkpoint(ref: ModelRef) -> str | None:
         folder = Path(ref.location).expanduser()
         if not folder.is_dir():
             return f"{ref.location} is not a directory"
+        if (folder / "adapter_config.json").is_file():  # an SFT published as a PEFT adapter on its base
+            weights = ("adapter_model.safetensors", "adapter_model.bin")
+            return None if any((folder / name).is_file() for name in weights) else (
+                f"{ref.location} has adapter_config.json but no adapter_model.safetensors")
         if not _has_complete_weights(folder):
             return f"{ref.location} has no config.json with complete weights"
         if not any(folder.glob("*.safetensors")):
@@ -237,6 +242,10 @@ def _unavailable_checkpoint(ref: ModelRef) -> str | None:
                     ".save_pretrained(DIR)")
         return None
     if hub_offline() and cached_snapshot(ref) is None:
+        from harness.sources import adapters
+
+        if adapters.adapter_folder(ref.location, ref.revision) is not None:
+            return None
         return f"{ref.describe()} is not in the Hugging Face cache"
     return None
 
@@ -256,7 +265,8 @@ def unavailable_reason(spec: ModelSpec) -> str | None:
                              for r in remote)
         advice.append(f"fetch the weights with {fetch} on a machine with network access"
                       + (" (the hub is offline here: HF_HUB_OFFLINE=1)" if hub_offline() else ""))
-    advice.append("or name local checkpoints with --base DIR --sft DIR")
+    advice.append(("or " if advice else "") + "name local checkpoints with --base DIR --sft DIR (the SFT may be a "
+                  "PEFT adapter folder)")
     if spec.notes:
         advice.append(spec.notes)
     return f"pair {spec.name!r} unavailable: {details}. To run it, " + "; ".join(advice) + "."
@@ -270,8 +280,10 @@ class ResolvedPair:
 
     spec: ModelSpec
     base: ModelRef
-    sft: ModelRef
+    sft: ModelRef  # an SFT given as an adapter: the merged checkpoint in the cache
     build_info: dict | None = None
+    adapter: dict | None = None  # the adapter's config, when the SFT was given as one
+    adapter_dir: Path | None = None
 
 
 def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
@@ -289,7 +301,7 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
         reason = unavailable_reason(spec)
         if reason:
             raise ModelUnavailableError(reason)
-        resolved = ResolvedPair(spec, spec.base, spec.sft)
+        resolved = _with_adapter_merged(spec, progress) or ResolvedPair(spec, spec.base, spec.sft)
     check_readable_weights(resolved.base)
     check_readable_weights(resolved.sft)
     base_config, sft_config = load_config(resolved.base), load_config(resolved.sft)
@@ -299,17 +311,51 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
     return resolved
 
 
+def _with_adapter_merged(spec: ModelSpec, progress: bool) -> ResolvedPair | None:
+    """The pair whose SFT is a PEFT adapter on the base: merged once into a checkpoint in the cache."""
+    from harness.sources import adapters
+
+    folder = adapters.adapter_folder(spec.sft.location, spec.sft.revision)
+    if folder is None:
+        return None
+    config = adapters.read_config(folder)
+    check_readable_weights(spec.base)
+    merged = adapters.merged_directory(checkpoint_directory(spec.base), files_fingerprint(spec.base), folder,
+                                       progress=progress)
+    described = {"source": spec.sft.describe(), **adapters.describe(config)}
+    return ResolvedPair(spec, spec.base, ModelRef(str(merged)), adapter=described, adapter_dir=folder)
+
+
 def load_config(ref: ModelRef):
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(ref.location, revision=ref.revision)
 
 
+def layer_count(ref: ModelRef) -> int:
+    """The number of decoder layers of a checkpoint (an image-text model's text decoder)."""
+    return layouts.text_config(load_config(ref)).num_hidden_layers
+
+
+def vocabulary_note(base_config, sft_config) -> str | None:
+    """A line for the report when the two models' vocabularies differ (an SFT that added chat tokens): the
+    layers still compare one to one, each model reads the probe texts with its own tokenizer, and only a
+    swap that takes the donor's head is refused."""
+    base_size = layouts.text_config(base_config).vocab_size
+    sft_size = layouts.text_config(sft_config).vocab_size
+    if base_size == sft_size:
+        return None
+    return (f"the vocabularies differ: base {base_size} tokens, SFT {sft_size} (tokens added in fine-tuning); "
+            "every layer-wise stage compares the decoder layers only")
+
+
 def check_same_architecture(base_config, sft_config, base_name: str = "base", sft_name: str = "SFT") -> None:
     """Refuse a pair whose layers cannot be compared one to one."""
     differences = []
+    base_text, sft_text = layouts.text_config(base_config), layouts.text_config(sft_config)
     for name in ARCHITECTURE_FIELDS:
-        left, right = getattr(base_config, name, None), getattr(sft_config, name, None)
+        left = getattr(base_config if name == "model_type" else base_text, name, None)
+        right = getattr(sft_config if name == "model_type" else sft_text, name, None)
         if left != right:
             differences.append(f"{name}: {left!r} vs {right!r}")
     if differences:

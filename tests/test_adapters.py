@@ -1,0 +1,87 @@
+"""An SFT published as a PEFT LoRA adapter on its base: merged once for every stage, its weight change read
+from the adapter alone, its config in the report."""
+
+import json
+
+import pytest
+import torch
+
+from harness import cli
+from harness.measure.weights import weight_change
+from harness.output import reports
+from harness.sources import adapters, models
+
+
+def _adapter(base_dir, folder, layers=(0, 2), targets=("q_proj", "v_proj", "o_proj"), seed=0, **extra):
+    """A LoRA adapter on ``base_dir`` with random (non-zero) A and B, as a fine-tune would leave it."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    model = models.load_model(models.ModelRef(str(base_dir)))
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), layers_to_transform=list(layers),
+                        init_lora_weights=False, **extra)
+    wrapped = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    wrapped.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+@pytest.mark.parametrize("extra", [{}, {"use_rslora": True, "rank_pattern": {"v_proj": 2}}], ids=["lora", "rslora"])
+def test_the_weight_change_from_the_adapter_alone_equals_the_merged_models(micro_pair, isolated_cache, tmp_path,
+                                                                           extra):
+    folder = _adapter(micro_pair.base_dir, tmp_path / "adapter", **extra)
+    merged = adapters.merged_directory(micro_pair.base_dir, "micro", folder, progress=False)
+    from_adapter = adapters.adapter_weight_change(folder, micro_pair.base_dir)["eq1"]
+    from_merged = weight_change(micro_pair.base_dir, merged)
+    assert sorted(from_adapter) == sorted(from_merged) == [1, 2, 3]
+    assert from_adapter[2] == 0.0 and from_merged[2] == pytest.approx(0.0, abs=1e-6)  # layer index 1: no adapter
+    for layer in (1, 3):
+        assert from_adapter[layer] > 0
+        assert from_adapter[layer] == pytest.approx(from_merged[layer], rel=1e-4)
+    only_q = adapters.adapter_weight_change(folder, micro_pair.base_dir, modules=("q_proj",))["eq1"]
+    assert only_q[1] == pytest.approx(weight_change(micro_pair.base_dir, merged, modules=("q_proj",))[1], rel=1e-4)
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_an_adapter_sft_is_merged_once_and_its_config_is_recorded(micro_pair, isolated_cache, tmp_path):
+    folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
+    spec = models.custom_pair(str(micro_pair.base_dir), str(folder), dtype="float32")
+    assert models.unavailable_reason(spec) is None
+    resolved = models.resolve_pair(spec, progress=False)
+    assert resolved.adapter["r"] == 4 and resolved.adapter["lora_alpha"] == 8
+    assert resolved.adapter["source"] == str(folder) and resolved.adapter_dir == folder
+    merged = next(path for path in isolated_cache.glob("merged-adapters/*") if path.is_dir())
+    stamp = (merged / "model.safetensors").stat().st_mtime_ns
+    again = models.resolve_pair(spec, progress=False)
+    assert again.sft == resolved.sft and (merged / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_an_adapter_sft_profiles_verifies_and_swaps(micro_pair, isolated_cache, tmp_path, monkeypatch):
+    from harness.measure import evaluate
+
+    monkeypatch.setattr(evaluate, "lm_eval_scores", lambda model, tokenizer, tasks, options: {
+        task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks})
+    folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
+    assert cli.main(["verify", "--base", str(micro_pair.base_dir), "--sft", str(folder), "--no-tune",
+                     "--pooled-samples", "40", "--token-samples", "8", "--tasks", "gsm8k_local", "--limit", "3",
+                     "--set", "C3.items=6", "--report-dir", str(tmp_path / "reports")]) == 0
+    section = reports.load_report(tmp_path / "reports" / "custom")["pairs"]["custom"]
+    recorded = section["pair"]["sft_adapter"]
+    assert (recorded["r"], recorded["lora_alpha"], recorded["source"]) == (4, 8, str(folder))
+    assert len(section["swaps"]["base_with_sft_block"]["host"]["per_item"]) == 6
+    change = section["verdicts"]["C2"]["evidence"]["weight_change"]  # from the adapter: exactly 0 where it is not
+    assert change[2] == 0.0 and change[1] > 0 and change[3] > 0
+
+
+def test_an_adapter_folder_without_weights_is_refused_in_one_line(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    reason = models.unavailable_reason(models.custom_pair(str(tmp_path / "adapter"), str(tmp_path / "adapter")))
+    assert "adapter_model.safetensors" in reason and "\n" not in reason
+    with pytest.raises(adapters.AdapterError, match="no adapter_model"):
+        adapters.read_config(tmp_path / "adapter")

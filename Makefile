@@ -83,7 +83,7 @@ LANE_BENCHMARKS := $(filter-out $(BESIDE_SUITES),$(wildcard benchmarks/test_*.py
 UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)
+	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py scripts $(wildcard suites benchmarks)
 	rm -f $(WARM_OUT)/pure.rc
 	$(MAKE) --no-print-directory warm
 	cat $(WARM_OUT)/pure.log
@@ -102,7 +102,7 @@ controls-across-builds: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.plants.across_builds --builds $(BUILDS) --out reports/builds
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py $(wildcard suites benchmarks)
+	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py scripts $(wildcard suites benchmarks)
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .benchmarks .hypothesis

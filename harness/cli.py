@@ -78,11 +78,15 @@ def _add_pair_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_list(args: argparse.Namespace) -> int:
+    print(f"{'pair':<14} {'family':<8} {'size':>6}  {'here':<12} base / SFT")
     for spec in models.REGISTRY.values():
         reason = models.unavailable_reason(spec)
         state = "available" if reason is None else "unavailable"
         source = "built offline" if spec.is_built_locally else f"{spec.base.location} / {spec.sft.location}"
-        print(f"{spec.name:<14} {spec.family:<8} {state:<12} {source}")
+        print(f"{spec.name:<14} {spec.family:<8} {spec.published_parameters or 'tiny':>6}  {state:<12} {source}")
+    print("\nfamilies the harness knows the layout of (any pair of them runs with --base and --sft; the SFT may be "
+          "a PEFT adapter):")
+    print(layouts.family_table())
     return 0
 
 

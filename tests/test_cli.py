@@ -100,6 +100,7 @@ def test_list_shows_every_registered_pair(capsys, monkeypatch):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "olmo2_32b" in out and "tiny_mistral" in out and "built offline" in out
+    assert "qwen3_8b" in out and "8.2B" in out and "gpt_neox" in out  # the pairs people study, the families
 
 
 def test_unknown_pair_is_an_error_not_a_traceback(capsys):

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from harness import cli, dry_run
+from harness.sources import models
 
 SMALL_SHAPE = {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "vocab_size": 2048, "hidden_size": 64,
                "intermediate_size": 128, "num_hidden_layers": 5, "num_attention_heads": 4,
@@ -12,13 +13,20 @@ SMALL_SHAPE = {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "vo
                "tie_word_embeddings": False, "initializer_range": 0.02}
 
 
-def test_every_registered_pair_has_a_shape_of_its_published_size():
-    published = {"olmo2_1b": 1.48, "olmo2_7b": 7.30, "olmo2_13b": 13.72, "olmo2_32b": 32.23, "mistral_7b": 7.24}
-    assert dry_run.shape_names() == sorted(published)
-    for name, billions in published.items():
-        _, shape = dry_run.load_shape(name)
-        config = dry_run.model_config(shape, dry_run._tokenizer())
-        assert dry_run.parameter_count(config) / 1e9 == pytest.approx(billions, abs=0.01), name
+@pytest.mark.parametrize("name", models.REAL_PAIRS)
+def test_every_registered_pair_has_a_shape_of_its_published_size(name):
+    # the publisher's figure ("8.03B", "8.2B") to its last digit: the count must round to it
+    published = models.get_spec(name).published_parameters
+    digits = published.removesuffix("B")
+    half_unit = 0.5 * 10 ** -(len(digits.partition(".")[2]))
+    _, shape = dry_run.load_shape(name)
+    config = dry_run.model_config(shape, dry_run._tokenizer())
+    assert models.get_spec(name).family == shape["model_type"]
+    assert abs(dry_run.parameter_count(config) / 1e9 - float(digits)) <= half_unit, name
+
+
+def test_the_shipped_shapes_are_the_registered_pairs():
+    assert dry_run.shape_names() == sorted(models.REAL_PAIRS)
 
 
 SMALL_MISTRAL = {**SMALL_SHAPE, "model_type": "mistral", "architectures": ["MistralForCausalLM"],

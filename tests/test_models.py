@@ -47,6 +47,13 @@ def test_registry_names_the_papers_pairs():
         "olmo2_13b": ("allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT"),
         "olmo2_32b": ("allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT"),
         "mistral_7b": ("mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1"),
+        "olmo3_7b": ("allenai/Olmo-3-1025-7B", "allenai/Olmo-3-7B-Instruct-SFT"),
+        "olmoe_1b_7b": ("allenai/OLMoE-1B-7B-0924", "allenai/OLMoE-1B-7B-0924-SFT"),
+        "llama31_8b": ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct"),
+        "qwen25_7b": ("Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct"),
+        "qwen3_8b": ("Qwen/Qwen3-8B-Base", "Qwen/Qwen3-8B"),
+        "gemma2_9b": ("google/gemma-2-9b", "google/gemma-2-9b-it"),
+        "gemma3_12b": ("google/gemma-3-12b-pt", "google/gemma-3-12b-it"),
     }
     for name, (base, sft) in expected.items():
         spec = models.get_spec(name)

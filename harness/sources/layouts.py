@@ -247,5 +247,5 @@ def family_table() -> str:
     for layout in LAYOUTS:
         attention = "fused Q/K/V" if any(k.startswith("qkv") for k in layout.fused.values()) else "Q/K/V/O"
         moe = ", router and experts" if layout.experts else ""
-        lines.append(f"{layout.family:<11} {', '.join(layout.model_types):<60} {layout.layers}: {attention}{moe}")
+        lines.append(f"  {layout.family:<11} {layout.layers:<28} {attention}{moe}: {', '.join(layout.model_types)}")
     return "\n".join(lines)

@@ -121,14 +121,20 @@ class ModelSpec:
     dtype: str = "bfloat16"
     builder: str | None = None  # a harness.sources.zoo recipe name: the pair is built offline on first use
     notes: str = field(default="", compare=False)
+    # the base's parameter count as its publisher gives it ("8.03B"); its shape (harness/shapes/NAME.json) is
+    # tested against it
+    published_parameters: str | None = field(default=None, compare=False)
 
     @property
     def is_built_locally(self) -> bool:
         return self.builder is not None
 
 
-def _hub_pair(name: str, base: str, sft: str, family: str, notes: str = "") -> ModelSpec:
-    return ModelSpec(name, ModelRef(base), ModelRef(sft), family, notes=notes)
+def _hub_pair(name: str, base: str, sft: str, family: str, parameters: str, notes: str = "") -> ModelSpec:
+    return ModelSpec(name, ModelRef(base), ModelRef(sft), family, notes=notes, published_parameters=parameters)
+
+
+_GATED = "gated on the hub: accept the licence and run `hf auth login` first"
 
 
 def _tiny_pair(name: str, family: str) -> ModelSpec:
@@ -138,12 +144,23 @@ def _tiny_pair(name: str, family: str) -> ModelSpec:
 
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    _hub_pair("olmo2_1b", "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT", "olmo2"),
-    _hub_pair("olmo2_7b", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "olmo2"),
-    _hub_pair("olmo2_13b", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT", "olmo2"),
-    _hub_pair("olmo2_32b", "allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT", "olmo2"),
-    _hub_pair("mistral_7b", "mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistral",
-              notes="gated on the hub: accept the licence and run `hf auth login` first"),
+    _hub_pair("olmo2_1b", "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT", "olmo2", "1.48B"),
+    _hub_pair("olmo2_7b", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "olmo2", "7.30B"),
+    _hub_pair("olmo2_13b", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT", "olmo2", "13.7B"),
+    _hub_pair("olmo2_32b", "allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT", "olmo2", "32.2B"),
+    _hub_pair("olmo3_7b", "allenai/Olmo-3-1025-7B", "allenai/Olmo-3-7B-Instruct-SFT", "olmo3", "7.30B"),
+    _hub_pair("olmoe_1b_7b", "allenai/OLMoE-1B-7B-0924", "allenai/OLMoE-1B-7B-0924-SFT", "olmoe", "6.92B",
+              notes="a mixture of 64 experts, 8 active (1.3B active parameters)"),
+    _hub_pair("llama31_8b", "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", "llama", "8.03B",
+              notes=_GATED),
+    _hub_pair("qwen25_7b", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "qwen2", "7.62B"),
+    _hub_pair("qwen3_8b", "Qwen/Qwen3-8B-Base", "Qwen/Qwen3-8B", "qwen3", "8.2B"),
+    _hub_pair("gemma2_9b", "google/gemma-2-9b", "google/gemma-2-9b-it", "gemma2", "9.24B", notes=_GATED),
+    _hub_pair("gemma3_12b", "google/gemma-3-12b-pt", "google/gemma-3-12b-it", "gemma3", "12.2B",
+              notes=_GATED + "; an image-text model: its text decoder is analysed (the count includes the "
+                    "vision tower)"),
+    _hub_pair("mistral_7b", "mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistral", "7.24B",
+              notes=_GATED),
     _tiny_pair("tiny_olmo2", "olmo2"),
     _tiny_pair("tiny_mistral", "mistral"),
 )}

@@ -30,7 +30,7 @@ SLACK_MIB = 256  # allocator and framework overhead of a fresh process's first f
 def shape_pair():
     named = os.environ.get("HARNESS_BENCH_SHAPE")
     name, shape = dry_run.load_shape(named) if named else ("bench-small", SMALL_SHAPE)
-    config = dry_run.model_config(shape, dry_run._tokenizer())
+    config = dry_run.model_config(shape, dry_run.shape_tokenizer(shape))
     base_dir, sft_dir = dry_run.build_shape_pair(name, shape, DTYPE, progress=False)
     parameters = dry_run.parameter_count(config)
     layer_width = max(config.intermediate_size, config.hidden_size) * config.hidden_size

@@ -159,11 +159,36 @@ def measured(name: str, interval: float = 0.02) -> Iterator[StageFigures]:
 # --- the shape pair ------------------------------------------------------------------------------
 
 @functools.cache
-def _tokenizer():
+def _tokenizer(size: int = TOKENIZER_VOCAB):
     from harness.sources import corpus
     from harness.sources.tokenizer import train_bpe_tokenizer
 
-    return train_bpe_tokenizer(corpus.pretraining_paragraphs(), TOKENIZER_VOCAB)
+    return train_bpe_tokenizer(corpus.pretraining_paragraphs(), size)
+
+
+SMALLEST_TOKENIZER = 300  # a byte-level BPE needs its 256 byte symbols and a few merges
+
+
+def _vocabulary(shape: dict) -> int | None:
+    return shape.get("vocab_size", (shape.get("text_config") or {}).get("vocab_size"))
+
+
+def fit_vocabulary(shape: dict) -> tuple[dict, str | None]:
+    """The shape a dry run builds, and a note when it differs: a vocabulary smaller than any byte-level
+    tokenizer (a toy config's 64 or 256 tokens) is raised to the dry run's own."""
+    vocabulary = _vocabulary(shape)
+    if vocabulary is None or vocabulary >= SMALLEST_TOKENIZER:
+        return shape, None
+    note = f"vocabulary raised from {vocabulary} to {TOKENIZER_VOCAB} tokens for the dry run's tokenizer"
+    if "text_config" in shape and "vocab_size" not in shape:
+        return {**shape, "text_config": {**shape["text_config"], "vocab_size": TOKENIZER_VOCAB}}, note
+    return {**shape, "vocab_size": TOKENIZER_VOCAB}, note
+
+
+def shape_tokenizer(shape: dict):
+    """The dry run's tokenizer for ``shape``: its own 1,024 tokens, or the shape's vocabulary when smaller."""
+    vocabulary = _vocabulary(shape)
+    return _tokenizer(TOKENIZER_VOCAB if vocabulary is None else min(TOKENIZER_VOCAB, vocabulary))
 
 
 def _initialise(model, generator: torch.Generator, std: float) -> None:
@@ -236,7 +261,7 @@ def build_shape_pair(name: str, shape: dict, dtype: str = "bfloat16", shard_size
     base_dir, sft_dir = directory / "base", directory / "sft"
     if cache.is_complete(base_dir) and cache.is_complete(sft_dir):
         return base_dir, sft_dir
-    tokenizer = _tokenizer()
+    tokenizer = shape_tokenizer(shape)
     config = model_config(shape, tokenizer)
     generator = torch.Generator().manual_seed(0)
     with torch.device("meta"):
@@ -289,8 +314,11 @@ def run_dry(name_or_path: str, dtype: str = "bfloat16", device: str = "auto", si
     from harness import config as claims_config
 
     name, shape = load_shape(name_or_path)
+    shape, vocabulary_note = fit_vocabulary(shape)
     result = DryRun(name, shape, dtype, device)
-    tokenizer = _tokenizer()
+    if vocabulary_note:
+        result.facts["note"] = vocabulary_note
+    tokenizer = shape_tokenizer(shape)
     directory = shape_pair_directory(name, shape, dtype)
     result.facts.update(check_fits(model_config(shape, tokenizer), dtype, directory, device))
     thresholds = claims_config.thresholds_for(pair_name or name)
@@ -520,6 +548,8 @@ def format_report(result: DryRun) -> str:
     lines = [f"dry run of {result.name}: {result.facts['parameters'] / 1e9:.3f} B parameters, "
              f"{result.facts['model_gib']} GiB per model in {result.dtype}, device {result.device}", "",
              f"{'stage':<14} {'wall s':>9} {'peak host MiB':>14} {'allocated MiB':>14} {'peak GPU MiB':>13}"]
+    if result.facts.get("note"):
+        lines.insert(1, f"note: {result.facts['note']}")
     for stage in result.stages:
         gpu = "-" if stage.peak_gpu_mib is None else f"{stage.peak_gpu_mib:.0f}"
         lines.append(f"{stage.name:<14} {stage.seconds:>9.2f} {stage.peak_host_mib:>14.0f} "

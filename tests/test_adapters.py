@@ -85,3 +85,28 @@ def test_an_adapter_folder_without_weights_is_refused_in_one_line(tmp_path):
     assert "adapter_model.safetensors" in reason and "\n" not in reason
     with pytest.raises(adapters.AdapterError, match="no adapter_model"):
         adapters.read_config(tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_an_adapter_named_by_hub_id_is_found_in_the_hub_cache_offline(micro_pair, isolated_cache, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants
+
+    folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
+    hub = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub / "models--someorg--tiny-sft-lora"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = models.custom_pair(str(micro_pair.base_dir), "someorg/tiny-sft-lora", dtype="float32")
+    assert models.unavailable_reason(spec) is None
+    resolved = models.resolve_pair(spec, progress=False)
+    assert resolved.adapter["source"] == "someorg/tiny-sft-lora"
+    assert weight_change(micro_pair.base_dir, models.checkpoint_directory(resolved.sft))[1] > 0
+    missing = models.custom_pair(str(micro_pair.base_dir), "someorg/not-cached")
+    assert "not in the Hugging Face cache" in models.unavailable_reason(missing)

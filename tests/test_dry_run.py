@@ -20,7 +20,7 @@ def test_every_registered_pair_has_a_shape_of_its_published_size(name):
     digits = published.removesuffix("B")
     half_unit = 0.5 * 10 ** -(len(digits.partition(".")[2]))
     _, shape = dry_run.load_shape(name)
-    config = dry_run.model_config(shape, dry_run._tokenizer())
+    config = dry_run.model_config(shape, dry_run.shape_tokenizer(shape))
     assert models.get_spec(name).family == shape["model_type"]
     assert abs(dry_run.parameter_count(config) / 1e9 - float(digits)) <= half_unit, name
 
@@ -66,3 +66,17 @@ def test_a_shape_that_cannot_fit_is_refused_before_anything_is_built(isolated_ca
 def test_an_unknown_shape_names_the_shipped_ones():
     with pytest.raises(dry_run.BadInputError, match="olmo2_7b"):
         dry_run.load_shape("gpt5")
+
+
+@pytest.mark.parametrize("vocabulary", [64, 512])
+def test_a_toy_vocabulary_runs_too(vocabulary, isolated_cache, tmp_path):
+    # below a byte-level tokenizer's 300 tokens the shape's vocabulary is raised (and said so); above, the
+    # tokenizer is trained to the shape's own size, so the shape is built exactly
+    shape = tmp_path / "toy.json"
+    shape.write_text(json.dumps({**SMALL_SHAPE, "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+                                 "vocab_size": vocabulary}))
+    result = dry_run.run_dry(str(shape), dtype="float32", device="cpu", progress=False,
+                             sizes=dry_run.Sizes(profile_samples=4, token_samples=2, lora_steps=1))
+    assert [stage.name for stage in result.stages][-1] == "LoRA"
+    assert ("raised from 64" in result.facts.get("note", "")) == (vocabulary == 64)
+    assert result.shape["vocab_size"] == max(vocabulary, dry_run.TOKENIZER_VOCAB if vocabulary < 300 else 0)

@@ -5,6 +5,7 @@ states gives the logits of a full pass, and the weight change reads fused projec
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -101,7 +102,8 @@ def test_a_fused_projection_is_split_as_the_family_attention_reads_it(name):
     # split that took the wrong rows for Q or K would not give the same model twice.
     from transformers import AutoModelForCausalLM
 
-    config = dry_run.model_config(json.loads(SHAPES[name].read_text()), dry_run._tokenizer())
+    shape = json.loads(SHAPES[name].read_text())
+    config = dry_run.model_config(shape, dry_run.shape_tokenizer(shape))
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
     layout = layouts.layout_of(model)
@@ -173,3 +175,17 @@ def test_an_unknown_family_is_refused_in_one_line_naming_the_supported_ones():
     assert all(model_type in message for model_type in ("llama", "gpt_neox", "qwen3_moe", "phi3"))
     with pytest.raises(layouts.UnknownFamilyError, match="supported: "):
         layouts.layout_of_type("gpt2")
+
+
+@pytest.mark.parametrize("name", MIXTURES)
+def test_a_mixtures_profile_reports_router_and_experts_change_per_layer(name, family_cache):
+    from harness.measure import profile
+
+    base_dir, sft_dir = _pair(name)
+    resolved = models.resolve_pair(models.custom_pair(str(base_dir), str(sft_dir), dtype="float32"),
+                                   progress=False)
+    result = profile.profile_pair(resolved, profile.ProfileOptions(pooled_samples=6, token_samples=2), device="cpu",
+                                  progress=False)
+    for column in ("weight_change", "router_change", "experts_change"):  # eq. 1, and the mixture's apart
+        assert result.pair[column].iloc[1:].gt(0).all() and pd.isna(result.pair[column].iloc[0])
+    assert result.meta["pair"]["layout"] == layouts.layout_of_type(result.meta["pair"]["model_type"]).family

@@ -21,14 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.sources.layouts import layout_of
+from harness.sources.layouts import decoder_layers, layout_of
 
 LAST_LAYER_CHOICES = ("pre_norm", "final_norm")
 StateSink = Callable[[int, torch.Tensor], None]  # (layer, states (B, T, D))
-
-
-def decoder_layers(model) -> torch.nn.ModuleList:
-    return layout_of(model).decoder_layers(model)
 
 
 def final_norm(model) -> torch.nn.Module:

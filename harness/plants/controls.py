@@ -48,7 +48,7 @@ import torch
 from harness import cache, depth
 from harness.plants import emergence
 from harness.sources import models, zoo
-from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES
+from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES, decoder_layers
 from harness.verdicts.directional import HYPOTHESES
 
 CONTROLS_FORMAT = 5  # 5: noise relative to each projection's RMS over all layers
@@ -409,7 +409,7 @@ def plant(model, control: Control, seed: int = 0) -> None:
     the residual stream are amplified by (1 + ``scale``): a change that moves the representation as surely
     as it moves the weights.
     """
-    layers = model.model.layers
+    layers = decoder_layers(model)
     count = len(layers)
     with torch.no_grad():
         reference = {name: torch.stack([module.weight.pow(2).mean() for module in modules]).mean().sqrt()
@@ -455,7 +455,7 @@ def confine(model, control: Control | None = None, seed: int = 0) -> None:
     mask[keep] = 1.0
     with torch.no_grad():
         embedding.mul_(mask)
-        for layer in model.model.layers:
+        for layer in decoder_layers(model):
             for write in _residual_write_gains(layer):  # the hidden dimension is the first axis of each
                 write.mul_(mask.view(-1, *([1] * (write.ndim - 1))))
 
@@ -480,7 +480,7 @@ def smooth(model, control: Control | None = None, seed: int = 0) -> None:
     about 120°, curvature ≈ 2/3). The SFT's curvature is therefore lower at every
     layer. Entropy, rank and sparsity are not determined by it.
     """
-    first = model.model.layers[0]
+    first = decoder_layers(model)[0]
     with torch.no_grad():
         first.self_attn.q_proj.weight.zero_()
         _residual_write_gains(first)[0].mul_(SMOOTH_GAIN)  # the attention write (OLMo-2: its output norm's gain)
@@ -506,7 +506,7 @@ def stages(model, control: Control | None = None, seed: int = 0, transition: boo
     def normal(tensor: torch.Tensor, std: float) -> None:
         tensor.copy_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * std)
 
-    layers = model.model.layers
+    layers = decoder_layers(model)
     with torch.no_grad():
         normal(model.get_input_embeddings().weight, 1.0)
         for index, layer in enumerate(layers):
@@ -558,7 +558,7 @@ def stages_without_explosion(model, control: Control | None = None, seed: int = 
     effective rank falls towards 1 while its largest singular value, never below that coordinate's
     column, stays at the plateau's.
     """
-    layers = model.model.layers
+    layers = decoder_layers(model)
     dimension, hidden = model.config.hidden_size, model.config.intermediate_size
     if hidden < 2 * (dimension - 1):
         raise ValueError(f"the cancelling MLP needs {2 * (dimension - 1)} hidden units; the model has {hidden}")
@@ -617,7 +617,7 @@ def offset_then_late(model, control: Control | None = None, seed: int = 0) -> No
     (every later state moves by the same vector, so the mean shift is as large before the tail as in it,
     while centred CKA does not see a translation), and the last layer's write grows to ``LATE_WRITE_GAIN``
     (CKA and cosine drop in the tail)."""
-    layers = model.model.layers
+    layers = decoder_layers(model)
     with torch.no_grad():
         _write_a_constant(layers[0].mlp)
         layers[0].post_feedforward_layernorm.weight.fill_(OFFSET_GAIN)
@@ -641,7 +641,7 @@ def moved_under_common_write(model, control: Control | None = None, seed: int = 
     with torch.no_grad():
         noise = torch.randn(embeddings.shape, generator=generator, dtype=embeddings.dtype)
         embeddings.add_(noise * EMBEDDING_NOISE * embeddings.pow(2).mean().sqrt())
-        model.model.layers[-1].post_attention_layernorm.weight.fill_(LATE_WRITE_GAIN)
+        decoder_layers(model)[-1].post_attention_layernorm.weight.fill_(LATE_WRITE_GAIN)
 
 
 TRAP_GAIN = 1000.0  # how much larger the trapped layers' value and up projections are made (and the rest smaller)
@@ -661,7 +661,7 @@ def trap(model, layers: list[int], gain: float = TRAP_GAIN) -> None:
     """
     with torch.no_grad():
         for index in layers:
-            layer = model.model.layers[index]
+            layer = decoder_layers(model)[index]
             layer.self_attn.v_proj.weight.mul_(gain)
             layer.self_attn.o_proj.weight.div_(gain)
             layer.mlp.up_proj.weight.mul_(gain)
@@ -673,7 +673,7 @@ def trap_band(band: str, gain: float = TRAP_GAIN) -> Callable:
     (``"middle"``, the paper's mid-block), by ``depth.layer_groups``."""
 
     def construct(model, control: Control | None = None, seed: int = 0) -> None:
-        groups = depth.layer_groups(len(model.model.layers))
+        groups = depth.layer_groups(len(decoder_layers(model)))
         trap(model, groups["first"] + groups["last"] if band == "edges" else groups["middle"], gain)
 
     return construct
@@ -686,7 +686,7 @@ def reader_at(where: str | None) -> Callable:
     def construct(model, control: Control | None = None, seed: int = 0) -> None:
         source = zoo.build_pair(SOURCE_PAIR, progress=False)
         reader = emergence.trained_reader(source.base_dir, source.info["key"], seed=seed)
-        first = {"late": len(model.model.layers) - emergence.READER_LAYERS, "early": 0, None: None}[where]
+        first = {"late": len(decoder_layers(model)) - emergence.READER_LAYERS, "early": 0, None: None}[where]
         emergence.place(model, reader, first)
 
     return construct
@@ -699,7 +699,7 @@ CONSTRUCTIONS: dict[str, Callable] = {
     "stages_dosed": lambda model, control=None, seed=0: stages(model, control, seed, last_gain=control.dose),
     "stages_no_explosion": stages_without_explosion,
     "stages_mid_bottleneck": lambda model, control=None, seed=0: stages(
-        model, control, seed, bottleneck_layer=len(model.model.layers) // 2),
+        model, control, seed, bottleneck_layer=len(decoder_layers(model)) // 2),
     "reader_nowhere": reader_at(None), "reader_late": reader_at("late"), "reader_early": reader_at("early"),
     "quiet": quiet, "offset_then_late": offset_then_late,
     "common_write": common_write, "moved_under_common_write": moved_under_common_write,

@@ -18,6 +18,7 @@ import transformers
 
 from harness import cache, training
 from harness.sources import synthetic
+from harness.sources.layouts import decoder_layers
 
 READER_FORMAT = 1
 READER_LAYERS = 2
@@ -85,7 +86,7 @@ def place(model, reader, first_layer: int | None) -> None:
     """Make ``model`` (OLMo-2, the reader's config but more layers) the reader's embeddings, final norm and
     head, with the reader's blocks at layers ``first_layer`` and ``first_layer + 1`` and identity blocks
     everywhere else (``first_layer=None``: identity blocks only)."""
-    layers = model.model.layers
+    layers = decoder_layers(model)
     if first_layer is not None and not 0 <= first_layer <= len(layers) - READER_LAYERS:
         raise ValueError(f"the reader's blocks cannot start at layer {first_layer} of {len(layers)}")
     with torch.no_grad():
@@ -95,7 +96,7 @@ def place(model, reader, first_layer: int | None) -> None:
         for index, layer in enumerate(layers):
             offset = None if first_layer is None else index - first_layer
             if offset is not None and 0 <= offset < READER_LAYERS:
-                layer.load_state_dict(reader.model.layers[offset].state_dict())
+                layer.load_state_dict(decoder_layers(reader)[offset].state_dict())
             else:  # an identity block: OLMo-2 adds each sub-block's output after its norm, here scaled by 0
                 layer.post_attention_layernorm.weight.zero_()
                 layer.post_feedforward_layernorm.weight.zero_()

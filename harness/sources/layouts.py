@@ -221,6 +221,11 @@ def layout_of(model_or_config) -> Layout:
     return layout_of_type(getattr(config, "model_type", None), type(model_or_config).__name__)
 
 
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """A loaded model's decoder layers, where its family keeps them."""
+    return layout_of(model).decoder_layers(model)
+
+
 def layout_of_checkpoint(directory) -> Layout:
     """The layout of a checkpoint folder, from its config.json (a folder without one: the common naming)."""
     import json

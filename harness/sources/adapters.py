@@ -30,9 +30,9 @@ class AdapterError(BadInputError):
     """An adapter the harness cannot apply: not LoRA, missing weights, or made for another base."""
 
 
-def adapter_folder(location: str, revision: str | None = None) -> Path | None:
-    """The local folder of an adapter (a folder, or a hub id in the cache or, when online, downloaded); None
-    when ``location`` is not an adapter."""
+def adapter_folder(location: str, revision: str | None = None, offline: bool = True) -> Path | None:
+    """The local folder of an adapter (a folder, or a hub id in the cache or, unless ``offline``,
+    downloaded); None when ``location`` is not an adapter."""
     folder = Path(location).expanduser()
     if folder.is_dir():
         return folder if (folder / ADAPTER_CONFIG).is_file() else None
@@ -40,15 +40,13 @@ def adapter_folder(location: str, revision: str | None = None) -> Path | None:
         return None
     from huggingface_hub import snapshot_download
 
-    from harness.sources.models import hub_offline
-
     try:
         snapshot = Path(snapshot_download(location, revision=revision, local_files_only=True))
     except Exception:  # noqa: BLE001 - not in the cache (any reason): ask the hub below, or it is no adapter
         snapshot = None
     if snapshot is not None and (snapshot / ADAPTER_CONFIG).is_file():
         return snapshot
-    if hub_offline():
+    if offline:
         return None
     from huggingface_hub import file_exists
 
@@ -88,13 +86,12 @@ def merged_directory(base_dir: Path, base_fingerprint: str, adapter_dir: Path, p
     def build(scratch: Path) -> None:
         from peft import PeftModel
         from tqdm.auto import tqdm
-
-        from harness.sources import models
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         with tqdm(total=3, desc=f"merging the adapter {adapter_dir.name}", disable=not progress) as bar:
-            model = models.load_model(models.ModelRef(str(base_dir)), dtype="auto", device="cpu")
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
             tokenizer_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
-            tokenizer = models.load_tokenizer(models.ModelRef(str(tokenizer_dir)))
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
             if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:  # the SFT added (chat) tokens
                 model.resize_token_embeddings(len(tokenizer))
             bar.update()

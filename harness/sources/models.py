@@ -261,7 +261,7 @@ def _unavailable_checkpoint(ref: ModelRef) -> str | None:
     if hub_offline() and cached_snapshot(ref) is None:
         from harness.sources import adapters
 
-        if adapters.adapter_folder(ref.location, ref.revision) is not None:
+        if adapters.adapter_folder(ref.location, ref.revision, offline=True) is not None:
             return None
         return f"{ref.describe()} is not in the Hugging Face cache"
     return None
@@ -332,7 +332,7 @@ def _with_adapter_merged(spec: ModelSpec, progress: bool) -> ResolvedPair | None
     """The pair whose SFT is a PEFT adapter on the base: merged once into a checkpoint in the cache."""
     from harness.sources import adapters
 
-    folder = adapters.adapter_folder(spec.sft.location, spec.sft.revision)
+    folder = adapters.adapter_folder(spec.sft.location, spec.sft.revision, offline=hub_offline())
     if folder is None:
         return None
     config = adapters.read_config(folder)

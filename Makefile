@@ -83,7 +83,7 @@ LANE_BENCHMARKS := $(filter-out $(BESIDE_SUITES),$(wildcard benchmarks/test_*.py
 UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py scripts $(wildcard suites benchmarks)
+	$(MAKE) --no-print-directory lint
 	rm -f $(WARM_OUT)/pure.rc
 	$(MAKE) --no-print-directory warm
 	cat $(WARM_OUT)/pure.log
@@ -101,8 +101,13 @@ BUILDS ?= native avx2 default
 controls-across-builds: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m harness.plants.across_builds --builds $(BUILDS) --out reports/builds
 
+# The code's own checks: lint, formatting (`ruff format` rewrites), and the types of the metrics and verdicts
+# (pyproject.toml's [tool.mypy] names them). `make test` runs them first.
+CODE := harness pytest_layerwise_sft tests conftest.py scripts $(wildcard suites benchmarks)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness pytest_layerwise_sft tests conftest.py scripts $(wildcard suites benchmarks)
+	$(VENV)/bin/ruff check $(CODE)
+	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache .benchmarks .hypothesis

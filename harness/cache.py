@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.errors import BadInputError
+
 COMPLETE_MARKER = "COMPLETE"
 
 
@@ -58,7 +60,7 @@ def directory_sha256(directory: Path, pattern: str = "*.safetensors") -> str:
     digest = hashlib.sha256()
     files = sorted(Path(directory).glob(pattern))
     if not files:
-        raise FileNotFoundError(f"no files matching {pattern!r} in {directory}")
+        raise BadInputError(f"no files matching {pattern!r} in {directory}")
     for path in files:
         digest.update(path.name.encode())
         digest.update(file_sha256(path).encode())

@@ -29,10 +29,10 @@ def _check_output_file(path: str | None) -> None:
         return
     target = Path(path)
     if target.is_dir():
-        raise ValueError(f"--out {path} is a directory: name the file to write")
+        raise BadInputError(f"--out {path} is a directory: name the file to write")
     parent = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"--out {path}: {parent} cannot be written")
+        raise BadInputError(f"--out {path}: {parent} cannot be written")
 
 
 def claims_config_of(args: argparse.Namespace) -> dict:
@@ -462,7 +462,7 @@ def command_dry_run(args: argparse.Namespace) -> int:
     from harness.output import reports
 
     if not (args.pair or args.shape):
-        raise ValueError(f"name a registered pair's shape with --pair ({', '.join(dry_run.shape_names())}) or a "
+        raise BadInputError(f"name a registered pair's shape with --pair ({', '.join(dry_run.shape_names())}) or a "
                          "config.json with --shape")
     _check_output_file(args.out)
     sizes = dry_run.Sizes(profile_samples=args.samples, token_samples=min(args.token_samples, args.samples),
@@ -636,9 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:
         return args.handler(args)
-    except (models.ModelUnavailableError, models.PairMismatchError, LookupError, ValueError, RuntimeError,
-            ArithmeticError, OSError) as error:  # expected failures: one line, exit 2 (a bug still shows its traceback)
-        print(f"error: {error}", file=sys.stderr)
+    except BadInputError as error:  # what a user's input causes: one line, exit 2; anything else is a bug and
+        print(f"error: {error}", file=sys.stderr)  # keeps its traceback
         return 2
 
 

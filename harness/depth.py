@@ -31,9 +31,9 @@ def segments(n_layers: int, count: int) -> list[list[int]]:
 def unit_groups(count: int, edge: float = EDGE) -> dict[str, list[int]]:
     """Indices 0..count-1 of equal units in the first ``edge``, the middle, and the last ``edge`` of depth."""
     if not 0 < edge < 0.5:
-        raise ValueError(f"edge must lie in (0, 0.5), got {edge}")
+        raise BadInputError(f"edge must lie in (0, 0.5), got {edge}")
     if count < 3:
-        raise ValueError(f"first, middle and last need at least 3 units; got {count}")
+        raise BadInputError(f"first, middle and last need at least 3 units; got {count}")
     centres = [(i + 0.5) / count for i in range(count)]
     first = [i for i, c in enumerate(centres) if c <= edge]
     last = [i for i, c in enumerate(centres) if c >= 1 - edge]
@@ -41,7 +41,7 @@ def unit_groups(count: int, edge: float = EDGE) -> dict[str, list[int]]:
     first, last = first or [0], last or [count - 1]
     middle = [i for i in range(count) if i not in first and i not in last]
     if not middle:
-        raise ValueError(f"{count} units at edge {edge} leave no middle unit")
+        raise BadInputError(f"{count} units at edge {edge} leave no middle unit")
     return {"first": first, "middle": middle, "last": last}
 
 
@@ -61,7 +61,7 @@ def mask_group(mask: str, edge: float = EDGE) -> str:
     groups = unit_groups(len(mask), edge)
     chosen = {i for i, bit in enumerate(mask) if bit == "1"}
     if not chosen:
-        raise ValueError(f"mask {mask!r} selects no segment")
+        raise BadInputError(f"mask {mask!r} selects no segment")
     for name in ("first", "middle", "last"):
         if chosen <= set(groups[name]):
             return name

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.cache import write_bytes_atomic
+from harness.errors import BadInputError
 
 IGNORE_INDEX = -100
 
@@ -31,9 +32,9 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
+            raise BadInputError(f"steps must be at least 1, got {self.steps}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise BadInputError(f"learning_rate must be positive, got {self.learning_rate}")
 
     def factor(self, step: int) -> float:
         warmup = max(1, int(self.steps * self.warmup_share))
@@ -55,7 +56,7 @@ class Checkpoints:
 
     def __post_init__(self) -> None:
         if self.every < 1:
-            raise ValueError(f"checkpoints need every >= 1 step, got {self.every}")
+            raise BadInputError(f"checkpoints need every >= 1 step, got {self.every}")
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -78,7 +79,7 @@ def _resume(checkpoints: Checkpoints, model, optimizer, scheduler, generator) ->
     parameters = dict(model.named_parameters())
     unknown = sorted(set(state["trainable"]) - {n for n, p in parameters.items() if p.requires_grad})
     if unknown:
-        raise ValueError(f"checkpoint {checkpoints.path} does not belong to this model (e.g. {unknown[0]}); "
+        raise BadInputError(f"checkpoint {checkpoints.path} does not belong to this model (e.g. {unknown[0]}); "
                          f"delete it to start afresh")
     with torch.no_grad():
         for name, value in state["trainable"].items():
@@ -100,7 +101,7 @@ def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch]
     generator = torch.Generator().manual_seed(seed)
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
-        raise ValueError("the model has no trainable parameters")
+        raise BadInputError("the model has no trainable parameters")
     optimizer = torch.optim.AdamW(parameters, lr=schedule.learning_rate, betas=(0.9, 0.95),
                                   weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
@@ -129,7 +130,7 @@ def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch]
 def window_sampler(stream: torch.Tensor, batch_size: int, length: int) -> Callable[[torch.Generator], Batch]:
     """Random windows of ``length`` tokens from one long token stream (pretraining)."""
     if stream.numel() <= length:
-        raise ValueError(f"token stream of {stream.numel()} tokens is too short for windows of {length}")
+        raise BadInputError(f"token stream of {stream.numel()} tokens is too short for windows of {length}")
 
     def next_batch(generator: torch.Generator) -> Batch:
         starts = torch.randint(0, stream.numel() - length, (batch_size,), generator=generator)
@@ -143,7 +144,7 @@ def supervised_sampler(examples: Sequence[tuple[list[int], list[int]]], batch_si
                        pad_token_id: int) -> Callable[[torch.Generator], Batch]:
     """Batches of (prompt ids, answer ids) pairs, right-padded, with the loss on answer tokens only."""
     if not examples:
-        raise ValueError("no supervised examples")
+        raise BadInputError("no supervised examples")
 
     def next_batch(generator: torch.Generator) -> Batch:
         picks = torch.randint(0, len(examples), (batch_size,), generator=generator).tolist()

@@ -19,13 +19,12 @@ from harness.errors import BadInputError
 from harness.lora import arm_jobs
 from harness.lora import study as lora_study
 from harness.measure.profile import ProfileOptions
-from harness.output import plots, reports
+from harness.output import reports
 from harness.plants.controls import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs, register
 from harness.sources import models
 from harness.sources.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 from harness.verdicts import claims, dose_response, regression
 
-register()  # the planted controls become pairs the registry can name and build
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
 DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
 PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
@@ -127,6 +126,7 @@ class ClaimSession:
             if not (self.base and self.sft):
                 pytest.fail("the custom pair needs --base and --sft (hub ids or local folders)", pytrace=False)
             return models.custom_pair(self.base, self.sft)
+        register()  # the planted controls become pairs the registry can name, once a test asks for a pair
         return models.get_spec(name)
 
     def options(self, spec: models.ModelSpec) -> ProfileOptions:
@@ -174,9 +174,11 @@ class ClaimSession:
 
         def make(spec):
             profile = self.measure(name).profile.pair  # the block finder reads the pair profile
-            return lora_study.study_pair(spec, profile, claims_config.thresholds_for(name, self.claims_config),
-                                         self.device, self.dtype, self.tune_segments,
-                                         jobs_settings=self.jobs_settings)
+            study = lora_study.study_pair(spec, profile, claims_config.thresholds_for(name, self.claims_config),
+                                          self.device, self.dtype, self.tune_segments,
+                                          jobs_settings=self.jobs_settings)
+            study.run()  # this run asked for the pair's arms (--tune, or a planted control): train them now
+            return study
 
         return self._once(self.studies, name, make)
 
@@ -239,6 +241,8 @@ class ClaimSession:
         for name in sections:
             groups.setdefault("controls" if name in CONTROLS else name, []).append(name)
         written = []
+        from harness.output import plots  # matplotlib is imported only when a run has figures to draw
+
         for group, names in sorted(groups.items()):
             folder = reports.run_folder(self.report_dir, group)
             report = verification.claims_report({name: sections[name] for name in names},

@@ -308,3 +308,21 @@ def test_a_shared_study_passes_over_the_run_another_process_trains_and_waits_for
     expected = [(arm.label, seed) for arm, seed in study.jobs()[1:]]
     assert trained == expected and count == len(expected)  # the held run was trained by the other process only
     assert all((folder / "result.json").exists() for folder in folder_of.values())
+
+
+def test_reading_a_study_that_has_not_run_says_so_and_never_trains(monkeypatch):
+    def train(*args, **kwargs):
+        raise AssertionError("reading a study trained it")
+
+    monkeypatch.setattr(lora_runs, "run_arm", train)
+    monkeypatch.setattr(lora_runs, "base_scores", train)
+    thresholds = config.thresholds_for("tiny_olmo2")
+    settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=(0, 1))
+    plan = lora_plan.plan_arms(10, thresholds, settings, segment_counts=[5])
+    study = lora_study.LoraStudy("unrun", None, thresholds, settings, plan)
+    reads = [study.scores, study.table, study.summary, study.evidence, study.section, study.untuned_scores,
+             lambda: study.verdict("C4"), lambda: study.minimum_detectable_difference("11111", "01110")]
+    for read in reads:
+        with pytest.raises(lora_study.StudyNotRunError, match="has not run: train it with `harness tune"):
+            read()
+    assert not study.has_run and study.runs == {}

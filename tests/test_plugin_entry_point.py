@@ -50,3 +50,22 @@ def test_a_setting_the_claims_config_does_not_know_is_a_usage_error(pytester):
     result = pytester.runpytest("--set", "evaluation.shots=0")
     assert result.ret == 4
     result.stderr.fnmatch_lines(["*unknown key 'shots'*"])
+
+
+def test_loading_the_plugin_changes_nothing_in_another_projects_session(pytester, monkeypatch):
+    # another project's tests, in an environment where the harness is installed: their matplotlib backend
+    # and the harness's pair registry are as they were, and matplotlib is not even imported by the plugin
+    monkeypatch.setenv("MPLBACKEND", "svg")
+    pytester.makepyfile(test_foreign="""
+        import sys
+
+        def test_the_backend_and_the_registry_are_untouched():
+            assert "pytest_layerwise_sft.plugin" in sys.modules  # loaded through its entry point
+            assert "matplotlib.pyplot" not in sys.modules and "harness.output.plots" not in sys.modules
+            import matplotlib
+            assert matplotlib.get_backend().lower() == "svg"
+            from harness.sources import models
+            assert models.PAIR_SOURCES == []
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from harness.errors import BadInputError
 from harness.lora import tuning
 from harness.sources import models
 from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES
@@ -136,7 +137,7 @@ def test_the_block_finder_refuses_profiles_it_cannot_read():
 
     with pytest.raises(ValueError, match="non-finite"):
         block_finder.propose_mask(planted_profile([0.1, float("nan"), 0.3, 0.4, 0.5]), 5)
-    with pytest.raises(KeyError, match="cka"):
+    with pytest.raises(BadInputError, match="cka"):
         block_finder.propose_mask(pd.DataFrame({"weight_change": [0.1] * 11}), 5)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import cache
+from harness.errors import BadInputError
 from harness.lora import runs as lora_runs
 
 EXECUTORS = ("serial", "local", "slurm")
@@ -28,9 +29,9 @@ class JobSettings:
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
-            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
+            raise BadInputError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise BadInputError(f"workers must be at least 1, got {self.workers}")
 
     def log_folder(self) -> Path:
         return Path(self.folder) if self.folder else cache.cache_root() / "submitit"

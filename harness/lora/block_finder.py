@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.depth import segment_groups, segments
+from harness.errors import BadInputError
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,19 @@ def layer_movement(pair: pd.DataFrame) -> np.ndarray:
     """Movement of each decoder layer: profile rows 1..L (row l is the output of decoder layer l − 1)."""
     missing = {"weight_change", "cka"} - set(pair.columns)
     if missing:
-        raise KeyError(f"the block finder needs the pair metrics {sorted(missing)}")
+        raise BadInputError(f"the block finder needs the pair metrics {sorted(missing)}")
     rows = pair.loc[pair.index >= 1]
     change = rows["weight_change"].to_numpy(dtype=float)
     dissimilarity = 1.0 - rows["cka"].to_numpy(dtype=float)
     if not (np.isfinite(change).all() and np.isfinite(dissimilarity).all()):
-        raise ValueError("the profile has non-finite weight change or CKA; the block finder cannot use it")
+        raise BadInputError("the profile has non-finite weight change or CKA; the block finder cannot use it")
     return (_rescaled(change) + _rescaled(dissimilarity)) / 2
 
 
 def propose_mask(pair: pd.DataFrame, segment_count: int, stable_share: float = 0.5) -> Proposal:
     """The mask over ``segment_count`` equal segments that the profile ``pair`` suggests tuning."""
     if not 0 < stable_share <= 1:
-        raise ValueError(f"stable_share must lie in (0, 1], got {stable_share}")
+        raise BadInputError(f"stable_share must lie in (0, 1], got {stable_share}")
     movement = layer_movement(pair)
     n_layers = len(movement)
     parts = segments(n_layers, segment_count)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.errors import BadInputError
 from harness.lora import runs as lora_runs
 from harness.lora import tuning
 
@@ -61,7 +62,7 @@ def plan_arms(n_layers: int, thresholds: dict, settings: lora_runs.TuneSettings,
 def plan_masks(masks: list[str], n_layers: int, settings: lora_runs.TuneSettings) -> Plan:
     """A study of just the given masks (``harness tune --masks``): verdicts whose arms are present are given."""
     if not masks:
-        raise ValueError("no mask to train")
+        raise BadInputError("no mask to train")
     by_layers: dict[tuple[int, ...], tuning.Arm] = {}
     roles: dict[str, list[str]] = {"masks": []}
     for mask in dict.fromkeys(masks):

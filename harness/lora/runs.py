@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from harness import cache, training
+from harness.errors import BadInputError
 from harness.lora import tuning
 from harness.measure import evaluate
 from harness.sources import models, synthetic
@@ -59,9 +60,9 @@ class TuneSettings:
 
     def __post_init__(self) -> None:
         if self.task not in TUNING_TASKS:
-            raise ValueError(f"tuning task must be one of {TUNING_TASKS}, got {self.task!r}")
+            raise BadInputError(f"tuning task must be one of {TUNING_TASKS}, got {self.task!r}")
         if not self.seeds:
-            raise ValueError("a study needs at least one seed")
+            raise BadInputError("a study needs at least one seed")
 
     @classmethod
     def from_thresholds(cls, thresholds: dict, dtype: str | None = None) -> TuneSettings:
@@ -76,7 +77,7 @@ class TuneSettings:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(section) - known)
         if unknown:
-            raise ValueError(f"unknown tuning settings {unknown}; known: {sorted(known)}")
+            raise BadInputError(f"unknown tuning settings {unknown}; known: {sorted(known)}")
         return cls(**section, **({"dtype": dtype} if dtype else {}))
 
     def resolved(self) -> TuneSettings:
@@ -122,16 +123,16 @@ def training_records(task: str, count: int, data_seed: int = 0) -> tuple[dict, .
 def supervised_examples(records: tuple[dict, ...] | list[dict], tokenizer) -> list[tuple[list[int], list[int]]]:
     """(prompt ids, answer ids + eos) in the prompt format lm-eval scores GSM8K with."""
     if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos token: the arms could not learn to stop")
+        raise BadInputError("the tokenizer has no eos token: the arms could not learn to stop")
     if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token; set one before tuning")
+        raise BadInputError("the tokenizer has no pad token; set one before tuning")
     examples = []
     for record in records:
         prompt = tokenizer(gsm8k_prompt(record["question"]))["input_ids"]
         answer = tokenizer(" " + record["answer"], add_special_tokens=False)["input_ids"]
         examples.append((prompt, answer + [tokenizer.eos_token_id]))
     if not examples:
-        raise ValueError("no training examples")
+        raise BadInputError("no training examples")
     return examples
 
 

@@ -15,11 +15,23 @@ import numpy as np
 import pandas as pd
 
 from harness import cache
+from harness.errors import BadInputError
 from harness.lora import block_finder, judge
 from harness.lora import runs as lora_runs
 from harness.lora.plan import Plan, plan_arms, plan_masks, verdict_keys
 from harness.sources import models
 from harness.verdicts import claims
+
+
+class StudyNotRunError(BadInputError):
+    """A LoRA study read before it ran."""
+
+
+class VerdictUnavailableError(BadInputError, LookupError):
+    """A LoRA verdict this pair cannot give (too few layers for the masks, a study not run)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass
@@ -53,7 +65,7 @@ class LoraStudy:
         from tqdm.auto import tqdm
 
         if not 1 <= index <= count:
-            raise ValueError(f"shard {index}/{count}: the index must lie between 1 and {count}")
+            raise BadInputError(f"shard {index}/{count}: the index must lie between 1 and {count}")
         mine = self.jobs()[index - 1::count]
         for arm, seed in tqdm(mine, desc=f"{self.name}: LoRA arms, shard {index}/{count}", disable=not progress):
             lora_runs.run_arm(self.base, arm, seed, self.settings, self.device, progress=progress)
@@ -85,7 +97,7 @@ class LoraStudy:
         serial, the runs not in the cache are first trained as submitit jobs (``arm_jobs``)."""
         from tqdm.auto import tqdm
 
-        if self.untuned is not None and len(self.runs) == len(self.plan.arms) * len(self.settings.seeds):
+        if self.has_run:
             return
         started = time.perf_counter()
         if self.jobs_settings is not None and self.jobs_settings.executor != "serial":
@@ -99,15 +111,25 @@ class LoraStudy:
                                                              progress=progress)
         self.seconds += time.perf_counter() - started
 
+    @property
+    def has_run(self) -> bool:
+        return self.untuned is not None and len(self.runs) == len(self.plan.arms) * len(self.settings.seeds)
+
+    def _require_run(self) -> None:
+        """Reading a study never trains it: only ``run`` does."""
+        if not self.has_run:
+            raise StudyNotRunError(f"the LoRA study of {self.name} has not run: train it with `harness tune --pair "
+                                   f"{self.name}` (or `--tune {self.name}` under pytest), or call its run()")
+
     # --- scores ------------------------------------------------------------------------------
 
     def scores(self) -> pd.Series:
         """Mean task score over seeds, per arm label."""
-        self.run()
+        self._require_run()
         return pd.Series({arm.label: float(judge.items(self, arm.label).mean()) for arm in self.plan.arms})
 
     def untuned_scores(self) -> dict:
-        self.run()
+        self._require_run()
         return self.untuned
 
     # --- verdicts (``harness.lora.judge``) -----------------------------------------------------
@@ -134,22 +156,22 @@ class LoraStudy:
             return self.verdicts[key]
         reason = self.unavailable(key)
         if reason:
-            raise LookupError(reason)
-        self.run()
+            raise VerdictUnavailableError(reason)
+        self._require_run()
         self.verdicts[key] = judge.verdict(self, key)
         return self.verdicts[key]
 
     def minimum_detectable_difference(self, first: str, second: str, power: float = 0.8) -> dict:
         """The smallest true difference in task score between two arms this study would detect
         (``judge.minimum_detectable_difference``)."""
-        self.run()
+        self._require_run()
         return judge.minimum_detectable_difference(self, first, second, power)
 
     # --- report ------------------------------------------------------------------------------
 
     def table(self) -> pd.DataFrame:
         """One row per arm and seed: where it adapts, what it costs, how it scores."""
-        self.run()
+        self._require_run()
         rows = []
         roles_of = {}
         for role, labels in self.plan.roles.items():
@@ -211,7 +233,7 @@ class LoraStudy:
     def evidence(self) -> dict:
         """The per-item task scores and per-text retention of every run and of the untuned base: what the
         verdicts are computed from (``from_evidence`` recomputes them without training or scoring)."""
-        self.run()
+        self._require_run()
 
         def kept(result: dict) -> dict:
             return {"task": {key: result["task"][key] for key in ("per_item", "score") if key in result["task"]},
@@ -232,7 +254,7 @@ class LoraStudy:
         return cls(name, None, thresholds, settings, plan, runs=runs, untuned=evidence["untuned"])
 
     def section(self) -> dict:
-        self.run()
+        self._require_run()
         summary = self.summary()
         return {
             "settings": {**self.settings.training_key(), "seeds": list(self.settings.seeds)},

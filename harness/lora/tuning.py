@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from harness import depth
 from harness.depth import segments
+from harness.errors import BadInputError
 from harness.sources.layouts import ATTENTION_MODULES, DEFAULT_LAYOUT, Layout, layout_of
 
 SCALING_POLICIES = ("constant_ratio", "fixed_alpha")
 
 
-class MaskError(ValueError):
+class MaskError(BadInputError):
     """A segment mask that is not a string of 0s and 1s with at least one 1."""
 
 
@@ -67,7 +68,7 @@ def random_layer_sets(n_layers: int, size: int, count: int, seed: int = 0,
                       exclude: tuple[tuple[int, ...], ...] = ()) -> list[tuple[int, ...]]:
     """``count`` distinct random sets of ``size`` layers (the referee's equal-budget control), none in ``exclude``."""
     if not 1 <= size <= n_layers:
-        raise ValueError(f"cannot draw {size} of {n_layers} layers")
+        raise BadInputError(f"cannot draw {size} of {n_layers} layers")
     rng = random.Random(f"random-layers|{n_layers}|{size}|{seed}")
     drawn: list[tuple[int, ...]] = []
     for _ in range(1000 * count):
@@ -77,7 +78,7 @@ def random_layer_sets(n_layers: int, size: int, count: int, seed: int = 0,
         if layers not in drawn and layers not in exclude:
             drawn.append(layers)
     if len(drawn) < count:
-        raise ValueError(f"only {len(drawn)} distinct sets of {size} of {n_layers} layers can be drawn; "
+        raise BadInputError(f"only {len(drawn)} distinct sets of {size} of {n_layers} layers can be drawn; "
                          f"{count} were asked for")
     return drawn
 
@@ -118,12 +119,12 @@ def layer_set_arm(label: str, layers: list[int] | tuple[int, ...], n_layers: int
     half a rank per adapted layer; ``Arm.budget_error`` records by how much.
     """
     if scaling not in SCALING_POLICIES:
-        raise ValueError(f"scaling must be one of {SCALING_POLICIES}, got {scaling!r}")
+        raise BadInputError(f"scaling must be one of {SCALING_POLICIES}, got {scaling!r}")
     if full_rank < 1:
-        raise ValueError("full_rank must be at least 1")
+        raise BadInputError("full_rank must be at least 1")
     layers = tuple(sorted(set(layers)))
     if not layers or layers[0] < 0 or layers[-1] >= n_layers:
-        raise ValueError(f"arm {label!r}: layers {list(layers)} are not within 0..{n_layers - 1}")
+        raise BadInputError(f"arm {label!r}: layers {list(layers)} are not within 0..{n_layers - 1}")
     full_budget = full_rank * n_layers * len(modules)
     rank = max(1, round(full_rank * n_layers / len(layers)))
     alpha = ratio * rank if scaling == "constant_ratio" else fixed_alpha

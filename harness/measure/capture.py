@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.errors import BadInputError
 from harness.sources.layouts import decoder_layers, layout_of
 
 LAST_LAYER_CHOICES = ("pre_norm", "final_norm")
@@ -41,7 +42,7 @@ def _tensor_of(output) -> torch.Tensor:
 def layer_hooks(model, sink: StateSink, last_layer: str = "pre_norm") -> Iterator[int]:
     """Install hooks that send layers 0..L to ``sink``; yield L. Hooks are always removed."""
     if last_layer not in LAST_LAYER_CHOICES:
-        raise ValueError(f"last_layer must be one of {LAST_LAYER_CHOICES}, got {last_layer!r}")
+        raise BadInputError(f"last_layer must be one of {LAST_LAYER_CHOICES}, got {last_layer!r}")
     layers = decoder_layers(model)
     count = len(layers)
     handles = []
@@ -80,7 +81,7 @@ def encode(tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
     encoded = tokenizer(list(texts), truncation=True, max_length=max_tokens, add_special_tokens=True)["input_ids"]
     empty = [i for i, ids in enumerate(encoded) if not ids]
     if empty:
-        raise ValueError(f"{len(empty)} texts encode to no tokens (first at index {empty[0]})")
+        raise BadInputError(f"{len(empty)} texts encode to no tokens (first at index {empty[0]})")
     return encoded
 
 

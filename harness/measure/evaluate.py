@@ -34,7 +34,7 @@ PRIMARY_METRIC = {"gsm8k": "exact_match,strict-match", "gsm8k_local": "exact_mat
 TASK_DATA_FORMAT = 1
 
 
-class TaskUnavailable(RuntimeError):
+class TaskUnavailable(BadInputError):
     """A real benchmark's data cannot be had (not cached and the hub is offline)."""
 
 
@@ -229,7 +229,7 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
     own forward pass); the batches are the same on every call.
     """
     if not records:
-        raise ValueError("no records to score")
+        raise BadInputError("no records to score")
     device = model.get_input_embeddings().weight.device
     if forward is None:
         def forward(number, ids, mask):
@@ -275,7 +275,7 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_
         tokens += valid.sum(1).tolist()
     total_tokens = sum(tokens)
     if total_tokens == 0:
-        raise ValueError("no token to score: every text is a single token")
+        raise BadInputError("no token to score: every text is a single token")
     total_nll = sum(nll)
     if not math.isfinite(total_nll):
         raise NonFiniteError("the model gave a non-finite log-likelihood; check its weights")

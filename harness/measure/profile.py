@@ -26,7 +26,7 @@ from safetensors.torch import save as save_tensors
 from tqdm.auto import tqdm
 
 from harness import cache, metrics
-from harness.errors import NonFiniteError
+from harness.errors import BadInputError, NonFiniteError
 from harness.measure import capture
 from harness.measure.probing import lens_hits
 from harness.measure.weights import weight_change_by_part
@@ -37,6 +37,10 @@ PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed,
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
 DATASET_METRICS = ("dataset_entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm",
                    "pooled_sparsity")
+
+
+class DegenerateStatesError(BadInputError):
+    """A model whose hidden states leave a metric undefined (every sample's state the same, say)."""
 
 
 class ActivationError(NonFiniteError):
@@ -64,15 +68,15 @@ class ProfileOptions:
 
     def __post_init__(self) -> None:
         if self.pooled_samples < 2:
-            raise ValueError("pooled_samples must be at least 2 (dataset metrics need two samples)")
+            raise BadInputError("pooled_samples must be at least 2 (dataset metrics need two samples)")
         if not 0 <= self.token_samples <= self.pooled_samples:
-            raise ValueError("token_samples must lie between 0 and pooled_samples (they are its first samples)")
+            raise BadInputError("token_samples must lie between 0 and pooled_samples (they are its first samples)")
         if self.max_tokens < 3:
-            raise ValueError("max_tokens must be at least 3 (curvature needs three tokens)")
+            raise BadInputError("max_tokens must be at least 3 (curvature needs three tokens)")
         if self.last_layer not in capture.LAST_LAYER_CHOICES:
-            raise ValueError(f"last_layer must be one of {capture.LAST_LAYER_CHOICES}")
+            raise BadInputError(f"last_layer must be one of {capture.LAST_LAYER_CHOICES}")
         if self.batch_size < 1 or self.chunk_size < 1:
-            raise ValueError("batch_size and chunk_size must be positive")
+            raise BadInputError("batch_size and chunk_size must be positive")
 
     def result_fields(self) -> dict:
         """The options that change the numbers (the cache key), without batch and chunk sizes."""
@@ -378,7 +382,10 @@ def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str
     runs = {label: capture_model(ref, probe, options, label, device=device, progress=progress)
             for label, ref in (("base", pair.base), ("sft", pair.sft))}
     captured = time.perf_counter()
-    tables = {label: intrinsic_table(run, options) for label, run in runs.items()}
+    try:
+        tables = {label: intrinsic_table(run, options) for label, run in runs.items()}
+    except metrics.DegenerateInputError as error:  # the model's states, not the harness: the user's input
+        raise DegenerateStatesError(f"{pair.spec.name}: a layer's hidden states are degenerate ({error})") from error
     changes = pair_weight_change(pair, options.weight_modules)
     pair_metrics = pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"], changes["eq1"], options)
     for part in ("router", "experts"):  # a mixture of experts: its routing and experts apart from eq. 1

@@ -30,7 +30,7 @@ def block_layers(segment: list[int], last_k: int | None = None) -> list[int]:
     if last_k is None:
         return list(segment)
     if last_k < 1:
-        raise ValueError("last_k must be at least 1")
+        raise BadInputError("last_k must be at least 1")
     return list(segment[-last_k:])
 
 

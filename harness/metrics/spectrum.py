@@ -50,6 +50,10 @@ def _shares(sigma: torch.Tensor, what: str) -> torch.Tensor:
     return shares[shares > 0]
 
 
+def _shape(z: torch.Tensor) -> tuple[int, int]:
+    return int(z.shape[0]), int(z.shape[1])
+
+
 def max_rank(shape: tuple[int, int]) -> int:
     """min(N, D): the largest rank, hence the largest entropy (log of it), a matrix of this shape can have."""
     return min(shape)
@@ -64,10 +68,10 @@ def _entropy_from(sigma: torch.Tensor, shape: tuple[int, int], alpha: float, nor
                                    "log min(N, D))")
     p = _shares(sigma, "entropy")
     if abs(alpha - 1.0) < 1e-12:
-        entropy = -(p * torch.log(p)).sum()
+        raw = -(p * torch.log(p)).sum()
     else:
-        entropy = torch.log((p ** alpha).sum()) / (1 - alpha)
-    entropy = max(float(entropy), 0.0) / math.log(log_base)
+        raw = torch.log((p ** alpha).sum()) / (1 - alpha)
+    entropy = max(float(raw), 0.0) / math.log(log_base)
     return entropy / (math.log(max_rank(shape)) / math.log(log_base)) if normalize else entropy
 
 
@@ -83,7 +87,7 @@ def matrix_entropy(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True, 
     when samples are repeated, which log N would.
     """
     z = as_matrix(z, "entropy input")
-    return _entropy_from(torch.linalg.svdvals(z), tuple(z.shape), alpha, normalize, log_base)
+    return _entropy_from(torch.linalg.svdvals(z), _shape(z), alpha, normalize, log_base)
 
 
 def prompt_entropy(h: torch.Tensor, alpha: float = 1.0, normalize: bool = True) -> float:
@@ -113,7 +117,7 @@ def numerical_rank(z: torch.Tensor) -> int:
     """Rank: the singular values above σ_max · ``rank_tolerance`` (D · epsilon of z's dtype)."""
     eps = _precision(z)
     z = as_matrix(z)
-    return _rank_from(torch.linalg.svdvals(z), tuple(z.shape), eps)
+    return _rank_from(torch.linalg.svdvals(z), _shape(z), eps)
 
 
 def rank_deficiency(z: torch.Tensor) -> int:
@@ -142,7 +146,7 @@ def condition_number(z: torch.Tensor) -> float:
     """
     eps = _precision(z)
     z = as_matrix(z)
-    return _condition_from(torch.linalg.svdvals(z), tuple(z.shape), eps)
+    return _condition_from(torch.linalg.svdvals(z), _shape(z), eps)
 
 
 def sparsity(z: torch.Tensor, eps: float = 0.01) -> float:
@@ -157,7 +161,7 @@ def spectral_summary(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True
     eps = _precision(z)
     z = as_matrix(z, "representation", min_rows=2 if normalize else 1)
     sigma = torch.linalg.svdvals(z)
-    shape = tuple(z.shape)
+    shape = _shape(z)
     return {
         "entropy": _entropy_from(sigma, shape, alpha, normalize, 2.0),
         "effective_rank": _effective_rank_from(sigma),
@@ -208,7 +212,7 @@ def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0,
         if gram is not None:
             root = w.sqrt()
             moments = root[:, :, None] * gram * root[:, None, :]  # (b, N, N)
-        elif outer is not None:
+        elif outer is not None and lower is not None:
             moments = torch.zeros(len(w), d, d, dtype=torch.float64)
             moments[:, lower[0], lower[1]] = w @ outer
         else:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from harness import cache, depth  # noqa: E402
+
+
+def _subplots(rows: int = 1, columns: int = 1, figsize=None, layout=None, **grid):
+    """A figure on its own Agg canvas: files only, and neither pyplot's global state nor the backend of the
+    process that imports the harness (another project's tests) is touched."""
+    figure = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(rows, columns, **grid)
 
 
 def _save(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(temporary, dpi=110, bbox_inches="tight")
-    plt.close(figure)
     temporary.replace(path)
     return path
 
@@ -56,7 +61,7 @@ def _titled(label: str, measured, claim: str) -> str:
 def divergence_figure(name: str, pair, path: Path, measured=None) -> Path:
     """Fig. 1: CKA, cosine similarity and mean shift per layer, with 95% bands, the last 20% shaded, C1's CKA
     plateau threshold as a line and C1's verdict in the titles."""
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.6), layout="constrained")
+    figure, axes = _subplots(1, 3, figsize=(12, 3.6), layout="constrained")
     for axis, column, label in zip(axes, ("cka", "cosine", "mean_shift"), ("linear CKA", "cosine", "mean shift"),
                                    strict=True):
         _shade_tail(axis, pair.index)
@@ -76,7 +81,7 @@ def intrinsic_figure(name: str, base, sft, path: Path) -> Path:
     """Fig. 2: intrinsic metrics of base and SFT per layer."""
     columns = ("effective_rank", "dataset_entropy", "prompt_entropy", "curvature", "condition_number",
                "spectral_norm")
-    figure, axes = plt.subplots(2, 3, figsize=(12, 6.5), layout="constrained")
+    figure, axes = _subplots(2, 3, figsize=(12, 6.5), layout="constrained")
     for axis, column in zip(axes.flat, columns, strict=True):
         axis.plot(base.index, base[column], marker="o", label="base")
         axis.plot(sft.index, sft[column], marker="s", label="SFT")
@@ -92,7 +97,7 @@ def intrinsic_figure(name: str, base, sft, path: Path) -> Path:
 def probing_figure(name: str, base, sft, path: Path, measured=None) -> Path:
     """Fig. 3: logit-lens next-token accuracy per layer, with 95% bands, the last 20% shaded, C5's dormancy
     threshold as a line and C5's verdict in the title."""
-    figure, axis = plt.subplots(figsize=(5, 3.4))
+    figure, axis = _subplots(figsize=(5, 3.4))
     _shade_tail(axis, base.index)
     for model, table, marker in (("base", base, "o"), ("sft", sft, "s")):
         line, = axis.plot(table.index, table["probe_accuracy"], marker=marker, label=model if model == "base"
@@ -111,7 +116,7 @@ def probing_figure(name: str, base, sft, path: Path, measured=None) -> Path:
 def weight_change_figure(name: str, pair, path: Path, measured=None) -> Path:
     """Fig. 4: Q/K/V/O weight change per layer (eq. 1; exact, no interval), the last 20% shaded and C2's
     verdict in the title."""
-    figure, axis = plt.subplots(figsize=(5, 3.4))
+    figure, axis = _subplots(figsize=(5, 3.4))
     change = pair["weight_change"].dropna()
     _shade_tail(axis, pair.index)
     axis.bar(change.index, change.values)
@@ -127,7 +132,7 @@ def correlation_figure(name: str, pair, path: Path) -> Path:
                            "delta_spectral_norm", "delta_condition_number", "delta_dataset_entropy")
                if c in pair.columns]
     matrix = pair[columns].dropna().corr().to_numpy()
-    figure, axis = plt.subplots(figsize=(6.5, 5.5))
+    figure, axis = _subplots(figsize=(6.5, 5.5))
     image = axis.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
     axis.set_xticks(range(len(columns)), columns, rotation=60, ha="right")
     axis.set_yticks(range(len(columns)), columns)
@@ -147,7 +152,7 @@ def lora_figure(name: str, study, path: Path) -> Path:
     retention = [c for c in summary.columns if c.startswith("ppl:")]
     panels = [("score", f"{study.settings.task} exact match"), ("answer_loglik", "answer log-likelihood")]
     panels += [(column, f"perplexity, {column[4:]}") for column in retention]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained",
+    figure, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained",
                                 squeeze=False)
     positions = np.arange(len(arms))
     for axis, (column, label) in zip(axes[0], panels, strict=True):
@@ -258,7 +263,7 @@ def dose_response_figure(ladder: str, responses: dict[str, list[dict]], path: Pa
     """Each claim's statistic against the planted dose of a ladder of controls, with its interval, its
     threshold as a line and each rung's outcome as the marker's colour."""
     claims_shown = sorted(responses)
-    figure, axes = plt.subplots(1, len(claims_shown), figsize=(4.2 * len(claims_shown), 3.4), layout="constrained",
+    figure, axes = _subplots(1, len(claims_shown), figsize=(4.2 * len(claims_shown), 3.4), layout="constrained",
                                 squeeze=False)
     for axis, claim in zip(axes[0], claims_shown, strict=True):
         rows = responses[claim]
@@ -284,7 +289,7 @@ def dose_response_figure(ladder: str, responses: dict[str, list[dict]], path: Pa
 def swap_figure(name: str, swaps, path: Path) -> Path:
     """Fig. 6: answer log-likelihood with each segment swapped, per direction and number of segments."""
     directions = sorted(swaps.results)
-    figure, axes = plt.subplots(1, len(directions), figsize=(5.5 * len(directions), 3.4), layout="constrained",
+    figure, axes = _subplots(1, len(directions), figsize=(5.5 * len(directions), 3.4), layout="constrained",
                                 squeeze=False)
     for axis, direction in zip(axes[0], directions, strict=True):
         result = swaps.results[direction]

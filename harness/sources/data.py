@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness import cache
+from harness.errors import BadInputError
 from harness.sources import corpus, synthetic
 
 TOKEN_LEVEL_SAMPLES = 100  # §4.1: token-level analysis samples 100 instances
@@ -20,11 +21,11 @@ POOLED_SAMPLES = 1000  # §4.1: pooled analysis uses 1,000 instances
 MAX_TOKENS = 256  # §4.1: T = 256
 
 
-class ProbeDataError(ValueError):
+class ProbeDataError(BadInputError):
     """A probe set is empty, unreadable or too small for what was asked."""
 
 
-class ProbeDataUnavailable(RuntimeError):
+class ProbeDataUnavailable(BadInputError):
     """A real benchmark's data is not in the datasets cache and the hub is offline."""
 
 

@@ -87,11 +87,18 @@ def check_finite_weights(model, name: str) -> None:
         raise UnsupportedModelError(f"{name} has non-finite (NaN or infinite) weights in {shown}")
 
 
+class UnknownPairError(BadInputError, KeyError):
+    """A pair name the registry does not know."""
+
+    def __str__(self) -> str:  # the message itself, not KeyError's quoted repr of it
+        return str(self.args[0])
+
+
 class PairMismatchError(BadInputError):
     """Base and SFT models do not share the architecture a layer-wise comparison needs."""
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(BadInputError):
     """A model cannot be had here (not cached and the hub is offline, or no such directory)."""
 
 
@@ -207,7 +214,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown pair {name!r}; registered pairs: {', '.join(REGISTRY)}. "
+        raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(REGISTRY)}. "
                        "Name any other pair with --base and --sft.") from None
 
 
@@ -390,7 +397,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
     except AttributeError:
         resolved = None
     if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
+        raise BadInputError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
     return resolved
 
 
@@ -455,7 +462,7 @@ def files_fingerprint(ref: ModelRef) -> str:
     folder = Path(ref.location).expanduser()
     files = sorted({path for pattern in MODEL_FILE_PATTERNS for path in folder.glob(pattern) if path.is_file()})
     if not files:
-        raise FileNotFoundError(f"no model files in {folder}")
+        raise ModelUnavailableError(f"no model files in {folder}")
     return "files-sha256:" + cache.stable_hash({path.name: cache.file_sha256(path) for path in files}, length=64)
 
 

@@ -88,6 +88,7 @@ class Resampler:
         self.layers = profile.pair.index.tolist()
         self.seed = seed
         rng = np.random.default_rng(seed)
+        self.base_run, self.sft_run = profile.base_run, profile.sft_run  # both captured (checked above)
         n, n_tok = profile.base_run.n_samples, profile.base_run.token_samples
         self.weights = intervals.dirichlet_weights(n, resamples, rng)  # (B, N)
         self.token_weights = intervals.dirichlet_weights(max(n_tok, 1), resamples, rng)  # (B, n_tok)
@@ -97,7 +98,7 @@ class Resampler:
     @property
     def note(self) -> str:
         return (f"percentile intervals over {len(self.weights)} Bayesian-bootstrap reweightings of the "
-                f"{self.profile.base_run.n_samples} probe samples")
+                f"{self.base_run.n_samples} probe samples")
 
     def bundles(self, kind: str | None) -> list[dict[str, Rows | pd.Series]]:
         """Per resample, the series the claims of ``kind`` read ("pair" or "spectral"), as ``claims.Rows``."""
@@ -119,9 +120,9 @@ class Resampler:
     def _pair_bundles(self) -> list[dict]:
         if self._pair is not None:
             return self._pair
-        base, sft = self.profile.base_run, self.profile.sft_run
+        base, sft = self.base_run, self.sft_run
         shares = self.weights
-        values = {}
+        columns_of: dict[str, list[np.ndarray]] = {}
         for layer in self.layers:
             x = base.pooled(layer).double().numpy()
             y = sft.pooled(layer).double().numpy()
@@ -131,10 +132,11 @@ class Resampler:
             norms = np.sqrt(_weighted_centered_inner(gram_x, gram_x, shares)
                             * _weighted_centered_inner(gram_y, gram_y, shares))
             with np.errstate(invalid="ignore", divide="ignore"):
-                values.setdefault("cka", []).append(np.clip(cross / norms, 0.0, 1.0))
-            values.setdefault("cosine", []).append(shares @ cosines)
-            values.setdefault("mean_shift", []).append(np.sqrt(np.maximum(((shares @ gram_d) * shares).sum(1), 0)))
-        values = {name: np.stack(columns, axis=1) for name, columns in values.items()}  # (B, layers)
+                columns_of.setdefault("cka", []).append(np.clip(cross / norms, 0.0, 1.0))
+            columns_of.setdefault("cosine", []).append(shares @ cosines)
+            columns_of.setdefault("mean_shift", []).append(
+                np.sqrt(np.maximum(((shares @ gram_d) * shares).sum(1), 0)))
+        values = {name: np.stack(columns, axis=1) for name, columns in columns_of.items()}  # (B, layers)
         probes = {model: self._probe_accuracy(getattr(self.profile, f"{model}_run")) for model in ("base", "sft")}
         weight_change = self.profile.pair["weight_change"]
         weight_change = Rows(weight_change.index.tolist(), weight_change.to_numpy(dtype=float))
@@ -165,7 +167,7 @@ class Resampler:
                                               options["alpha"], options["normalize_entropy"])
         if key in _RUN_SPECTRA:
             return _RUN_SPECTRA[key]
-        stored = None if key is None else Path(directory) / _spectra_file(key)
+        stored = None if key is None or directory is None else Path(directory) / _spectra_file(key)
         if stored is not None and stored.is_file():
             try:
                 with np.load(stored) as saved:
@@ -173,7 +175,7 @@ class Resampler:
             except (OSError, ValueError, KeyError):  # unreadable: computed again and written anew below
                 pass
             else:
-                _remember(key, values)
+                _remember(key, values)  # type: ignore[arg-type]  # a file was found: the key is set
                 return values
         weights = torch.from_numpy(self.weights)
         values = {name: np.empty((len(self.weights), len(self.layers))) for name in SPECTRAL}
@@ -183,7 +185,7 @@ class Resampler:
             spectra["dataset_entropy"] = spectra.pop("entropy")
             for name in SPECTRAL:
                 values[name][:, column] = spectra[name].numpy()
-        if key is not None:
+        if key is not None and stored is not None:
             _remember(key, values)
             buffer = io.BytesIO()
             np.savez(buffer, **values)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -233,7 +234,8 @@ class Rows:
     def __init__(self, rows: Sequence[int], values: np.ndarray):
         self.rows = list(rows)
         self.values = values
-        self._positions = None  # built on first lookup: most resampled series are only read whole
+        # built on first lookup: most resampled series are only read whole
+        self._positions: dict[int, int] | None = None
 
     @property
     def _position(self) -> dict[int, int]:
@@ -457,7 +459,7 @@ def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
 
 # --- claims over arms and segments ---------------------------------------------------------------
 
-Scores = pd.Series | Mapping  # a score per arm label or segment
+Scores: TypeAlias = pd.Series | Mapping  # a score per arm label or segment
 
 
 def _by_label(scores: Scores) -> dict:

@@ -129,7 +129,8 @@ def directional_verdict(hypothesis: Hypothesis, bands: Mapping[str, float], t: M
     return claims.Verdict(hypothesis.claim, hypothesis.title, conditions, condition_name("last"), evidence or {})
 
 
-def evaluate(hypothesis: Hypothesis, delta: Sequence[float], t: Mapping, resampled: np.ndarray | None = None,
+def evaluate(hypothesis: Hypothesis, delta: Sequence[float] | np.ndarray, t: Mapping,
+             resampled: np.ndarray | None = None,
              note: str = "") -> claims.Verdict:
     """``hypothesis`` on the per-row differences ``delta`` (rows 0..L), with intervals from ``resampled``.
 
@@ -137,11 +138,12 @@ def evaluate(hypothesis: Hypothesis, delta: Sequence[float], t: Mapping, resampl
     reweightings of the probe samples; every band of one resample comes from the
     same weights. None (or an exact hypothesis): no intervals, decided on values.
     """
-    delta = np.asarray(delta, dtype=float)
-    rows = band_rows(len(delta) - 1)
-    evidence = {hypothesis.column: [None if math.isnan(v) else float(v) for v in delta],
+    differences = np.asarray(delta, dtype=float)
+    rows = band_rows(len(differences) - 1)
+    evidence = {hypothesis.column: [None if math.isnan(v) else float(v) for v in differences],
                 **{f"{band}_rows": list(r) for band, r in rows.items()}}
-    point = directional_verdict(hypothesis, {b: float(v) for b, v in band_means(delta, rows).items()}, t, evidence)
+    means = {band: float(value) for band, value in band_means(differences, rows).items()}
+    point = directional_verdict(hypothesis, means, t, evidence)
     confidence = t["bootstrap"]["confidence"]
     if hypothesis.exact or resampled is None:
         reason = ("an integer that no positive reweighting of the samples changes: exact" if hypothesis.exact

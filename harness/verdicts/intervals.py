@@ -20,8 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+Values = Sequence[float] | np.ndarray  # resampled values: a list or an array
 
-def percentile_interval(values: Sequence[float], confidence: float) -> tuple[float, float] | None:
+
+def percentile_interval(values: Values, confidence: float) -> tuple[float, float] | None:
     """The central ``confidence`` percentile interval of the finite values (None when there are none)."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
@@ -40,8 +42,8 @@ def seed_inflation(n_seeds: int, confidence: float) -> float:
     return n_seeds / (n_seeds - 1) * (t / z) ** 2
 
 
-def seed_aware_interval(point: float, joint: Sequence[float], seeds_only: Sequence[float],
-                        items_only: Sequence[float], n_seeds: int, confidence: float) -> tuple[float, float] | None:
+def seed_aware_interval(point: float, joint: Values, seeds_only: Values,
+                        items_only: Values, n_seeds: int, confidence: float) -> tuple[float, float] | None:
     """The joint percentile interval, widened about ``point`` for the uncertainty of few seeds.
 
     ``joint`` resamples seeds and items, ``seeds_only`` seeds with items fixed,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness import config
 from harness.output import reports
@@ -279,6 +280,7 @@ def sections_of(report: dict, pair: str | None = None) -> dict[str, dict]:
     """The per-pair sections of any report the harness writes: claims and LoRA reports (one section per
     pair), profile reports and baselines (one pair), and evaluation reports (scores of one pair)."""
     kind = report.get("kind")
+    sections: Any
     if kind in ("baseline", "profile"):
         sections = {report["pair"]["name"]: report}
     elif kind == "evaluate":

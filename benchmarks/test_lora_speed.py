@@ -34,8 +34,9 @@ def test_lora_training_steps(benchmark, setting, mask):
 
     def train_arm():
         wrapped = tuning.apply_arm(copy.deepcopy(model), arm)
-        training.train(wrapped, sampler, training.Schedule(STEPS, settings.learning_rate), seed=0,
-                       description=mask, progress=False)
+        training.train(
+            wrapped, sampler, training.Schedule(STEPS, settings.learning_rate), seed=0, description=mask, progress=False
+        )
 
     benchmark.pedantic(train_arm, rounds=2, warmup_rounds=0)
     benchmark.extra_info.update(steps=STEPS, batch=settings.batch_size, rank=arm.rank, layers=len(arm.layers))
@@ -45,5 +46,8 @@ def test_scoring_one_arm(benchmark, setting):
     settings, tokenizer, _, model = setting
     texts = lora_runs.retention_texts(settings)
     benchmark.pedantic(lora_runs.score_model, args=(model, tokenizer, settings, texts), rounds=1, warmup_rounds=0)
-    benchmark.extra_info.update(eval_items=settings.eval_limit, retention_texts=settings.retention_samples,
-                                likelihood_items=settings.likelihood_items)
+    benchmark.extra_info.update(
+        eval_items=settings.eval_limit,
+        retention_texts=settings.retention_samples,
+        likelihood_items=settings.likelihood_items,
+    )

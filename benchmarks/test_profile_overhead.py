@@ -30,8 +30,9 @@ def measured_model(request):
     return models.ModelRef(str(base_dir)), "bfloat16", models.default_device()
 
 
-def test_profile_overhead_over_the_bare_forward_at_the_papers_defaults(benchmark, measured_model, monkeypatch,
-                                                                       tmp_path):
+def test_profile_overhead_over_the_bare_forward_at_the_papers_defaults(
+    benchmark, measured_model, monkeypatch, tmp_path
+):
     """Capture of one model at §4.1's sizes (1,000 pooled, 100 token-level samples) against the bare decoder
     forward over the same texts, each including what both must do (load the model, encode the texts); rounds
     interleaved so both see the same machine. The ratio and where the difference goes are in extra_info."""
@@ -41,15 +42,15 @@ def test_profile_overhead_over_the_bare_forward_at_the_papers_defaults(benchmark
     options = profile.ProfileOptions(dtype=dtype)
     if os.environ.get("HARNESS_BENCH_SAMPLES"):
         samples = int(os.environ["HARNESS_BENCH_SAMPLES"])
-        options = dataclasses.replace(options, pooled_samples=samples,
-                                      token_samples=min(options.token_samples, samples))
+        options = dataclasses.replace(
+            options, pooled_samples=samples, token_samples=min(options.token_samples, samples)
+        )
     probe = load_probe_set(options.probe_set, options.pooled_samples)
 
     def bare():
         model, tokenizer = models.load_model(base, dtype=dtype, device=device), models.load_tokenizer(base)
         encoded = capture.encode(tokenizer, probe.texts, options.max_tokens)
-        for batch in capture.batches(encoded, list(range(len(encoded))), options.batch_size,
-                                     tokenizer.pad_token_id):
+        for batch in capture.batches(encoded, list(range(len(encoded))), options.batch_size, tokenizer.pad_token_id):
             capture.forward_only(model, batch)
 
     runs = []
@@ -76,9 +77,14 @@ def test_profile_overhead_over_the_bare_forward_at_the_papers_defaults(benchmark
     assert runs[-1].forward_samples == options.pooled_samples  # one forward pass per sample, as the bare run
     best = {name: min(values) for name, values in seconds.items()}
     benchmark.extra_info.update(
-        model=base.location, dtype=dtype, device=device, samples=options.pooled_samples,
+        model=base.location,
+        dtype=dtype,
+        device=device,
+        samples=options.pooled_samples,
         token_samples=options.token_samples,
-        bare_seconds=round(best["bare"], 3), profile_seconds=round(best["profile"], 3),
+        bare_seconds=round(best["bare"], 3),
+        profile_seconds=round(best["profile"], 3),
         ratio=round(best["profile"] / best["bare"], 3),
         pooled_metrics_share=round((best["pooled only"] - best["bare"]) / best["bare"], 3),
-        token_level_share=round((best["profile"] - best["pooled only"]) / best["bare"], 3))
+        token_level_share=round((best["profile"] - best["pooled only"]) / best["bare"], 3),
+    )

@@ -23,8 +23,13 @@ def test_pair_tables_from_cached_runs(benchmark, tiny_olmo2, monkeypatch, tmp_pa
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     first = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
     assert first.meta["forward"]["base"]["samples"] == SAMPLES == first.meta["forward"]["sft"]["samples"]
-    result = benchmark.pedantic(profile.profile_pair, args=(resolved, OPTIONS), kwargs={"device": "cpu",
-                                "progress": False}, rounds=3, warmup_rounds=0)
+    result = benchmark.pedantic(
+        profile.profile_pair,
+        args=(resolved, OPTIONS),
+        kwargs={"device": "cpu", "progress": False},
+        rounds=3,
+        warmup_rounds=0,
+    )
     assert result.meta["forward"]["base"]["samples"] == 0
 
 
@@ -77,10 +82,16 @@ def test_peak_memory_as_the_sequence_length_doubles(benchmark, tiny_olmo2, token
 
     def measure_both():
         # each mode in its own fresh process (peak RSS is per process), both at once: one per core
-        running = {mode: subprocess.Popen([sys.executable, "-c", script, resolved.base.location, str(tokens), mode],
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-                   for mode in ("forward", "profile")}
+        running = {
+            mode: subprocess.Popen(
+                [sys.executable, "-c", script, resolved.base.location, str(tokens), mode],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+            for mode in ("forward", "profile")
+        }
         peaks = {}
         for mode, process in running.items():
             out, err = process.communicate()
@@ -89,5 +100,8 @@ def test_peak_memory_as_the_sequence_length_doubles(benchmark, tiny_olmo2, token
         return peaks
 
     peaks = benchmark.pedantic(measure_both, rounds=1, warmup_rounds=0)
-    benchmark.extra_info.update(tokens=tokens, peak_rss_mib_bare_forward=round(peaks["forward"], 1),
-                                peak_rss_mib_profile=round(peaks["profile"], 1))
+    benchmark.extra_info.update(
+        tokens=tokens,
+        peak_rss_mib_bare_forward=round(peaks["forward"], 1),
+        peak_rss_mib_profile=round(peaks["profile"], 1),
+    )

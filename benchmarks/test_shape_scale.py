@@ -17,10 +17,20 @@ import pytest
 
 from harness import dry_run
 
-SMALL_SHAPE = {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "vocab_size": 8192, "hidden_size": 256,
-               "intermediate_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 4,
-               "num_key_value_heads": 4, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
-               "tie_word_embeddings": False, "initializer_range": 0.02}
+SMALL_SHAPE = {
+    "model_type": "olmo2",
+    "architectures": ["Olmo2ForCausalLM"],
+    "vocab_size": 8192,
+    "hidden_size": 256,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+    "initializer_range": 0.02,
+}
 SIZES = dry_run.Sizes(profile_samples=16, token_samples=4, swap_items=4, lora_steps=1, lora_batch=2)
 DTYPE = "bfloat16"
 SLACK_MIB = 256  # allocator and framework overhead of a fresh process's first forward pass
@@ -34,16 +44,27 @@ def shape_pair():
     base_dir, sft_dir = dry_run.build_shape_pair(name, shape, DTYPE, progress=False)
     parameters = dry_run.parameter_count(config)
     layer_width = max(config.intermediate_size, config.hidden_size) * config.hidden_size
-    return {"name": name, "base": base_dir, "sft": sft_dir, "parameters": parameters, "config": config,
-            "model_mib": parameters * 2 / 2**20, "largest_layer_tensor_mib": layer_width * 4 / 2**20}
+    return {
+        "name": name,
+        "base": base_dir,
+        "sft": sft_dir,
+        "parameters": parameters,
+        "config": config,
+        "model_mib": parameters * 2 / 2**20,
+        "largest_layer_tensor_mib": layer_width * 4 / 2**20,
+    }
 
 
 def test_memory_and_time_of_each_stage_in_its_own_process(benchmark, shape_pair):
     def measure():
         results = {}
         for pair_of_stages in (("profile", "weight change"), ("swap", "LoRA")):  # two at a time: one per core
-            running = {stage: dry_run.stage_in_fresh_process(stage, shape_pair["base"], shape_pair["sft"], DTYPE,
-                                                             "cpu", SIZES, threads=1) for stage in pair_of_stages}
+            running = {
+                stage: dry_run.stage_in_fresh_process(
+                    stage, shape_pair["base"], shape_pair["sft"], DTYPE, "cpu", SIZES, threads=1
+                )
+                for stage in pair_of_stages
+            }
             results.update({stage: dry_run.fresh_stage_result(process) for stage, process in running.items()})
         return results
 
@@ -52,13 +73,16 @@ def test_memory_and_time_of_each_stage_in_its_own_process(benchmark, shape_pair)
     kept_per_layer_mib = (config.num_hidden_layers + 1) * SIZES.profile_samples * config.hidden_size * 4 / 2**20
     grown = {stage: figures["peak_host_mib"] - figures["process_start_mib"] for stage, figures in results.items()}
     benchmark.extra_info.update(
-        shape=shape_pair["name"], parameters=shape_pair["parameters"], model_mib=round(shape_pair["model_mib"]),
+        shape=shape_pair["name"],
+        parameters=shape_pair["parameters"],
+        model_mib=round(shape_pair["model_mib"]),
         **{f"{stage} seconds": round(figures["seconds"], 2) for stage, figures in results.items()},
         **{f"{stage} peak host MiB": round(figures["peak_host_mib"]) for stage, figures in results.items()},
         **{f"{stage} allocated MiB": round(figures["host_above_start_mib"]) for stage, figures in results.items()},
         lora_seconds_per_step=results["LoRA"]["detail"]["arms"]["full"]["seconds_per_step"],
         swap_copy_seconds=results["swap"]["detail"]["copy_seconds"],
-        detail=json.dumps({stage: figures["detail"] for stage, figures in results.items()}, default=str))
+        detail=json.dumps({stage: figures["detail"] for stage, figures in results.items()}, default=str),
+    )
     # one model, plus O(L x N x D): never the second model of the pair
     assert grown["profile"] <= 1.25 * shape_pair["model_mib"] + 4 * kept_per_layer_mib + SLACK_MIB, grown
     # a few tensors of one layer at a time, never a model

@@ -1,2 +1,3 @@
 """Layer-wise SFT claim harness."""
+
 __version__ = "0.1.0"

@@ -78,6 +78,7 @@ PAPER = Sizes(layers=16, samples=1000, width=16, token_samples=100, swap_items=1
 
 # --- per-layer claims: a simulated pair of runs --------------------------------------------------
 
+
 @dataclass
 class SyntheticRun:
     """A captured run held in memory, read like ``profile.ModelRun``: pooled states per profile row and the
@@ -150,13 +151,14 @@ def _depth_process(rng: np.random.Generator, rows: int, shape: tuple[int, int], 
     current = rng.standard_normal(shape)
     out = [current]
     for _ in range(rows - 1):
-        current = rho * current + math.sqrt(1 - rho ** 2) * rng.standard_normal(shape)
+        current = rho * current + math.sqrt(1 - rho**2) * rng.standard_normal(shape)
         out.append(current)
     return out
 
 
-def _probe_counts(rng: np.random.Generator, rates: np.ndarray, samples: int, concentration: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _probe_counts(
+    rng: np.random.Generator, rates: np.ndarray, samples: int, concentration: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Hits and counts per token-level sample and row: a sample's accuracy is Beta with mean ``rates[r]``
     at the same quantile at every row (a hard sample is hard at every depth)."""
     counts = np.repeat(rng.integers(40, 160, samples)[:, None].astype(float), len(rates), axis=1)
@@ -180,20 +182,33 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
         x = mean + z[r] * spread
         base.append(x.astype(np.float32))
         sigma = sft_noise_scale(plan.cka[r])
-        moved = (z[r] + sigma * e[r]) / (math.sqrt(1 + sigma ** 2) if plan.keep_spread else 1.0)
+        moved = (z[r] + sigma * e[r]) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
         sft.append((mean + moved * spread + plan.shift[r] * direction).astype(np.float32))
     per_sample = sample_metric_values(rng, plan.sample_metrics, sizes.token_samples, rows)
-    runs = {label: SyntheticRun(label, states, *_probe_counts(rng, plan.probe, sizes.token_samples,
-                                                             plan.probe_concentration), per_sample[label])
-            for label, states in (("base", base), ("sft", sft))}
+    runs = {
+        label: SyntheticRun(
+            label,
+            states,
+            *_probe_counts(rng, plan.probe, sizes.token_samples, plan.probe_concentration),
+            per_sample[label],
+        )
+        for label, states in (("base", base), ("sft", sft))
+    }
     spread = plan.weight_spread
-    weights = plan.weight * np.exp(spread * rng.standard_normal(len(plan.weight)) - spread ** 2 / 2)
+    weights = plan.weight * np.exp(spread * rng.standard_normal(len(plan.weight)) - spread**2 / 2)
     options = profile.ProfileOptions(pooled_samples=n, token_samples=sizes.token_samples)
     tables = {label: profile.intrinsic_table(run, options) for label, run in runs.items()}
-    pair = profile.pair_table(runs["base"], runs["sft"], tables["base"], tables["sft"],
-                              {row: float(w) for row, w in enumerate(weights, start=1)}, options)
-    return profile.PairProfile(tables["base"], tables["sft"], pair, {"options": dataclasses.asdict(options)},
-                               runs["base"], runs["sft"])
+    pair = profile.pair_table(
+        runs["base"],
+        runs["sft"],
+        tables["base"],
+        tables["sft"],
+        {row: float(w) for row, w in enumerate(weights, start=1)},
+        options,
+    )
+    return profile.PairProfile(
+        tables["base"], tables["sft"], pair, {"options": dataclasses.asdict(options)}, runs["base"], runs["sft"]
+    )
 
 
 # Per-sample token-level metrics of the directional null: a sample's level (shared by both models: a long,
@@ -201,8 +216,9 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
 SAMPLE_METRIC_LEVELS = {"prompt_entropy": (0.6, 0.1), "curvature": (0.55, 0.05), "token_sparsity": (0.02, 0.005)}
 
 
-def sample_metric_values(rng: np.random.Generator, names: Sequence[str], samples: int, rows: int
-                         ) -> dict[str, dict[str, np.ndarray]]:
+def sample_metric_values(
+    rng: np.random.Generator, names: Sequence[str], samples: int, rows: int
+) -> dict[str, dict[str, np.ndarray]]:
     """Per model, (samples, rows) values of each metric in ``names``, identically distributed for base and SFT
     (no effect): level + sd · (√½ · shared sample effect + √½ · the model's own noise)."""
     out: dict[str, dict[str, np.ndarray]] = {"base": {}, "sft": {}}
@@ -246,8 +262,9 @@ def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
     if scenario in ("null", "directional_null"):
         # no depth trend anywhere, and an SFT with the base's population spectrum, centroid and token metrics,
         # so one simulated pair is a null for the per-layer claims and the directional hypotheses alike
-        return LayerPlan(cka, np.zeros(rows), probe, spectrum, weight, keep_spread=True,
-                         sample_metrics=tuple(SAMPLE_METRIC_LEVELS))
+        return LayerPlan(
+            cka, np.zeros(rows), probe, spectrum, weight, keep_spread=True, sample_metrics=tuple(SAMPLE_METRIC_LEVELS)
+        )
     if scenario == "boundary":
         cka[tail] = 0.965
         cka[-1] = 0.985 - 0.04
@@ -267,18 +284,21 @@ def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
     raise KeyError(f"unknown per-layer scenario {scenario!r}; known: null, boundary, paper")
 
 
-def layer_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
-                   keys: Sequence[str] = PER_LAYER) -> dict[str, claims.Verdict]:
+def layer_verdicts(
+    scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator, keys: Sequence[str] = PER_LAYER
+) -> dict[str, claims.Verdict]:
     """The per-layer verdicts on one simulated pair, as ``verification.Measured`` gives them on a real one."""
     pair = simulated_pair(layer_plan(scenario, sizes), sizes, rng)
     sampling = thresholds["bootstrap"]
-    measured = verification.Measured("simulated", pair, thresholds,
-                                     bootstrap.Resampler(pair, sampling["resamples"], sampling["seed"]))
+    measured = verification.Measured(
+        "simulated", pair, thresholds, bootstrap.Resampler(pair, sampling["resamples"], sampling["seed"])
+    )
     return {key: measured.verdict(key) for key in keys}
 
 
-def directional_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
-                         keys: Sequence[str] = DIRECTIONAL) -> dict[str, claims.Verdict]:
+def directional_verdicts(
+    scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator, keys: Sequence[str] = DIRECTIONAL
+) -> dict[str, claims.Verdict]:
     """The §3.3-3.4 verdicts on one simulated pair whose SFT changes no intrinsic metric in the population:
     the same spectrum, centroid and second moment at every row (eq. 9's dataset metrics), and per-sample
     token metrics drawn alike for both models (eq. 8's paired differences), through ``verification.Measured``."""
@@ -289,8 +309,15 @@ def directional_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.
 
 # --- C3: a simulated layer swap ------------------------------------------------------------------
 
-def swap_result(host_shift: float, segment_shift: Callable[[int, int], float], sizes: Sizes,
-                rng: np.random.Generator, item_sd: float = 0.6, hybrid_sd: float = 0.01) -> dict:
+
+def swap_result(
+    host_shift: float,
+    segment_shift: Callable[[int, int], float],
+    sizes: Sizes,
+    rng: np.random.Generator,
+    item_sd: float = 0.6,
+    hybrid_sd: float = 0.01,
+) -> dict:
     """A ``swap.swap_scores``-like result: per-item mean answer log-likelihoods of the host and of every
     hybrid, for every M of C3. Items differ in difficulty (shared by all models); each hybrid moves each
     item by its own noise (sd ``hybrid_sd``) around its planted shift ``segment_shift(M, segment)`` (the
@@ -299,8 +326,12 @@ def swap_result(host_shift: float, segment_shift: Callable[[int, int], float], s
     items = sizes.swap_items
     difficulty = -1.2 + item_sd * rng.standard_normal(items)
     host = difficulty + host_shift + hybrid_sd * rng.standard_normal(items)
-    result = {"n_layers": sizes.layers, "host": {"per_item": host.tolist(), "score": float(host.mean())},
-              "segments": {}, "items": {}}
+    result = {
+        "n_layers": sizes.layers,
+        "host": {"per_item": host.tolist(), "score": float(host.mean())},
+        "segments": {},
+        "items": {},
+    }
     for m in (3, 5, 10):
         per_item = [difficulty + segment_shift(m, s) + hybrid_sd * rng.standard_normal(items) for s in range(m)]
         result["items"][m] = [row.tolist() for row in per_item]
@@ -308,8 +339,9 @@ def swap_result(host_shift: float, segment_shift: Callable[[int, int], float], s
     return result
 
 
-def swap_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
-                  keys: Sequence[str] = ("C3",)) -> dict[str, claims.Verdict]:
+def swap_verdicts(
+    scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator, keys: Sequence[str] = ("C3",)
+) -> dict[str, claims.Verdict]:
     """C3 on one simulated swap.
 
     - ``null``: every hybrid and the host alike (segments exchangeable across positions).
@@ -384,8 +416,7 @@ def lora_plan(scenario: str, seed_sd: float = 0.05) -> LoraPlan:
     raise KeyError(f"unknown LoRA scenario {scenario!r}; known: null, paper")
 
 
-def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.random.Generator
-                    ) -> lora_study.LoraStudy:
+def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.random.Generator) -> lora_study.LoraStudy:
     """A LoRA study of a 10-layer model (every arm of ``study_plan.plan_arms``) whose runs are drawn from
     ``plan``: per seed a random offset of the arm's success rate, per item a binary outcome through a
     Gaussian copula (a shared item difficulty correlates arms), per retention text a log perplexity."""
@@ -400,29 +431,48 @@ def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.rand
     def retention(perplexity: float, seed_offset: float) -> dict:
         log_ppl = math.log(perplexity) + seed_offset + text_effect
         nll = tokens * (log_ppl + plan.log_ppl_noise_sd * rng.standard_normal(sizes.texts))
-        return {"simulated": {"perplexity": float(np.exp(nll.sum() / tokens.sum())),
-                              "per_text": {"nll": nll, "tokens": tokens}}}
+        return {
+            "simulated": {
+                "perplexity": float(np.exp(nll.sum() / tokens.sum())),
+                "per_text": {"nll": nll, "tokens": tokens},
+            }
+        }
 
     def run(label: str) -> dict:
         rate = float(np.clip(plan.success(label) + plan.seed_sd * rng.standard_normal(), 1e-4, 1 - 1e-4))
         latent = math.sqrt(rho) * difficulty + math.sqrt(1 - rho) * rng.standard_normal(sizes.items)
         per_item = (latent < stats.norm.ppf(rate)).astype(float)
-        return {"task": {"score": float(per_item.mean()), "stderr": float(per_item.std() / math.sqrt(sizes.items)),
-                         "per_item": per_item},
-                "likelihood": {"score": math.nan},
-                "retention": retention(plan.perplexity(label), plan.log_ppl_seed_sd * rng.standard_normal()),
-                "final_loss": math.nan, "trainable_parameters": arms.arms[0].full_budget,
-                "seconds": {"train": 0.0, "score": 0.0}}
+        return {
+            "task": {
+                "score": float(per_item.mean()),
+                "stderr": float(per_item.std() / math.sqrt(sizes.items)),
+                "per_item": per_item,
+            },
+            "likelihood": {"score": math.nan},
+            "retention": retention(plan.perplexity(label), plan.log_ppl_seed_sd * rng.standard_normal()),
+            "final_loss": math.nan,
+            "trainable_parameters": arms.arms[0].full_budget,
+            "seconds": {"train": 0.0, "score": 0.0},
+        }
 
     study = lora_study.LoraStudy("simulated", None, thresholds, settings, arms)
-    study.untuned = {"task": {"score": 0.0, "stderr": 0.0}, "likelihood": {"score": math.nan},
-                     "retention": retention(plan.perplexity("base"), 0.0)}
+    study.untuned = {
+        "task": {"score": 0.0, "stderr": 0.0},
+        "likelihood": {"score": math.nan},
+        "retention": retention(plan.perplexity("base"), 0.0),
+    }
     study.runs = {(arm.label, s): run(arm.label) for arm in arms.arms for s in seeds}
     return study
 
 
-def lora_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator,
-                  keys: Sequence[str] = LORA, seed_sd: float = 0.05) -> dict[str, claims.Verdict]:
+def lora_verdicts(
+    scenario: str,
+    sizes: Sizes,
+    thresholds: dict,
+    rng: np.random.Generator,
+    keys: Sequence[str] = LORA,
+    seed_sd: float = 0.05,
+) -> dict[str, claims.Verdict]:
     study = simulated_study(lora_plan(scenario, seed_sd), sizes, thresholds, rng)
     return {key: study.verdict(key) for key in keys}
 
@@ -431,13 +481,22 @@ def lora_verdicts(scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.
 
 CKA_CONDITIONS = ("cka_plateau_min", "cka_drop", "cka_lowest_layer_depth")
 FOCUS = {  # (claim, scenario) -> the conditions whose joint outcome is reported beside the verdict's
-    ("C1", "null"): ("cka_drop",), ("C1", "boundary"): ("cka_drop",), ("C1", "paper"): CKA_CONDITIONS,
-    ("C3", "null"): ("middle_minus_best_edge",), ("C3", "boundary"): ("middle_minus_best_edge",),
+    ("C1", "null"): ("cka_drop",),
+    ("C1", "boundary"): ("cka_drop",),
+    ("C1", "paper"): CKA_CONDITIONS,
+    ("C3", "null"): ("middle_minus_best_edge",),
+    ("C3", "boundary"): ("middle_minus_best_edge",),
     ("C3", "paper"): ("middle_minus_best_edge",),
-    ("C5", "null"): ("tail_rise",), ("C5", "boundary"): ("tail_rise",), ("C5", "paper"): ("tail_rise",),
+    ("C5", "null"): ("tail_rise",),
+    ("C5", "boundary"): ("tail_rise",),
+    ("C5", "paper"): ("tail_rise",),
 }
-_SIMULATORS = {"layers": layer_verdicts, "swap": swap_verdicts, "lora": lora_verdicts,
-               "directional": directional_verdicts}
+_SIMULATORS = {
+    "layers": layer_verdicts,
+    "swap": swap_verdicts,
+    "lora": lora_verdicts,
+    "directional": directional_verdicts,
+}
 _SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2}
 _CHUNK = 25  # simulations per job handed to a worker
 
@@ -460,8 +519,12 @@ class Batch:
     def describe_sizes(self) -> str:
         s = self.sizes
         layers = f"L={s.layers} N={s.samples} D={s.width} tokens={s.token_samples}"
-        return {"layers": layers, "directional": layers, "swap": f"L={s.layers} items={s.swap_items}",
-                "lora": f"items={s.items} seeds={s.seeds} texts={s.texts}"}[self.family]
+        return {
+            "layers": layers,
+            "directional": layers,
+            "swap": f"L={s.layers} items={s.swap_items}",
+            "lora": f"items={s.items} seeds={s.seeds} texts={s.texts}",
+        }[self.family]
 
 
 def family_of(claim: str) -> str:
@@ -484,12 +547,19 @@ def _simulate_chunk(job: tuple) -> list[dict[str, tuple[str, str | None]]]:
     torch.set_num_threads(1)  # one simulation per core: threads would only contend
     out = []
     for index in indices:
-        rng = np.random.default_rng([seed, list(FAMILIES).index(batch.family), _SCENARIO_CODES[batch.scenario],
-                                     index])
-        verdicts = _SIMULATORS[batch.family](batch.scenario, batch.sizes, thresholds, rng, batch.claims,
-                                             **dict(batch.options))
-        out.append({key: (v.outcome, _focus_outcome(v, FOCUS[(key, batch.scenario)])
-                          if (key, batch.scenario) in FOCUS else None) for key, v in verdicts.items()})
+        rng = np.random.default_rng([seed, list(FAMILIES).index(batch.family), _SCENARIO_CODES[batch.scenario], index])
+        verdicts = _SIMULATORS[batch.family](
+            batch.scenario, batch.sizes, thresholds, rng, batch.claims, **dict(batch.options)
+        )
+        out.append(
+            {
+                key: (
+                    v.outcome,
+                    _focus_outcome(v, FOCUS[(key, batch.scenario)]) if (key, batch.scenario) in FOCUS else None,
+                )
+                for key, v in verdicts.items()
+            }
+        )
     return out
 
 
@@ -503,9 +573,13 @@ def default_workers() -> int:
     return min(2, usable)
 
 
-def run_batches(batches: Sequence[Batch], simulations: int | Sequence[int], seed: int = 0,
-                thresholds: dict | None = None, workers: int | None = None
-                ) -> list[dict[str, list[tuple[str, str | None]]]]:
+def run_batches(
+    batches: Sequence[Batch],
+    simulations: int | Sequence[int],
+    seed: int = 0,
+    thresholds: dict | None = None,
+    workers: int | None = None,
+) -> list[dict[str, list[tuple[str, str | None]]]]:
     """Per batch, per claim, the outcome of every simulation (and of its focus conditions), in order.
 
     All batches share one pool of ``workers`` processes (default: ``default_workers``), fed chunks of simulations; each
@@ -532,9 +606,16 @@ def run_batches(batches: Sequence[Batch], simulations: int | Sequence[int], seed
     return results
 
 
-def simulate(family: str, scenario: str, simulations: int, seed: int = 0, sizes: Sizes = SMALL,
-             keys: Sequence[str] = (), workers: int | None = None, **options
-             ) -> dict[str, list[tuple[str, str | None]]]:
+def simulate(
+    family: str,
+    scenario: str,
+    simulations: int,
+    seed: int = 0,
+    sizes: Sizes = SMALL,
+    keys: Sequence[str] = (),
+    workers: int | None = None,
+    **options,
+) -> dict[str, list[tuple[str, str | None]]]:
     """Per claim of ``family`` (or of ``keys``), the outcome of every simulation of ``scenario``."""
     batch = Batch(family, scenario, sizes, tuple(keys), options=tuple(sorted(options.items())))
     return run_batches([batch], simulations, seed, workers=workers)[0]
@@ -545,28 +626,42 @@ def rates(outcomes: Sequence[tuple[str, str | None]]) -> dict[str, float]:
     verdicts = [o for o, _ in outcomes]
     focus = [f for _, f in outcomes if f is not None]
     count = max(len(verdicts), 1)
-    return {**{o: verdicts.count(o) / count for o in claims.OUTCOMES},
-            "focus_holds": focus.count(claims.HOLDS) / len(focus) if focus else math.nan,
-            "simulations": len(verdicts)}
+    return {
+        **{o: verdicts.count(o) / count for o in claims.OUTCOMES},
+        "focus_holds": focus.count(claims.HOLDS) / len(focus) if focus else math.nan,
+        "simulations": len(verdicts),
+    }
 
 
-def null_rates(claim: str, simulations: int = 500, seed: int = 0, sizes: Sizes = SMALL, scenario: str = "null",
-               workers: int | None = None, **options) -> dict[str, float]:
+def null_rates(
+    claim: str,
+    simulations: int = 500,
+    seed: int = 0,
+    sizes: Sizes = SMALL,
+    scenario: str = "null",
+    workers: int | None = None,
+    **options,
+) -> dict[str, float]:
     """How often ``claim`` holds, is refuted, is inconclusive on data with no effect (or at the boundary)."""
     return rates(simulate(family_of(claim), scenario, simulations, seed, sizes, [claim], workers, **options)[claim])
 
 
-def power_rates(claim: str, simulations: int = 100, seed: int = 0, sizes: Sizes = PAPER,
-                workers: int | None = None, **options) -> dict[str, float]:
+def power_rates(
+    claim: str, simulations: int = 100, seed: int = 0, sizes: Sizes = PAPER, workers: int | None = None, **options
+) -> dict[str, float]:
     """How often ``claim`` holds at the paper's effect sizes (its power)."""
     return null_rates(claim, simulations, seed, sizes, "paper", workers, **options)
 
 
 def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
     """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold."""
-    return [Batch("layers", "null", sizes, (*PER_LAYER, *DIRECTIONAL)),  # one simulated pair serves both
-            Batch("layers", "boundary", sizes, ("C1", "C5")),
-            Batch("swap", "null", sizes), Batch("swap", "boundary", sizes), Batch("lora", "null", sizes)]
+    return [
+        Batch("layers", "null", sizes, (*PER_LAYER, *DIRECTIONAL)),  # one simulated pair serves both
+        Batch("layers", "boundary", sizes, ("C1", "C5")),
+        Batch("swap", "null", sizes),
+        Batch("swap", "boundary", sizes),
+        Batch("lora", "null", sizes),
+    ]
 
 
 POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup
@@ -574,9 +669,14 @@ POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet 
 
 def power_batches(sizes: Sizes = PAPER) -> list[Batch]:
     """Every claim at the paper's effect sizes; the LoRA claims at a quiet and a noisy seed-to-seed spread."""
-    return [Batch("layers", "paper", sizes), Batch("swap", "paper", sizes),
-            *(Batch("lora", "paper", sizes, label=f"paper, seed sd {sd:g}", options=(("seed_sd", sd),))
-              for sd in POWER_SEED_SDS)]
+    return [
+        Batch("layers", "paper", sizes),
+        Batch("swap", "paper", sizes),
+        *(
+            Batch("lora", "paper", sizes, label=f"paper, seed sd {sd:g}", options=(("seed_sd", sd),))
+            for sd in POWER_SEED_SDS
+        ),
+    ]
 
 
 def _table(batches: Sequence[Batch], results: Sequence[dict[str, list]]) -> pd.DataFrame:
@@ -584,24 +684,38 @@ def _table(batches: Sequence[Batch], results: Sequence[dict[str, list]]) -> pd.D
     for batch, outcomes in zip(batches, results, strict=True):
         for claim, values in outcomes.items():
             focus = FOCUS.get((claim, batch.scenario), ())
-            rows.append({"claim": claim, "scenario": batch.label or batch.scenario, **rates(values),
-                         "focus": "+".join(focus), "sizes": batch.describe_sizes()})
+            rows.append(
+                {
+                    "claim": claim,
+                    "scenario": batch.label or batch.scenario,
+                    **rates(values),
+                    "focus": "+".join(focus),
+                    "sizes": batch.describe_sizes(),
+                }
+            )
     order = {claim: i for i, claim in enumerate(CLAIM_KEYS)}
     table = pd.DataFrame(rows).sort_values("claim", key=lambda c: c.map(order), kind="stable")
     return table.set_index(["claim", "scenario"])
 
 
-def tables(simulations: int = 500, power_simulations: int = 100, seed: int = 0, sizes: Sizes = SMALL,
-           paper_sizes: Sizes = PAPER, workers: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def tables(
+    simulations: int = 500,
+    power_simulations: int = 100,
+    seed: int = 0,
+    sizes: Sizes = SMALL,
+    paper_sizes: Sizes = PAPER,
+    workers: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(holds per claim on data with no effect and at the boundary; power at the paper's effect sizes).
 
     Columns: the shares of holds / refuted / inconclusive verdicts, the share of simulations in which the
     ``focus`` conditions (those at the boundary) all hold, the number of simulations and the data sizes.
     """
     null, power = null_batches(sizes), power_batches(paper_sizes)
-    results = run_batches([*null, *power], [simulations] * len(null) + [power_simulations] * len(power), seed,
-                          workers=workers)
-    return _table(null, results[:len(null)]), _table(power, results[len(null):])
+    results = run_batches(
+        [*null, *power], [simulations] * len(null) + [power_simulations] * len(power), seed, workers=workers
+    )
+    return _table(null, results[: len(null)]), _table(power, results[len(null) :])
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -43,9 +43,12 @@ def claims_config_of(args: argparse.Namespace) -> dict:
     from harness import config
 
     settings = list(getattr(args, "set", None) or [])
-    for key, value in (("tasks", getattr(args, "eval_tasks", None)), ("limit", getattr(args, "eval_limit", None)),
-                       ("num_fewshot", getattr(args, "eval_num_fewshot", None)),
-                       ("max_gen_toks", getattr(args, "eval_max_gen_toks", None))):
+    for key, value in (
+        ("tasks", getattr(args, "eval_tasks", None)),
+        ("limit", getattr(args, "eval_limit", None)),
+        ("num_fewshot", getattr(args, "eval_num_fewshot", None)),
+        ("max_gen_toks", getattr(args, "eval_max_gen_toks", None)),
+    ):
         if value is not None:
             text = "[" + ", ".join(task for group in value for task in group) + "]" if key == "tasks" else value
             settings.append(f"evaluation.{key}={text}")
@@ -55,23 +58,48 @@ def claims_config_of(args: argparse.Namespace) -> dict:
 
 def _add_settings_options(parser: argparse.ArgumentParser, evaluation: bool = False) -> None:
     parser.add_argument("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
-    parser.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
-                        help="one setting of the claims config for this run, above every pair's own (repeatable), "
-                             "e.g. --set tuning.steps=50 --set C1.cka_plateau_min=0.95")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="one setting of the claims config for this run, above every pair's own (repeatable), "
+        "e.g. --set tuning.steps=50 --set C1.cka_plateau_min=0.95",
+    )
     if evaluation:  # lm-eval's spelling, as in `harness evaluate`
-        parser.add_argument("--tasks", dest="eval_tasks", action="append", default=None,
-                            type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
-                            help="lm-eval tasks of the downstream scores (default: the config's evaluation.tasks)")
+        parser.add_argument(
+            "--tasks",
+            dest="eval_tasks",
+            action="append",
+            default=None,
+            type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
+            help="lm-eval tasks of the downstream scores (default: the config's evaluation.tasks)",
+        )
         parser.add_argument("--limit", dest="eval_limit", type=int, default=None, help="items per task")
-        parser.add_argument("--num_fewshot", "--num-fewshot", dest="eval_num_fewshot", type=int, default=None,
-                            help="shots of the downstream scores and the LoRA arms' scoring")
-        parser.add_argument("--max_gen_toks", "--max-gen-toks", dest="eval_max_gen_toks", type=int, default=None,
-                            help="generated tokens at most per answer")
+        parser.add_argument(
+            "--num_fewshot",
+            "--num-fewshot",
+            dest="eval_num_fewshot",
+            type=int,
+            default=None,
+            help="shots of the downstream scores and the LoRA arms' scoring",
+        )
+        parser.add_argument(
+            "--max_gen_toks",
+            "--max-gen-toks",
+            dest="eval_max_gen_toks",
+            type=int,
+            default=None,
+            help="generated tokens at most per answer",
+        )
 
 
 def _add_pair_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pair", default=models.DEFAULT_PAIR,
-                        help=f"registered pair (default {models.DEFAULT_PAIR}); see `harness list`")
+    parser.add_argument(
+        "--pair",
+        default=models.DEFAULT_PAIR,
+        help=f"registered pair (default {models.DEFAULT_PAIR}); see `harness list`",
+    )
     parser.add_argument("--base", help="base checkpoint: hub id or local directory (with --sft)")
     parser.add_argument("--sft", help="SFT checkpoint: hub id or local directory (with --base)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
@@ -84,8 +112,10 @@ def command_list(args: argparse.Namespace) -> int:
         state = "available" if reason is None else "unavailable"
         source = "built offline" if spec.is_built_locally else f"{spec.base.location} / {spec.sft.location}"
         print(f"{spec.name:<14} {spec.family:<8} {spec.published_parameters or 'tiny':>6}  {state:<12} {source}")
-    print("\nfamilies the harness knows the layout of (any pair of them runs with --base and --sft; the SFT may be "
-          "a PEFT adapter):")
+    print(
+        "\nfamilies the harness knows the layout of (any pair of them runs with --base and --sft; the SFT may be "
+        "a PEFT adapter):"
+    )
     print(layouts.family_table())
     return 0
 
@@ -119,10 +149,17 @@ def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
     from harness.plants.controls import control_pooled_samples
 
     return ProfileOptions(
-        probe_set=args.probe_set, pooled_samples=control_pooled_samples(spec.name, args.pooled_samples),
+        probe_set=args.probe_set,
+        pooled_samples=control_pooled_samples(spec.name, args.pooled_samples),
         token_samples=args.token_samples,
-        max_tokens=args.max_tokens, alpha=args.alpha, cka_center=not args.uncentered_cka,
-        last_layer=args.last_layer, seed=args.seed, dtype=args.dtype or spec.dtype, batch_size=args.batch_size)
+        max_tokens=args.max_tokens,
+        alpha=args.alpha,
+        cka_center=not args.uncentered_cka,
+        last_layer=args.last_layer,
+        seed=args.seed,
+        dtype=args.dtype or spec.dtype,
+        batch_size=args.batch_size,
+    )
 
 
 def command_profile(args: argparse.Namespace) -> int:
@@ -137,8 +174,10 @@ def command_profile(args: argparse.Namespace) -> int:
     path = reports.write_report(args.out, reports.profile_report(result))
     print(result.pair.round(4).to_string())
     forward = result.meta["forward"]
-    print(f"\nforward passes: base {forward['base']['samples']} samples, sft {forward['sft']['samples']} samples "
-          f"(0 when read from the cache); {result.meta['timings']['total_seconds']} s")
+    print(
+        f"\nforward passes: base {forward['base']['samples']} samples, sft {forward['sft']['samples']} samples "
+        f"(0 when read from the cache); {result.meta['timings']['total_seconds']} s"
+    )
     print(f"report: {path}")
     return 0
 
@@ -148,14 +187,22 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--probe-set", default=DEFAULT_PROBE_SET, choices=PROBE_SETS, help="probe texts")
     parser.add_argument("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
-    parser.add_argument("--token-samples", type=int, default=TOKEN_LEVEL_SAMPLES,
-                        help="first samples that also get token-level metrics and the logit lens")
+    parser.add_argument(
+        "--token-samples",
+        type=int,
+        default=TOKEN_LEVEL_SAMPLES,
+        help="first samples that also get token-level metrics and the logit lens",
+    )
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="truncate each text to this many tokens")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--alpha", type=float, default=1.0, help="matrix-entropy order (1 = von Neumann)")
     parser.add_argument("--uncentered-cka", action="store_true", help="drop the centring of eq. 6")
-    parser.add_argument("--last-layer", default="pre_norm", choices=("pre_norm", "final_norm"),
-                        help="take layer L before the final norm (default) or after it")
+    parser.add_argument(
+        "--last-layer",
+        default="pre_norm",
+        choices=("pre_norm", "final_norm"),
+        help="take layer L before the final norm (default) or after it",
+    )
     parser.add_argument("--seed", type=int, default=0, help="probe sampling seed")
     parser.add_argument("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
 
@@ -252,8 +299,7 @@ def command_verify(args: argparse.Namespace) -> int:
 
     spec = _pair_from_args(args)
     claims_config = claims_config_of(args)
-    measured = verification.measure(spec, profile_options(args, spec), device=args.device,
-                                    claims_config=claims_config)
+    measured = verification.measure(spec, profile_options(args, spec), device=args.device, claims_config=claims_config)
     for claim in claims.CLAIMS:
         measured.verdict(claim)
     swaps = verification.measure_swaps(spec, device=args.device, dtype=args.dtype, claims_config=claims_config)
@@ -264,8 +310,9 @@ def command_verify(args: argparse.Namespace) -> int:
                 swaps.verdict(direction, count)
             except BadInputError as error:  # too few layers for this M: the other verdicts still stand
                 not_given.append(f"C3:{direction}:M{count}: not given ({error})")
-    downstream = verification.downstream_scores(swaps.resolved, measured.thresholds, args.dtype or spec.dtype,
-                                                args.device)
+    downstream = verification.downstream_scores(
+        swaps.resolved, measured.thresholds, args.dtype or spec.dtype, args.device
+    )
     studies = {}
     if not args.no_tune:
         study = lora_study.study_pair(spec, measured.profile.pair, measured.thresholds, args.device, args.dtype)
@@ -280,17 +327,26 @@ def command_verify(args: argparse.Namespace) -> int:
     if studies:
         section["lora"] = studies[spec.name].section()
         section["verdicts"].update(section["lora"]["verdicts"])
-    evidence = {**measured.evidence(), **swaps.evidence(),
-                **({"lora": studies[spec.name].evidence()} if studies else {})}
-    report = reports.write_report(folder / "report.json", verification.claims_report(
-        {spec.name: section}, evidence={spec.name: evidence}))
+    evidence = {
+        **measured.evidence(),
+        **swaps.evidence(),
+        **({"lora": studies[spec.name].evidence()} if studies else {}),
+    }
+    report = reports.write_report(
+        folder / "report.json", verification.claims_report({spec.name: section}, evidence={spec.name: evidence})
+    )
     plots.write_figures(folder, {spec.name: measured}, studies)
     plots.write_swap_figures(folder, {spec.name: swaps})
     reports.point_latest(folder)
-    print(f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
-          f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n")
-    print(verification.verdict_table({**measured.verdicts, **swaps.verdicts,
-                                      **(studies[spec.name].verdicts if studies else {})}))
+    print(
+        f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
+        f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n"
+    )
+    print(
+        verification.verdict_table(
+            {**measured.verdicts, **swaps.verdicts, **(studies[spec.name].verdicts if studies else {})}
+        )
+    )
     for line in not_given:
         print(line)
     if studies:
@@ -318,26 +374,38 @@ def command_evaluate(args: argparse.Namespace) -> int:
         limit=settings["limit"] if args.limit is None else args.limit,
         num_fewshot=settings["num_fewshot"] if args.num_fewshot is None else args.num_fewshot,
         max_gen_toks=settings["max_gen_toks"] if args.max_gen_toks is None else args.max_gen_toks,
-        batch_size=args.batch_size, seed=args.seed)
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     resolved = models.resolve_pair(spec)
     table = {}
     for label, ref in (("base", resolved.base), ("sft", resolved.sft)):
         if args.model == "vllm":
-            table[label] = evaluate.vllm_scores(models.checkpoint_directory(ref), tasks, options,
-                                                dtype=args.dtype or spec.dtype)
+            table[label] = evaluate.vllm_scores(
+                models.checkpoint_directory(ref), tasks, options, dtype=args.dtype or spec.dtype
+            )
             continue
         tokenizer = models.load_tokenizer(ref)
         model = models.load_model(ref, dtype=args.dtype or spec.dtype, device=args.device)
         table[label] = evaluate.lm_eval_scores(model, tokenizer, tasks, options)
         del model
     for task in tasks:
-        row = "  ".join(f"{label} {table[label][task]['score']:.3f} ± {table[label][task]['stderr'] or 0:.3f}"
-                        for label in table)
+        row = "  ".join(
+            f"{label} {table[label][task]['score']:.3f} ± {table[label][task]['stderr'] or 0:.3f}" for label in table
+        )
         print(f"{task:<14} {table['base'][task]['metric']:<26} {row}")
     if args.out:
-        reports.write_report(Path(args.out), {"schema_version": reports.SCHEMA_VERSION, "kind": "evaluate",
-                                              "environment": reports.environment(), "pair": spec.name,
-                                              "backend": args.model, "scores": table})
+        reports.write_report(
+            Path(args.out),
+            {
+                "schema_version": reports.SCHEMA_VERSION,
+                "kind": "evaluate",
+                "environment": reports.environment(),
+                "pair": spec.name,
+                "backend": args.model,
+                "scores": table,
+            },
+        )
         print(f"scores: {args.out}")
     return 0
 
@@ -348,8 +416,9 @@ def command_swap(args: argparse.Namespace) -> int:
     from harness.measure import swap
 
     spec = _pair_from_args(args)
-    measured = verification.measure_swaps(spec, device=args.device, dtype=args.dtype,
-                                          claims_config=claims_config_of(args))
+    measured = verification.measure_swaps(
+        spec, device=args.device, dtype=args.dtype, claims_config=claims_config_of(args)
+    )
     measured.thresholds["C3"] = {**measured.thresholds["C3"], "segment_counts": args.segments}
     for direction in swap.DIRECTIONS:
         result = measured.result(direction)
@@ -374,8 +443,7 @@ def command_tune(args: argparse.Namespace) -> int:
         names = [name.strip() for name in args.pairs.split(",") if name.strip()]
         for name in names:
             models.get_spec(name)  # an unknown name is refused before any study is trained
-        return max(command_tune(argparse.Namespace(**{**vars(args), "pairs": None, "pair": name}))
-                   for name in names)
+        return max(command_tune(argparse.Namespace(**{**vars(args), "pairs": None, "pair": name})) for name in names)
 
     from harness import config, verification
     from harness.lora import study as lora_study
@@ -385,10 +453,17 @@ def command_tune(args: argparse.Namespace) -> int:
 
     spec = _pair_from_args(args)
     thresholds = config.thresholds_for(spec.name, claims_config_of(args))
-    overrides = {key: value for key, value in (("seeds", tuple(args.seeds) if args.seeds else None),
-                                               ("steps", args.steps), ("full_rank", args.full_rank),
-                                               ("scaling", args.scaling), ("learning_rate", args.learning_rate))
-                 if value is not None}
+    overrides = {
+        key: value
+        for key, value in (
+            ("seeds", tuple(args.seeds) if args.seeds else None),
+            ("steps", args.steps),
+            ("full_rank", args.full_rank),
+            ("scaling", args.scaling),
+            ("learning_rate", args.learning_rate),
+        )
+        if value is not None
+    }
     masks = [mask.strip() for mask in args.masks.split(",")] if args.masks else None
     for mask in masks or []:
         tuning.parse_mask(mask)  # a malformed mask is refused before anything is loaded
@@ -396,29 +471,49 @@ def command_tune(args: argparse.Namespace) -> int:
     if not masks:  # the block finder reads the pair profile (cached when the pair was profiled before)
         resolved = models.resolve_pair(spec)
         profile = profile_pair(resolved, profile_options(args, spec), device=args.device).pair
-    study = lora_study.study_pair(spec, profile, thresholds, args.device, args.dtype, args.segments, masks=masks,
-                                  overrides=overrides, jobs_settings=job_settings_of(args))
+    study = lora_study.study_pair(
+        spec,
+        profile,
+        thresholds,
+        args.device,
+        args.dtype,
+        args.segments,
+        masks=masks,
+        overrides=overrides,
+        jobs_settings=job_settings_of(args),
+    )
     if args.share:
         trained = study.run_shared()
-        print(f"the LoRA study of {spec.name}: {trained} of {len(study.jobs())} runs trained here, the rest read "
-              "from the cache or trained by the processes sharing it")
+        print(
+            f"the LoRA study of {spec.name}: {trained} of {len(study.jobs())} runs trained here, the rest read "
+            "from the cache or trained by the processes sharing it"
+        )
         return 0
     if args.shard:
         index, count = args.shard
         trained = study.run_shard(index, count)
-        print(f"shard {index}/{count} of the LoRA study of {spec.name}: {trained} of {len(study.jobs())} runs "
-              "are in the cache; run without --shard (or the suites) for the verdicts")
+        print(
+            f"shard {index}/{count} of the LoRA study of {spec.name}: {trained} of {len(study.jobs())} runs "
+            "are in the cache; run without --shard (or the suites) for the verdicts"
+        )
         return 0
     study.run()
     study.all_verdicts()
     folder = reports.run_folder(Path(args.report_dir), spec.name)
-    report = reports.write_report(folder / "report.json", verification.claims_report(
-        {spec.name: {"lora": study.section(), "verdicts": study.section()["verdicts"]}}, kind="lora",
-        evidence={spec.name: {"lora": study.evidence()}}))
+    report = reports.write_report(
+        folder / "report.json",
+        verification.claims_report(
+            {spec.name: {"lora": study.section(), "verdicts": study.section()["verdicts"]}},
+            kind="lora",
+            evidence={spec.name: {"lora": study.evidence()}},
+        ),
+    )
     plots.write_figures(folder, {}, {spec.name: study})
     reports.point_latest(folder)
-    print(f"LoRA arms on {spec.name} (task {study.settings.task}, {study.settings.steps} steps, seeds "
-          f"{list(study.settings.seeds)}, mean over seeds):")
+    print(
+        f"LoRA arms on {spec.name} (task {study.settings.task}, {study.settings.steps} steps, seeds "
+        f"{list(study.settings.seeds)}, mean over seeds):"
+    )
     print(study.summary().round(4).to_string())
     if study.verdicts:
         print()
@@ -436,8 +531,11 @@ def job_settings_of(args: argparse.Namespace):
     """How a study's runs are trained: one after another here, or as submitit jobs (local or Slurm)."""
     from harness.lora import arm_jobs
 
-    slurm = {key: value for key, value in (("slurm_partition", args.slurm_partition),
-                                           ("timeout_min", args.slurm_timeout_min)) if value is not None}
+    slurm = {
+        key: value
+        for key, value in (("slurm_partition", args.slurm_partition), ("timeout_min", args.slurm_timeout_min))
+        if value is not None
+    }
     return arm_jobs.JobSettings(executor=args.executor, workers=args.workers, slurm=slurm)
 
 
@@ -446,8 +544,10 @@ def command_calibrate(args: argparse.Namespace) -> int:
     from harness import calibration
 
     null, power = calibration.tables(args.simulations, args.power_simulations, seed=args.seed)
-    print(f"holds on data with no effect and at the boundary ({args.simulations} simulations each; "
-          f"acceptable: at most {calibration.NULL_LIMIT:.0%}):")
+    print(
+        f"holds on data with no effect and at the boundary ({args.simulations} simulations each; "
+        f"acceptable: at most {calibration.NULL_LIMIT:.0%}):"
+    )
     print(calibration.format_table(null))
     print(f"\npower at the paper's effect sizes ({args.power_simulations} simulations each):")
     print(calibration.format_table(power))
@@ -462,22 +562,41 @@ def command_dry_run(args: argparse.Namespace) -> int:
     from harness.output import reports
 
     if not (args.pair or args.shape):
-        raise BadInputError(f"name a registered pair's shape with --pair ({', '.join(dry_run.shape_names())}) or a "
-                         "config.json with --shape")
+        raise BadInputError(
+            f"name a registered pair's shape with --pair ({', '.join(dry_run.shape_names())}) or a "
+            "config.json with --shape"
+        )
     _check_output_file(args.out)
-    sizes = dry_run.Sizes(profile_samples=args.samples, token_samples=min(args.token_samples, args.samples),
-                          lora_steps=args.lora_steps)
-    result = dry_run.run_dry(args.shape or args.pair, dtype=args.dtype, device=args.device, sizes=sizes,
-                             pair_name=args.pair, on_stage=lambda stage: print(
-                                 f"{stage.name}: {stage.seconds:.1f} s, peak host {stage.peak_host_mib:.0f} MiB",
-                                 flush=True))
+    sizes = dry_run.Sizes(
+        profile_samples=args.samples, token_samples=min(args.token_samples, args.samples), lora_steps=args.lora_steps
+    )
+    result = dry_run.run_dry(
+        args.shape or args.pair,
+        dtype=args.dtype,
+        device=args.device,
+        sizes=sizes,
+        pair_name=args.pair,
+        on_stage=lambda stage: print(
+            f"{stage.name}: {stage.seconds:.1f} s, peak host {stage.peak_host_mib:.0f} MiB", flush=True
+        ),
+    )
     print()
     print(dry_run.format_report(result))
     if args.out:
-        reports.write_report(Path(args.out), {
-            "schema_version": reports.SCHEMA_VERSION, "kind": "dry-run", "environment": reports.environment(),
-            "shape": result.name, "dtype": result.dtype, "device": result.device, **result.facts,
-            "stages": [vars(stage) for stage in result.stages], "estimate_seconds": result.estimate})
+        reports.write_report(
+            Path(args.out),
+            {
+                "schema_version": reports.SCHEMA_VERSION,
+                "kind": "dry-run",
+                "environment": reports.environment(),
+                "shape": result.name,
+                "dtype": result.dtype,
+                "device": result.device,
+                **result.facts,
+                "stages": [vars(stage) for stage in result.stages],
+                "estimate_seconds": result.estimate,
+            },
+        )
         print(f"\nreport: {args.out}")
     return 0
 
@@ -510,71 +629,125 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered pairs and whether they can be loaded here").set_defaults(
-        handler=command_list)
+        handler=command_list
+    )
     build = commands.add_parser("build", help="build (or find cached) a pair and describe it")
     _add_pair_options(build)
     build.set_defaults(handler=command_build)
-    for name, handler, text in (("run", command_run, "the main job: describe a pair and verify every claim"),
-                                ("verify", command_verify, "verify every claim on a pair; report and figures")):
+    for name, handler, text in (
+        ("run", command_run, "the main job: describe a pair and verify every claim"),
+        ("verify", command_verify, "verify every claim on a pair; report and figures"),
+    ):
         sub = commands.add_parser(name, help=text)
         _add_pair_options(sub)
         _add_profile_options(sub)
-        sub.add_argument("--report-dir", default="reports",
-                         help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest")
+        sub.add_argument(
+            "--report-dir",
+            default="reports",
+            help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest",
+        )
         sub.add_argument("--no-tune", action="store_true", help="skip the LoRA study (C4, C8)")
         _add_settings_options(sub, evaluation=True)
         sub.set_defaults(handler=handler)
     tune = commands.add_parser("tune", help="train and score budget-matched LoRA arms (C4, C8, controls)")
     _add_pair_options(tune)
-    tune.add_argument("--pairs", default=None, help="comma-separated registered pairs to study one after another "
-                                                    "(instead of --pair)")
+    tune.add_argument(
+        "--pairs", default=None, help="comma-separated registered pairs to study one after another (instead of --pair)"
+    )
     _add_profile_options(tune)
-    tune.add_argument("--masks", help="comma-separated segment masks to train, e.g. 01100,11111 (default: the "
-                                      "whole study: every M = 5 mask, the controls and the block finder's choice)")
-    tune.add_argument("--segments", type=int, nargs="+", default=None, help="M values of the single-segment "
-                                                                            "inverted U (default: the config's)")
+    tune.add_argument(
+        "--masks",
+        help="comma-separated segment masks to train, e.g. 01100,11111 (default: the "
+        "whole study: every M = 5 mask, the controls and the block finder's choice)",
+    )
+    tune.add_argument(
+        "--segments",
+        type=int,
+        nargs="+",
+        default=None,
+        help="M values of the single-segment inverted U (default: the config's)",
+    )
     tune.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
     tune.add_argument("--steps", type=int, default=None, help="training steps per arm (default: the config's)")
     tune.add_argument("--full-rank", type=int, default=None, help="rank of the full-depth arm; sets the budget")
-    tune.add_argument("--scaling", choices=("constant_ratio", "fixed_alpha"), default=None,
-                      help="constant alpha/r (default), or the paper code's fixed alpha at every rank")
+    tune.add_argument(
+        "--scaling",
+        choices=("constant_ratio", "fixed_alpha"),
+        default=None,
+        help="constant alpha/r (default), or the paper code's fixed alpha at every rank",
+    )
     tune.add_argument("--learning-rate", type=float, default=None)
-    tune.add_argument("--shard", type=_shard, default=None, metavar="I/N",
-                      help="train only every N-th run of the study, starting at the I-th, into the cache: N "
-                           "processes (or machines sharing the cache) train a study between them")
-    tune.add_argument("--share", action="store_true",
-                      help="train the runs no other process is training into the cache, then wait for the others': "
-                           "processes on one machine (or a shared file system) split a study as they go")
-    tune.add_argument("--executor", choices=("serial", "local", "slurm"), default="serial",
-                      help="train the runs one after another (default), or as submitit jobs: local (one GPU per "
-                           "job when there are GPUs) or slurm (a job array); finished runs are never trained again")
+    tune.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="train only every N-th run of the study, starting at the I-th, into the cache: N "
+        "processes (or machines sharing the cache) train a study between them",
+    )
+    tune.add_argument(
+        "--share",
+        action="store_true",
+        help="train the runs no other process is training into the cache, then wait for the others': "
+        "processes on one machine (or a shared file system) split a study as they go",
+    )
+    tune.add_argument(
+        "--executor",
+        choices=("serial", "local", "slurm"),
+        default="serial",
+        help="train the runs one after another (default), or as submitit jobs: local (one GPU per "
+        "job when there are GPUs) or slurm (a job array); finished runs are never trained again",
+    )
     tune.add_argument("--workers", type=int, default=1, help="jobs at once (local), or the array's limit (slurm)")
     tune.add_argument("--slurm-partition", default=None)
     tune.add_argument("--slurm-timeout-min", type=int, default=None)
-    tune.add_argument("--report-dir", default="reports",
-                      help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest")
+    tune.add_argument(
+        "--report-dir",
+        default="reports",
+        help="where reports go: <dir>/<pair>/<UTC time>-<commit>/, with <dir>/<pair>/latest",
+    )
     _add_settings_options(tune)
     tune.set_defaults(handler=command_tune)
     evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")
     _add_pair_options(evaluate_parser)
     # option names as lm-eval spells them (--tasks a,b --num_fewshot --batch_size), or with hyphens
-    evaluate_parser.add_argument("--tasks", "--task", dest="task", action="append", default=None,
-                                 type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
-                                 help="lm-eval tasks, comma-separated or repeated: gsm8k_local, mmlu_local, "
-                                      "gsm8k, mmlu (default: the pair's evaluation.tasks)")
-    evaluate_parser.add_argument("--model", choices=("hf", "vllm"), default="hf",
-                                 help="lm-eval backend: hf (transformers, the default) or vllm (the vllm extra, "
-                                      "on a GPU; real checkpoints)")
-    evaluate_parser.add_argument("--limit", type=int, default=None,
-                                 help="items per task (default: the pair's evaluation.limit; none for the real "
-                                      "benchmarks, so scores compare with published ones)")
-    evaluate_parser.add_argument("--num_fewshot", "--num-fewshot", dest="num_fewshot", type=int, default=None,
-                                 help="default: the task's own")
-    evaluate_parser.add_argument("--max_gen_toks", "--max-gen-toks", dest="max_gen_toks", type=int, default=None,
-                                 help="default: lm-eval's (256)")
-    evaluate_parser.add_argument("--batch_size", "--batch-size", dest="batch_size", default=None,
-                                 type=lambda text: text if text == "auto" else int(text),
-                                 help="default: auto on a GPU (lm-eval's search), 8 on the CPU")
+    evaluate_parser.add_argument(
+        "--tasks",
+        "--task",
+        dest="task",
+        action="append",
+        default=None,
+        type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
+        help="lm-eval tasks, comma-separated or repeated: gsm8k_local, mmlu_local, "
+        "gsm8k, mmlu (default: the pair's evaluation.tasks)",
+    )
+    evaluate_parser.add_argument(
+        "--model",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="lm-eval backend: hf (transformers, the default) or vllm (the vllm extra, on a GPU; real checkpoints)",
+    )
+    evaluate_parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="items per task (default: the pair's evaluation.limit; none for the real "
+        "benchmarks, so scores compare with published ones)",
+    )
+    evaluate_parser.add_argument(
+        "--num_fewshot", "--num-fewshot", dest="num_fewshot", type=int, default=None, help="default: the task's own"
+    )
+    evaluate_parser.add_argument(
+        "--max_gen_toks", "--max-gen-toks", dest="max_gen_toks", type=int, default=None, help="default: lm-eval's (256)"
+    )
+    evaluate_parser.add_argument(
+        "--batch_size",
+        "--batch-size",
+        dest="batch_size",
+        default=None,
+        type=lambda text: text if text == "auto" else int(text),
+        help="default: auto on a GPU (lm-eval's search), 8 on the CPU",
+    )
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--out", help="write the scores as JSON")
@@ -588,21 +761,32 @@ def build_parser() -> argparse.ArgumentParser:
     swap_parser.set_defaults(handler=command_swap)
     calibrate = commands.add_parser("calibrate", help="false holds on simulated no-effect data, and power")
     calibrate.add_argument("--simulations", type=int, default=500, help="simulations per claim and scenario")
-    calibrate.add_argument("--power-simulations", type=int, default=100,
-                           help="simulations per claim at the paper's effect sizes (the paper's data sizes)")
+    calibrate.add_argument(
+        "--power-simulations",
+        type=int,
+        default=100,
+        help="simulations per claim at the paper's effect sizes (the paper's data sizes)",
+    )
     calibrate.add_argument("--seed", type=int, default=0)
     calibrate.set_defaults(handler=command_calibrate)
-    diff = commands.add_parser("diff", help="compare two reports of any kind, or one with its stored baseline; "
-                                            "exit 1 on drift")
-    diff.add_argument("baseline", help="the reference report or baseline file (alone: the report to compare "
-                                       "with the stored baselines of its pairs)")
+    diff = commands.add_parser(
+        "diff", help="compare two reports of any kind, or one with its stored baseline; exit 1 on drift"
+    )
+    diff.add_argument(
+        "baseline",
+        help="the reference report or baseline file (alone: the report to compare "
+        "with the stored baselines of its pairs)",
+    )
     diff.add_argument("current", nargs="?", help="the report or baseline to compare with the first")
     diff.add_argument("--baselines-dir", default="baselines", help="where stored baselines are (one argument)")
     diff.add_argument("--pair", help="compare only this pair")
     diff.add_argument("--limit", type=int, default=60, help="rows of differences to print per pair")
     diff.set_defaults(handler=command_diff)
-    dry = commands.add_parser("dry-run", help="every stage at reduced sizes on a random pair of a registered pair's "
-                                              "shape: time and memory per stage, and the full run's estimate")
+    dry = commands.add_parser(
+        "dry-run",
+        help="every stage at reduced sizes on a random pair of a registered pair's "
+        "shape: time and memory per stage, and the full run's estimate",
+    )
     dry.add_argument("--pair", help="whose shape (its architecture ships with the harness; no weights)")
     dry.add_argument("--shape", help="a config.json of another architecture instead")
     dry.add_argument("--dtype", default="bfloat16")
@@ -612,10 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--lora-steps", type=int, default=3, help="LoRA steps per arm")
     dry.add_argument("--out", help="write the figures as a JSON report")
     dry.set_defaults(handler=command_dry_run)
-    rescore_parser = commands.add_parser("rescore", help="every verdict of a stored report again, under other "
-                                                         "thresholds, without loading a model")
-    rescore_parser.add_argument("report", help="a report file, a run folder, or a pair's folder of reports (its "
-                                               "latest run)")
+    rescore_parser = commands.add_parser(
+        "rescore", help="every verdict of a stored report again, under other thresholds, without loading a model"
+    )
+    rescore_parser.add_argument(
+        "report", help="a report file, a run folder, or a pair's folder of reports (its latest run)"
+    )
     _add_settings_options(rescore_parser)  # neither given: the thresholds the report was written with
     rescore_parser.add_argument("--out", help="write the rescored report here")
     rescore_parser.set_defaults(handler=command_rescore)

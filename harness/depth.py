@@ -23,8 +23,10 @@ EDGE = 0.2  # "the first/last 20%" (§4.3-4.4, App. A)
 def segments(n_layers: int, count: int) -> list[list[int]]:
     """Decoder layers 0..n-1 split into ``count`` contiguous segments as equal as possible (earlier ones longer)."""
     if not 1 <= count <= n_layers:
-        raise BadInputError(f"cannot split {n_layers} layers into {count} segments: a claim at M = {count} needs at "
-                            f"least {count} decoder layers")
+        raise BadInputError(
+            f"cannot split {n_layers} layers into {count} segments: a claim at M = {count} needs at "
+            f"least {count} decoder layers"
+        )
     return [part.tolist() for part in np.array_split(np.arange(n_layers), count)]
 
 

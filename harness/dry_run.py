@@ -46,9 +46,13 @@ class DoesNotFitError(BadInputError):
 
 # --- shapes ------------------------------------------------------------------------------------
 
+
 def shape_names() -> list[str]:
-    return sorted(path.name.removesuffix(".json") for path in resources.files("harness").joinpath("shapes").iterdir()
-                  if path.name.endswith(".json"))
+    return sorted(
+        path.name.removesuffix(".json")
+        for path in resources.files("harness").joinpath("shapes").iterdir()
+        if path.name.endswith(".json")
+    )
 
 
 def load_shape(name_or_path: str) -> tuple[str, dict]:
@@ -57,8 +61,9 @@ def load_shape(name_or_path: str) -> tuple[str, dict]:
     if path.suffix == ".json" and path.is_file():
         return path.stem, json.loads(path.read_text())
     if name_or_path not in shape_names():
-        raise BadInputError(f"no shape {name_or_path!r}: the shipped shapes are {', '.join(shape_names())}, or "
-                            "name a config.json file")
+        raise BadInputError(
+            f"no shape {name_or_path!r}: the shipped shapes are {', '.join(shape_names())}, or name a config.json file"
+        )
     text = resources.files("harness").joinpath("shapes", f"{name_or_path}.json").read_text()
     return name_or_path, json.loads(text)
 
@@ -68,14 +73,16 @@ def model_config(shape: dict, tokenizer):
     from transformers import AutoConfig
 
     values = {k: v for k, v in shape.items() if k != "model_type"}
-    values.update(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                  bos_token_id=tokenizer.bos_token_id)
+    values.update(
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id
+    )
     config = AutoConfig.for_model(shape["model_type"], **values)
     models.check_supported_layout(config, f"shape {shape['model_type']}")
     vocabulary = text_config(config).vocab_size
     if vocabulary < len(tokenizer):
-        raise BadInputError(f"the shape's vocabulary ({vocabulary}) is smaller than the dry run's tokenizer "
-                            f"({len(tokenizer)})")
+        raise BadInputError(
+            f"the shape's vocabulary ({vocabulary}) is smaller than the dry run's tokenizer ({len(tokenizer)})"
+        )
     return config
 
 
@@ -89,6 +96,7 @@ def parameter_count(config) -> int:
 
 
 # --- memory ------------------------------------------------------------------------------------
+
 
 def _rss_bytes() -> tuple[int, int]:
     """Resident memory of this process: (all of it, the anonymous part). Files read through a memory map
@@ -158,6 +166,7 @@ def measured(name: str, interval: float = 0.02) -> Iterator[StageFigures]:
 
 # --- the shape pair ------------------------------------------------------------------------------
 
+
 @functools.cache
 def _tokenizer(size: int = TOKENIZER_VOCAB):
     from harness.sources import corpus
@@ -198,15 +207,16 @@ def _initialise(model, generator: torch.Generator, std: float) -> None:
             if parameter.ndim == 1:
                 parameter.fill_(1.0 if "norm" in name else 0.0)
             else:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
-                                .mul_(std).to(parameter.dtype))
+                parameter.copy_(
+                    torch.randn(parameter.shape, generator=generator, dtype=torch.float32).mul_(std).to(parameter.dtype)
+                )
 
 
 def planted_change(layer: int, n_layers: int) -> float:
     """The SFT's relative perturbation of decoder layer ``layer`` (1..L): small and flat, then rising (a J)."""
     first, last = PLANTED_CHANGE
     depth = (layer - 1) / max(1, n_layers - 1)
-    return first + (last - first) * depth ** 3
+    return first + (last - first) * depth**3
 
 
 def _perturb(model, generator: torch.Generator) -> None:
@@ -223,8 +233,9 @@ def _perturb(model, generator: torch.Generator) -> None:
 
 
 def shape_pair_directory(name: str, shape: dict, dtype: str) -> Path:
-    key = cache.stable_hash({"format": SHAPE_FORMAT, "shape": shape, "dtype": dtype,
-                             "vocab": TOKENIZER_VOCAB, "planted": PLANTED_CHANGE})
+    key = cache.stable_hash(
+        {"format": SHAPE_FORMAT, "shape": shape, "dtype": dtype, "vocab": TOKENIZER_VOCAB, "planted": PLANTED_CHANGE}
+    )
     return cache.cache_root() / "dry-run" / f"{name}-{key}"
 
 
@@ -236,24 +247,31 @@ def check_fits(config, dtype: str, directory: Path, device: str) -> dict:
     need = {"parameters": parameters, "model_gib": round(model_bytes / 2**30, 2)}
     memory = available_memory_bytes()
     if device != "cuda" and memory is not None and model_bytes * 1.3 > memory:
-        raise DoesNotFitError(f"one model of this shape needs about {model_bytes * 1.3 / 2**30:.1f} GiB of host "
-                              f"memory in {dtype}; {memory / 2**30:.1f} GiB are available")
+        raise DoesNotFitError(
+            f"one model of this shape needs about {model_bytes * 1.3 / 2**30:.1f} GiB of host "
+            f"memory in {dtype}; {memory / 2**30:.1f} GiB are available"
+        )
     if torch.cuda.is_available() and device != "cpu":
         total = sum(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
         if model_bytes * 1.2 > total:
-            raise DoesNotFitError(f"one model of this shape needs about {model_bytes * 1.2 / 2**30:.1f} GiB of GPU "
-                                  f"memory in {dtype}; the GPUs have {total / 2**30:.1f} GiB")
+            raise DoesNotFitError(
+                f"one model of this shape needs about {model_bytes * 1.2 / 2**30:.1f} GiB of GPU "
+                f"memory in {dtype}; the GPUs have {total / 2**30:.1f} GiB"
+            )
     directory.parent.mkdir(parents=True, exist_ok=True)
     built = (directory / "base").is_dir() and (directory / "sft").is_dir()
     free = shutil.disk_usage(directory.parent).free
     if not built and 2.1 * model_bytes > free:
-        raise DoesNotFitError(f"the two checkpoints of this shape need about {2.1 * model_bytes / 2**30:.1f} GiB "
-                              f"of disk in {directory.parent}; {free / 2**30:.1f} GiB are free")
+        raise DoesNotFitError(
+            f"the two checkpoints of this shape need about {2.1 * model_bytes / 2**30:.1f} GiB "
+            f"of disk in {directory.parent}; {free / 2**30:.1f} GiB are free"
+        )
     return need
 
 
-def build_shape_pair(name: str, shape: dict, dtype: str = "bfloat16", shard_size: str = "2GB",
-                     progress: bool = True) -> tuple[Path, Path]:
+def build_shape_pair(
+    name: str, shape: dict, dtype: str = "bfloat16", shard_size: str = "2GB", progress: bool = True
+) -> tuple[Path, Path]:
     """The base and SFT checkpoints of ``shape`` in the cache (built once; one model in memory at a time)."""
     from transformers import AutoModelForCausalLM
 
@@ -279,6 +297,7 @@ def build_shape_pair(name: str, shape: dict, dtype: str = "bfloat16", shard_size
 
 
 # --- the stages ------------------------------------------------------------------------------------
+
 
 @dataclass
 class DryRun:
@@ -307,9 +326,15 @@ class Sizes:
     lora_batch: int = 2
 
 
-def run_dry(name_or_path: str, dtype: str = "bfloat16", device: str = "auto", sizes: Sizes = Sizes(),
-            pair_name: str | None = None, progress: bool = True,
-            on_stage: Callable[[StageFigures], None] | None = None) -> DryRun:
+def run_dry(
+    name_or_path: str,
+    dtype: str = "bfloat16",
+    device: str = "auto",
+    sizes: Sizes = Sizes(),
+    pair_name: str | None = None,
+    progress: bool = True,
+    on_stage: Callable[[StageFigures], None] | None = None,
+) -> DryRun:
     """Build the shape pair (or find it cached) and measure every stage at ``sizes``."""
     from harness import config as claims_config
 
@@ -380,9 +405,14 @@ def _weight_change_stage(resolved, n_layers, thresholds, sizes, dtype, device, p
     planted = {layer: planted_change(layer, n_layers) for layer in change}
     # every matrix of a layer got the same relative perturbation: Q/K/V/O and MLP, router and experts alike
     worst = max(abs(values[layer] - planted[layer]) / planted[layer] for values in parts.values() for layer in values)
-    figures.detail.update(relative_change_first=change[1], relative_change_last=change[n_layers],
-                          planted_first=planted[1], planted_last=planted[n_layers], worst_relative_error=worst,
-                          parts=sorted(parts))
+    figures.detail.update(
+        relative_change_first=change[1],
+        relative_change_last=change[n_layers],
+        planted_first=planted[1],
+        planted_last=planted[n_layers],
+        worst_relative_error=worst,
+        parts=sorted(parts),
+    )
     return figures
 
 
@@ -401,8 +431,9 @@ def _swap_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
         with swap.swapped(model, models.checkpoint_directory(resolved.sft), segment):
             copied = time.perf_counter() - started
             evaluate.answer_log_likelihood(model, tokenizer, records)
-    figures.detail.update(layers=segment, copy_seconds=copied,
-                          seconds_per_item=(figures.seconds - copied) / len(records))
+    figures.detail.update(
+        layers=segment, copy_seconds=copied, seconds_per_item=(figures.seconds - copied) / len(records)
+    )
     del model
     return figures
 
@@ -415,8 +446,11 @@ def _eval_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
     options = evaluate.EvalOptions(limit=sizes.eval_items, num_fewshot=0, max_gen_toks=sizes.eval_tokens)
     with measured("lm-eval") as figures:
         evaluate.lm_eval_scores(model, tokenizer, ["gsm8k_local"], options)
-    figures.detail.update(items=sizes.eval_items, generated_tokens=sizes.eval_tokens,
-                          seconds_per_item_token=figures.seconds / (sizes.eval_items * sizes.eval_tokens))
+    figures.detail.update(
+        items=sizes.eval_items,
+        generated_tokens=sizes.eval_tokens,
+        seconds_per_item_token=figures.seconds / (sizes.eval_items * sizes.eval_tokens),
+    )
     del model
     return figures
 
@@ -430,8 +464,10 @@ def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
     tokenizer = models.load_tokenizer(resolved.base)
     examples = lora_runs.supervised_examples(lora_runs.training_records("gsm8k_local", 16), tokenizer)
     block = tuning.middle_block(n_layers)
-    arms = {"full": settings.arm("1" * 5, list(range(n_layers)), n_layers),
-            "mid-block": settings.arm("midblock", block, n_layers)}
+    arms = {
+        "full": settings.arm("1" * 5, list(range(n_layers)), n_layers),
+        "mid-block": settings.arm("midblock", block, n_layers),
+    }
     step_seconds, figures_by_arm = {}, {}
     with measured("LoRA") as figures:
         for label, arm in arms.items():
@@ -442,22 +478,34 @@ def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()
-            training.train(wrapped, lambda g, s=sampler, d=device_of: {k: v.to(d) for k, v in s(g).items()},
-                           training.Schedule(sizes.lora_steps, settings.learning_rate), seed=0,
-                           description=f"dry run LoRA {label}", progress=progress)
+            training.train(
+                wrapped,
+                lambda g, s=sampler, d=device_of: {k: v.to(d) for k, v in s(g).items()},
+                training.Schedule(sizes.lora_steps, settings.learning_rate),
+                seed=0,
+                description=f"dry run LoRA {label}",
+                progress=progress,
+            )
             step_seconds[label] = (time.perf_counter() - started) / sizes.lora_steps
-            figures_by_arm[label] = {"seconds_per_step": step_seconds[label],
-                                     "trainable": tuning.trainable_parameters(wrapped),
-                                     "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20
-                                                      if torch.cuda.is_available() else None)}
+            figures_by_arm[label] = {
+                "seconds_per_step": step_seconds[label],
+                "trainable": tuning.trainable_parameters(wrapped),
+                "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None),
+            }
             del wrapped, model
-    figures.detail.update(batch=sizes.lora_batch, arms=figures_by_arm,
-                          seconds_per_example=step_seconds["full"] / sizes.lora_batch)
+    figures.detail.update(
+        batch=sizes.lora_batch, arms=figures_by_arm, seconds_per_example=step_seconds["full"] / sizes.lora_batch
+    )
     return figures
 
 
-STAGES = {"profile": _profile_stage, "weight change": _weight_change_stage, "swap": _swap_stage,
-          "lm-eval": _eval_stage, "LoRA": _lora_stage}
+STAGES = {
+    "profile": _profile_stage,
+    "weight change": _weight_change_stage,
+    "swap": _swap_stage,
+    "lm-eval": _eval_stage,
+    "LoRA": _lora_stage,
+}
 
 _FRESH_STAGE = """
 import json, sys
@@ -473,8 +521,15 @@ print(json.dumps({**vars(figures), "process_start_mib": start[0] / 2**20}))
 """
 
 
-def stage_in_fresh_process(name: str, base_dir: Path, sft_dir: Path, dtype: str = "bfloat16", device: str = "cpu",
-                           sizes: Sizes = Sizes(), threads: int | None = None):
+def stage_in_fresh_process(
+    name: str,
+    base_dir: Path,
+    sft_dir: Path,
+    dtype: str = "bfloat16",
+    device: str = "cpu",
+    sizes: Sizes = Sizes(),
+    threads: int | None = None,
+):
     """One stage in a process of its own, so that its peak memory is its own (not what earlier stages left)."""
     import dataclasses
     import subprocess
@@ -482,8 +537,13 @@ def stage_in_fresh_process(name: str, base_dir: Path, sft_dir: Path, dtype: str 
 
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     payload = json.dumps([name, str(base_dir), str(sft_dir), dtype, device, dataclasses.asdict(sizes)])
-    return subprocess.Popen([sys.executable, "-c", _FRESH_STAGE, payload], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", _FRESH_STAGE, payload],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def fresh_stage_result(process) -> dict:
@@ -529,13 +589,15 @@ def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float
     runs = arms * len(settings.seeds)
     step = lora["seconds_per_example"] * settings.batch_size
     per_item = swap["seconds_per_item"]  # one forward pass over a short text: likelihood and retention alike
-    scoring = (settings.eval_limit * (settings.max_gen_toks or 256) * per_token
-               + (settings.likelihood_items + settings.retention_samples * len(settings.retention_sets)) * per_item)
+    scoring = (
+        settings.eval_limit * (settings.max_gen_toks or 256) * per_token
+        + (settings.likelihood_items + settings.retention_samples * len(settings.retention_sets)) * per_item
+    )
     parts = {
         "profile (2 models)": 2 * POOLED_SAMPLES * profile,
         "weight change": result.stage("weight change").seconds,
-        "layer swaps (2 directions)": 2 * (hybrids * c3["items"] * swap["seconds_per_item"]
-                                           + (hybrids - 1) * swap["copy_seconds"]),
+        "layer swaps (2 directions)": 2
+        * (hybrids * c3["items"] * swap["seconds_per_item"] + (hybrids - 1) * swap["copy_seconds"]),
         # generation (GSM8K) costs per generated token; multiple choice (MMLU) one scored text per choice
         "lm-eval (2 models)": 2 * (generated * gen_tokens * per_token + choices * per_item),
         f"LoRA study ({runs:.0f} runs)": runs * (settings.steps * step + scoring),
@@ -545,15 +607,20 @@ def estimate(result: DryRun, thresholds: dict, n_layers: int) -> dict[str, float
 
 
 def format_report(result: DryRun) -> str:
-    lines = [f"dry run of {result.name}: {result.facts['parameters'] / 1e9:.3f} B parameters, "
-             f"{result.facts['model_gib']} GiB per model in {result.dtype}, device {result.device}", "",
-             f"{'stage':<14} {'wall s':>9} {'peak host MiB':>14} {'allocated MiB':>14} {'peak GPU MiB':>13}"]
+    lines = [
+        f"dry run of {result.name}: {result.facts['parameters'] / 1e9:.3f} B parameters, "
+        f"{result.facts['model_gib']} GiB per model in {result.dtype}, device {result.device}",
+        "",
+        f"{'stage':<14} {'wall s':>9} {'peak host MiB':>14} {'allocated MiB':>14} {'peak GPU MiB':>13}",
+    ]
     if result.facts.get("note"):
         lines.insert(1, f"note: {result.facts['note']}")
     for stage in result.stages:
         gpu = "-" if stage.peak_gpu_mib is None else f"{stage.peak_gpu_mib:.0f}"
-        lines.append(f"{stage.name:<14} {stage.seconds:>9.2f} {stage.peak_host_mib:>14.0f} "
-                     f"{stage.host_above_start_mib:>14.0f} {gpu:>13}")
+        lines.append(
+            f"{stage.name:<14} {stage.seconds:>9.2f} {stage.peak_host_mib:>14.0f} "
+            f"{stage.host_above_start_mib:>14.0f} {gpu:>13}"
+        )
     lines += ["", "estimated full run of `pytest suites -m PAIR --tune PAIR` at the claims config's sizes:"]
     lines += [f"  {part:<28} {_duration(seconds)}" for part, seconds in result.estimate.items()]
     return "\n".join(lines)

@@ -30,8 +30,9 @@ class Rescored:
 
     @property
     def changed(self) -> list[str]:
-        return [key for key, verdict in self.verdicts.items()
-                if verdict.outcome != self.stored.get(key, {}).get("outcome")]
+        return [
+            key for key, verdict in self.verdicts.items() if verdict.outcome != self.stored.get(key, {}).get("outcome")
+        ]
 
 
 def thresholds_of(name: str, section: dict, claims_config: dict | None) -> dict:
@@ -62,18 +63,21 @@ def rescore_pair(name: str, section: dict, evidence: dict, thresholds: dict) -> 
         if directional.is_directional(key):
             stored = evidence["directional"][key]
             again = None if stored["resampled"] is None else stored["resampled"]
-            result.verdicts[key] = directional.evaluate(directional.HYPOTHESES[key], stored["delta"], thresholds,
-                                                        again, stored["note"])
+            result.verdicts[key] = directional.evaluate(
+                directional.HYPOTHESES[key], stored["delta"], thresholds, again, stored["note"]
+            )
         else:
             needed = resampled if bootstrap.NEEDS[key] else []
-            result.verdicts[key] = claims.evaluate(key, bundle, thresholds, needed, confidence,
-                                                   evidence["note"] if needed else "")
+            result.verdicts[key] = claims.evaluate(
+                key, bundle, thresholds, needed, confidence, evidence["note"] if needed else ""
+            )
     for key in keys:
         if key.startswith("C3:"):
             _, direction, count = key.split(":")
             swaps = evidence["swaps"][direction]
-            result.verdicts[key] = verification.swap_verdict(_with_int_keys(swaps), int(count.removeprefix("M")),
-                                                             thresholds)
+            result.verdicts[key] = verification.swap_verdict(
+                _with_int_keys(swaps), int(count.removeprefix("M")), thresholds
+            )
     lora_keys = [key for key in keys if key.startswith(("C4", "C8"))]
     if lora_keys:
         study = lora_study.LoraStudy.from_evidence(name, evidence["lora"], thresholds)
@@ -93,15 +97,21 @@ def _with_int_keys(swaps: dict) -> dict:
 def rescore_report(report: dict, claims_config: dict | None = None) -> dict[str, Rescored]:
     """Every pair of a stored report of verdicts (``harness verify``, ``tune`` or a pytest session)."""
     if report.get("kind") not in ("claims", "lora"):
-        raise BadInputError(f"a {report.get('kind')!r} report holds no verdicts: rescore the report of "
-                            "`harness verify`, `harness tune` or a pytest session")
+        raise BadInputError(
+            f"a {report.get('kind')!r} report holds no verdicts: rescore the report of "
+            "`harness verify`, `harness tune` or a pytest session"
+        )
     evidence = report.get("evidence") or {}
     missing = sorted(name for name in report["pairs"] if name not in evidence)
     if missing:
-        raise BadInputError(f"the report keeps no evidence of {', '.join(missing)} (written by an older harness): "
-                            "run the claims again to rescore them")
-    return {name: rescore_pair(name, section, evidence[name], thresholds_of(name, section, claims_config))
-            for name, section in sorted(report["pairs"].items())}
+        raise BadInputError(
+            f"the report keeps no evidence of {', '.join(missing)} (written by an older harness): "
+            "run the claims again to rescore them"
+        )
+    return {
+        name: rescore_pair(name, section, evidence[name], thresholds_of(name, section, claims_config))
+        for name, section in sorted(report["pairs"].items())
+    }
 
 
 def rescored_report(report: dict, rescored: dict[str, Rescored], claims_config: dict | None, source: str) -> dict:
@@ -112,6 +122,8 @@ def rescored_report(report: dict, rescored: dict[str, Rescored], claims_config: 
         verdicts = {key: verdict.to_dict() for key, verdict in sorted(rescored[name].verdicts.items())}
         pairs[name] = {**section, "thresholds": thresholds, "verdicts": verdicts}
         if "lora" in section:
-            pairs[name]["lora"] = {**section["lora"], "verdicts": {key: value for key, value in verdicts.items()
-                                                                   if key.startswith(("C4", "C8"))}}
+            pairs[name]["lora"] = {
+                **section["lora"],
+                "verdicts": {key: value for key, value in verdicts.items() if key.startswith(("C4", "C8"))},
+            }
     return {**report, "environment": reports.environment(), "pairs": pairs, "rescored_from": source}

@@ -65,9 +65,17 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def _save_checkpoint(checkpoints: Checkpoints, model, optimizer, scheduler, generator, losses) -> None:
     buffer = io.BytesIO()
-    torch.save({"step": len(losses), "losses": losses, "trainable": _trainable_state(model),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state()}, buffer)
+    torch.save(
+        {
+            "step": len(losses),
+            "losses": losses,
+            "trainable": _trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(),
+        },
+        buffer,
+    )
     write_bytes_atomic(checkpoints.path, buffer.getvalue())
 
 
@@ -79,8 +87,10 @@ def _resume(checkpoints: Checkpoints, model, optimizer, scheduler, generator) ->
     parameters = dict(model.named_parameters())
     unknown = sorted(set(state["trainable"]) - {n for n, p in parameters.items() if p.requires_grad})
     if unknown:
-        raise BadInputError(f"checkpoint {checkpoints.path} does not belong to this model (e.g. {unknown[0]}); "
-                         f"delete it to start afresh")
+        raise BadInputError(
+            f"checkpoint {checkpoints.path} does not belong to this model (e.g. {unknown[0]}); "
+            f"delete it to start afresh"
+        )
     with torch.no_grad():
         for name, value in state["trainable"].items():
             parameters[name].copy_(value)
@@ -90,8 +100,15 @@ def _resume(checkpoints: Checkpoints, model, optimizer, scheduler, generator) ->
     return list(state["losses"])
 
 
-def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch], schedule: Schedule,
-          seed: int, description: str, progress: bool = True, checkpoints: Checkpoints | None = None) -> list[float]:
+def train(
+    model: torch.nn.Module,
+    next_batch: Callable[[torch.Generator], Batch],
+    schedule: Schedule,
+    seed: int,
+    description: str,
+    progress: bool = True,
+    checkpoints: Checkpoints | None = None,
+) -> list[float]:
     """Run ``schedule.steps`` AdamW steps on batches drawn by ``next_batch``; return the losses.
 
     With ``checkpoints``, the trainable weights, optimizer, schedule and batch
@@ -102,13 +119,20 @@ def train(model: torch.nn.Module, next_batch: Callable[[torch.Generator], Batch]
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise BadInputError("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(parameters, lr=schedule.learning_rate, betas=(0.9, 0.95),
-                                  weight_decay=schedule.weight_decay)
+    optimizer = torch.optim.AdamW(
+        parameters, lr=schedule.learning_rate, betas=(0.9, 0.95), weight_decay=schedule.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     losses: list[float] = _resume(checkpoints, model, optimizer, scheduler, generator) if checkpoints else []
     model.train()
-    bar = tqdm(range(len(losses), schedule.steps), desc=description, disable=not progress, leave=False,
-               initial=len(losses), total=schedule.steps)
+    bar = tqdm(
+        range(len(losses), schedule.steps),
+        desc=description,
+        disable=not progress,
+        leave=False,
+        initial=len(losses),
+        total=schedule.steps,
+    )
     for _ in bar:
         batch = next_batch(generator)
         loss = model(**batch).loss
@@ -134,14 +158,15 @@ def window_sampler(stream: torch.Tensor, batch_size: int, length: int) -> Callab
 
     def next_batch(generator: torch.Generator) -> Batch:
         starts = torch.randint(0, stream.numel() - length, (batch_size,), generator=generator)
-        windows = torch.stack([stream[s:s + length] for s in starts.tolist()])
+        windows = torch.stack([stream[s : s + length] for s in starts.tolist()])
         return {"input_ids": windows, "labels": windows.clone()}
 
     return next_batch
 
 
-def supervised_sampler(examples: Sequence[tuple[list[int], list[int]]], batch_size: int,
-                       pad_token_id: int) -> Callable[[torch.Generator], Batch]:
+def supervised_sampler(
+    examples: Sequence[tuple[list[int], list[int]]], batch_size: int, pad_token_id: int
+) -> Callable[[torch.Generator], Batch]:
     """Batches of (prompt ids, answer ids) pairs, right-padded, with the loss on answer tokens only."""
     if not examples:
         raise BadInputError("no supervised examples")
@@ -155,9 +180,9 @@ def supervised_sampler(examples: Sequence[tuple[list[int], list[int]]], batch_si
         attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
         for row, (prompt, answer) in enumerate(rows):
             ids = prompt + answer
-            input_ids[row, :len(ids)] = torch.tensor(ids)
-            labels[row, len(prompt):len(ids)] = torch.tensor(answer)
-            attention_mask[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, len(prompt) : len(ids)] = torch.tensor(answer)
+            attention_mask[row, : len(ids)] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
     return next_batch

@@ -36,27 +36,39 @@ class Measured:
             started = time.perf_counter()
             if directional.is_directional(claim):  # §3.3-3.4, per depth band, from the same captured runs
                 delta, resampled, note = directional.measured_inputs(claim, self.profile, self.resampler)
-                self._directional[claim] = {"delta": np.asarray(delta, dtype=float).tolist(), "note": note,
-                                            "resampled": None if resampled is None else resampled.tolist()}
-                self.verdicts[claim] = directional.evaluate(directional.HYPOTHESES[claim], delta, self.thresholds,
-                                                            resampled, note)
+                self._directional[claim] = {
+                    "delta": np.asarray(delta, dtype=float).tolist(),
+                    "note": note,
+                    "resampled": None if resampled is None else resampled.tolist(),
+                }
+                self.verdicts[claim] = directional.evaluate(
+                    directional.HYPOTHESES[claim], delta, self.thresholds, resampled, note
+                )
             else:
                 kind = bootstrap.NEEDS[claim]
                 if self._bundle is None:
                     self._bundle = bootstrap.bundle_of(self.profile)
                 resampled = self.resampler.bundles(kind)
                 self.verdicts[claim] = claims.evaluate(
-                    claim, self._bundle, self.thresholds, resampled,
+                    claim,
+                    self._bundle,
+                    self.thresholds,
+                    resampled,
                     confidence=self.thresholds["bootstrap"]["confidence"],
-                    note=self.resampler.note if resampled else "")
+                    note=self.resampler.note if resampled else "",
+                )
             self.seconds += time.perf_counter() - started
         return self.verdicts[claim]
 
     def evidence(self) -> dict:
         """What the verdicts were computed from beyond the tables: the resampled series and the directional
         differences, so that ``rescore`` recomputes them under other thresholds without the models."""
-        return {"layers": self.resampler.layers, "note": self.resampler.note, "resamples": self.resampler.stored(),
-                "directional": dict(self._directional)}
+        return {
+            "layers": self.resampler.layers,
+            "note": self.resampler.note,
+            "resamples": self.resampler.stored(),
+            "directional": dict(self._directional),
+        }
 
     def section(self) -> dict:
         """This pair's part of a report (and the whole of a baseline)."""
@@ -69,8 +81,13 @@ class Measured:
         }
 
 
-def measure(spec: models.ModelSpec, options: ProfileOptions, device: str = "auto", progress: bool = True,
-            claims_config: dict | None = None) -> Measured:
+def measure(
+    spec: models.ModelSpec,
+    options: ProfileOptions,
+    device: str = "auto",
+    progress: bool = True,
+    claims_config: dict | None = None,
+) -> Measured:
     """Resolve, profile and prepare the bootstrap of one pair (raises ModelUnavailableError when it cannot)."""
     thresholds = config.thresholds_for(spec.name, claims_config)
     resolved = models.resolve_pair(spec, progress=progress)
@@ -83,8 +100,12 @@ def measure(spec: models.ModelSpec, options: ProfileOptions, device: str = "auto
 def claims_report(sections: dict[str, dict], kind: str = "claims", evidence: dict[str, dict] | None = None) -> dict:
     """A report of verdicts: one section per pair, and (``evidence``) per pair what ``rescore`` needs to give
     the verdicts again under other thresholds without the models."""
-    report = {"schema_version": reports.SCHEMA_VERSION, "kind": kind, "environment": reports.environment(),
-              "pairs": sections}
+    report = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "kind": kind,
+        "environment": reports.environment(),
+        "pairs": sections,
+    }
     if evidence:
         report["evidence"] = evidence
     return report
@@ -97,15 +118,18 @@ def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
     (the reason it is not "holds"), else its main statistic. The last line counts the outcomes.
     """
     width = max([5, *map(len, verdicts)])
-    lines = [f"{'claim':<{width}} {'outcome':<12} {'statistic':<30} {'value':>10} {'interval':>22} "
-             f"{'threshold':>11}  source"]
+    lines = [
+        f"{'claim':<{width}} {'outcome':<12} {'statistic':<30} {'value':>10} {'interval':>22} {'threshold':>11}  source"
+    ]
     for claim, verdict in sorted(verdicts.items()):
         shown = next((c for c in verdict.deciding if c.outcome != claims.HOLDS), verdict.main)
         ci = f"[{shown.interval[0]:.4g}, {shown.interval[1]:.4g}]" if shown.interval else "exact"
         value = f"{shown.value:.4g}" if claims._finite(shown.value) else "undefined"
         origin = shown.source.split(":")[0] if shown.source else ""
-        lines.append(f"{claim:<{width}} {verdict.outcome:<12} {shown.name:<30} {value:>10} {ci:>22} "
-                     f"{shown.comparison + ' ' + format(shown.threshold, '.4g'):>11}  {origin}")
+        lines.append(
+            f"{claim:<{width}} {verdict.outcome:<12} {shown.name:<30} {value:>10} {ci:>22} "
+            f"{shown.comparison + ' ' + format(shown.threshold, '.4g'):>11}  {origin}"
+        )
     counts = {outcome: sum(v.outcome == outcome for v in verdicts.values()) for outcome in claims.OUTCOMES}
     lines.append(", ".join(f"{count} {outcome}" for outcome, count in counts.items()))
     return "\n".join(lines)
@@ -136,8 +160,14 @@ class SwapMeasured:
             records = [synthetic.gsm8k_record(0, "test", i) for i in range(c["items"])]
             try:
                 self.results[direction] = swap.cached_swap_scores(
-                    _checkpoint(self.resolved, host), _checkpoint(self.resolved, donor), records,
-                    tuple(c["segment_counts"]), head_from=c["head_from"], dtype=self.dtype, device=self.device)
+                    _checkpoint(self.resolved, host),
+                    _checkpoint(self.resolved, donor),
+                    records,
+                    tuple(c["segment_counts"]),
+                    head_from=c["head_from"],
+                    dtype=self.dtype,
+                    device=self.device,
+                )
             except BadInputError as error:
                 self.errors[direction] = error
                 raise
@@ -148,9 +178,11 @@ class SwapMeasured:
         if key not in self.verdicts:
             result = self.result(direction)
             if segment_count not in result["segments"]:
-                raise BadInputError(f"{self.name} has {result['n_layers']} decoder layers: C3 at M = {segment_count} "
-                                    f"needs at least {segment_count}, one per segment (set C3.segment_counts in a "
-                                    "claims config to values it can take)")
+                raise BadInputError(
+                    f"{self.name} has {result['n_layers']} decoder layers: C3 at M = {segment_count} "
+                    f"needs at least {segment_count}, one per segment (set C3.segment_counts in a "
+                    "claims config to values it can take)"
+                )
             self.verdicts[key] = swap_verdict(result, segment_count, self.thresholds)
         return self.verdicts[key]
 
@@ -159,12 +191,20 @@ class SwapMeasured:
         return {"swaps": self.results}
 
     def section(self) -> dict:
-        return {"pair": {"name": self.name, "base": self.resolved.base.describe() if not
-                         self.resolved.spec.is_built_locally else self.resolved.spec.base.describe()},
-                "swaps": {direction: {k: v for k, v in result.items() if k != "items"}
-                          for direction, result in sorted(self.results.items())},
-                "verdicts": {key: verdict.to_dict() for key, verdict in sorted(self.verdicts.items())},
-                "thresholds": {"C3": self.thresholds["C3"], "bootstrap": self.thresholds["bootstrap"]}}
+        return {
+            "pair": {
+                "name": self.name,
+                "base": self.resolved.base.describe()
+                if not self.resolved.spec.is_built_locally
+                else self.resolved.spec.base.describe(),
+            },
+            "swaps": {
+                direction: {k: v for k, v in result.items() if k != "items"}
+                for direction, result in sorted(self.results.items())
+            },
+            "verdicts": {key: verdict.to_dict() for key, verdict in sorted(self.verdicts.items())},
+            "thresholds": {"C3": self.thresholds["C3"], "bootstrap": self.thresholds["bootstrap"]},
+        }
 
 
 def _checkpoint(resolved: models.ResolvedPair, which: str):
@@ -196,20 +236,30 @@ def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.V
     sampling = thresholds["bootstrap"]
     rng = np.random.default_rng(sampling["seed"])
     resampled = [judged(w) for w in intervals.dirichlet_weights(items.shape[1], sampling["resamples"], rng)]
-    verdict = claims.with_intervals(judged(None), resampled, sampling["confidence"],
-                                    f"percentile intervals over {sampling['resamples']} Bayesian-bootstrap "
-                                    f"reweightings of the {items.shape[1]} scored problems (paired across hybrids "
-                                    "and host; best segments picked anew in each)")
+    verdict = claims.with_intervals(
+        judged(None),
+        resampled,
+        sampling["confidence"],
+        f"percentile intervals over {sampling['resamples']} Bayesian-bootstrap "
+        f"reweightings of the {items.shape[1]} scored problems (paired across hybrids "
+        "and host; best segments picked anew in each)",
+    )
     verdict.claim = f"C3 M={segment_count}"
     verdict.evidence["host_score"] = result["host"]["score"]
     return verdict
 
 
-def measure_swaps(spec: models.ModelSpec, device: str = "auto", dtype: str | None = None, progress: bool = True,
-                  claims_config: dict | None = None) -> SwapMeasured:
+def measure_swaps(
+    spec: models.ModelSpec,
+    device: str = "auto",
+    dtype: str | None = None,
+    progress: bool = True,
+    claims_config: dict | None = None,
+) -> SwapMeasured:
     resolved = models.resolve_pair(spec, progress=progress)
-    return SwapMeasured(spec.name, resolved, config.thresholds_for(spec.name, claims_config), device,
-                        dtype or spec.dtype)
+    return SwapMeasured(
+        spec.name, resolved, config.thresholds_for(spec.name, claims_config), device, dtype or spec.dtype
+    )
 
 
 def downstream_scores(resolved: models.ResolvedPair, thresholds: dict, dtype: str, device: str = "auto") -> dict:
@@ -217,8 +267,9 @@ def downstream_scores(resolved: models.ResolvedPair, thresholds: dict, dtype: st
     from harness.measure import evaluate
 
     settings = thresholds["evaluation"]
-    options = evaluate.EvalOptions(limit=settings["limit"], num_fewshot=settings["num_fewshot"],
-                                   max_gen_toks=settings["max_gen_toks"])
+    options = evaluate.EvalOptions(
+        limit=settings["limit"], num_fewshot=settings["num_fewshot"], max_gen_toks=settings["max_gen_toks"]
+    )
     tokenizer = models.load_tokenizer(resolved.sft)
     scores: dict = {}
     for label, ref in (("base", resolved.base), ("sft", resolved.sft)):
@@ -238,8 +289,11 @@ def downstream_table(scores: dict) -> str:
         cells = []
         for label in ("base", "sft"):
             entry = by_model.get(label, {})
-            cells.append(f"{label} unavailable" if "unavailable" in entry else
-                         f"{label} {entry['score']:.3f} ± {entry['stderr'] or 0:.3f}")
+            cells.append(
+                f"{label} unavailable"
+                if "unavailable" in entry
+                else f"{label} {entry['score']:.3f} ± {entry['stderr'] or 0:.3f}"
+            )
         metric = next((e["metric"] for e in by_model.values() if "metric" in e), "")
         lines.append(f"{task:<14} {metric:<26} " + "   ".join(cells))
     return "\n".join(lines)

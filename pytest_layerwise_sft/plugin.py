@@ -27,14 +27,16 @@ from harness.verdicts import claims, dose_response, regression
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
 DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
-PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name)
-               for name in (*models.REGISTRY, "custom")]
+PAIR_PARAMS = [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in (*models.REGISTRY, "custom")]
 
 
 def _control_params(answers) -> list:
     """The planted controls (ladder rungs aside) that answer at least one claim ``answers`` accepts."""
-    return [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
-            if control.ladder is None and any(map(answers, control.expected))]
+    return [
+        pytest.param(name, marks=pytest.mark.controls, id=name)
+        for name, control in CONTROLS.items()
+        if control.ladder is None and any(map(answers, control.expected))
+    ]
 
 
 # The profile controls of C1, C2, C7 and the directional suite; C5 and C6 have their own built pairs.
@@ -44,8 +46,11 @@ STAGES_CONTROL_PARAMS = _control_params(lambda claim: claim == "C6")
 LADDER_RUNGS = {name for name, control in CONTROLS.items() if control.ladder is not None}  # figured as a ladder
 LADDER_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LADDERS]
 LORA_CONTROL_PARAMS = _control_params(lambda claim: claim.startswith("C4") or claim == "C8")
-SWAP_CONTROL_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name, control in CONTROLS.items()
-                       if any(claim.startswith("C3") for claim in control.expected)]
+SWAP_CONTROL_PARAMS = [
+    pytest.param(name, marks=pytest.mark.controls, id=name)
+    for name, control in CONTROLS.items()
+    if any(claim.startswith("C3") for claim in control.expected)
+]
 
 
 def pytest_addoption(parser):
@@ -58,31 +63,72 @@ def pytest_addoption(parser):
     group.addoption("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
     group.addoption("--token-samples", type=int, default=TOKEN_LEVEL_SAMPLES, help="samples for token metrics")
     group.addoption("--report-dir", default="reports", help="where each session writes its report and figures")
-    group.addoption("--baseline", action="store_true",
-                    help="regression mode: compare every metric and verdict with the stored baseline")
+    group.addoption(
+        "--baseline",
+        action="store_true",
+        help="regression mode: compare every metric and verdict with the stored baseline",
+    )
     group.addoption("--baselines-dir", default="baselines", help="where baselines are stored, one folder per pair")
-    group.addoption("--update-baselines", action="store_true",
-                    help="write the measured pairs as the new baselines (the only way a baseline changes)")
+    group.addoption(
+        "--update-baselines",
+        action="store_true",
+        help="write the measured pairs as the new baselines (the only way a baseline changes)",
+    )
     group.addoption("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
-    group.addoption("--set", action="append", default=None, metavar="KEY=VALUE", dest="claims_settings",
-                    help="one setting of the claims config for this session, above every pair's own (repeatable): "
-                         "e.g. a custom pair's --set evaluation.max_gen_toks=48 --set tuning.steps=50")
-    group.addoption("--num-fewshot", type=int, default=None, dest="claims_num_fewshot",
-                    help="shots when the LoRA arms are scored (evaluation.num_fewshot)")
-    group.addoption("--max-gen-toks", type=int, default=None, dest="claims_max_gen_toks",
-                    help="generated tokens at most per answer (evaluation.max_gen_toks)")
-    group.addoption("--tune", action="append", default=None, metavar="PAIR",
-                    help="pairs whose LoRA arms are trained for C4 and C8 (repeatable; default: tiny_olmo2). "
-                         "A study trains every arm with every seed: minutes on the tiny pair, GPU-hours on a 7B one")
-    group.addoption("--tune-executor", choices=("serial", "local", "slurm"), default="serial",
-                    help="train a study's runs one after another (default) or as submitit jobs (local: one GPU "
-                         "per job; slurm: a job array); finished runs are read from the cache, never retrained")
+    group.addoption(
+        "--set",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        dest="claims_settings",
+        help="one setting of the claims config for this session, above every pair's own (repeatable): "
+        "e.g. a custom pair's --set evaluation.max_gen_toks=48 --set tuning.steps=50",
+    )
+    group.addoption(
+        "--num-fewshot",
+        type=int,
+        default=None,
+        dest="claims_num_fewshot",
+        help="shots when the LoRA arms are scored (evaluation.num_fewshot)",
+    )
+    group.addoption(
+        "--max-gen-toks",
+        type=int,
+        default=None,
+        dest="claims_max_gen_toks",
+        help="generated tokens at most per answer (evaluation.max_gen_toks)",
+    )
+    group.addoption(
+        "--tune",
+        action="append",
+        default=None,
+        metavar="PAIR",
+        help="pairs whose LoRA arms are trained for C4 and C8 (repeatable; default: tiny_olmo2). "
+        "A study trains every arm with every seed: minutes on the tiny pair, GPU-hours on a 7B one",
+    )
+    group.addoption(
+        "--tune-executor",
+        choices=("serial", "local", "slurm"),
+        default="serial",
+        help="train a study's runs one after another (default) or as submitit jobs (local: one GPU "
+        "per job; slurm: a job array); finished runs are read from the cache, never retrained",
+    )
     group.addoption("--tune-workers", type=int, default=1, help="jobs at once with --tune-executor local or slurm")
-    group.addoption("--tune-segments", type=int, nargs="+", default=None, metavar="M",
-                    help="values of M for the single-segment inverted U of C4 (default: the claims config's)")
-    group.addoption("--inconclusive", choices=("fail", "xfail", "pass"), default="fail",
-                    help="what a claim whose interval straddles its threshold does in verification mode: fail "
-                         "(default: nothing unproven shows green), xfail (shown as x, with the reason), or pass")
+    group.addoption(
+        "--tune-segments",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="M",
+        help="values of M for the single-segment inverted U of C4 (default: the claims config's)",
+    )
+    group.addoption(
+        "--inconclusive",
+        choices=("fail", "xfail", "pass"),
+        default="fail",
+        help="what a claim whose interval straddles its threshold does in verification mode: fail "
+        "(default: nothing unproven shows green), xfail (shown as x, with the reason), or pass",
+    )
 
 
 class ClaimSession:
@@ -98,13 +144,18 @@ class ClaimSession:
         self.regression = option.baseline
         self.baselines_dir = Path(option.baselines_dir)
         self.update_baselines = option.update_baselines
-        settings = [*(option.claims_settings or []),
-                    *([f"evaluation.num_fewshot={option.claims_num_fewshot}"]
-                      if option.claims_num_fewshot is not None else []),
-                    *([f"evaluation.max_gen_toks={option.claims_max_gen_toks}"]
-                      if option.claims_max_gen_toks is not None else [])]
+        settings = [
+            *(option.claims_settings or []),
+            *([f"evaluation.num_fewshot={option.claims_num_fewshot}"] if option.claims_num_fewshot is not None else []),
+            *(
+                [f"evaluation.max_gen_toks={option.claims_max_gen_toks}"]
+                if option.claims_max_gen_toks is not None
+                else []
+            ),
+        ]
         self.claims_config = claims_config.with_settings(
-            claims_config.load_config(Path(option.claims_config)) if option.claims_config else None, settings)
+            claims_config.load_config(Path(option.claims_config)) if option.claims_config else None, settings
+        )
         self.tune_pairs = option.tune or list(DEFAULT_TUNED)
         self.tune_segments = option.tune_segments
         self.jobs_settings = arm_jobs.JobSettings(executor=option.tune_executor, workers=option.tune_workers)
@@ -130,9 +181,12 @@ class ClaimSession:
         return models.get_spec(name)
 
     def options(self, spec: models.ModelSpec) -> ProfileOptions:
-        return ProfileOptions(probe_set=self.probe_set,
-                              pooled_samples=control_pooled_samples(spec.name, self.pooled_samples),
-                              token_samples=self.token_samples, dtype=self.dtype or spec.dtype)
+        return ProfileOptions(
+            probe_set=self.probe_set,
+            pooled_samples=control_pooled_samples(spec.name, self.pooled_samples),
+            token_samples=self.token_samples,
+            dtype=self.dtype or spec.dtype,
+        )
 
     def _once(self, store: dict, name: str, make):
         """Measure ``name`` once per session. A registered pair that cannot be had here is skipped, with its
@@ -159,24 +213,38 @@ class ClaimSession:
         pytest.skip(self.unavailable[name])
 
     def measure(self, name: str) -> verification.Measured:
-        return self._once(self.measured, name, lambda spec: verification.measure(
-            spec, self.options(spec), self.device, claims_config=self.claims_config))
+        return self._once(
+            self.measured,
+            name,
+            lambda spec: verification.measure(spec, self.options(spec), self.device, claims_config=self.claims_config),
+        )
 
     def measure_swaps(self, name: str) -> verification.SwapMeasured:
-        return self._once(self.swaps, name, lambda spec: verification.measure_swaps(
-            spec, self.device, self.dtype, claims_config=self.claims_config))
+        return self._once(
+            self.swaps,
+            name,
+            lambda spec: verification.measure_swaps(spec, self.device, self.dtype, claims_config=self.claims_config),
+        )
 
     def study(self, name: str) -> lora_study.LoraStudy:
         if name not in self.tune_pairs and name not in CONTROLS:  # a planted study is always trained
-            pytest.skip(f"the LoRA arms of {name} are not trained in this run (C4 and C8 train every arm with every "
-                        f"seed): ask for them with --tune {name} (once per pair to train), or run "
-                    f"`harness tune --pair {name}`")
+            pytest.skip(
+                f"the LoRA arms of {name} are not trained in this run (C4 and C8 train every arm with every "
+                f"seed): ask for them with --tune {name} (once per pair to train), or run "
+                f"`harness tune --pair {name}`"
+            )
 
         def make(spec):
             profile = self.measure(name).profile.pair  # the block finder reads the pair profile
-            study = lora_study.study_pair(spec, profile, claims_config.thresholds_for(name, self.claims_config),
-                                          self.device, self.dtype, self.tune_segments,
-                                          jobs_settings=self.jobs_settings)
+            study = lora_study.study_pair(
+                spec,
+                profile,
+                claims_config.thresholds_for(name, self.claims_config),
+                self.device,
+                self.dtype,
+                self.tune_segments,
+                jobs_settings=self.jobs_settings,
+            )
             study.run()  # this run asked for the pair's arms (--tune, or a planted control): train them now
             return study
 
@@ -193,7 +261,8 @@ class ClaimSession:
             build = self.build_of(name)
             note = regression.missing_build_note(self.baselines_dir, name, self.probe_set, build)
             self.baselines[name] = note or regression.load_baseline(
-                regression.baseline_path(self.baselines_dir, name, self.probe_set, build))
+                regression.baseline_path(self.baselines_dir, name, self.probe_set, build)
+            )
         if isinstance(self.baselines[name], str):
             pytest.skip(self.baselines[name])
         return self.baselines[name]
@@ -206,8 +275,10 @@ class ClaimSession:
         weights = (section or {}).get("pair", {})
         if "base_weights" not in weights:
             resolved = models.resolve_pair(spec, progress=False)
-            weights = {"base_weights": models.weights_fingerprint(resolved.base),
-                       "sft_weights": models.weights_fingerprint(resolved.sft)}
+            weights = {
+                "base_weights": models.weights_fingerprint(resolved.base),
+                "sft_weights": models.weights_fingerprint(resolved.sft),
+            }
         return regression.build_of(weights)
 
     def finish(self) -> list[Path]:
@@ -245,15 +316,17 @@ class ClaimSession:
 
         for group, names in sorted(groups.items()):
             folder = reports.run_folder(self.report_dir, group)
-            report = verification.claims_report({name: sections[name] for name in names},
-                                                 evidence={name: evidence[name] for name in names})
+            report = verification.claims_report(
+                {name: sections[name] for name in names}, evidence={name: evidence[name] for name in names}
+            )
             if group == "controls" and self.dose_responses:
                 report["dose_response"] = self.dose_responses
-                written += [plots.dose_response_figure(ladder, responses, folder / f"{ladder}-dose-response.png")
-                            for ladder, responses in sorted(self.dose_responses.items())]
+                written += [
+                    plots.dose_response_figure(ladder, responses, folder / f"{ladder}-dose-response.png")
+                    for ladder, responses in sorted(self.dose_responses.items())
+                ]
             written.append(reports.write_report(folder / "report.json", report))
-            studies = {name: self.studies[name] for name in names
-                       if name in self.studies and "lora" in sections[name]}
+            studies = {name: self.studies[name] for name in names if name in self.studies and "lora" in sections[name]}
             pairs = {n: self.measured[n] for n in names if n in self.measured and n not in LADDER_RUNGS}
             written += plots.write_figures(folder, pairs, studies)
             written += plots.write_swap_figures(folder, {n: self.swaps[n] for n in names if n in self.swaps})
@@ -262,13 +335,20 @@ class ClaimSession:
             for name, section in sections.items():
                 if name in CONTROLS:
                     continue  # controls are verified against their known answer, never against a baseline
-                refusal = regression.baseline_refusal(name, section, self.failed.get(name, 0), self.interrupted,
-                                                      name in self.tune_pairs)
+                refusal = regression.baseline_refusal(
+                    name, section, self.failed.get(name, 0), self.interrupted, name in self.tune_pairs
+                )
                 if refusal:
                     self.baseline_notes.append(f"baseline of {name} not written: {refusal}")
                     continue
-                written.append(regression.write_baseline(regression.baseline_path(
-                    self.baselines_dir, name, self.probe_set, self.build_of(name, section)), section))
+                written.append(
+                    regression.write_baseline(
+                        regression.baseline_path(
+                            self.baselines_dir, name, self.probe_set, self.build_of(name, section)
+                        ),
+                        section,
+                    )
+                )
         return written
 
 
@@ -310,7 +390,8 @@ def pytest_collection_modifyitems(config, items):
         if not wanted:
             config.harness_session.deselected_note = (
                 f"{len(deselected)} tests on real checkpoints were deselected: select a pair with "
-                f"-m {' / -m '.join(models.REAL_PAIRS)}, or --base BASE --sft SFT")
+                f"-m {' / -m '.join(models.REAL_PAIRS)}, or --base BASE --sft SFT"
+            )
 
 
 def pair_of(item: pytest.Item) -> str | None:
@@ -348,9 +429,11 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(harness.deselected_note)
     for name in sorted(set(harness.measured) | set(harness.swaps) | set(harness.studies)):
         terminalreporter.write_sep("-", f"claims on {name}")
-        verdicts = {**(harness.measured[name].verdicts if name in harness.measured else {}),
-                    **(harness.swaps[name].verdicts if name in harness.swaps else {}),
-                    **(harness.studies[name].verdicts if name in harness.studies else {})}
+        verdicts = {
+            **(harness.measured[name].verdicts if name in harness.measured else {}),
+            **(harness.swaps[name].verdicts if name in harness.swaps else {}),
+            **(harness.studies[name].verdicts if name in harness.studies else {}),
+        }
         terminalreporter.write_line(verification.verdict_table(verdicts))
     for path in getattr(harness, "written", []):
         terminalreporter.write_line(f"wrote {path}")
@@ -359,6 +442,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 # --- fixtures -------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def harness_session(request) -> ClaimSession:
@@ -402,13 +486,16 @@ def check_dose_response(harness_session):
     def check(claim: str, ladder: str) -> None:
         if claim not in LADDERS[ladder].answers:
             pytest.skip(f"the ladder {ladder} is built for {', '.join(LADDERS[ladder].answers)}, not {claim}")
-        rungs = [(dose, measured.verdict(claim), CONTROLS[measured.name].expected.get(claim))
-                 for dose, measured in harness_session.ladder(ladder)]
+        rungs = [
+            (dose, measured.verdict(claim), CONTROLS[measured.name].expected.get(claim))
+            for dose, measured in harness_session.ladder(ladder)
+        ]
         rows = dose_response.response(claim, rungs)
         harness_session.dose_responses.setdefault(ladder, {})[claim] = rows
         problems = dose_response.wrong_answers(rows) + dose_response.reversals(rows)
-        assert not problems, (f"{claim} on the planted ladder {ladder}:\n" + "\n".join(problems) + "\n"
-                              + dose_response.table(rows))
+        assert not problems, (
+            f"{claim} on the planted ladder {ladder}:\n" + "\n".join(problems) + "\n" + dose_response.table(rows)
+        )
 
     return check
 
@@ -465,13 +552,15 @@ def check_claim(harness_session):
             expected = control.expected[key]
             wanted = claims.HOLDS if expected else claims.REFUTED
             assert verdict.outcome == wanted, (
-                f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain())
+                f"planted control {measured.name}: {claim} should be {wanted}. " + verdict.explain()
+            )
             isolated = control.isolates.get(key)
             if isolated is not None:  # the control tests that one sub-condition alone can refute the claim
                 failing = [condition.name for condition in verdict.deciding if condition.outcome != claims.HOLDS]
-                assert failing == list(isolated), (f"planted control {measured.name} must fail {claim} on "
-                                                   f"{', '.join(isolated)} alone; failing: {failing}. "
-                                                   + verdict.explain())
+                assert failing == list(isolated), (
+                    f"planted control {measured.name} must fail {claim} on "
+                    f"{', '.join(isolated)} alone; failing: {failing}. " + verdict.explain()
+                )
         elif harness_session.update_baselines:
             return  # the measured verdict becomes the baseline at the end of the session
         elif harness_session.regression:
@@ -483,12 +572,19 @@ def check_claim(harness_session):
             differences = regression.compare_sections(baseline, current, harness_session.claims_config, tables=False)
             profiled = getattr(measured, "profile", None)
             source = regression.other_source(baseline, profiled.meta["pair"]) if profiled is not None else None
-            assert not differences, (f"{claim} on {measured.name} drifted from its baseline"
-                                     + (f" ({source})" if source else "") + ":\n"
-                                     + regression.format_differences(differences) + "\nnow: " + verdict.explain())
+            assert not differences, (
+                f"{claim} on {measured.name} drifted from its baseline"
+                + (f" ({source})" if source else "")
+                + ":\n"
+                + regression.format_differences(differences)
+                + "\nnow: "
+                + verdict.explain()
+            )
         elif verdict.outcome == claims.INCONCLUSIVE:
-            message = (f"the paper's claim is inconclusive on {measured.name}: an interval straddles its threshold "
-                       f"(--inconclusive {harness_session.inconclusive}). " + verdict.explain())
+            message = (
+                f"the paper's claim is inconclusive on {measured.name}: an interval straddles its threshold "
+                f"(--inconclusive {harness_session.inconclusive}). " + verdict.explain()
+            )
             if harness_session.inconclusive == "xfail":
                 pytest.xfail(message)
             elif harness_session.inconclusive == "fail":

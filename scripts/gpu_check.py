@@ -29,16 +29,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # what the dry run and the benchmark import, beyond PyTorch, transformers, peft and accelerate
-NEEDED_MODULES = ("numpy", "pandas", "scipy", "tqdm", "yaml", "safetensors", "tokenizers", "matplotlib",
-                  "datasets", "lm_eval", "pytest", "pytest_benchmark", "submitit")
+NEEDED_MODULES = (
+    "numpy",
+    "pandas",
+    "scipy",
+    "tqdm",
+    "yaml",
+    "safetensors",
+    "tokenizers",
+    "matplotlib",
+    "datasets",
+    "lm_eval",
+    "pytest",
+    "pytest_benchmark",
+    "submitit",
+)
 NEVER_CARRIED = ("torch", "triton", "nvidia-", "cuda-")  # the machine's own CUDA build stays
 
 
 def missing_modules(env: dict) -> list[str]:
-    probe = "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) " \
-            "is None))"
-    found = subprocess.run([sys.executable, "-c", probe, *NEEDED_MODULES], capture_output=True, text=True, env=env,
-                           check=True)
+    probe = (
+        "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe, *NEEDED_MODULES], capture_output=True, text=True, env=env, check=True
+    )
     return found.stdout.split()
 
 
@@ -46,27 +61,50 @@ def install_wheels(wheels: Path, site: Path) -> None:
     files = sorted(wheels.glob("*.whl"))
     if not files:
         raise SystemExit(f"{wheels} holds no wheels; make them with `python3 scripts/gpu_check.py fetch`")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-                    "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, files)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--no-cache-dir",
+            "--upgrade",
+            "--target",
+            str(site),
+            *map(str, files),
+        ],
+        check=True,
+    )
 
 
 def _timed(command: list[str], env: dict, limit: float, log: Path) -> dict:
     started = time.perf_counter()
     with open(log, "w") as out:
         try:
-            code = subprocess.run(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                  timeout=limit).returncode
+            code = subprocess.run(
+                command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=limit
+            ).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
-    return {"command": " ".join(command), "exit": code, "seconds": round(time.perf_counter() - started, 1),
-            "log": str(log)}
+    return {
+        "command": " ".join(command),
+        "exit": code,
+        "seconds": round(time.perf_counter() - started, 1),
+        "log": str(log),
+    }
 
 
 def device_facts(env: dict) -> dict:
-    script = ("import json, torch, transformers, peft; c = torch.cuda.is_available(); print(json.dumps({"
-              "'torch': torch.__version__, 'transformers': transformers.__version__, 'peft': peft.__version__, "
-              "'gpu': torch.cuda.get_device_name(0) if c else None, 'gpu_memory_gib': round(torch.cuda."
-              "get_device_properties(0).total_memory / 2**30, 1) if c else None}))")
+    script = (
+        "import json, torch, transformers, peft; c = torch.cuda.is_available(); print(json.dumps({"
+        "'torch': torch.__version__, 'transformers': transformers.__version__, 'peft': peft.__version__, "
+        "'gpu': torch.cuda.get_device_name(0) if c else None, 'gpu_memory_gib': round(torch.cuda."
+        "get_device_properties(0).total_memory / 2**30, 1) if c else None}))"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     return json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-500:]}
 
@@ -74,34 +112,74 @@ def device_facts(env: dict) -> dict:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                                               os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     if args.wheels and missing_modules(env):
         site = Path(args.site)
         install_wheels(Path(args.wheels), site)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env["PYTHONPATH"]])
     missing = missing_modules(env)
     if missing:
-        print(f"missing here: {', '.join(missing)}. Carry their wheels (`python3 scripts/gpu_check.py fetch` on a "
-              "machine with network access) and name the folder with --wheels.", file=sys.stderr)
+        print(
+            f"missing here: {', '.join(missing)}. Carry their wheels (`python3 scripts/gpu_check.py fetch` on a "
+            "machine with network access) and name the folder with --wheels.",
+            file=sys.stderr,
+        )
         return 2
     target = ["--shape", args.shape] if args.shape else ["--pair", args.pair]
     figures = {"device": device_facts(env), "target": args.shape or args.pair, "dtype": "bfloat16"}
     dry_run = out / "dry-run.json"
-    figures["dry_run"] = _timed([sys.executable, "-m", "harness.cli", "dry-run", *target, "--dtype", "bfloat16",
-                                 "--device", args.device, "--out", str(dry_run)], env, args.dry_run_limit,
-                                out / "dry-run.log")
+    figures["dry_run"] = _timed(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "dry-run",
+            *target,
+            "--dtype",
+            "bfloat16",
+            "--device",
+            args.device,
+            "--out",
+            str(dry_run),
+        ],
+        env,
+        args.dry_run_limit,
+        out / "dry-run.log",
+    )
     if dry_run.is_file():
         report = json.loads(dry_run.read_text())
-        figures["dry_run"]["stages"] = {stage["name"]: {key: stage[key] for key in (
-            "seconds", "peak_host_mib", "host_above_start_mib", "peak_gpu_mib")} for stage in report["stages"]}
+        figures["dry_run"]["stages"] = {
+            stage["name"]: {
+                key: stage[key] for key in ("seconds", "peak_host_mib", "host_above_start_mib", "peak_gpu_mib")
+            }
+            for stage in report["stages"]
+        }
         figures["dry_run"]["estimate_seconds"] = report.get("estimate_seconds")
     benchmark = out / "profile-overhead.json"
     bench_env = {**env, "HARNESS_BENCH_SHAPE": args.shape or args.pair, "HARNESS_BENCH_SAMPLES": str(args.samples)}
-    figures["profile_overhead"] = _timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                          "benchmarks/test_profile_overhead.py", "--benchmark-json", str(benchmark)],
-                                         bench_env, args.benchmark_limit, out / "profile-overhead.log")
+    figures["profile_overhead"] = _timed(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "benchmarks/test_profile_overhead.py",
+            "--benchmark-json",
+            str(benchmark),
+        ],
+        bench_env,
+        args.benchmark_limit,
+        out / "profile-overhead.log",
+    )
     if benchmark.is_file():
         figures["profile_overhead"]["extra_info"] = json.loads(benchmark.read_text())["benchmarks"][0]["extra_info"]
     (out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
@@ -112,20 +190,45 @@ def run(args: argparse.Namespace) -> int:
 def fetch(args: argparse.Namespace) -> int:
     present = set()
     if args.present:
-        present = {line.split("==")[0].strip().lower().replace("_", "-")
-                   for line in Path(args.present).read_text().splitlines() if "==" in line}
-    pins = [line.split(" ")[0] for line in (ROOT / "constraints" / "lock.txt").read_text().splitlines()
-            if "==" in line and not line.startswith("#")]
-    wanted = [pin for pin in pins if pin.split("==")[0].lower().replace("_", "-") not in present
-              and not pin.lower().startswith(NEVER_CARRIED)]
+        present = {
+            line.split("==")[0].strip().lower().replace("_", "-")
+            for line in Path(args.present).read_text().splitlines()
+            if "==" in line
+        }
+    pins = [
+        line.split(" ")[0]
+        for line in (ROOT / "constraints" / "lock.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    ]
+    wanted = [
+        pin
+        for pin in pins
+        if pin.split("==")[0].lower().replace("_", "-") not in present and not pin.lower().startswith(NEVER_CARRIED)
+    ]
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
-    platforms = [f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
-                                               "manylinux2014_x86_64", "any")]
+    platforms = [
+        f"--platform={p}" for p in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
+    ]
     for pin in wanted:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                        f"--python-version={args.python}", "--implementation=cp", *platforms, "-d", str(dest), pin],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                f"--python-version={args.python}",
+                "--implementation=cp",
+                *platforms,
+                "-d",
+                str(dest),
+                pin,
+            ],
+            check=True,
+        )
     size = sum(path.stat().st_size for path in dest.glob("*.whl")) / 2**20
     print(f"{len(wanted)} wheels in {dest} ({size:.0f} MiB)")
     return 0

@@ -24,8 +24,7 @@ TOL = dict(rel=1e-6, abs=1e-8)
 def matrices(draw, min_rows=2, max_rows=12, min_cols=1, max_cols=10):
     rows = draw(st.integers(min_rows, max_rows))
     cols = draw(st.integers(min_cols, max_cols))
-    values = draw(arrays(np.float64, (rows, cols),
-                         elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False)))
+    values = draw(arrays(np.float64, (rows, cols), elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False)))
     z = torch.from_numpy(values)
     assume(z.norm() > 1e-3)
     return z
@@ -45,6 +44,7 @@ def orthogonal(size, seed):
 
 
 # --- CKA (eq. 6) -------------------------------------------------------------------------
+
 
 @given(matrices())
 def test_cka_of_a_matrix_with_itself_is_one(x):
@@ -89,6 +89,7 @@ def test_cka_gram_and_feature_forms_agree(x):
 
 # Normalised entropy divides by log min(N, D) (eqs. 2-3), so it needs two features as well as two rows.
 
+
 @given(matrices(min_cols=2), st.floats(0.0, 5.0))
 def test_normalised_entropy_lies_in_unit_interval(z, alpha):
     assert -1e-12 <= metrics.matrix_entropy(z, alpha=alpha) <= 1 + 1e-9
@@ -121,6 +122,7 @@ def test_renyi_entropy_does_not_increase_with_alpha(z, a, b):
 
 
 # --- effective rank (eq. 4), rank, conditioning ---------------------------------------
+
 
 @given(matrices())
 def test_effective_rank_lies_between_one_and_the_rank(z):
@@ -270,12 +272,13 @@ def test_weighted_spectra_keep_the_rank_of_the_unweighted_matrix(z, seed):
 
 # --- curvature (eq. 5) -----------------------------------------------------------------------
 
+
 @given(st.integers(3, 20), st.integers(1, 8), seeds, st.lists(st.floats(0.1, 5.0), min_size=19, max_size=19))
 def test_curvature_of_a_straight_path_is_zero(tokens, width, seed, step_lengths):
     generator = torch.Generator().manual_seed(seed)
     start, direction = torch.randn(2, width, generator=generator, dtype=torch.float64)
     assume(direction.norm() > 1e-3)
-    positions = torch.tensor(step_lengths[:tokens - 1], dtype=torch.float64).cumsum(0)
+    positions = torch.tensor(step_lengths[: tokens - 1], dtype=torch.float64).cumsum(0)
     path = torch.cat([start[None], start + positions[:, None] * direction])
     assert metrics.curvature(path) == pytest.approx(0.0, abs=1e-7)
 
@@ -304,6 +307,7 @@ def test_curvature_is_invariant_to_rigid_motion_and_scaling(h, seed, scale):
 
 # --- cosine (eq. 7) and mean shift ----------------------------------------------------------
 
+
 @given(matrices())
 def test_cosine_of_a_matrix_with_itself_is_one(x):
     assume((x.norm(dim=1) > 1e-3).all())
@@ -323,13 +327,14 @@ def test_cosine_is_symmetric_bounded_and_blind_to_positive_row_scaling(x, data):
 
 @given(matrices(), st.lists(st.floats(-5, 5), min_size=10, max_size=10))
 def test_mean_shift_of_a_translation_is_its_length(x, offset):
-    b = torch.tensor(offset[:x.shape[1]], dtype=torch.float64)
+    b = torch.tensor(offset[: x.shape[1]], dtype=torch.float64)
     assert metrics.mean_shift(x, x) == pytest.approx(0.0, abs=1e-12)
     assert metrics.mean_shift(x, x + b) == pytest.approx(float(b.norm()), rel=1e-9, abs=1e-9)
     assert metrics.mean_shift(x + b, x) == pytest.approx(metrics.mean_shift(x, x + b), rel=1e-12)
 
 
 # --- weight change (eq. 1) ---------------------------------------------------------------------
+
 
 def _checkpoint(directory: Path, tensors: dict) -> Path:
     directory.mkdir(parents=True)
@@ -338,8 +343,7 @@ def _checkpoint(directory: Path, tensors: dict) -> Path:
 
 
 @given(st.integers(1, 4), st.integers(1, 6), seeds, st.floats(1e-3, 1e2))
-def test_weight_change_is_zero_for_identical_checkpoints_and_scales_with_the_perturbation(layers, width, seed,
-                                                                                          scale):
+def test_weight_change_is_zero_for_identical_checkpoints_and_scales_with_the_perturbation(layers, width, seed, scale):
     generator = torch.Generator().manual_seed(seed)
     names = [f"model.layers.{i}.self_attn.{m}.weight" for i in range(layers) for m in layouts.ATTENTION_MODULES]
     base = {n: torch.randn(width, width, generator=generator) for n in names}
@@ -356,7 +360,8 @@ def test_weight_change_is_zero_for_identical_checkpoints_and_scales_with_the_per
     assert sorted(identical) == list(range(1, layers + 1))
     assert all(value == 0.0 for value in identical.values())
     for layer in unit:
-        expected = math.sqrt(sum(float((noise[n].double() ** 2).sum()) for n in names
-                                 if n.startswith(f"model.layers.{layer - 1}.")))
+        expected = math.sqrt(
+            sum(float((noise[n].double() ** 2).sum()) for n in names if n.startswith(f"model.layers.{layer - 1}."))
+        )
         assert unit[layer] == pytest.approx(expected, rel=1e-5)
         assert scaled[layer] == pytest.approx(scale * unit[layer], rel=1e-3)

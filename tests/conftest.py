@@ -13,9 +13,22 @@ def tiny_pair(request) -> zoo.BuiltPair:
     return zoo.build_pair(request.param, progress=False)
 
 
-MICRO = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, num_kv_heads=2,
-             max_positions=256, pretrain_steps=3, pretrain_batch=2, pretrain_length=32, sft_steps=3, sft_batch=2,
-             sft_examples=20, eval_examples=4)
+MICRO = dict(
+    vocab_size=320,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=2,
+    num_kv_heads=2,
+    max_positions=256,
+    pretrain_steps=3,
+    pretrain_batch=2,
+    pretrain_length=32,
+    sft_steps=3,
+    sft_batch=2,
+    sft_examples=20,
+    eval_examples=4,
+)
 
 
 @pytest.fixture
@@ -36,4 +49,3 @@ def isolated_cache(tmp_path, monkeypatch):
     """A fresh, empty harness cache for one test."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-

@@ -18,8 +18,14 @@ def _adapter(base_dir, folder, layers=(0, 2), targets=("q_proj", "v_proj", "o_pr
 
     torch.manual_seed(seed)
     model = models.load_model(models.ModelRef(str(base_dir)))
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), layers_to_transform=list(layers),
-                        init_lora_weights=False, **extra)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=list(targets),
+        layers_to_transform=list(layers),
+        init_lora_weights=False,
+        **extra,
+    )
     wrapped = get_peft_model(model, config)
     with torch.no_grad():
         for name, parameter in wrapped.named_parameters():
@@ -31,8 +37,7 @@ def _adapter(base_dir, folder, layers=(0, 2), targets=("q_proj", "v_proj", "o_pr
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 @pytest.mark.parametrize("extra", [{}, {"use_rslora": True, "rank_pattern": {"v_proj": 2}}], ids=["lora", "rslora"])
-def test_the_weight_change_from_the_adapter_alone_equals_the_merged_models(micro_pair, isolated_cache, tmp_path,
-                                                                           extra):
+def test_the_weight_change_from_the_adapter_alone_equals_the_merged_models(micro_pair, isolated_cache, tmp_path, extra):
     folder = _adapter(micro_pair.base_dir, tmp_path / "adapter", **extra)
     merged = adapters.merged_directory(micro_pair.base_dir, "micro", folder, progress=False)
     from_adapter = adapters.adapter_weight_change(folder, micro_pair.base_dir)["eq1"]
@@ -64,12 +69,39 @@ def test_an_adapter_sft_is_merged_once_and_its_config_is_recorded(micro_pair, is
 def test_an_adapter_sft_profiles_verifies_and_swaps(micro_pair, isolated_cache, tmp_path, monkeypatch):
     from harness.measure import evaluate
 
-    monkeypatch.setattr(evaluate, "lm_eval_scores", lambda model, tokenizer, tasks, options: {
-        task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks})
+    monkeypatch.setattr(
+        evaluate,
+        "lm_eval_scores",
+        lambda model, tokenizer, tasks, options: {
+            task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks
+        },
+    )
     folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
-    assert cli.main(["verify", "--base", str(micro_pair.base_dir), "--sft", str(folder), "--no-tune",
-                     "--pooled-samples", "40", "--token-samples", "8", "--tasks", "gsm8k_local", "--limit", "3",
-                     "--set", "C3.items=6", "--report-dir", str(tmp_path / "reports")]) == 0
+    assert (
+        cli.main(
+            [
+                "verify",
+                "--base",
+                str(micro_pair.base_dir),
+                "--sft",
+                str(folder),
+                "--no-tune",
+                "--pooled-samples",
+                "40",
+                "--token-samples",
+                "8",
+                "--tasks",
+                "gsm8k_local",
+                "--limit",
+                "3",
+                "--set",
+                "C3.items=6",
+                "--report-dir",
+                str(tmp_path / "reports"),
+            ]
+        )
+        == 0
+    )
     section = reports.load_report(tmp_path / "reports" / "custom")["pairs"]["custom"]
     recorded = section["pair"]["sft_adapter"]
     assert (recorded["r"], recorded["lora_alpha"], recorded["source"]) == (4, 8, str(folder))
@@ -88,8 +120,9 @@ def test_an_adapter_folder_without_weights_is_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
-def test_an_adapter_named_by_hub_id_is_found_in_the_hub_cache_offline(micro_pair, isolated_cache, tmp_path,
-                                                                      monkeypatch):
+def test_an_adapter_named_by_hub_id_is_found_in_the_hub_cache_offline(
+    micro_pair, isolated_cache, tmp_path, monkeypatch
+):
     import shutil
 
     import huggingface_hub.constants

@@ -32,13 +32,13 @@ def _imports(name: str) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names
-                      if f"{node.module}.{alias.name}" in MODULES}
+            found |= {f"{node.module}.{alias.name}" for alias in node.names if f"{node.module}.{alias.name}" in MODULES}
     return found
 
 
-GRAPH = {name: {imported for imported in _imports(name) if imported in MODULES and imported != name}
-         for name in MODULES}
+GRAPH = {
+    name: {imported for imported in _imports(name) if imported in MODULES and imported != name} for name in MODULES
+}
 
 
 def _group(name: str) -> str:
@@ -55,7 +55,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = "open"
         for after in sorted(graph.get(node, ())):
             if state.get(after) == "open":
-                return [*path[path.index(after):], after]
+                return [*path[path.index(after) :], after]
             if after not in state and (found := visit(after, [*path, after])):
                 return found
         state[node] = "done"
@@ -111,8 +111,11 @@ def test_the_registry_names_a_planted_pair_only_once_the_plants_are_registered(m
     controls.register()  # registering twice adds the source once
     assert models.PAIR_SOURCES == [controls.PLANTED_PAIRS]
     spec = models.get_spec("planted_late")
-    assert (spec.name, spec.builder, spec.base.location) == ("planted_late", "planted_late",
-                                                             "harness-control:planted_late")
+    assert (spec.name, spec.builder, spec.base.location) == (
+        "planted_late",
+        "planted_late",
+        "harness-control:planted_late",
+    )
     assert models.get_spec("tiny_olmo2").builder == "tiny_olmo2"  # the registered pairs are still found
 
 

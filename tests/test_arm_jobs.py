@@ -12,8 +12,16 @@ from harness.lora import arm_jobs
 from harness.lora import study as lora_study
 from harness.sources import models
 
-SMALL = dict(steps=2, seeds=(0,), train_examples=16, batch_size=2, eval_limit=2, likelihood_items=2,
-             retention_samples=2, max_gen_toks=4)
+SMALL = dict(
+    steps=2,
+    seeds=(0,),
+    train_examples=16,
+    batch_size=2,
+    eval_limit=2,
+    likelihood_items=2,
+    retention_samples=2,
+    max_gen_toks=4,
+)
 
 
 def _kill(job, timeout: float = 60.0) -> None:
@@ -29,13 +37,22 @@ def _kill(job, timeout: float = 60.0) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="killing a job's processes reads /proc (Linux)")
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
-def test_a_studys_runs_are_local_jobs_and_a_killed_one_is_the_only_one_trained_again(micro_pair, isolated_cache,
-                                                                                     tmp_path):
+def test_a_studys_runs_are_local_jobs_and_a_killed_one_is_the_only_one_trained_again(
+    micro_pair, isolated_cache, tmp_path
+):
     spec = models.custom_pair(str(micro_pair.base_dir), str(micro_pair.sft_dir), dtype="float32")
     settings = arm_jobs.JobSettings("local", workers=2, folder=tmp_path / "jobs")
-    study = lora_study.study_pair(spec, None, config.thresholds_for("tiny_olmo2"), "cpu", "float32",
-                                  masks=["100", "111"], overrides=SMALL, jobs_settings=settings,
-                                  progress=False)
+    study = lora_study.study_pair(
+        spec,
+        None,
+        config.thresholds_for("tiny_olmo2"),
+        "cpu",
+        "float32",
+        masks=["100", "111"],
+        overrides=SMALL,
+        jobs_settings=settings,
+        progress=False,
+    )
     jobs = arm_jobs.submit(study, settings)
     assert len(jobs) == 2
     _kill(jobs[1])  # killed as a node failure would: no result reaches the cache

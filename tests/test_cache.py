@@ -47,8 +47,11 @@ def test_only_the_leftovers_of_writers_that_cannot_still_be_writing_are_removed(
         return path
 
     dead, alive = _dead_pid(), os.getppid()
-    gone = [leftover(cache.HOST, dead), leftover(cache.HOST, dead, "partial"),
-            leftover("other_machine", 12, age=2 * cache.ORPHAN_AGE_SECONDS)]
+    gone = [
+        leftover(cache.HOST, dead),
+        leftover(cache.HOST, dead, "partial"),
+        leftover("other_machine", 12, age=2 * cache.ORPHAN_AGE_SECONDS),
+    ]
     kept = [leftover(cache.HOST, alive), leftover("other_machine", 12, "partial"), tmp_path / ".hidden.tmp"]
     kept[-1].write_bytes(b"not ours")
     assert sorted(cache.remove_orphans(tmp_path)) == sorted(gone)
@@ -62,8 +65,9 @@ def test_a_files_hash_is_read_once_while_the_file_is_unchanged(tmp_path, monkeyp
     path.write_bytes(b"weights" * 10)
     first = cache.file_sha256(path)
     opened = []
-    monkeypatch.setattr(cache, "open", lambda *args, **kwargs: opened.append(args[0]) or open(*args, **kwargs),
-                        raising=False)
+    monkeypatch.setattr(
+        cache, "open", lambda *args, **kwargs: opened.append(args[0]) or open(*args, **kwargs), raising=False
+    )
     assert cache.file_sha256(path) == first and opened == []  # the same inode, size and time: not read again
     path.write_bytes(b"changed" * 11)
     assert cache.file_sha256(path) == hashlib.sha256(b"changed" * 11).hexdigest() and len(opened) == 1
@@ -78,8 +82,9 @@ def _hold_the_build_lock(target: str, started: str, seconds: float) -> None:
 
 def test_a_second_builder_waits_for_the_first_and_then_finds_its_entry(tmp_path):
     target, started = tmp_path / "entry", tmp_path / "started"
-    first = multiprocessing.get_context("spawn").Process(target=_hold_the_build_lock,
-                                                         args=(str(target), str(started), 1.0))
+    first = multiprocessing.get_context("spawn").Process(
+        target=_hold_the_build_lock, args=(str(target), str(started), 1.0)
+    )
     first.start()
     while not started.exists():
         time.sleep(0.01)

@@ -34,8 +34,9 @@ T = config.thresholds_for("calibration")
 @pytest.fixture(scope="module")
 def measured():
     """(null table, power table), simulated once for the whole module."""
-    null, power = calibration.tables(SIMULATIONS, POWER_SIMULATIONS, seed=0, sizes=SIZES, paper_sizes=POWER_SIZES,
-                                     workers=WORKERS)
+    null, power = calibration.tables(
+        SIMULATIONS, POWER_SIMULATIONS, seed=0, sizes=SIZES, paper_sizes=POWER_SIZES, workers=WORKERS
+    )
     print(f"\nholds on data with no effect (and at the boundary):\n{calibration.format_table(null)}")
     print(f"\npower at the paper's effect sizes:\n{calibration.format_table(power)}")
     return null, power
@@ -56,7 +57,8 @@ def test_a_claim_holds_in_at_most_5_percent_of_simulations_without_an_effect(mea
         assert row["simulations"] >= SIMULATIONS >= 500
         assert row["holds"] <= calibration.NULL_LIMIT, (
             f"{claim} held in {row['holds']:.1%} of {row['simulations']} simulations ({scenario}, {row['sizes']}); "
-            f"its focus conditions {row['focus'] or '-'} held in {row['focus_holds']:.1%}")
+            f"its focus conditions {row['focus'] or '-'} held in {row['focus_holds']:.1%}"
+        )
 
 
 def test_power_at_the_papers_effect_sizes_is_reported(measured):
@@ -76,6 +78,7 @@ def test_power_at_the_papers_effect_sizes_is_reported(measured):
 
 # --- the engines' inputs are what the simulations say they are ---------------------------------------
 
+
 def test_the_simulated_sft_perturbation_sets_the_population_cka():
     rng = np.random.default_rng(0)
     spectrum = 0.8 ** np.arange(8)
@@ -92,8 +95,9 @@ def test_a_simulated_pair_goes_through_the_profile_tables_and_the_resampler():
     assert math.isnan(pair.pair.loc[0, "weight_change"]) and (pair.pair["weight_change"].iloc[1:] > 0).all()
     assert pair.pair["cka"].between(0.9, 1.0).all()
     resampler = bootstrap.Resampler(pair, 5, 0)
-    verdict = verification.Measured("simulated", pair, {**T, "bootstrap": {**T["bootstrap"], "resamples": 5}},
-                                    resampler).verdict("C1")
+    verdict = verification.Measured(
+        "simulated", pair, {**T, "bootstrap": {**T["bootstrap"], "resamples": 5}}, resampler
+    ).verdict("C1")
     assert verdict.claim == "C1" and f"5 Bayesian-bootstrap reweightings of the {sizes.samples}" in verdict.ci_note
 
 
@@ -108,8 +112,9 @@ def test_the_directional_null_changes_no_population_metric():
     """The directional null: per-sample metrics identically distributed, and the SFT's states with the base's
     centroid and second moment, so the expected SFT − base difference of every §3.3-3.4 metric is zero."""
     sizes = calibration.SMALL.scaled(samples=4000, token_samples=4000)
-    pair = calibration.simulated_pair(calibration.layer_plan("directional_null", sizes), sizes,
-                                      np.random.default_rng(2))
+    pair = calibration.simulated_pair(
+        calibration.layer_plan("directional_null", sizes), sizes, np.random.default_rng(2)
+    )
     for metric in ("prompt_entropy", "curvature", "token_sparsity"):
         difference = pair.sft_run.sample_metric(metric) - pair.base_run.sample_metric(metric)
         level, sd = calibration.SAMPLE_METRIC_LEVELS[metric]
@@ -122,8 +127,9 @@ def test_the_directional_null_changes_no_population_metric():
 
 
 def test_a_simulated_lora_study_gives_every_verdict():
-    study = calibration.simulated_study(calibration.lora_plan("paper", seed_sd=0.01), calibration.SMALL, T,
-                                        np.random.default_rng(0))
+    study = calibration.simulated_study(
+        calibration.lora_plan("paper", seed_sd=0.01), calibration.SMALL, T, np.random.default_rng(0)
+    )
     verdicts = study.all_verdicts()
     assert sorted(verdicts) == ["C4", "C4-control", "C4:M5", "C8"] and not study.skipped
     assert study.scores()["01000"] > study.scores()["11111"]

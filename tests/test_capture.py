@@ -31,8 +31,9 @@ def test_hooks_match_output_hidden_states(loaded):
     batch = _one_batch(tokenizer, ["Question: Ava has 3 apples.", "The quick brown fox"])
     states = _capture(model, batch)
     with torch.no_grad():
-        reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                          output_hidden_states=True).hidden_states
+        reference = model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True
+        ).hidden_states
     n = len(capture.decoder_layers(model))
     assert sorted(states) == list(range(n + 1))
     for layer in range(n):  # layer 0 is the embedding output, layer l the output of block l
@@ -74,8 +75,9 @@ def test_logit_lens_on_the_last_layer_is_the_models_own_accuracy(loaded):
     batch = _one_batch(tokenizer, ["Question: Ava has 3 apples and 4 pens.", "The answer is 7."])
     states = _capture(model, batch)
     n = len(capture.decoder_layers(model))
-    hits, totals = logit_lens_hits(states[n], batch.input_ids, batch.attention_mask, capture.final_norm(model),
-                                   model.get_output_embeddings())
+    hits, totals = logit_lens_hits(
+        states[n], batch.input_ids, batch.attention_mask, capture.final_norm(model), model.get_output_embeddings()
+    )
     with torch.no_grad():
         logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     predicted = logits[:, :-1].argmax(-1)

@@ -26,7 +26,7 @@ def paper_like_bundle():
     """Shapes the paper reports: plateau then tail drop, J-shaped change, late emergence, three stages."""
     depth = np.array(LAYERS) / L
     tail = np.clip((depth - 0.8) / 0.2, 0, 1)
-    change = 0.05 + 0.001 * np.array(LAYERS) + 0.08 * tail ** 2
+    change = 0.05 + 0.001 * np.array(LAYERS) + 0.08 * tail**2
     change[0] = np.nan
     rank = np.array([3.0, 9.0, 9.1, 9.0, 9.2, 9.1, 9.0, 9.1, 9.0, 4.0, 1.0])
     norm = np.array([1.0, 40, 41, 42, 41, 43, 42, 44, 45, 120, 500])
@@ -69,22 +69,35 @@ def test_every_claim_holds_on_the_planted_positive(claim):
 
 
 NEGATIVES = {
-    "C1": [("uniform", lambda b: flat(b, ["cka", "cosine", "mean_shift"], lambda s: s.min())),
-           ("early", lambda b: mirrored(b, ["cka", "cosine", "mean_shift"]))],
-    "C2": [("uniform", lambda b: flat(b, ["weight_change"], lambda s: s.max())),
-           ("early", lambda b: mirrored(b, ["weight_change"]))],
-    "C5": [("uniform", lambda b: flat(b, ["sft.probe_accuracy"], lambda s: s.max())),
-           ("early", lambda b: mirrored(b, ["sft.probe_accuracy"]))],
-    "C6": [("untracked", lambda b: {**b, "sft.effective_rank": b["sft.effective_rank"][::-1].set_axis(LAYERS)}),
-           ("no bottleneck", lambda b: flat(b, [f"{m}.{n}" for m in ("base", "sft")
-                                                for n in ("effective_rank", "spectral_norm")]))],
-    "C7": [("unrelated", lambda b: {**b, "cosine": series(0.5 + 0.4 * np.cos(LAYERS))}),
-           ("early", lambda b: mirrored(b, ["weight_change"]))],
+    "C1": [
+        ("uniform", lambda b: flat(b, ["cka", "cosine", "mean_shift"], lambda s: s.min())),
+        ("early", lambda b: mirrored(b, ["cka", "cosine", "mean_shift"])),
+    ],
+    "C2": [
+        ("uniform", lambda b: flat(b, ["weight_change"], lambda s: s.max())),
+        ("early", lambda b: mirrored(b, ["weight_change"])),
+    ],
+    "C5": [
+        ("uniform", lambda b: flat(b, ["sft.probe_accuracy"], lambda s: s.max())),
+        ("early", lambda b: mirrored(b, ["sft.probe_accuracy"])),
+    ],
+    "C6": [
+        ("untracked", lambda b: {**b, "sft.effective_rank": b["sft.effective_rank"][::-1].set_axis(LAYERS)}),
+        (
+            "no bottleneck",
+            lambda b: flat(b, [f"{m}.{n}" for m in ("base", "sft") for n in ("effective_rank", "spectral_norm")]),
+        ),
+    ],
+    "C7": [
+        ("unrelated", lambda b: {**b, "cosine": series(0.5 + 0.4 * np.cos(LAYERS))}),
+        ("early", lambda b: mirrored(b, ["weight_change"])),
+    ],
 }
 
 
-@pytest.mark.parametrize("claim,label,make", [(c, label, make) for c, cases in NEGATIVES.items()
-                                              for label, make in cases])
+@pytest.mark.parametrize(
+    "claim,label,make", [(c, label, make) for c, cases in NEGATIVES.items() for label, make in cases]
+)
 def test_every_claim_fails_on_planted_negatives(claim, label, make):
     verdict = claims.CLAIMS[claim](make(paper_like_bundle()), T)
     assert not verdict.holds, f"{claim} passed the {label} negative control: {verdict.explain()}"
@@ -122,6 +135,7 @@ def test_constant_series_give_no_correlation_and_no_verdict():
 def test_pearson_and_spearman_agree_with_scipy(values, seed):
     x = np.asarray(values)
     y = x * np.random.default_rng(seed).normal() + np.random.default_rng(seed + 1).normal(size=len(x))
+
     def layers(values):
         return pd.Series(values, index=range(len(values)))
 
@@ -130,8 +144,7 @@ def test_pearson_and_spearman_agree_with_scipy(values, seed):
         assert math.isnan(r)
         return
     assert r == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-9)
-    assert claims.spearman(layers(x), layers(y)) == pytest.approx(
-        stats.spearmanr(x, y).statistic, abs=1e-9)
+    assert claims.spearman(layers(x), layers(y)) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-9)
 
 
 def test_bootstrap_interval_brackets_resampled_statistics():
@@ -148,32 +161,49 @@ def test_bootstrap_interval_brackets_resampled_statistics():
 def test_weighted_bootstrap_cka_equals_cka_on_the_drawn_rows():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(30, 6, generator=generator, dtype=torch.float64)
-    y = x @ torch.randn(6, 4, generator=generator, dtype=torch.float64) + 0.3 * torch.randn(30, 4, generator=generator,
-                                                                                          dtype=torch.float64)
+    y = x @ torch.randn(6, 4, generator=generator, dtype=torch.float64) + 0.3 * torch.randn(
+        30, 4, generator=generator, dtype=torch.float64
+    )
     rows = np.random.default_rng(1).integers(0, 30, size=(5, 30))
     shares = np.stack([np.bincount(r, minlength=30) for r in rows]) / 30
     gx, gy = (x @ x.T).numpy(), (y @ y.T).numpy()
     weighted = bootstrap._weighted_centered_inner(gx, gy, shares) / np.sqrt(
-        bootstrap._weighted_centered_inner(gx, gx, shares) * bootstrap._weighted_centered_inner(gy, gy, shares))
+        bootstrap._weighted_centered_inner(gx, gx, shares) * bootstrap._weighted_centered_inner(gy, gy, shares)
+    )
     direct = [metrics.linear_cka(x[r], y[r]) for r in rows]
     assert weighted == pytest.approx(direct, rel=1e-9)
 
 
 def test_every_condition_names_where_its_threshold_comes_from():
     verdicts = [predicate(paper_like_bundle(), T) for predicate in claims.CLAIMS.values()]
-    arms = pd.Series({"10000": 0.2, "01000": 0.4, "00100": 0.3, "00010": 0.3, "00001": 0.2, "11111": 0.3,
-                      "01110": 0.35, "r1": 0.3, "first20": 0.2, "last20": 0.2})
+    arms = pd.Series(
+        {
+            "10000": 0.2,
+            "01000": 0.4,
+            "00100": 0.3,
+            "00010": 0.3,
+            "00001": 0.2,
+            "11111": 0.3,
+            "01110": 0.35,
+            "r1": 0.3,
+            "first20": 0.2,
+            "last20": 0.2,
+        }
+    )
     groups = {"first": [0], "middle": [1, 2, 3], "last": [4]}
     segment_scores = pd.Series([0.2, 0.4, 0.3, 0.3, 0.2])
-    verdicts += [claims.inverted_u_swap(segment_scores, groups, T, host=0.35),
-                 claims.single_segment_inverted_u(segment_scores, groups, T),
-                 claims.mid_block_beats_full(arms, ["01000", "00100", "00010", "01110"], T, "01110"),
-                 claims.position_not_budget(arms, "01110", ["r1"], "first20", "last20", T),
-                 claims.retention_closest({"text": arms}, "01110", T)]
+    verdicts += [
+        claims.inverted_u_swap(segment_scores, groups, T, host=0.35),
+        claims.single_segment_inverted_u(segment_scores, groups, T),
+        claims.mid_block_beats_full(arms, ["01000", "00100", "00010", "01110"], T, "01110"),
+        claims.position_not_budget(arms, "01110", ["r1"], "first20", "last20", T),
+        claims.retention_closest({"text": arms}, "01110", T),
+    ]
     for verdict in verdicts:
         for condition in verdict.conditions:
             assert condition.source.startswith(("paper: §", "paper: App.", "paper: Fig.", "harness: ")), (
-                f"{verdict.claim}.{condition.name}: {condition.source!r}")
+                f"{verdict.claim}.{condition.name}: {condition.source!r}"
+            )
 
 
 @pytest.mark.parametrize("claim", ["C1", "C2", "C7"])
@@ -184,8 +214,13 @@ def test_nothing_moved_never_verifies_a_claim(claim):
     for name in list(bundle):
         if name.startswith("sft."):
             bundle[name] = bundle["base." + name.removeprefix("sft.")]
-    bundle.update(cka=series([1.0] * 11), cosine=series([1.0] * 11), mean_shift=series([0.0] * 11),
-                  weight_change=series([np.nan] + [0.0] * 10), abs_delta_spectral_norm=series([0.0] * 11))
+    bundle.update(
+        cka=series([1.0] * 11),
+        cosine=series([1.0] * 11),
+        mean_shift=series([0.0] * 11),
+        weight_change=series([np.nan] + [0.0] * 10),
+        abs_delta_spectral_norm=series([0.0] * 11),
+    )
     assert claims.CLAIMS[claim](bundle, T).outcome != claims.HOLDS
 
 

@@ -14,9 +14,25 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_run_prints_the_tiny_pair_summary_and_the_verdict_table(capsys, tmp_path):
     assert cli.main(["run", "--pair", "tiny_olmo2", "--report-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for field in ("pair        tiny_olmo2", "10 decoder layers", "parameters", "exact match", "base 0.0",
-                  "outcome", "statistic", "holds, ", "refuted, ", "inconclusive", "C1", "C2", "C5", "C6", "C7",
-                  "report", "summary"):
+    for field in (
+        "pair        tiny_olmo2",
+        "10 decoder layers",
+        "parameters",
+        "exact match",
+        "base 0.0",
+        "outcome",
+        "statistic",
+        "holds, ",
+        "refuted, ",
+        "inconclusive",
+        "C1",
+        "C2",
+        "C5",
+        "C6",
+        "C7",
+        "report",
+        "summary",
+    ):
         assert field in out
     folder = _only_run(tmp_path, "tiny_olmo2")
     assert (folder / "report.json").is_file() and (folder / "summary.md").is_file()
@@ -51,8 +67,19 @@ def _rescoring_gives_every_verdict_again(pair_folder, capsys, tmp_path):
     config = yaml.safe_load((ROOT / "harness" / "claims.yaml").read_text())
     config["defaults"]["directional"]["margin"] = 1e9
     (tmp_path / "strict.yaml").write_text(yaml.safe_dump(config))
-    assert cli.main(["rescore", str(pair_folder), "--claims-config", str(tmp_path / "strict.yaml"), "--out",
-                     str(tmp_path / "rescored.json")]) == 0
+    assert (
+        cli.main(
+            [
+                "rescore",
+                str(pair_folder),
+                "--claims-config",
+                str(tmp_path / "strict.yaml"),
+                "--out",
+                str(tmp_path / "rescored.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     stored = {key: v["outcome"] for name in report["pairs"] for key, v in report["pairs"][name]["verdicts"].items()}
     flipped = [key for key, outcome in stored.items() if key.startswith("D:") and outcome != "refuted"]
@@ -60,8 +87,12 @@ def _rescoring_gives_every_verdict_again(pair_folder, capsys, tmp_path):
     assert cli.main(["rescore", str(pair_folder), "--set", "directional.margin=1e9"]) == 0  # one setting alone
     assert f"{len(flipped)} verdicts changed outcome" in capsys.readouterr().out
     again = reports.load_report(tmp_path / "rescored.json")
-    assert all(v["outcome"] == "refuted" for section in again["pairs"].values()
-               for key, v in section["verdicts"].items() if key.startswith("D:"))
+    assert all(
+        v["outcome"] == "refuted"
+        for section in again["pairs"].values()
+        for key, v in section["verdicts"].items()
+        if key.startswith("D:")
+    )
     assert cli.main(["diff", str(pair_folder), str(tmp_path / "rescored.json")]) == (1 if flipped else 0)
 
 
@@ -77,8 +108,24 @@ def test_tune_trains_only_the_named_masks_and_says_which_verdicts_it_cannot_give
 
 @pytest.mark.slow
 def test_tune_studies_several_pairs_in_one_process(capsys, tmp_path):
-    assert cli.main(["tune", "--pairs", "tiny_olmo2,tiny_mistral", "--masks", "01000", "--seeds", "0", "--steps", "1",
-                     "--report-dir", str(tmp_path)]) == 0
+    assert (
+        cli.main(
+            [
+                "tune",
+                "--pairs",
+                "tiny_olmo2,tiny_mistral",
+                "--masks",
+                "01000",
+                "--seeds",
+                "0",
+                "--steps",
+                "1",
+                "--report-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "LoRA arms on tiny_olmo2" in out and "LoRA arms on tiny_mistral" in out
     for pair in ("tiny_olmo2", "tiny_mistral"):
@@ -121,8 +168,9 @@ def test_tune_refuses_a_malformed_shard(capsys, shard):
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
-def test_a_custom_pairs_evaluation_settings_are_command_line_options(micro_pair, isolated_cache, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_a_custom_pairs_evaluation_settings_are_command_line_options(
+    micro_pair, isolated_cache, tmp_path, monkeypatch, capsys
+):
     from harness.measure import evaluate
 
     asked = []
@@ -132,15 +180,44 @@ def test_a_custom_pairs_evaluation_settings_are_command_line_options(micro_pair,
         return {task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks}
 
     monkeypatch.setattr(evaluate, "lm_eval_scores", scores)
-    assert cli.main(["verify", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--no-tune",
-                     "--pooled-samples", "40", "--token-samples", "8", "--tasks", "gsm8k_local", "--num_fewshot",
-                     "0", "--max_gen_toks", "12", "--limit", "3", "--set", "C3.items=6",
-                     "--report-dir", str(tmp_path)]) == 0
+    assert (
+        cli.main(
+            [
+                "verify",
+                "--base",
+                str(micro_pair.base_dir),
+                "--sft",
+                str(micro_pair.sft_dir),
+                "--no-tune",
+                "--pooled-samples",
+                "40",
+                "--token-samples",
+                "8",
+                "--tasks",
+                "gsm8k_local",
+                "--num_fewshot",
+                "0",
+                "--max_gen_toks",
+                "12",
+                "--limit",
+                "3",
+                "--set",
+                "C3.items=6",
+                "--report-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert {tasks for tasks, _ in asked} == {("gsm8k_local",)} and len(asked) == 2  # base and SFT
     assert all((o.num_fewshot, o.max_gen_toks, o.limit) == (0, 12, 3) for _, o in asked)
     section = reports.load_report(tmp_path / "custom")["pairs"]["custom"]
-    assert section["thresholds"]["evaluation"] == {"tasks": ["gsm8k_local"], "limit": 3, "num_fewshot": 0,
-                                                   "max_gen_toks": 12}
+    assert section["thresholds"]["evaluation"] == {
+        "tasks": ["gsm8k_local"],
+        "limit": 3,
+        "num_fewshot": 0,
+        "max_gen_toks": 12,
+    }
     assert len(section["swaps"]["base_with_sft_block"]["host"]["per_item"]) == 6
     out = capsys.readouterr().out
     assert "C3:base_with_sft_block:M5: not given" in out  # three layers cannot be split into five segments

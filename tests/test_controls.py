@@ -9,17 +9,28 @@ from harness.plants import controls, emergence
 
 
 def _config(layers: int) -> transformers.Olmo2Config:
-    return transformers.Olmo2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                                    num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                                    tie_word_embeddings=False)
+    return transformers.Olmo2Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
 
 
 def _states(model, ids):
     """The embedding output and every decoder layer's output, before the final norm (as the profile takes
     them; ``output_hidden_states`` gives the last one after it)."""
     outputs = []
-    hooks = [layer.register_forward_hook(lambda module, args, output: outputs.append(
-        output[0] if isinstance(output, tuple) else output)) for layer in model.model.layers]
+    hooks = [
+        layer.register_forward_hook(
+            lambda module, args, output: outputs.append(output[0] if isinstance(output, tuple) else output)
+        )
+        for layer in model.model.layers
+    ]
     try:
         with torch.no_grad():
             embedded = model(input_ids=ids, output_hidden_states=True).hidden_states[0]
@@ -142,9 +153,11 @@ def test_a_trapped_layer_computes_the_same_function_but_its_adapter_takes_over_t
 def test_the_trap_constructions_trap_the_bands_they_name_by_their_own_gain():
     torch.manual_seed(0)
     clean = transformers.Olmo2ForCausalLM(_config(10))
-    for name, gain, trapped_layers in (("trap_edges", controls.TRAP_GAIN, {0, 1, 8, 9}),
-                                       ("trap_middle", controls.TRAP_GAIN, set(range(2, 8))),
-                                       ("trap_edges_tenfold", controls.RETENTION_TRAP_GAIN, {0, 1, 8, 9})):
+    for name, gain, trapped_layers in (
+        ("trap_edges", controls.TRAP_GAIN, {0, 1, 8, 9}),
+        ("trap_middle", controls.TRAP_GAIN, set(range(2, 8))),
+        ("trap_edges_tenfold", controls.RETENTION_TRAP_GAIN, {0, 1, 8, 9}),
+    ):
         model = transformers.Olmo2ForCausalLM(_config(10))
         model.load_state_dict(clean.state_dict())
         controls.CONSTRUCTIONS[name](model)

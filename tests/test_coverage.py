@@ -94,7 +94,7 @@ class GaussianSetting:
         root, loading = self.covariance_root(), self.loading()
         sigma_xx = root @ root
         sigma_xy = sigma_xx @ loading
-        sigma_yy = loading.T @ sigma_xx @ loading + self.noise ** 2 * np.eye(self.response_features)
+        sigma_yy = loading.T @ sigma_xx @ loading + self.noise**2 * np.eye(self.response_features)
         return {
             "effective_rank": math.exp(nats),
             "entropy": nats / math.log(2) / math.log2(min(self.rows, self.features)),
@@ -115,9 +115,11 @@ class Coverage:
     repetitions: int
 
     def __str__(self) -> str:
-        return (f"{self.metric}: percentile coverage {self.covered:.3f} (basic {self.basic_covered:.3f}) over "
-                f"{self.repetitions} repetitions; bias {self.bias_in_standard_errors:+.2f} standard errors, "
-                f"resampling spread / sampling spread {self.spread_ratio:.2f}")
+        return (
+            f"{self.metric}: percentile coverage {self.covered:.3f} (basic {self.basic_covered:.3f}) over "
+            f"{self.repetitions} repetitions; bias {self.bias_in_standard_errors:+.2f} standard errors, "
+            f"resampling spread / sampling spread {self.spread_ratio:.2f}"
+        )
 
 
 @contextlib.contextmanager
@@ -143,8 +145,10 @@ def weighted_cka(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarra
     """Linear CKA under each row of weights, as the engine computes it from the N × N Gram matrices."""
     gram_x, gram_y = x @ x.T, y @ y.T
     cross = bootstrap._weighted_centered_inner(gram_x, gram_y, weights)
-    norms = np.sqrt(bootstrap._weighted_centered_inner(gram_x, gram_x, weights)
-                    * bootstrap._weighted_centered_inner(gram_y, gram_y, weights))
+    norms = np.sqrt(
+        bootstrap._weighted_centered_inner(gram_x, gram_x, weights)
+        * bootstrap._weighted_centered_inner(gram_y, gram_y, weights)
+    )
     return np.clip(cross / norms, 0.0, 1.0)
 
 
@@ -176,9 +180,14 @@ def measure_coverage(setting: GaussianSetting, repetitions: int) -> dict[str, Co
     for metric in COVERED_METRICS:
         values = np.asarray(estimates[metric])
         sampling_sd = float(values.std())
-        results[metric] = Coverage(metric, float(np.mean(hits[metric])), float(np.mean(basic_hits[metric])),
-                                   (float(values.mean()) - truth[metric]) / sampling_sd,
-                                   float(np.mean(spreads[metric])) / sampling_sd, repetitions)
+        results[metric] = Coverage(
+            metric,
+            float(np.mean(hits[metric])),
+            float(np.mean(basic_hits[metric])),
+            (float(values.mean()) - truth[metric]) / sampling_sd,
+            float(np.mean(spreads[metric])) / sampling_sd,
+            repetitions,
+        )
     return results
 
 
@@ -221,8 +230,9 @@ def test_uniform_weights_give_the_unweighted_spectral_summary(rows, features, dt
 @pytest.mark.parametrize(("rows", "features", "rank"), [(30, 6, 3), (4, 12, 2), (7, 7, 5)])
 def test_uniform_weights_give_the_unweighted_spectral_summary_of_a_rank_deficient_matrix(rows, features, rank):
     generator = torch.Generator().manual_seed(rows + features)
-    z = (torch.randn(rows, rank, generator=generator, dtype=torch.float64)
-         @ torch.randn(rank, features, generator=generator, dtype=torch.float64))
+    z = torch.randn(rows, rank, generator=generator, dtype=torch.float64) @ torch.randn(
+        rank, features, generator=generator, dtype=torch.float64
+    )
     assert metrics.rank_deficiency(z) == min(rows, features) - rank
     assert_uniform_weights_reproduce_the_summary(z)
 

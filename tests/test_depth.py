@@ -19,8 +19,9 @@ def test_segment_groups_partition_the_segments_symmetrically(n_layers, count):
     assert [count - 1 - i for i in groups["first"]][::-1] == groups["last"]
 
 
-@pytest.mark.parametrize("count, expected", [(3, ([0], [1], [2])), (5, ([0], [1, 2, 3], [4])),
-                                             (10, ([0, 1], [2, 3, 4, 5, 6, 7], [8, 9]))])
+@pytest.mark.parametrize(
+    "count, expected", [(3, ([0], [1], [2])), (5, ([0], [1, 2, 3], [4])), (10, ([0, 1], [2, 3, 4, 5, 6, 7], [8, 9]))]
+)
 def test_the_papers_segments_are_the_first_middle_and_last(count, expected):
     for n_layers in LAYER_COUNTS:
         groups = depth.segment_groups(n_layers, count)

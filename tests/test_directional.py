@@ -35,14 +35,22 @@ def judged(claim, base, sft, w=None):
     """A sample-level hypothesis on per-sample base and SFT values (eq. 8), with reweighting intervals."""
     differences = sft - base
     w = weights() if w is None else w
-    return directional.evaluate(directional.HYPOTHESES[claim], directional.paired_means(differences), T,
-                                directional.paired_means(differences, w), note="synthetic")
+    return directional.evaluate(
+        directional.HYPOTHESES[claim],
+        directional.paired_means(differences),
+        T,
+        directional.paired_means(differences, w),
+        note="synthetic",
+    )
 
 
-@pytest.mark.parametrize("n_layers, first, middle, last", [
-    (10, [1, 2], [3, 4, 5, 6, 7, 8], [9, 10]),
-    (16, [1, 2, 3], list(range(4, 14)), [14, 15, 16]),
-])
+@pytest.mark.parametrize(
+    "n_layers, first, middle, last",
+    [
+        (10, [1, 2], [3, 4, 5, 6, 7, 8], [9, 10]),
+        (16, [1, 2, 3], list(range(4, 14)), [14, 15, 16]),
+    ],
+)
 def test_bands_are_the_first_middle_and_last_20_percent_of_decoder_layers(n_layers, first, middle, last):
     rows = directional.band_rows(n_layers)
     assert rows == {"first": first, "middle": middle, "last": last}
@@ -140,10 +148,16 @@ def test_a_compressed_dataset_matrix_lowers_dataset_entropy_and_effective_rank_i
     uniform = np.full((1, SAMPLES), 1 / SAMPLES)
     for claim in ("D:dataset_entropy", "D:effective_rank"):
         metric = directional.HYPOTHESES[claim].metric
-        point = np.array([_pooled_spectra(s, uniform)[metric][0] - _pooled_spectra(b, uniform)[metric][0]
-                          for b, s in zip(base, sft, strict=True)])
-        resampled = np.stack([_pooled_spectra(s, w)[metric] - _pooled_spectra(b, w)[metric]
-                              for b, s in zip(base, sft, strict=True)], axis=1)
+        point = np.array(
+            [
+                _pooled_spectra(s, uniform)[metric][0] - _pooled_spectra(b, uniform)[metric][0]
+                for b, s in zip(base, sft, strict=True)
+            ]
+        )
+        resampled = np.stack(
+            [_pooled_spectra(s, w)[metric] - _pooled_spectra(b, w)[metric] for b, s in zip(base, sft, strict=True)],
+            axis=1,
+        )
         verdict = directional.evaluate(directional.HYPOTHESES[claim], point, T, resampled)
         assert verdict.outcome == claims.HOLDS, verdict.explain()
         assert directional.evaluate(directional.HYPOTHESES[claim], -point, T, -resampled).outcome == claims.REFUTED
@@ -155,8 +169,11 @@ def test_a_measured_pair_reads_its_captured_runs_and_resamples():
     run = lambda values: SimpleNamespace(sample_metric=lambda name: values)  # noqa: E731
     index = pd.RangeIndex(L + 1)
     delta = pd.Series(np.linspace(-0.3, -0.1, L + 1), index=index)
-    profile = SimpleNamespace(base_run=run(base_values), sft_run=run(sft_values),
-                              pair=pd.DataFrame({"delta_effective_rank": delta, "delta_rank_deficiency": 0.0}))
+    profile = SimpleNamespace(
+        base_run=run(base_values),
+        sft_run=run(sft_values),
+        pair=pd.DataFrame({"delta_effective_rank": delta, "delta_rank_deficiency": 0.0}),
+    )
     rng = np.random.default_rng(0)
     bundles = [{"delta_effective_rank": delta + rng.normal(0, 0.01, L + 1)} for _ in range(RESAMPLES)]
     resampler = SimpleNamespace(token_weights=weights(), note="synthetic", bundles=lambda kind: bundles)

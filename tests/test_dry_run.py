@@ -7,10 +7,20 @@ import pytest
 from harness import cli, dry_run
 from harness.sources import models
 
-SMALL_SHAPE = {"model_type": "olmo2", "architectures": ["Olmo2ForCausalLM"], "vocab_size": 2048, "hidden_size": 64,
-               "intermediate_size": 128, "num_hidden_layers": 5, "num_attention_heads": 4,
-               "num_key_value_heads": 4, "max_position_embeddings": 512, "rms_norm_eps": 1e-6,
-               "tie_word_embeddings": False, "initializer_range": 0.02}
+SMALL_SHAPE = {
+    "model_type": "olmo2",
+    "architectures": ["Olmo2ForCausalLM"],
+    "vocab_size": 2048,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 5,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+    "initializer_range": 0.02,
+}
 
 
 @pytest.mark.parametrize("name", models.REAL_PAIRS)
@@ -29,8 +39,15 @@ def test_the_shipped_shapes_are_the_registered_pairs():
     assert dry_run.shape_names() == sorted(models.REAL_PAIRS)
 
 
-SMALL_MISTRAL = {**SMALL_SHAPE, "model_type": "mistral", "architectures": ["MistralForCausalLM"],
-                 "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 64, "rms_norm_eps": 1e-5}
+SMALL_MISTRAL = {
+    **SMALL_SHAPE,
+    "model_type": "mistral",
+    "architectures": ["MistralForCausalLM"],
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "sliding_window": 64,
+    "rms_norm_eps": 1e-5,
+}
 
 
 @pytest.mark.parametrize("small", [SMALL_SHAPE, SMALL_MISTRAL], ids=["olmo2", "mistral"])
@@ -38,8 +55,28 @@ def test_a_small_shape_runs_every_stage_and_estimates_the_full_run(small, isolat
     shape = tmp_path / "small.json"
     shape.write_text(json.dumps(small))
     out = tmp_path / "dry-run.json"
-    assert cli.main(["dry-run", "--shape", str(shape), "--dtype", "float32", "--device", "cpu", "--samples", "6",
-                     "--token-samples", "2", "--lora-steps", "2", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "dry-run",
+                "--shape",
+                str(shape),
+                "--dtype",
+                "float32",
+                "--device",
+                "cpu",
+                "--samples",
+                "6",
+                "--token-samples",
+                "2",
+                "--lora-steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     for stage in ("build", "profile", "weight change", "swap", "lm-eval", "LoRA", "estimated full run", "total"):
         assert stage in printed, stage
@@ -73,10 +110,18 @@ def test_a_toy_vocabulary_runs_too(vocabulary, isolated_cache, tmp_path):
     # below a byte-level tokenizer's 300 tokens the shape's vocabulary is raised (and said so); above, the
     # tokenizer is trained to the shape's own size, so the shape is built exactly
     shape = tmp_path / "toy.json"
-    shape.write_text(json.dumps({**SMALL_SHAPE, "model_type": "llama", "architectures": ["LlamaForCausalLM"],
-                                 "vocab_size": vocabulary}))
-    result = dry_run.run_dry(str(shape), dtype="float32", device="cpu", progress=False,
-                             sizes=dry_run.Sizes(profile_samples=4, token_samples=2, lora_steps=1))
+    shape.write_text(
+        json.dumps(
+            {**SMALL_SHAPE, "model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": vocabulary}
+        )
+    )
+    result = dry_run.run_dry(
+        str(shape),
+        dtype="float32",
+        device="cpu",
+        progress=False,
+        sizes=dry_run.Sizes(profile_samples=4, token_samples=2, lora_steps=1),
+    )
     assert [stage.name for stage in result.stages][-1] == "LoRA"
     assert ("raised from 64" in result.facts.get("note", "")) == (vocabulary == 64)
     assert result.shape["vocab_size"] == max(vocabulary, dry_run.TOKENIZER_VOCAB if vocabulary < 300 else 0)

@@ -28,9 +28,11 @@ def _error_classes():
 def test_every_error_the_harness_defines_for_a_users_input_is_a_bad_input_error():
     classes = dict(_error_classes())
     assert {"ModelUnavailableError", "MaskError", "ProbeDataError", "CheckpointError", "UnknownPairError"} <= set(
-        classes)
-    strays = sorted(name for name, value in classes.items()
-                    if name not in NOT_INPUT_ERRORS and not issubclass(value, BadInputError))
+        classes
+    )
+    strays = sorted(
+        name for name, value in classes.items() if name not in NOT_INPUT_ERRORS and not issubclass(value, BadInputError)
+    )
     assert strays == []
 
 
@@ -50,7 +52,8 @@ def test_a_planted_bug_keeps_its_traceback_on_the_command_line(monkeypatch):
 
 
 def test_under_pytest_a_bad_input_is_one_line_and_a_bug_keeps_its_traceback(pytester):
-    pytester.makepyfile(test_policy="""
+    pytester.makepyfile(
+        test_policy="""
         from harness.errors import BadInputError
 
         def helper_with_a_typo():
@@ -61,7 +64,8 @@ def test_under_pytest_a_bad_input_is_one_line_and_a_bug_keeps_its_traceback(pyte
 
         def test_bug():
             helper_with_a_typo()
-    """)
+    """
+    )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=2)
     out = result.stdout.str()

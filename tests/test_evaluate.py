@@ -10,8 +10,14 @@ TINY_EVAL = evaluate.EvalOptions(limit=40, num_fewshot=0, max_gen_toks=40, batch
 
 def test_local_task_folder_holds_data_and_rendered_yaml(isolated_cache):
     folder = evaluate.local_task_folder(TINY_EVAL)
-    for name in ("gsm8k_train.jsonl", "gsm8k_test.jsonl", "mmlu_dev.jsonl", "mmlu_test.jsonl", "gsm8k_local.yaml",
-                 "mmlu_local.yaml"):
+    for name in (
+        "gsm8k_train.jsonl",
+        "gsm8k_test.jsonl",
+        "mmlu_dev.jsonl",
+        "mmlu_test.jsonl",
+        "gsm8k_local.yaml",
+        "mmlu_local.yaml",
+    ):
         assert (folder / name).is_file(), name
     yaml_text = (folder / "gsm8k_local.yaml").read_text()
     assert "{data_dir}" not in yaml_text and "gsm8k/gsm8k.yaml" in yaml_text
@@ -43,10 +49,12 @@ def test_a_real_task_offline_is_unavailable_not_zero(micro_pair, monkeypatch):
 def test_answer_log_likelihood_prefers_the_fine_tuned_model(tiny_pair):
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(30)]
     tokenizer = models.load_tokenizer(models.ModelRef(str(tiny_pair.sft_dir)))
-    base = evaluate.answer_log_likelihood(models.load_model(models.ModelRef(str(tiny_pair.base_dir)), device="cpu"),
-                                          tokenizer, records)
-    sft = evaluate.answer_log_likelihood(models.load_model(models.ModelRef(str(tiny_pair.sft_dir)), device="cpu"),
-                                         tokenizer, records)
+    base = evaluate.answer_log_likelihood(
+        models.load_model(models.ModelRef(str(tiny_pair.base_dir)), device="cpu"), tokenizer, records
+    )
+    sft = evaluate.answer_log_likelihood(
+        models.load_model(models.ModelRef(str(tiny_pair.sft_dir)), device="cpu"), tokenizer, records
+    )
     assert sft["score"] > base["score"] + 5 * (sft["stderr"] + base["stderr"])
     assert len(sft["per_item"]) == 30
 
@@ -71,8 +79,28 @@ def test_evaluate_takes_lm_evals_option_spelling_and_keeps_its_expected_warnings
 
     caplog.set_level(logging.INFO)
     out = tmp_path / "scores.json"
-    assert cli.main(["evaluate", "--pair", "tiny_olmo2", "--tasks", "gsm8k_local,mmlu_local", "--limit", "4",
-                     "--num_fewshot", "0", "--batch_size", "4", "--max_gen_toks", "16", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                "--pair",
+                "tiny_olmo2",
+                "--tasks",
+                "gsm8k_local,mmlu_local",
+                "--limit",
+                "4",
+                "--num_fewshot",
+                "0",
+                "--batch_size",
+                "4",
+                "--max_gen_toks",
+                "16",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "gsm8k_local" in printed and "mmlu_local" in printed
     stored = reports.load_report(out)
@@ -96,7 +124,8 @@ def test_a_real_benchmark_is_scored_on_every_item_unless_asked_otherwise(micro_p
     monkeypatch.setattr(evaluate, "lm_eval_scores", scores)
     assert cli.main(["evaluate", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir)]) == 0
     assert [(tasks, o.limit, o.num_fewshot, o.batch_size) for tasks, o in asked] == [
-        (("gsm8k", "mmlu"), None, None, None)] * 2  # batch None: lm-eval's "auto" on a GPU, 8 on the CPU
+        (("gsm8k", "mmlu"), None, None, None)
+    ] * 2  # batch None: lm-eval's "auto" on a GPU, 8 on the CPU
     assert "gsm8k" in capsys.readouterr().out
 
 

@@ -15,8 +15,9 @@ from harness.measure.weights import weight_change, weight_change_by_part
 from harness.sources import layouts, models, synthetic
 
 SHAPES = {path.stem: path for path in sorted(Path(__file__).parent.joinpath("data", "family_shapes").glob("*.json"))}
-MIXTURES = [name for name in SHAPES if layouts.layout_of_type(json.loads(SHAPES[name].read_text())["model_type"])
-            .experts]
+MIXTURES = [
+    name for name in SHAPES if layouts.layout_of_type(json.loads(SHAPES[name].read_text())["model_type"]).experts
+]
 FUSED = ["phi3", "gpt_neox"]
 
 
@@ -34,17 +35,38 @@ def _pair(name: str) -> tuple[Path, Path]:
 
 def test_the_tiny_shapes_cover_every_supported_family():
     types = {json.loads(path.read_text())["model_type"] for path in SHAPES.values()}
-    families = {"llama", "qwen2", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3", "mistral", "mixtral", "olmo",
-                "olmo2", "olmo3", "olmoe", "phi3", "smollm3", "granite", "gpt_neox"}
+    families = {
+        "llama",
+        "qwen2",
+        "qwen3",
+        "qwen3_moe",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "mistral",
+        "mixtral",
+        "olmo",
+        "olmo2",
+        "olmo3",
+        "olmoe",
+        "phi3",
+        "smollm3",
+        "granite",
+        "gpt_neox",
+    }
     assert families <= types <= set(layouts.SUPPORTED_MODEL_TYPES)
 
 
 @pytest.mark.parametrize("name", SHAPES)
 def test_every_stage_runs_on_a_tiny_model_of_each_family(name, family_cache):
-    result = dry_run.run_dry(str(SHAPES[name]), dtype="float32", device="cpu", progress=False,
-                             sizes=dry_run.Sizes(profile_samples=6, token_samples=2, lora_steps=2))
-    assert [stage.name for stage in result.stages] == ["build", "profile", "weight change", "swap", "lm-eval",
-                                                       "LoRA"]
+    result = dry_run.run_dry(
+        str(SHAPES[name]),
+        dtype="float32",
+        device="cpu",
+        progress=False,
+        sizes=dry_run.Sizes(profile_samples=6, token_samples=2, lora_steps=2),
+    )
+    assert [stage.name for stage in result.stages] == ["build", "profile", "weight change", "swap", "lm-eval", "LoRA"]
     change = result.stage("weight change").detail
     assert change["worst_relative_error"] < 1e-3  # the planted change, read back per layer and part
     assert ("experts" in change["parts"]) == (name in MIXTURES)
@@ -71,7 +93,8 @@ def test_a_swap_moves_every_tensor_of_a_layer_and_restores_the_host_bit_for_bit(
             elif key not in names:
                 assert torch.equal(value, before[key]), key
         assert any(key.startswith(layout.final_norm) for key in names) or not list(
-            layout.final_norm_module(host).parameters())
+            layout.final_norm_module(host).parameters()
+        )
     assert all(torch.equal(value, before[key]) for key, value in host.named_parameters())
 
 
@@ -158,8 +181,7 @@ def test_a_mixtures_router_and_experts_change_is_reported_apart_from_eq_1(name, 
     model.save_pretrained(tmp_path / "sft")  # written back one tensor per expert
     parts = weight_change_by_part(base_dir, tmp_path / "sft")
     assert parts["experts"][2] == pytest.approx(0.25 * experts[0].numel() ** 0.5, rel=1e-5)
-    assert parts["router"][2] == pytest.approx(0.5 * layer.get_submodule(layout.router).weight.numel() ** 0.5,
-                                               rel=1e-5)
+    assert parts["router"][2] == pytest.approx(0.5 * layer.get_submodule(layout.router).weight.numel() ** 0.5, rel=1e-5)
     assert all(value == 0 for value in parts["eq1"].values())
     assert all(parts["experts"][other] == 0 for other in parts["experts"] if other != 2)
 
@@ -182,10 +204,10 @@ def test_a_mixtures_profile_reports_router_and_experts_change_per_layer(name, fa
     from harness.measure import profile
 
     base_dir, sft_dir = _pair(name)
-    resolved = models.resolve_pair(models.custom_pair(str(base_dir), str(sft_dir), dtype="float32"),
-                                   progress=False)
-    result = profile.profile_pair(resolved, profile.ProfileOptions(pooled_samples=6, token_samples=2), device="cpu",
-                                  progress=False)
+    resolved = models.resolve_pair(models.custom_pair(str(base_dir), str(sft_dir), dtype="float32"), progress=False)
+    result = profile.profile_pair(
+        resolved, profile.ProfileOptions(pooled_samples=6, token_samples=2), device="cpu", progress=False
+    )
     for column in ("weight_change", "router_change", "experts_change"):  # eq. 1, and the mixture's apart
         assert result.pair[column].iloc[1:].gt(0).all() and pd.isna(result.pair[column].iloc[0])
     assert result.meta["pair"]["layout"] == layouts.layout_of_type(result.meta["pair"]["model_type"]).family

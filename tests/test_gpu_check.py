@@ -20,9 +20,26 @@ def _script():
 
 def test_the_gpu_check_rehearsed_at_a_small_shape_writes_every_figure(tmp_path):
     env = {**os.environ, "HARNESS_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, str(SCRIPT), "run", "--shape", "tests/data/family_shapes/llama.json",
-                           "--samples", "8", "--device", "cpu", "--out", str(tmp_path / "gpu")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "run",
+            "--shape",
+            "tests/data/family_shapes/llama.json",
+            "--samples",
+            "8",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "gpu"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     figures = json.loads((tmp_path / "gpu" / "figures.json").read_text())
     assert set(figures["dry_run"]["stages"]) == {"build", "profile", "weight change", "swap", "lm-eval", "LoRA"}

@@ -38,11 +38,14 @@ def test_c4_holds_when_a_middle_mask_beats_full_and_both_edges():
     assert verdict.evidence["best_middle"] == ["01000"]
 
 
-@pytest.mark.parametrize("label, change", [
-    ("full LoRA is best", {"11111": 0.40}),
-    ("the first segment ties the best middle", {"10000": 0.375}),
-    ("the last segment is best", {"00001": 0.50}),
-])
+@pytest.mark.parametrize(
+    "label, change",
+    [
+        ("full LoRA is best", {"11111": 0.40}),
+        ("the first segment ties the best middle", {"10000": 0.375}),
+        ("the last segment is best", {"00001": 0.50}),
+    ],
+)
 def test_c4_fails_on_planted_negatives(label, change):
     planted = PAPER_LIKE.copy()
     for mask, value in change.items():
@@ -72,8 +75,10 @@ def test_position_control_holds_only_when_the_mid_block_beats_random_layers_and_
 
 
 def test_c8_holds_when_the_middle_arm_stays_closest_to_the_base_on_every_set():
-    table_4 = {"ifeval": pd.Series({"00110": 0.01, "11111": 0.17, "10000": 0.08, "00001": 0.12}),
-               "mt_bench": pd.Series({"00110": 0.02, "11111": 0.18, "10000": 0.05, "00001": 0.14})}
+    table_4 = {
+        "ifeval": pd.Series({"00110": 0.01, "11111": 0.17, "10000": 0.08, "00001": 0.12}),
+        "mt_bench": pd.Series({"00110": 0.02, "11111": 0.18, "10000": 0.05, "00001": 0.14}),
+    }
     verdict = claims.retention_closest(table_4, "00110", T)
     assert verdict.holds and verdict.main.value == pytest.approx(0.03)
     table_4["mt_bench"]["10000"] = 0.01  # the first segment forgets less on one set
@@ -94,26 +99,60 @@ class PlantedResults:
     description: str
 
 
-MID_WINS = {"10000": 0.15, "01000": 0.45, "00100": 0.55, "00010": 0.40, "00001": 0.12, "11111": 0.30,
-            "01110": 0.50, "01100": 0.47, "00110": 0.48, "random1": 0.25, "random2": 0.28, "random3": 0.30}
-MID_CLOSE = {"base": 14.5, "10000": 14.7, "01000": 14.55, "00100": 14.56, "00010": 14.6, "00001": 14.9,
-             "11111": 15.2, "01110": 14.58, "01100": 14.59, "00110": 14.57, "random1": 14.9, "random2": 15.0,
-             "random3": 14.8}
+MID_WINS = {
+    "10000": 0.15,
+    "01000": 0.45,
+    "00100": 0.55,
+    "00010": 0.40,
+    "00001": 0.12,
+    "11111": 0.30,
+    "01110": 0.50,
+    "01100": 0.47,
+    "00110": 0.48,
+    "random1": 0.25,
+    "random2": 0.28,
+    "random3": 0.30,
+}
+MID_CLOSE = {
+    "base": 14.5,
+    "10000": 14.7,
+    "01000": 14.55,
+    "00100": 14.56,
+    "00010": 14.6,
+    "00001": 14.9,
+    "11111": 15.2,
+    "01110": 14.58,
+    "01100": 14.59,
+    "00110": 14.57,
+    "random1": 14.9,
+    "random2": 15.0,
+    "random3": 14.8,
+}
 
-PLANTED: dict[str, PlantedResults] = {control.name: control for control in (
-    PlantedResults("planted_mid_block", MID_WINS, MID_CLOSE,
-                {"C4": True, "C4:M5": True, "C4-control": True, "C8": True},
-                "middle masks score best and forget least, at the same budget"),
-    PlantedResults("planted_full_depth", {**MID_WINS, "11111": 0.70, "random1": 0.60, "random2": 0.62,
-                                       "random3": 0.61},
-                {**MID_CLOSE, "11111": 14.51},
-                {"C4": False, "C4:M5": True, "C4-control": False, "C8": False},
-                "full-depth LoRA and random layers score best, and full LoRA forgets least"),
-)}
+PLANTED: dict[str, PlantedResults] = {
+    control.name: control
+    for control in (
+        PlantedResults(
+            "planted_mid_block",
+            MID_WINS,
+            MID_CLOSE,
+            {"C4": True, "C4:M5": True, "C4-control": True, "C8": True},
+            "middle masks score best and forget least, at the same budget",
+        ),
+        PlantedResults(
+            "planted_full_depth",
+            {**MID_WINS, "11111": 0.70, "random1": 0.60, "random2": 0.62, "random3": 0.61},
+            {**MID_CLOSE, "11111": 14.51},
+            {"C4": False, "C4:M5": True, "C4-control": False, "C8": False},
+            "full-depth LoRA and random layers score best, and full LoRA forgets least",
+        ),
+    )
+}
 
 
-def planted_study(control: PlantedResults, thresholds: dict, seeds: tuple[int, ...] = (0, 1, 2),
-                  seed: int = 0, items: int = ITEMS) -> lora_study.LoraStudy:
+def planted_study(
+    control: PlantedResults, thresholds: dict, seeds: tuple[int, ...] = (0, 1, 2), seed: int = 0, items: int = ITEMS
+) -> lora_study.LoraStudy:
     """A study of a 10-layer model whose runs are drawn from the control's planted rates."""
     settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=seeds, retention_sets=("wikitext-local",))
     plan = lora_plan.plan_arms(N_LAYERS, thresholds, settings, segment_counts=[5])
@@ -125,20 +164,31 @@ def planted_study(control: PlantedResults, thresholds: dict, seeds: tuple[int, .
     def retention(perplexity: float) -> dict:
         tokens = rng.integers(50, 200, TEXTS)
         nll = tokens * math.log(perplexity) * rng.uniform(0.999, 1.001, TEXTS)
-        return {"wikitext-local": {"perplexity": perplexity,
-                                   "per_text": {"nll": nll.tolist(), "tokens": tokens.tolist()}}}
+        return {
+            "wikitext-local": {"perplexity": perplexity, "per_text": {"nll": nll.tolist(), "tokens": tokens.tolist()}}
+        }
 
     def run(label: str) -> dict:
         per_item = (rng.random(items) < control.success[label]).astype(float).tolist()
-        return {"task": {"score": float(np.mean(per_item)), "stderr": float(np.std(per_item) / math.sqrt(items)),
-                         "per_item": per_item},
-                "likelihood": {"score": math.nan}, "retention": retention(control.perplexity[label]),
-                "final_loss": math.nan, "trainable_parameters": plan.arms[0].full_budget,
-                "seconds": {"train": 0.0, "score": 0.0}}
+        return {
+            "task": {
+                "score": float(np.mean(per_item)),
+                "stderr": float(np.std(per_item) / math.sqrt(items)),
+                "per_item": per_item,
+            },
+            "likelihood": {"score": math.nan},
+            "retention": retention(control.perplexity[label]),
+            "final_loss": math.nan,
+            "trainable_parameters": plan.arms[0].full_budget,
+            "seconds": {"train": 0.0, "score": 0.0},
+        }
 
     study = lora_study.LoraStudy(control.name, None, thresholds, settings, plan)
-    study.untuned = {"task": {"score": 0.0, "stderr": 0.0}, "likelihood": {"score": math.nan},
-                     "retention": retention(control.perplexity["base"])}
+    study.untuned = {
+        "task": {"score": 0.0, "stderr": 0.0},
+        "likelihood": {"score": math.nan},
+        "retention": retention(control.perplexity["base"]),
+    }
     study.runs = {(arm.label, s): run(arm.label) for arm in plan.arms for s in seeds}
     return study
 
@@ -178,12 +228,14 @@ def test_verdicts_that_need_arms_outside_the_plan_say_which():
     assert "--tune-segments 3 5" in study.unavailable("C4:M3")
     with pytest.raises(LookupError, match="M = 10"):
         study.verdict("C4:M10")
-    masks_only = lora_study.LoraStudy("planted", None, T, study.settings,
-                                      lora_plan.plan_masks(["01100", "11111"], 10, study.settings))
+    masks_only = lora_study.LoraStudy(
+        "planted", None, T, study.settings, lora_plan.plan_masks(["01100", "11111"], 10, study.settings)
+    )
     assert "C4 needs the masks" in masks_only.unavailable("C4")
     assert "whole study" in masks_only.unavailable("C4-control")
-    no_retention = lora_study.LoraStudy("planted", None, T, dataclasses.replace(study.settings, retention_sets=()),
-                                        study.plan)
+    no_retention = lora_study.LoraStudy(
+        "planted", None, T, dataclasses.replace(study.settings, retention_sets=()), study.plan
+    )
     assert "measures no retention" in no_retention.unavailable("C8")
 
 
@@ -224,8 +276,9 @@ def test_shards_of_a_study_train_every_run_exactly_once(monkeypatch, count):
     plan = lora_plan.plan_arms(10, thresholds, settings, segment_counts=[5])
     study = lora_study.LoraStudy("x", None, thresholds, settings, plan)
     trained = []
-    monkeypatch.setattr(lora_runs, "run_arm", lambda base, arm, seed, *args, **kwargs: trained.append((arm.label,
-                                                                                                       seed)))
+    monkeypatch.setattr(
+        lora_runs, "run_arm", lambda base, arm, seed, *args, **kwargs: trained.append((arm.label, seed))
+    )
     sizes = [study.run_shard(index, count, progress=False) for index in range(1, count + 1)]
     expected = [(arm.label, seed) for arm in plan.arms for seed in settings.seeds]
     assert sorted(trained) == sorted(expected) and len(trained) == len(set(trained)) == sum(sizes)
@@ -236,8 +289,9 @@ def test_shards_of_a_study_train_every_run_exactly_once(monkeypatch, count):
 
 def test_the_minimum_detectable_difference_shrinks_as_the_root_of_the_items_scored():
     control = PLANTED["planted_mid_block"]
-    small, large = (planted_study(control, T, items=n).minimum_detectable_difference("01110", "11111")
-                    for n in (100, 1600))
+    small, large = (
+        planted_study(control, T, items=n).minimum_detectable_difference("01110", "11111") for n in (100, 1600)
+    )
     for power in (small, large):
         low, high = power["interval"]
         assert low < power["difference"] < high
@@ -296,8 +350,11 @@ def test_a_shared_study_passes_over_the_run_another_process_trains_and_waits_for
                 (folder / "result.json").write_text("{}")
 
     monkeypatch.setattr(lora_runs, "run_folder", lambda base, arm, seed, settings: folder_of[(arm.label, seed)])
-    monkeypatch.setattr(lora_runs, "cached_result", lambda base, arm, seed, settings: {} if (
-        folder_of[(arm.label, seed)] / "result.json").exists() else None)
+    monkeypatch.setattr(
+        lora_runs,
+        "cached_result",
+        lambda base, arm, seed, settings: {} if (folder_of[(arm.label, seed)] / "result.json").exists() else None,
+    )
     monkeypatch.setattr(lora_runs, "run_arm", run_arm)
     first = study.jobs()[0]
     other = subprocess.Popen([sys.executable, "-c", HOLD_AND_WRITE, str(folder_of[(first[0].label, first[1])])])
@@ -320,8 +377,16 @@ def test_reading_a_study_that_has_not_run_says_so_and_never_trains(monkeypatch):
     settings = lora_runs.TuneSettings(task="gsm8k_local", seeds=(0, 1))
     plan = lora_plan.plan_arms(10, thresholds, settings, segment_counts=[5])
     study = lora_study.LoraStudy("unrun", None, thresholds, settings, plan)
-    reads = [study.scores, study.table, study.summary, study.evidence, study.section, study.untuned_scores,
-             lambda: study.verdict("C4"), lambda: study.minimum_detectable_difference("11111", "01110")]
+    reads = [
+        study.scores,
+        study.table,
+        study.summary,
+        study.evidence,
+        study.section,
+        study.untuned_scores,
+        lambda: study.verdict("C4"),
+        lambda: study.minimum_detectable_difference("11111", "01110"),
+    ]
     for read in reads:
         with pytest.raises(lora_study.StudyNotRunError, match="has not run: train it with `harness tune"):
             read()

@@ -88,20 +88,26 @@ def test_weight_change_by_hand(tmp_path):
         save_file(tensors, tmp_path / name / "model.safetensors")
         return tmp_path / name
 
-    base = save("base", {
-        "model.layers.0.self_attn.q_proj.weight": torch.zeros(2, 2),
-        "model.layers.1.self_attn.k_proj.weight": torch.zeros(1, 1),
-        "model.layers.1.self_attn.v_proj.weight": torch.zeros(1, 1),
-        "model.layers.1.mlp.up_proj.weight": torch.zeros(1, 1),
-        "model.embed_tokens.weight": torch.zeros(3, 2),
-    })
-    sft = save("sft", {
-        "model.layers.0.self_attn.q_proj.weight": torch.ones(2, 2),
-        "model.layers.1.self_attn.k_proj.weight": T([[3.0]]),
-        "model.layers.1.self_attn.v_proj.weight": T([[4.0]]),
-        "model.layers.1.mlp.up_proj.weight": T([[12.0]]),
-        "model.embed_tokens.weight": torch.ones(3, 2),
-    })
+    base = save(
+        "base",
+        {
+            "model.layers.0.self_attn.q_proj.weight": torch.zeros(2, 2),
+            "model.layers.1.self_attn.k_proj.weight": torch.zeros(1, 1),
+            "model.layers.1.self_attn.v_proj.weight": torch.zeros(1, 1),
+            "model.layers.1.mlp.up_proj.weight": torch.zeros(1, 1),
+            "model.embed_tokens.weight": torch.zeros(3, 2),
+        },
+    )
+    sft = save(
+        "sft",
+        {
+            "model.layers.0.self_attn.q_proj.weight": torch.ones(2, 2),
+            "model.layers.1.self_attn.k_proj.weight": T([[3.0]]),
+            "model.layers.1.self_attn.v_proj.weight": T([[4.0]]),
+            "model.layers.1.mlp.up_proj.weight": T([[12.0]]),
+            "model.embed_tokens.weight": torch.ones(3, 2),
+        },
+    )
     assert weights.weight_change(base, sft) == {1: pytest.approx(2.0), 2: pytest.approx(5.0)}
     with_mlp = weights.weight_change(base, sft, modules=layouts.ATTENTION_MODULES + layouts.MLP_MODULES)
     assert with_mlp[2] == pytest.approx(13.0)
@@ -115,30 +121,40 @@ def test_weight_change_reads_sharded_checkpoints(tmp_path):
         folder.mkdir()
         save_file({"model.layers.0.self_attn.q_proj.weight": torch.full((1, 1), value)}, folder / "a.safetensors")
         save_file({"model.layers.0.self_attn.o_proj.weight": torch.full((1, 1), value)}, folder / "b.safetensors")
-        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
-            "model.layers.0.self_attn.q_proj.weight": "a.safetensors",
-            "model.layers.0.self_attn.o_proj.weight": "b.safetensors"}}))
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps(
+                {
+                    "weight_map": {
+                        "model.layers.0.self_attn.q_proj.weight": "a.safetensors",
+                        "model.layers.0.self_attn.o_proj.weight": "b.safetensors",
+                    }
+                }
+            )
+        )
     assert weights.weight_change(tmp_path / "base", tmp_path / "sft") == {1: pytest.approx(math.sqrt(8))}
 
 
-@pytest.mark.parametrize("call", [
-    lambda: metrics.matrix_entropy(torch.zeros(3, 2)),
-    lambda: metrics.matrix_entropy(T([[1.0, float("nan")], [0.0, 1.0]])),
-    lambda: metrics.matrix_entropy(T([[1.0, 2.0]])),  # one row: log min(N, D) = 0
-    lambda: metrics.matrix_entropy(T([[1.0], [2.0]])),  # one feature: log min(N, D) = 0
-    lambda: metrics.weighted_spectra(T([[1.0], [2.0]]), torch.full((3, 2), 0.5)),
-    lambda: metrics.weighted_spectra(torch.zeros(3, 2), torch.full((3, 3), 1 / 3)),
-    lambda: metrics.effective_rank(torch.zeros(2, 2)),
-    lambda: metrics.condition_number(torch.zeros(2, 2)),
-    lambda: metrics.curvature(T([[0.0], [1.0]])),  # fewer than 3 tokens
-    lambda: metrics.curvature(torch.ones(4, 2)),  # every step has zero length
-    lambda: metrics.linear_cka(torch.ones(3, 2), torch.randn(3, 2)),  # no variance
-    lambda: metrics.linear_cka(torch.randn(3, 2), torch.randn(4, 2)),
-    lambda: metrics.cosine_similarity(T([[0.0, 0.0], [1.0, 0.0]]), T([[1.0, 0.0], [1.0, 0.0]])),
-    lambda: metrics.cosine_similarity(torch.randn(3, 2), torch.randn(3, 3)),
-    lambda: metrics.mean_shift(torch.randn(3, 2), T([[float("inf"), 0.0]])),
-    lambda: metrics.spectral_norm(torch.randn(3)),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: metrics.matrix_entropy(torch.zeros(3, 2)),
+        lambda: metrics.matrix_entropy(T([[1.0, float("nan")], [0.0, 1.0]])),
+        lambda: metrics.matrix_entropy(T([[1.0, 2.0]])),  # one row: log min(N, D) = 0
+        lambda: metrics.matrix_entropy(T([[1.0], [2.0]])),  # one feature: log min(N, D) = 0
+        lambda: metrics.weighted_spectra(T([[1.0], [2.0]]), torch.full((3, 2), 0.5)),
+        lambda: metrics.weighted_spectra(torch.zeros(3, 2), torch.full((3, 3), 1 / 3)),
+        lambda: metrics.effective_rank(torch.zeros(2, 2)),
+        lambda: metrics.condition_number(torch.zeros(2, 2)),
+        lambda: metrics.curvature(T([[0.0], [1.0]])),  # fewer than 3 tokens
+        lambda: metrics.curvature(torch.ones(4, 2)),  # every step has zero length
+        lambda: metrics.linear_cka(torch.ones(3, 2), torch.randn(3, 2)),  # no variance
+        lambda: metrics.linear_cka(torch.randn(3, 2), torch.randn(4, 2)),
+        lambda: metrics.cosine_similarity(T([[0.0, 0.0], [1.0, 0.0]]), T([[1.0, 0.0], [1.0, 0.0]])),
+        lambda: metrics.cosine_similarity(torch.randn(3, 2), torch.randn(3, 3)),
+        lambda: metrics.mean_shift(torch.randn(3, 2), T([[float("inf"), 0.0]])),
+        lambda: metrics.spectral_norm(torch.randn(3)),
+    ],
+)
 def test_degenerate_input_is_a_clear_error_not_a_nan(call):
     with pytest.raises(DegenerateInputError):
         call()

@@ -10,8 +10,16 @@ from harness.sources import models
 def _save_tiny_model(directory, family="olmo2", layers=2, hidden=32):
     config_class = transformers.Olmo2Config if family == "olmo2" else transformers.MistralConfig
     extra = {} if family == "olmo2" else {"sliding_window": None}
-    config = config_class(vocab_size=64, hidden_size=hidden, intermediate_size=64, num_hidden_layers=layers,
-                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, **extra)
+    config = config_class(
+        vocab_size=64,
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        **extra,
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config)
     model.save_pretrained(directory)
@@ -72,8 +80,13 @@ def test_unknown_pair_lists_the_registered_ones():
 def test_offline_and_uncached_pair_is_skipped_with_what_to_do(empty_hub_cache):
     reason = models.unavailable_reason(models.get_spec("olmo2_7b"))
     assert reason is not None
-    for needed in ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "hf download", "HF_HUB_OFFLINE=1",
-                   "--base DIR --sft DIR"):
+    for needed in (
+        "allenai/OLMo-2-1124-7B",
+        "allenai/OLMo-2-1124-7B-SFT",
+        "hf download",
+        "HF_HUB_OFFLINE=1",
+        "--base DIR --sft DIR",
+    ):
         assert needed in reason
     with pytest.raises(models.ModelUnavailableError, match="not in the Hugging Face cache"):
         models.resolve_pair(models.get_spec("olmo2_7b"))
@@ -92,11 +105,15 @@ def test_cached_pair_is_available_offline_without_download(empty_hub_cache):
 
 
 def test_cached_pair_with_a_missing_shard_is_unavailable(empty_hub_cache):
-    index = json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors",
-                                       "b": "model-00002-of-00002.safetensors"}})
+    index = json.dumps(
+        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    )
     for repo in ("allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT"):
-        _plant_snapshot(empty_hub_cache, repo, {"config.json": "{}", "model.safetensors.index.json": index,
-                                                "model-00001-of-00002.safetensors": "x"})
+        _plant_snapshot(
+            empty_hub_cache,
+            repo,
+            {"config.json": "{}", "model.safetensors.index.json": index, "model-00001-of-00002.safetensors": "x"},
+        )
     assert models.unavailable_reason(models.get_spec("olmo2_7b")) is not None
 
 
@@ -141,8 +158,9 @@ def test_a_model_of_another_layout_is_refused_before_any_work(tmp_path, capsys, 
     from harness import cli
 
     if family == "bert":
-        model = BertForMaskedLM(BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-                                           intermediate_size=64, vocab_size=100))
+        model = BertForMaskedLM(
+            BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100)
+        )
     else:
         model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100))
     model.save_pretrained(tmp_path / family)
@@ -163,8 +181,23 @@ def test_evaluating_a_model_with_nan_weights_is_an_error_not_a_score(micro_pair,
         model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
     model.save_pretrained(tmp_path / "broken")
     models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(tmp_path / "broken")
-    code = cli.main(["evaluate", "--base", str(micro_pair.base_dir), "--sft", str(tmp_path / "broken"), "--tasks",
-                     "gsm8k_local", "--limit", "2", "--max_gen_toks", "8", "--out", str(tmp_path / "scores.json")])
+    code = cli.main(
+        [
+            "evaluate",
+            "--base",
+            str(micro_pair.base_dir),
+            "--sft",
+            str(tmp_path / "broken"),
+            "--tasks",
+            "gsm8k_local",
+            "--limit",
+            "2",
+            "--max_gen_toks",
+            "8",
+            "--out",
+            str(tmp_path / "scores.json"),
+        ]
+    )
     message = capsys.readouterr().err
     assert code == 2 and "non-finite" in message and "layers.0.mlp.down_proj.weight" in message
     assert not (tmp_path / "scores.json").exists()
@@ -182,8 +215,9 @@ def test_a_truncated_safetensors_file_is_named(micro_pair, tmp_path, capsys):
     sft = _copy(micro_pair, tmp_path)
     (shard,) = sft.glob("*.safetensors")
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(sft), "--out",
-                     str(tmp_path / "report.json")])
+    code = cli.main(
+        ["profile", "--base", str(micro_pair.base_dir), "--sft", str(sft), "--out", str(tmp_path / "report.json")]
+    )
     message = capsys.readouterr().err
     assert code == 2 and str(shard) in message and "truncated or corrupt" in message
     assert not (tmp_path / "report.json").exists()
@@ -204,6 +238,7 @@ def test_an_output_path_that_is_a_directory_is_refused_before_any_work(micro_pai
     from harness.measure import profile
 
     monkeypatch.setattr(profile, "profile_pair", lambda *a, **k: pytest.fail("the profile ran"))
-    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--out",
-                     str(tmp_path)])
+    code = cli.main(
+        ["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--out", str(tmp_path)]
+    )
     assert code == 2 and "is a directory" in capsys.readouterr().err

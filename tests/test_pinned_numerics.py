@@ -30,9 +30,17 @@ RTOL, ATOL = 1e-7, 1e-10  # reordered sums move the last bits: measured at most 
 # Simulated sizes: the calibration's small default (N = 40 samples, D = 8) and a wide one with fewer samples than
 # hidden dimensions (N = 24, D = 48), where every real model's profile lives.
 SIZES = {"small": calibration.SMALL, "wide": calibration.SMALL.scaled(samples=24, width=48)}
-FAMILY_SCENARIOS = [("layers", "paper", "small"), ("layers", "null", "small"), ("directional", "null", "small"),
-                    ("swap", "paper", "small"), ("swap", "null", "small"), ("lora", "paper", "small"),
-                    ("lora", "null", "small"), ("layers", "paper", "wide"), ("directional", "null", "wide")]
+FAMILY_SCENARIOS = [
+    ("layers", "paper", "small"),
+    ("layers", "null", "small"),
+    ("directional", "null", "small"),
+    ("swap", "paper", "small"),
+    ("swap", "null", "small"),
+    ("lora", "paper", "small"),
+    ("lora", "null", "small"),
+    ("layers", "paper", "wide"),
+    ("directional", "null", "wide"),
+]
 
 
 def _dyadic(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -43,11 +51,16 @@ def _dyadic(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
 def _metrics_of(x: torch.Tensor, y: torch.Tensor, tokens: torch.Tensor) -> dict[str, float]:
     low_rank = x[:, :8] @ x[:8, :]  # rank 8: a deficiency to count
     return {
-        "linear_cka": metrics.linear_cka(x, y), "cosine_similarity": metrics.cosine_similarity(x, y),
-        "mean_shift": metrics.mean_shift(x, y), "curvature": metrics.curvature(tokens),
-        "effective_rank": metrics.effective_rank(x), "dataset_entropy": metrics.dataset_entropy(x),
-        "prompt_entropy": metrics.prompt_entropy(tokens), "condition_number": metrics.condition_number(x),
-        "spectral_norm": metrics.spectral_norm(x), "rank_deficiency": float(metrics.rank_deficiency(low_rank)),
+        "linear_cka": metrics.linear_cka(x, y),
+        "cosine_similarity": metrics.cosine_similarity(x, y),
+        "mean_shift": metrics.mean_shift(x, y),
+        "curvature": metrics.curvature(tokens),
+        "effective_rank": metrics.effective_rank(x),
+        "dataset_entropy": metrics.dataset_entropy(x),
+        "prompt_entropy": metrics.prompt_entropy(tokens),
+        "condition_number": metrics.condition_number(x),
+        "spectral_norm": metrics.spectral_norm(x),
+        "rank_deficiency": float(metrics.rank_deficiency(low_rank)),
         "sparsity": metrics.sparsity(x, eps=1.0),
     }
 
@@ -67,15 +80,22 @@ def verdict_values() -> dict[str, dict]:
     thresholds = config.thresholds_for("calibration")
     out = {}
     for family, scenario, size in FAMILY_SCENARIOS:
-        rng = np.random.default_rng([0, list(calibration.FAMILIES).index(family),
-                                     calibration._SCENARIO_CODES[scenario], 0])
-        verdicts = calibration._SIMULATORS[family](scenario, SIZES[size], thresholds, rng,
-                                                   calibration.FAMILIES[family])
+        rng = np.random.default_rng(
+            [0, list(calibration.FAMILIES).index(family), calibration._SCENARIO_CODES[scenario], 0]
+        )
+        verdicts = calibration._SIMULATORS[family](scenario, SIZES[size], thresholds, rng, calibration.FAMILIES[family])
         for key, verdict in verdicts.items():
             out[f"{family}/{scenario}/{size}/{key}"] = {
                 "outcome": verdict.outcome,
-                "conditions": {c.name: {"value": c.value, "interval": list(c.interval) if c.interval else None,
-                                        "outcome": c.outcome} for c in verdict.conditions}}
+                "conditions": {
+                    c.name: {
+                        "value": c.value,
+                        "interval": list(c.interval) if c.interval else None,
+                        "outcome": c.outcome,
+                    }
+                    for c in verdict.conditions
+                },
+            }
     return out
 
 
@@ -137,8 +157,10 @@ def test_metrics_resampling_and_verdicts_match_the_pinned_numbers(now):
         pytest.skip(f"wrote {STORED}: review the diff before committing")
     stored = json.loads(STORED.read_text())
     found = differences(stored, now)
-    assert not found, (f"{len(found)} pinned numbers moved (tolerance rtol {RTOL:g}, atol {ATOL:g}; outcomes "
-                       "exact):\n" + "\n".join(found[:40]))
+    assert not found, (
+        f"{len(found)} pinned numbers moved (tolerance rtol {RTOL:g}, atol {ATOL:g}; outcomes "
+        "exact):\n" + "\n".join(found[:40])
+    )
 
 
 def test_every_family_and_outcome_is_pinned(now):

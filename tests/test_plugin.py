@@ -13,8 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _pytest(*args, env_extra=None, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "pytest", *args, "--report-dir", str(tmp_path / "reports"),
-                           "-p", "no:cacheprovider", "-rs"], cwd=ROOT, capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 def test_a_real_pair_offline_is_skipped_with_what_to_do(tmp_path):
@@ -22,8 +37,13 @@ def test_a_real_pair_offline_is_skipped_with_what_to_do(tmp_path):
 
     empty_cache = tmp_path / "hub"
     empty_cache.mkdir()
-    run = _pytest("suites/test_c2_weight_change.py", "-m", "olmo2_7b", tmp_path=tmp_path,
-                  env_extra={"HF_HUB_CACHE": str(empty_cache), "HF_HOME": str(tmp_path / "hf")})
+    run = _pytest(
+        "suites/test_c2_weight_change.py",
+        "-m",
+        "olmo2_7b",
+        tmp_path=tmp_path,
+        env_extra={"HF_HUB_CACHE": str(empty_cache), "HF_HOME": str(tmp_path / "hf")},
+    )
     assert run.returncode == 0, run.stdout[-2000:]
     assert "1 skipped" in run.stdout
     assert "allenai/OLMo-2-1124-7B" in run.stdout and "hf download" in run.stdout
@@ -43,8 +63,15 @@ def test_the_custom_pair_needs_base_and_sft(tmp_path):
 
 def test_a_pair_named_with_base_and_sft_runs_alone_and_an_unloadable_one_fails(tmp_path):
     missing = str(tmp_path / "DOES_NOT_EXIST")
-    run = _pytest("suites/test_c2_weight_change.py", "--base", missing, "--sft", missing, tmp_path=tmp_path,
-                  env_extra={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf")})
+    run = _pytest(
+        "suites/test_c2_weight_change.py",
+        "--base",
+        missing,
+        "--sft",
+        missing,
+        tmp_path=tmp_path,
+        env_extra={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf")},
+    )
     assert run.returncode == 1, run.stdout[-2000:]
     assert "the pair named with --base/--sft cannot be loaded" in run.stdout
     assert "[custom]" in run.stdout and "[tiny_olmo2]" not in run.stdout  # --base/--sft select the custom pair
@@ -66,8 +93,15 @@ def test_a_refused_pair_fails_each_test_with_one_line_and_no_traceback(tmp_path)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100)).save_pretrained(tmp_path / "gpt2")
-    run = _pytest("suites/test_c1_cka_plateau.py", "suites/test_c2_weight_change.py", "--base",
-                  str(tmp_path / "gpt2"), "--sft", str(tmp_path / "gpt2"), tmp_path=tmp_path)
+    run = _pytest(
+        "suites/test_c1_cka_plateau.py",
+        "suites/test_c2_weight_change.py",
+        "--base",
+        str(tmp_path / "gpt2"),
+        "--sft",
+        str(tmp_path / "gpt2"),
+        tmp_path=tmp_path,
+    )
     assert run.returncode == 1, run.stdout[-2000:]
     assert run.stdout.count("custom is refused: ") >= 2 and "decoder-only causal LMs" in run.stdout
     assert "Traceback" not in run.stdout and "raise " not in run.stdout
@@ -83,8 +117,14 @@ def test_a_pair_whose_swaps_are_not_finite_fails_each_swap_test_with_one_line(mi
             weight.fill_(3e38)  # finite, but the products overflow float32
     model.save_pretrained(tmp_path / "broken")
     models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir))).save_pretrained(tmp_path / "broken")
-    run = _pytest("suites/test_c3_layer_swap.py", "--base", str(micro_pair.base_dir), "--sft",
-                  str(tmp_path / "broken"), tmp_path=tmp_path)
+    run = _pytest(
+        "suites/test_c3_layer_swap.py",
+        "--base",
+        str(micro_pair.base_dir),
+        "--sft",
+        str(tmp_path / "broken"),
+        tmp_path=tmp_path,
+    )
     assert run.returncode == 1, run.stdout[-2000:]
     assert run.stdout.count("custom is refused: ") == 6 and "non-finite" in run.stdout  # one line per test
     assert "Traceback" not in run.stdout and "raise " not in run.stdout

@@ -3,7 +3,8 @@ project, without its conftest)."""
 
 
 def test_an_installed_project_gives_any_test_directory_its_options_and_fixtures(pytester):
-    pytester.makepyfile(test_elsewhere="""
+    pytester.makepyfile(
+        test_elsewhere="""
         import pytest
 
         def test_the_session_reads_the_options(harness_session):
@@ -12,7 +13,8 @@ def test_an_installed_project_gives_any_test_directory_its_options_and_fixtures(
         @pytest.mark.tiny_olmo2
         def test_a_pair_marker_is_registered():
             pass
-    """)
+    """
+    )
     result = pytester.runpytest("--inconclusive", "xfail", "--baseline", "--strict-markers", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
@@ -30,7 +32,8 @@ def test_base_without_sft_is_a_usage_error_anywhere(pytester):
 
 
 def test_a_custom_pairs_evaluation_and_tuning_settings_are_pytest_options(pytester):
-    pytester.makepyfile(test_elsewhere="""
+    pytester.makepyfile(
+        test_elsewhere="""
         from harness import config
 
         def test_the_settings_win_over_every_pairs_own(harness_session):
@@ -39,9 +42,20 @@ def test_a_custom_pairs_evaluation_and_tuning_settings_are_pytest_options(pytest
                 assert thresholds["evaluation"]["num_fewshot"] == 0
                 assert thresholds["evaluation"]["max_gen_toks"] == 16
                 assert thresholds["tuning"]["steps"] == 7 and thresholds["C1"]["cka_plateau_min"] == 0.9
-    """)
-    result = pytester.runpytest("--num-fewshot", "0", "--max-gen-toks", "16", "--set", "tuning.steps=7",
-                                "--set", "C1.cka_plateau_min=0.9", "-p", "no:cacheprovider")
+    """
+    )
+    result = pytester.runpytest(
+        "--num-fewshot",
+        "0",
+        "--max-gen-toks",
+        "16",
+        "--set",
+        "tuning.steps=7",
+        "--set",
+        "C1.cka_plateau_min=0.9",
+        "-p",
+        "no:cacheprovider",
+    )
     result.assert_outcomes(passed=1)
 
 
@@ -56,7 +70,8 @@ def test_loading_the_plugin_changes_nothing_in_another_projects_session(pytester
     # another project's tests, in an environment where the harness is installed: their matplotlib backend
     # and the harness's pair registry are as they were, and matplotlib is not even imported by the plugin
     monkeypatch.setenv("MPLBACKEND", "svg")
-    pytester.makepyfile(test_foreign="""
+    pytester.makepyfile(
+        test_foreign="""
         import sys
 
         def test_the_backend_and_the_registry_are_untouched():
@@ -66,6 +81,7 @@ def test_loading_the_plugin_changes_nothing_in_another_projects_session(pytester
             assert matplotlib.get_backend().lower() == "svg"
             from harness.sources import models
             assert models.PAIR_SOURCES == []
-    """)
+    """
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

@@ -35,8 +35,9 @@ def test_a_bfloat16_profile_agrees_with_float32(micro_pair, isolated_cache):
     import dataclasses
 
     full = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
-    half = profile.profile_pair(_resolved(micro_pair), dataclasses.replace(OPTIONS, dtype="bfloat16"), device="cpu",
-                                progress=False)
+    half = profile.profile_pair(
+        _resolved(micro_pair), dataclasses.replace(OPTIONS, dtype="bfloat16"), device="cpu", progress=False
+    )
     assert half.meta["forward"]["base"]["samples"] == OPTIONS.pooled_samples  # another cache key
     assert half.pair["cka"].notna().all() and half.base["probe_accuracy"].notna().all()
     assert (half.pair["cka"] - full.pair["cka"]).abs().max() < 0.05
@@ -65,14 +66,16 @@ def test_batch_size_does_not_change_the_numbers(micro_pair, isolated_cache):
     a = profile.profile_pair(_resolved(micro_pair), OPTIONS, device="cpu", progress=False)
     import dataclasses
 
-    b = profile.profile_pair(_resolved(micro_pair), dataclasses.replace(OPTIONS, batch_size=1), device="cpu",
-                             progress=False)
+    b = profile.profile_pair(
+        _resolved(micro_pair), dataclasses.replace(OPTIONS, batch_size=1), device="cpu", progress=False
+    )
     assert b.meta["forward"]["base"]["samples"] == 0  # same cache key: batch size is not part of the result
     import shutil
 
     shutil.rmtree(isolated_cache)
-    c = profile.profile_pair(_resolved(micro_pair), dataclasses.replace(OPTIONS, batch_size=1), device="cpu",
-                             progress=False)
+    c = profile.profile_pair(
+        _resolved(micro_pair), dataclasses.replace(OPTIONS, batch_size=1), device="cpu", progress=False
+    )
     assert (c.pair - a.pair).abs().max().max() < 1e-4
 
 
@@ -102,18 +105,21 @@ def test_killed_run_resumes_at_the_missing_chunk(micro_pair, isolated_cache, mon
 
 
 def test_identical_models_are_identical_at_every_layer(micro_pair, isolated_cache):
-    result = profile.profile_pair(_resolved(micro_pair, sft_dir=micro_pair.base_dir), OPTIONS, device="cpu",
-                                  progress=False)
+    result = profile.profile_pair(
+        _resolved(micro_pair, sft_dir=micro_pair.base_dir), OPTIONS, device="cpu", progress=False
+    )
     assert result.pair["cka"].tolist() == pytest.approx([1.0] * len(result.pair))
     assert result.pair["cosine"].tolist() == pytest.approx([1.0] * len(result.pair))
     assert result.pair["mean_shift"].abs().max() == 0.0
     assert result.pair.loc[1:, "weight_change"].abs().max() == 0.0
 
 
-@pytest.mark.parametrize("load_check, error", [(True, "non-finite .*layers.1.self_attn.o_proj.weight"),
-                                               (False, "layer 2 produced NaN")])
-def test_nan_weights_and_nan_activations_are_refused_and_leave_no_chunk(micro_pair, isolated_cache, tmp_path,
-                                                                        monkeypatch, load_check, error):
+@pytest.mark.parametrize(
+    "load_check, error", [(True, "non-finite .*layers.1.self_attn.o_proj.weight"), (False, "layer 2 produced NaN")]
+)
+def test_nan_weights_and_nan_activations_are_refused_and_leave_no_chunk(
+    micro_pair, isolated_cache, tmp_path, monkeypatch, load_check, error
+):
     """NaN weights are refused when the model loads; without that check, the capture refuses NaN activations."""
     broken = tmp_path / "broken"
     model = models.load_model(models.ModelRef(str(micro_pair.sft_dir)), device="cpu")
@@ -130,8 +136,16 @@ def test_nan_weights_and_nan_activations_are_refused_and_leave_no_chunk(micro_pa
     assert not list(isolated_cache.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("bad", [dict(pooled_samples=1), dict(token_samples=50, pooled_samples=10),
-                                 dict(max_tokens=2), dict(last_layer="post"), dict(batch_size=0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(pooled_samples=1),
+        dict(token_samples=50, pooled_samples=10),
+        dict(max_tokens=2),
+        dict(last_layer="post"),
+        dict(batch_size=0),
+    ],
+)
 def test_bad_options_are_refused(bad):
     with pytest.raises(ValueError):
         profile.ProfileOptions(**bad)
@@ -139,9 +153,27 @@ def test_bad_options_are_refused(bad):
 
 def test_cli_writes_a_report_pandas_can_read(micro_pair, isolated_cache, tmp_path, capsys):
     out = tmp_path / "report.json"
-    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir),
-                     "--dtype", "float32", "--device", "cpu", "--pooled-samples", "12", "--token-samples", "4",
-                     "--max-tokens", "32", "--out", str(out)])
+    code = cli.main(
+        [
+            "profile",
+            "--base",
+            str(micro_pair.base_dir),
+            "--sft",
+            str(micro_pair.sft_dir),
+            "--dtype",
+            "float32",
+            "--device",
+            "cpu",
+            "--pooled-samples",
+            "12",
+            "--token-samples",
+            "4",
+            "--max-tokens",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and "report:" in capsys.readouterr().out
     report = reports.load_report(out)
     for name in ("base", "sft", "pair"):
@@ -195,8 +227,9 @@ def test_a_changed_config_or_tokenizer_of_either_model_is_a_cache_miss(micro_pai
     assert retokenized.meta["forward"][side]["samples"] == OPTIONS.pooled_samples
 
 
-def test_resampled_spectra_are_kept_beside_the_run_and_read_back_to_the_last_bit(micro_pair, isolated_cache,
-                                                                                monkeypatch):
+def test_resampled_spectra_are_kept_beside_the_run_and_read_back_to_the_last_bit(
+    micro_pair, isolated_cache, monkeypatch
+):
     import numpy as np
 
     from harness import metrics

@@ -19,9 +19,24 @@ TINY_BASELINE = sorted((ROOT / "baselines" / "tiny_olmo2").glob("gsm8k-local.bui
 
 def _suites(tmp_path, *args, env=None):
     """The claim suites in a fresh process, with baselines and reports under ``tmp_path``."""
-    return subprocess.run([sys.executable, "-m", "pytest", *args, "--baselines-dir", str(tmp_path / "baselines"),
-                           "--report-dir", str(tmp_path / "reports"), "-p", "no:cacheprovider"],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "--baselines-dir",
+            str(tmp_path / "baselines"),
+            "--report-dir",
+            str(tmp_path / "reports"),
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -92,15 +107,19 @@ def _this_build_section():
     from harness.measure.profile import ProfileOptions
     from harness.sources import data, models
 
-    options = ProfileOptions(probe_set="gsm8k-local", pooled_samples=data.POOLED_SAMPLES,
-                             token_samples=data.TOKEN_LEVEL_SAMPLES, dtype="float32")
-    return verification.measure(models.get_spec("tiny_olmo2"), options, progress=False,
-                                claims_config=config.with_settings(None, [])).section()
+    options = ProfileOptions(
+        probe_set="gsm8k-local",
+        pooled_samples=data.POOLED_SAMPLES,
+        token_samples=data.TOKEN_LEVEL_SAMPLES,
+        dtype="float32",
+    )
+    return verification.measure(
+        models.get_spec("tiny_olmo2"), options, progress=False, claims_config=config.with_settings(None, [])
+    ).section()
 
 
 @pytest.mark.slow
-def test_suites_compare_a_tiny_pair_with_the_baseline_of_its_own_build_and_fail_on_a_per_layer_diff(baseline,
-                                                                                                   tmp_path):
+def test_suites_compare_a_tiny_pair_with_the_baseline_of_its_own_build_and_fail_on_a_per_layer_diff(baseline, tmp_path):
     section = _this_build_section()
     build = regression.build_of(section["pair"])
     own = {**baseline, "pair": section["pair"], "probe": section["probe"], "tables": section["tables"]}
@@ -154,20 +173,24 @@ def test_a_baseline_is_written_only_from_a_complete_run_without_failures(baselin
     assert regression.baseline_refusal("tiny_olmo2", complete, 0, False, tuned=True) is None
     one_way = {**complete, "swaps": {"base_with_sft_block": {}}}
     assert "did not measure the swaps sft_with_base_block" in regression.baseline_refusal(
-        "tiny_olmo2", one_way, 0, False, tuned=True)
+        "tiny_olmo2", one_way, 0, False, tuned=True
+    )
     assert "interrupted" in regression.baseline_refusal("tiny_olmo2", complete, 0, True, tuned=True)
     assert "2 tests on tiny_olmo2 failed" in regression.baseline_refusal("tiny_olmo2", complete, 2, False, True)
     partial = regression.baseline_refusal("tiny_olmo2", {"tables": {}}, 0, False, tuned=True)
     assert "swaps, lora" in partial and "--tune tiny_olmo2" in partial
-    assert regression.baseline_refusal("tiny_mistral", {"tables": {}, "swaps": complete["swaps"]}, 0, False,
-                                       tuned=False) is None
+    assert (
+        regression.baseline_refusal("tiny_mistral", {"tables": {}, "swaps": complete["swaps"]}, 0, False, tuned=False)
+        is None
+    )
 
 
 def test_a_baseline_of_another_pair_or_other_weights_is_named_as_such(baseline):
     pair = dict(baseline["pair"])
     assert regression.other_source(baseline, pair) is None
     assert "of the pair 'tiny_olmo2', not 'tiny_mistral'" in regression.other_source(
-        baseline, {**pair, "name": "tiny_mistral"})
+        baseline, {**pair, "name": "tiny_mistral"}
+    )
     assert "other weights: sft" in regression.other_source(baseline, {**pair, "sft_weights": "sha256:0"})
 
 
@@ -186,22 +209,43 @@ def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
     from harness.sources import zoo
     from tests.conftest import MICRO
 
-    built = zoo.build_pair("micro_olmo2", zoo.TinyRecipe(family="olmo2", **{**MICRO, "num_layers": 4}),
-                           root=tmp_path / "zoo", progress=False)
+    built = zoo.build_pair(
+        "micro_olmo2",
+        zoo.TinyRecipe(family="olmo2", **{**MICRO, "num_layers": 4}),
+        root=tmp_path / "zoo",
+        progress=False,
+    )
     stored = tmp_path / "baselines" / "custom" / "gsm8k-local.json"
     stored.parent.mkdir(parents=True)
     stored.write_text("{}")
-    run = _suites(tmp_path, "suites/test_c3_layer_swap.py", "suites/test_c2_weight_change.py", "--base",
-                  str(built.base_dir), "--sft", str(built.sft_dir), "--update-baselines", "--pooled-samples", "40",
-                  "--token-samples", "10", "-x", env={"HARNESS_CACHE": str(tmp_path / "cache")})
+    run = _suites(
+        tmp_path,
+        "suites/test_c3_layer_swap.py",
+        "suites/test_c2_weight_change.py",
+        "--base",
+        str(built.base_dir),
+        "--sft",
+        str(built.sft_dir),
+        "--update-baselines",
+        "--pooled-samples",
+        "40",
+        "--token-samples",
+        "10",
+        "-x",
+        env={"HARNESS_CACHE": str(tmp_path / "cache")},
+    )
     assert run.returncode == 1, run.stdout[-3000:]  # 4 layers cannot be split into 5 segments
     assert "baseline of custom not written: " in run.stdout and "failed" in run.stdout
     assert stored.read_text() == "{}"
 
 
 def _claims_report(section):
-    return {"schema_version": reports.SCHEMA_VERSION, "kind": "claims", "environment": {},
-            "pairs": {section["pair"]["name"]: {k: v for k, v in section.items() if k not in ("kind", "environment")}}}
+    return {
+        "schema_version": reports.SCHEMA_VERSION,
+        "kind": "claims",
+        "environment": {},
+        "pairs": {section["pair"]["name"]: {k: v for k, v in section.items() if k not in ("kind", "environment")}},
+    }
 
 
 def _write(tmp_path, name, payload):
@@ -212,10 +256,19 @@ def _write(tmp_path, name, payload):
 
 def test_harness_diff_reads_profile_claims_lora_and_evaluate_reports(baseline, tmp_path):
     profile_report = {**{k: v for k, v in baseline.items() if k != "verdicts"}, "kind": "profile"}
-    evaluate_report = {"schema_version": reports.SCHEMA_VERSION, "kind": "evaluate", "environment": {},
-                       "pair": "tiny_olmo2", "scores": {"base": {"gsm8k_local": {"score": 0.1}}}}
-    lora_report = {"schema_version": reports.SCHEMA_VERSION, "kind": "lora", "environment": {},
-                   "pairs": {"tiny_olmo2": {"lora": baseline["lora"], "verdicts": {"C4": baseline["verdicts"]["C4"]}}}}
+    evaluate_report = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "kind": "evaluate",
+        "environment": {},
+        "pair": "tiny_olmo2",
+        "scores": {"base": {"gsm8k_local": {"score": 0.1}}},
+    }
+    lora_report = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "kind": "lora",
+        "environment": {},
+        "pairs": {"tiny_olmo2": {"lora": baseline["lora"], "verdicts": {"C4": baseline["verdicts"]["C4"]}}},
+    }
     for payload in (profile_report, evaluate_report, lora_report, _claims_report(baseline), baseline):
         path = _write(tmp_path, f"{payload['kind']}.json", payload)
         assert cli.main(["diff", str(path), str(path)]) == 0, payload["kind"]
@@ -224,8 +277,9 @@ def test_harness_diff_reads_profile_claims_lora_and_evaluate_reports(baseline, t
     assert cli.main(["diff", str(tmp_path / "evaluate.json"), str(_write(tmp_path, "higher.json", higher))]) == 1
 
 
-@pytest.mark.parametrize("change", ["removed verdict", "added verdict", "other weights", "removed layer",
-                                    "removed part", "other options"])
+@pytest.mark.parametrize(
+    "change", ["removed verdict", "added verdict", "other weights", "removed layer", "removed part", "other options"]
+)
 def test_harness_diff_counts_every_kind_of_drift(baseline, tmp_path, capsys, change):
     changed = copy.deepcopy(baseline)
     if change == "removed verdict":
@@ -241,15 +295,18 @@ def test_harness_diff_counts_every_kind_of_drift(baseline, tmp_path, capsys, cha
         del changed["swaps"]
     else:
         changed["options"]["pooled_samples"] = 10
-    old, new = _write(tmp_path, "old.json", _claims_report(baseline)), _write(tmp_path, "new.json",
-                                                                             _claims_report(changed))
+    old, new = (
+        _write(tmp_path, "old.json", _claims_report(baseline)),
+        _write(tmp_path, "new.json", _claims_report(changed)),
+    )
     assert cli.main(["diff", str(old), str(new)]) == 1
     assert "differences" in capsys.readouterr().out
 
 
 def test_harness_diff_with_one_report_compares_it_with_the_stored_baseline(baseline, tmp_path, capsys):
-    stored = regression.baseline_path(tmp_path / "baselines", "tiny_olmo2", "gsm8k-local",
-                                      regression.build_of(baseline["pair"]))
+    stored = regression.baseline_path(
+        tmp_path / "baselines", "tiny_olmo2", "gsm8k-local", regression.build_of(baseline["pair"])
+    )
     stored.parent.mkdir(parents=True)
     stored.write_text(json.dumps(baseline))
     report = _write(tmp_path, "report.json", _claims_report(baseline))
@@ -259,6 +316,15 @@ def test_harness_diff_with_one_report_compares_it_with_the_stored_baseline(basel
     assert "pair table" in capsys.readouterr().out
     other = copy.deepcopy(baseline)
     other["pair"]["base_weights"] = "sha256:0123456789"
-    assert cli.main(["diff", str(_write(tmp_path, "other.json", _claims_report(other))),
-                     "--baselines-dir", str(tmp_path / "baselines")]) == 2
+    assert (
+        cli.main(
+            [
+                "diff",
+                str(_write(tmp_path, "other.json", _claims_report(other))),
+                "--baselines-dir",
+                str(tmp_path / "baselines"),
+            ]
+        )
+        == 2
+    )
     assert "no baseline of this build of tiny_olmo2 (weights 01234567-" in capsys.readouterr().err

@@ -27,8 +27,9 @@ def test_a_run_folder_is_named_by_pair_utc_time_and_commit(tmp_path):
 
 def _write_run(tmp_path, when, value):
     folder = reports.run_folder(tmp_path, "pair", when)
-    reports.write_report(folder / "report.json", {"schema_version": reports.SCHEMA_VERSION, "kind": "x",
-                                                   "value": value})
+    reports.write_report(
+        folder / "report.json", {"schema_version": reports.SCHEMA_VERSION, "kind": "x", "value": value}
+    )
     reports.point_latest(folder)
     return folder
 
@@ -62,8 +63,13 @@ def test_a_folder_without_a_report_is_refused_clearly(tmp_path):
 def _revision_of_copy(package_root: Path) -> subprocess.CompletedProcess:
     shutil.copytree(ROOT / "harness", package_root / "harness", ignore=shutil.ignore_patterns("__pycache__"))
     script = "from harness.output import reports; print(reports._source_revision())"
-    return subprocess.run([sys.executable, "-c", script], cwd=package_root, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(package_root)})
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=package_root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(package_root)},
+    )
 
 
 def test_outside_a_git_checkout_no_commit_is_claimed_and_git_says_nothing(tmp_path):
@@ -74,7 +80,22 @@ def test_outside_a_git_checkout_no_commit_is_claimed_and_git_says_nothing(tmp_pa
 
 def test_a_copy_inside_another_repository_does_not_take_its_commit(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q",
-                    "--allow-empty", "-m", "theirs"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(tmp_path),
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@x",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "theirs",
+        ],
+        check=True,
+    )
     run = _revision_of_copy(tmp_path / "site-packages")
     assert run.stdout.strip() == "{'commit': None, 'dirty': None}" and run.stderr == ""

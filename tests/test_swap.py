@@ -38,10 +38,12 @@ def test_swapping_copies_the_donor_block_and_restores_the_host_bit_for_bit(micro
     with swap.swapped(host, micro_pair.sft_dir, [1], head=True) as names:
         assert any(n.startswith("model.layers.1.") for n in names) and "lm_head.weight" in names
         assert not any(n.startswith(("model.layers.0.", "model.layers.2.")) for n in names)
-        torch.testing.assert_close(host.model.layers[1].self_attn.q_proj.weight,
-                                   donor.model.layers[1].self_attn.q_proj.weight, rtol=0, atol=0)
-        assert not torch.equal(host.model.layers[0].self_attn.q_proj.weight,
-                               donor.model.layers[0].self_attn.q_proj.weight)
+        torch.testing.assert_close(
+            host.model.layers[1].self_attn.q_proj.weight, donor.model.layers[1].self_attn.q_proj.weight, rtol=0, atol=0
+        )
+        assert not torch.equal(
+            host.model.layers[0].self_attn.q_proj.weight, donor.model.layers[0].self_attn.q_proj.weight
+        )
     assert _digest(host) == before
 
 
@@ -112,8 +114,9 @@ def test_hybrids_run_from_the_kept_host_states_give_every_score_of_a_full_forwar
     def scores(budget, head_from):
         monkeypatch.setattr(swap, "PREFIX_BUDGET_BYTES", budget)
         monkeypatch.setattr(swap.HostPrefix.__init__, "__defaults__", (budget,))
-        return swap.swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (2, 3), head_from=head_from,
-                                device="cpu", progress=False)
+        return swap.swap_scores(
+            micro_pair.base_dir, micro_pair.sft_dir, records, (2, 3), head_from=head_from, device="cpu", progress=False
+        )
 
     for head_from in ("host", "donor"):
         assert scores(1 << 30, head_from) == scores(0, head_from)
@@ -135,20 +138,23 @@ def test_host_states_too_large_to_keep_are_dropped(micro_pair):
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
-def test_swap_scores_are_read_back_from_the_cache_exactly_and_keyed_by_the_files(micro_pair, isolated_cache, tmp_path,
-                                                                                monkeypatch):
+def test_swap_scores_are_read_back_from_the_cache_exactly_and_keyed_by_the_files(
+    micro_pair, isolated_cache, tmp_path, monkeypatch
+):
     import shutil
 
     from harness.sources import synthetic
 
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(3)]
-    scored = swap.cached_swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu",
-                                     progress=False)
+    scored = swap.cached_swap_scores(
+        micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu", progress=False
+    )
     assert len(list((isolated_cache / "swaps").glob("*.json"))) == 1
     direct = swap.swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu", progress=False)
     monkeypatch.setattr(swap, "swap_scores", lambda *args, **kwargs: pytest.fail("scored again"))
-    again = swap.cached_swap_scores(micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu",
-                                    progress=False)
+    again = swap.cached_swap_scores(
+        micro_pair.base_dir, micro_pair.sft_dir, records, (3,), device="cpu", progress=False
+    )
     assert again == scored == direct  # segment counts are integers again, every score to the last bit
 
     changed = tmp_path / "changed"  # the same donor with one weight changed is another scoring

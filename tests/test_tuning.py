@@ -63,8 +63,9 @@ def test_merging_the_trained_adapters_leaves_the_models_outputs_unchanged(micro_
     tokens = torch.randint(0, model.config.vocab_size, (2, 12))
     with torch.no_grad():
         untuned = model(input_ids=tokens).logits
-    wrapped = tuning.apply_arm(model, tuning.budget_matched_arm("011", 3, full_rank=4,
-                                                                modules=(*ATTENTION_MODULES, *MLP_MODULES)))
+    wrapped = tuning.apply_arm(
+        model, tuning.budget_matched_arm("011", 3, full_rank=4, modules=(*ATTENTION_MODULES, *MLP_MODULES))
+    )
     with torch.no_grad():
         for name, parameter in wrapped.named_parameters():
             if "lora_B" in name:  # as if trained: B starts at zero, where an adapter changes nothing
@@ -85,6 +86,7 @@ def test_a_target_that_matches_nothing_is_an_error(micro_pair):
 
 # --- study plans, the block finder, resumable training, one real run ----------------------------------
 
+
 def test_the_study_plan_matches_every_arms_budget_and_trains_each_layer_set_once():
     from harness import config
     from harness.lora import plan as lora_plan
@@ -102,7 +104,13 @@ def test_the_study_plan_matches_every_arms_budget_and_trains_each_layer_set_once
     random_sets = [next(a.layers for a in plan.arms if a.label == label) for label in plan.roles["random"]]
     assert len(random_sets) == 3 and all(len(s) == len(block) and s != block for s in random_sets)
     assert plan.roles["first20"] == ["first20"] and next(a for a in plan.arms if a.label == "first20").layers == (
-        0, 1, 2, 3, 4, 5)
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    )
     assert len(plan.roles["single:10"]) == 10 and plan.roles["finder"] == ["01100"]
     assert lora_plan.plan_arms(32, thresholds, settings).arms == lora_plan.plan_arms(32, thresholds, settings).arms
 
@@ -168,13 +176,15 @@ def test_an_interrupted_training_run_resumes_to_the_same_weights(micro_pair, tmp
     checkpoints = training.Checkpoints(tmp_path / "checkpoint.pt", every=2)
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
-        training.train(fresh(), dies_at_step_five, schedule, seed=3, description="cut", progress=False,
-                       checkpoints=checkpoints)
+        training.train(
+            fresh(), dies_at_step_five, schedule, seed=3, description="cut", progress=False, checkpoints=checkpoints
+        )
     assert torch.load(checkpoints.path, weights_only=True)["step"] == 4
     torch.manual_seed(1)  # a different initialisation: the checkpoint must overwrite it
     resumed = fresh()
-    losses = training.train(resumed, sampler, schedule, seed=3, description="resumed", progress=False,
-                            checkpoints=checkpoints)
+    losses = training.train(
+        resumed, sampler, schedule, seed=3, description="resumed", progress=False, checkpoints=checkpoints
+    )
     assert losses == pytest.approx(expected)
     for (name, a), (_, b) in zip(whole.named_parameters(), resumed.named_parameters(), strict=True):
         assert torch.equal(a, b), name
@@ -184,10 +194,22 @@ def test_one_arm_is_trained_scored_and_cached(micro_pair, isolated_cache, monkey
     from harness import training
     from harness.lora import runs as lora_runs
 
-    settings = lora_runs.TuneSettings(task="gsm8k_local", steps=3, batch_size=2, learning_rate=1e-2, seeds=(0,),
-                                      train_examples=20, eval_limit=6, max_gen_toks=6, num_fewshot=0,
-                                      likelihood_items=4, retention_sets=("wikitext-local", "ifeval"),
-                                      retention_samples=5, retention_max_tokens=32, checkpoint_every=2)
+    settings = lora_runs.TuneSettings(
+        task="gsm8k_local",
+        steps=3,
+        batch_size=2,
+        learning_rate=1e-2,
+        seeds=(0,),
+        train_examples=20,
+        eval_limit=6,
+        max_gen_toks=6,
+        num_fewshot=0,
+        likelihood_items=4,
+        retention_sets=("wikitext-local", "ifeval"),
+        retention_samples=5,
+        retention_max_tokens=32,
+        checkpoint_every=2,
+    )
     base = models.ModelRef(str(micro_pair.base_dir))
     arm = settings.arm("010", tuning.mask_layers("010", 3), 3)
     result = lora_runs.run_arm(base, arm, 0, settings, device="cpu", progress=False)

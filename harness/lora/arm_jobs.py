@@ -43,8 +43,11 @@ class RunsFailedError(RuntimeError):
 
 def pending_runs(study) -> list[tuple]:
     """The (arm, seed) runs of ``study`` whose result is not in the cache yet."""
-    return [(arm, seed) for arm, seed in study.jobs()
-            if lora_runs.cached_result(study.base, arm, seed, study.settings) is None]
+    return [
+        (arm, seed)
+        for arm, seed in study.jobs()
+        if lora_runs.cached_result(study.base, arm, seed, study.settings) is None
+    ]
 
 
 def _gpu_slots(workers: int) -> list[tuple[int, ...]]:
@@ -69,12 +72,17 @@ def submit(study, settings: JobSettings) -> list:
     if not pending:
         return []
     folder = settings.log_folder() / "%j"
-    arguments = ([study.base] * len(pending), [arm for arm, _ in pending], [seed for _, seed in pending],
-                 [study.settings] * len(pending))
+    arguments = (
+        [study.base] * len(pending),
+        [arm for arm, _ in pending],
+        [seed for _, seed in pending],
+        [study.settings] * len(pending),
+    )
     if settings.executor == "slurm":
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(slurm_array_parallelism=settings.workers, gpus_per_node=1,
-                                   name=f"lora-{study.name}", **settings.slurm)
+        executor.update_parameters(
+            slurm_array_parallelism=settings.workers, gpus_per_node=1, name=f"lora-{study.name}", **settings.slurm
+        )
         return executor.map_array(lora_runs.run_arm_quietly, *arguments)
     slots = _gpu_slots(settings.workers)
     executors = []
@@ -82,9 +90,10 @@ def submit(study, settings: JobSettings) -> list:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(visible_gpus=gpus, gpus_per_node=len(gpus), timeout_min=24 * 60)
         executors.append(executor)
-    return [executors[index % len(executors)].submit(lora_runs.run_arm_quietly, *(values[index] for values in
-                                                                                   arguments))
-            for index in range(len(pending))]
+    return [
+        executors[index % len(executors)].submit(lora_runs.run_arm_quietly, *(values[index] for values in arguments))
+        for index in range(len(pending))
+    ]
 
 
 def wait(jobs: list, progress: bool = True) -> list[str]:
@@ -113,5 +122,6 @@ def run_study_jobs(study, settings: JobSettings, progress: bool = True) -> int:
         raise RunsFailedError(
             f"{len(failures)} of {len(jobs)} runs of the LoRA study of {study.name} failed or were killed "
             f"({'; '.join(failures[:3])}); their logs are in {settings.log_folder()}. Run the study again: the "
-            f"{len(jobs) - len(failures)} finished runs are in the cache and are not trained again")
+            f"{len(jobs) - len(failures)} finished runs are in the cache and are not trained again"
+        )
     return len(jobs)

@@ -29,8 +29,13 @@ class Proposal:
     fallback: bool  # no middle segment was stable: the calmest one was taken
 
     def to_dict(self) -> dict:
-        return {"mask": self.mask, "movement": self.movement, "segment_movement": self.segment_movement,
-                "stable_segments": self.stable, "fallback": self.fallback}
+        return {
+            "mask": self.mask,
+            "movement": self.movement,
+            "segment_movement": self.segment_movement,
+            "stable_segments": self.stable,
+            "fallback": self.fallback,
+        }
 
 
 def _rescaled(values: np.ndarray) -> np.ndarray:

@@ -31,20 +31,21 @@ def score_matrix(study, labels: list[str]) -> np.ndarray:
     return np.stack([items(study, label) for label in labels])
 
 
-def resampled_scores(matrix: np.ndarray, labels: list[str], seeds: np.ndarray, drawn: np.ndarray
-                     ) -> dict[str, float]:
+def resampled_scores(matrix: np.ndarray, labels: list[str], seeds: np.ndarray, drawn: np.ndarray) -> dict[str, float]:
     """Mean task score per arm over the given seed and item indices (drawn with replacement)."""
     return dict(zip(labels, matrix[:, seeds][:, :, drawn].mean(axis=(1, 2)).tolist(), strict=True))
 
 
 def retention(result: dict) -> dict[str, dict | None]:
     """Per retention text set, the per-text NLLs and token counts of one run (None: the set was unavailable)."""
-    return {name: (None if "unavailable" in value else value["per_text"])
-            for name, value in result["retention"].items()}
+    return {
+        name: (None if "unavailable" in value else value["per_text"]) for name, value in result["retention"].items()
+    }
 
 
-def judged_with_intervals(study, judge: Callable[[np.ndarray, np.ndarray, dict | None], claims.Verdict],
-                          key: str, title_suffix: str = "") -> claims.Verdict:
+def judged_with_intervals(
+    study, judge: Callable[[np.ndarray, np.ndarray, dict | None], claims.Verdict], key: str, title_suffix: str = ""
+) -> claims.Verdict:
     """``judge(seed_index, item_index, text_index)`` on the data, then on joint, seeds-only and items-only
     resamples; every condition's interval from those (``claims.with_intervals``)."""
     sampling = study.thresholds["bootstrap"]
@@ -55,30 +56,38 @@ def judged_with_intervals(study, judge: Callable[[np.ndarray, np.ndarray, dict |
     every_seed, every_item = np.arange(n_seeds), np.arange(n_items)
 
     def draw(seeds: bool, drawn_items: bool):
-        return (rng.integers(0, n_seeds, n_seeds) if seeds else every_seed,
-                rng.integers(0, n_items, n_items) if drawn_items else every_item,
-                {name: rng.integers(0, n, n) for name, n in n_texts.items()} if drawn_items else None)
+        return (
+            rng.integers(0, n_seeds, n_seeds) if seeds else every_seed,
+            rng.integers(0, n_items, n_items) if drawn_items else every_item,
+            {name: rng.integers(0, n, n) for name, n in n_texts.items()} if drawn_items else None,
+        )
 
     verdict = judge(every_seed, every_item, None)
-    schemes = {scheme: [judge(*draw(*flags)) for _ in range(sampling["resamples"])]
-               for scheme, flags in (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))}
-    note = (f"percentile intervals over {sampling['resamples']} resamples of the scored items (paired across "
-            f"arms), texts and {n_seeds} seeds, best arms picked anew in each; widened for {n_seeds} seeds "
-            "as a t interval would be")
-    verdict = claims.with_intervals(verdict, schemes["joint"], sampling["confidence"], note,
-                                    schemes["seeds"], schemes["items"], n_seeds)
+    schemes = {
+        scheme: [judge(*draw(*flags)) for _ in range(sampling["resamples"])]
+        for scheme, flags in (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))
+    }
+    note = (
+        f"percentile intervals over {sampling['resamples']} resamples of the scored items (paired across "
+        f"arms), texts and {n_seeds} seeds, best arms picked anew in each; widened for {n_seeds} seeds "
+        "as a t interval would be"
+    )
+    verdict = claims.with_intervals(
+        verdict, schemes["joint"], sampling["confidence"], note, schemes["seeds"], schemes["items"], n_seeds
+    )
     verdict.claim = key
     verdict.title += title_suffix
     return verdict
 
 
-def score_verdict(study, key: str, predicate: Callable[[dict[str, float]], claims.Verdict], labels: list[str],
-                  title_suffix: str = "") -> claims.Verdict:
+def score_verdict(
+    study, key: str, predicate: Callable[[dict[str, float]], claims.Verdict], labels: list[str], title_suffix: str = ""
+) -> claims.Verdict:
     """A verdict on the arms' mean task scores, ``predicate`` applied to the data and to every resample."""
     matrix = score_matrix(study, labels)
     return judged_with_intervals(
-        study, lambda seeds, drawn, _texts: predicate(resampled_scores(matrix, labels, seeds, drawn)), key,
-        title_suffix)
+        study, lambda seeds, drawn, _texts: predicate(resampled_scores(matrix, labels, seeds, drawn)), key, title_suffix
+    )
 
 
 def unavailable(study, key: str) -> str | None:
@@ -93,10 +102,12 @@ def unavailable(study, key: str) -> str | None:
     if key.startswith("C4:M"):
         count = int(key.removeprefix("C4:M"))
         if f"single:{count}" not in roles:
-            return (f"the single-segment arms for M = {count} are not in this study of {study.name} (its "
-                    f"inverted-U counts are {c4['inverted_u_counts']}); they add {count} arms "
-                    f"x {len(study.settings.seeds)} seeds: ask with --tune-segments "
-                    f"{' '.join(map(str, sorted({*c4['inverted_u_counts'], count})))}")
+            return (
+                f"the single-segment arms for M = {count} are not in this study of {study.name} (its "
+                f"inverted-U counts are {c4['inverted_u_counts']}); they add {count} arms "
+                f"x {len(study.settings.seeds)} seeds: ask with --tune-segments "
+                f"{' '.join(map(str, sorted({*c4['inverted_u_counts'], count})))}"
+            )
     if key == "C4-control" and not {"midblock", "random", "first20", "last20"} <= set(roles):
         return "the referee's control needs the mid-block, random-layer and 20% edge arms (the whole study)"
     if key == "C8":
@@ -108,8 +119,9 @@ def unavailable(study, key: str) -> str | None:
         untuned = study.untuned_scores()
         sets = [name for name, value in retention(untuned).items() if value is None]
         if len(sets) == len(study.settings.retention_sets):
-            return (f"no retention text set could be loaded for {study.name}: "
-                    + "; ".join(untuned["retention"][s]["unavailable"] for s in sets))
+            return f"no retention text set could be loaded for {study.name}: " + "; ".join(
+                untuned["retention"][s]["unavailable"] for s in sets
+            )
     return None
 
 
@@ -120,25 +132,27 @@ def verdict(study, key: str) -> claims.Verdict:
     if key == "C4":
         full, first, last = "1" * t["C4"]["segment_count"], *edge_masks(t["C4"]["segment_count"])
         preregistered = roles["midblock"][0] if "midblock" in roles else None
-        labels = list(dict.fromkeys([*roles["middle"], *([preregistered] if preregistered else []),
-                                     full, first, last]))
+        labels = list(dict.fromkeys([*roles["middle"], *([preregistered] if preregistered else []), full, first, last]))
         return score_verdict(
-            study, key, lambda s: claims.mid_block_beats_full(s, roles["middle"], t, preregistered), labels)
+            study, key, lambda s: claims.mid_block_beats_full(s, roles["middle"], t, preregistered), labels
+        )
     if key.startswith("C4:M"):
         count = int(key.removeprefix("C4:M"))
         labels = roles[f"single:{count}"]
         groups = depth.segment_groups(study.plan.n_layers, count)
 
         def by_segment(s: dict[str, float]) -> claims.Verdict:
-            return claims.single_segment_inverted_u({segment: s[label] for segment, label in enumerate(labels)},
-                                                    groups, t)
+            return claims.single_segment_inverted_u(
+                {segment: s[label] for segment, label in enumerate(labels)}, groups, t
+            )
 
         return score_verdict(study, key, by_segment, labels, f", M = {count}")
     if key == "C4-control":
         middle, first, last = roles["midblock"][0], roles["first20"][0], roles["last20"][0]
         labels = list(dict.fromkeys([middle, *roles["random"], first, last]))
         return score_verdict(
-            study, key, lambda s: claims.position_not_budget(s, middle, roles["random"], first, last, t), labels)
+            study, key, lambda s: claims.position_not_budget(s, middle, roles["random"], first, last, t), labels
+        )
     if key == "C8":
         return retention_verdict(study)
     raise KeyError(f"unknown LoRA verdict {key!r}; known: C4, C4:M<count>, C4-control, C8")
@@ -151,12 +165,20 @@ def retention_verdict(study) -> claims.Verdict:
     seeds_run = study.settings.seeds
     middle_labels = list(study.plan.roles["middle"])
     labels = list(dict.fromkeys([*middle_labels, *t["C8"]["compared"]]))
-    base_texts = {name: tuple(np.asarray(texts[key], dtype=float) for key in ("nll", "tokens"))
-                  for name, texts in retention(study.untuned).items() if texts is not None}
-    arrays = {name: tuple(np.array([[retention(study.runs[(label, s)])[name][key] for s in seeds_run]
-                                    for label in labels], dtype=float)
-                          for key in ("nll", "tokens"))
-              for name in base_texts}  # (labels, seeds, texts) each
+    base_texts = {
+        name: tuple(np.asarray(texts[key], dtype=float) for key in ("nll", "tokens"))
+        for name, texts in retention(study.untuned).items()
+        if texts is not None
+    }
+    arrays = {
+        name: tuple(
+            np.array(
+                [[retention(study.runs[(label, s)])[name][key] for s in seeds_run] for label in labels], dtype=float
+            )
+            for key in ("nll", "tokens")
+        )
+        for name in base_texts
+    }  # (labels, seeds, texts) each
     middle_scores = score_matrix(study, middle_labels)
 
     def judge(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> claims.Verdict:
@@ -189,9 +211,12 @@ def minimum_detectable_difference(study, first: str, second: str, power: float =
 
     def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> claims.Verdict:
         scores = matrix[:, seeds][:, :, drawn].mean(axis=(1, 2))
-        return claims.Verdict("power", "difference of two arms",
-                              [claims.Condition("difference", float(scores[0] - scores[1]), 0.0, ">")],
-                              "difference")
+        return claims.Verdict(
+            "power",
+            "difference of two arms",
+            [claims.Condition("difference", float(scores[0] - scores[1]), 0.0, ">")],
+            "difference",
+        )
 
     condition = judged_with_intervals(study, judge, "power").main
     found = {"arms": [first, second], "difference": condition.value, "power": power}
@@ -200,5 +225,4 @@ def minimum_detectable_difference(study, first: str, second: str, power: float =
     low, high = condition.interval
     half_width = (high - low) / 2
     ratio = stats.norm.ppf(power) / stats.norm.ppf(1 - (1 - confidence) / 2)
-    return {**found, "interval": [low, high], "half_width": half_width,
-            "minimum_detectable": half_width * (1 + ratio)}
+    return {**found, "interval": [low, high], "half_width": half_width, "minimum_detectable": half_width * (1 + ratio)}

@@ -24,8 +24,13 @@ class Plan:
     n_layers: int
 
 
-def plan_arms(n_layers: int, thresholds: dict, settings: lora_runs.TuneSettings, finder_mask: str | None = None,
-              segment_counts: list[int] | None = None) -> Plan:
+def plan_arms(
+    n_layers: int,
+    thresholds: dict,
+    settings: lora_runs.TuneSettings,
+    finder_mask: str | None = None,
+    segment_counts: list[int] | None = None,
+) -> Plan:
     """The arms of a study, deduplicated by their layers, and the role each plays."""
     c4 = thresholds["C4"]
     count = c4["segment_count"]
@@ -51,8 +56,9 @@ def plan_arms(n_layers: int, thresholds: dict, settings: lora_runs.TuneSettings,
     add("last20", "last20", edges["last"])
     block = tuning.middle_block(n_layers)
     add("midblock", "midblock", block)
-    for index, layers in enumerate(tuning.random_layer_sets(n_layers, len(block), c4["random_sets"],
-                                                            exclude=(tuple(block),)), start=1):
+    for index, layers in enumerate(
+        tuning.random_layer_sets(n_layers, len(block), c4["random_sets"], exclude=(tuple(block),)), start=1
+    ):
         add("random", f"random{index}", layers)
     if finder_mask:
         add("finder", finder_mask, tuning.mask_layers(finder_mask, n_layers))

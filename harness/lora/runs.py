@@ -91,18 +91,24 @@ class TuneSettings:
         return dataclasses.replace(self, task="gsm8k")
 
     def arm(self, label: str, layers, n_layers: int) -> tuning.Arm:
-        return tuning.layer_set_arm(label, layers, n_layers, self.full_rank, self.modules, self.scaling,
-                                    self.alpha_ratio, self.fixed_alpha)
+        return tuning.layer_set_arm(
+            label, layers, n_layers, self.full_rank, self.modules, self.scaling, self.alpha_ratio, self.fixed_alpha
+        )
 
     def eval_options(self) -> evaluate.EvalOptions:
-        return evaluate.EvalOptions(limit=self.eval_limit, num_fewshot=self.num_fewshot,
-                                    max_gen_toks=self.max_gen_toks, batch_size=self.eval_batch_size)
+        return evaluate.EvalOptions(
+            limit=self.eval_limit,
+            num_fewshot=self.num_fewshot,
+            max_gen_toks=self.max_gen_toks,
+            batch_size=self.eval_batch_size,
+        )
 
     def training_key(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "seeds"}
 
 
 # --- data -------------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=4)  # every arm and seed of a study trains on the same records
 def training_records(task: str, count: int, data_seed: int = 0) -> tuple[dict, ...]:
@@ -116,7 +122,8 @@ def training_records(task: str, count: int, data_seed: int = 0) -> tuple[dict, .
     except Exception as error:  # offline and not cached: ConnectionError, FileNotFoundError, ValueError...
         raise evaluate.TaskUnavailable(
             f"GSM8K's train split is not in the datasets cache and cannot be fetched here ({type(error).__name__}). "
-            f"Download it once (datasets.load_dataset('openai/gsm8k', 'main')), or tune on gsm8k_local.") from error
+            f"Download it once (datasets.load_dataset('openai/gsm8k', 'main')), or tune on gsm8k_local."
+        ) from error
     return tuple({"question": r["question"], "answer": r["answer"]} for r in rows)[:count]
 
 
@@ -157,6 +164,7 @@ def retention_texts(settings: TuneSettings) -> dict[str, list[str] | str]:
 
 # --- scoring ----------------------------------------------------------------------------------
 
+
 def score_model(model, tokenizer, settings: TuneSettings, texts: dict[str, list[str] | str]) -> dict:
     """Task score with per-item results, answer log-likelihood, and retention perplexity of one model."""
     task = evaluate.lm_eval_scores(model, tokenizer, [settings.task], settings.eval_options(), per_item=True)
@@ -164,10 +172,17 @@ def score_model(model, tokenizer, settings: TuneSettings, texts: dict[str, list[
     likelihood = evaluate.answer_log_likelihood(model, tokenizer, records)
     retention = {}
     for name, value in texts.items():
-        retention[name] = ({"unavailable": value} if isinstance(value, str) else
-                           evaluate.perplexity(model, tokenizer, value, settings.retention_max_tokens))
-    return {"task": task[settings.task], "likelihood": {k: v for k, v in likelihood.items() if k != "per_item"},
-            "likelihood_per_item": likelihood["per_item"], "retention": retention}
+        retention[name] = (
+            {"unavailable": value}
+            if isinstance(value, str)
+            else evaluate.perplexity(model, tokenizer, value, settings.retention_max_tokens)
+        )
+    return {
+        "task": task[settings.task],
+        "likelihood": {k: v for k, v in likelihood.items() if k != "per_item"},
+        "likelihood_per_item": likelihood["per_item"],
+        "retention": retention,
+    }
 
 
 def _fingerprint(base: models.ModelRef) -> str:
@@ -203,16 +218,19 @@ def base_scores(base: models.ModelRef, settings: TuneSettings, device: str = "au
     started = time.perf_counter()
     model = models.load_model(base, dtype=settings.dtype, device=device)
     tokenizer = models.load_tokenizer(base)
-    result = {"label": "base", "seed": None, **score_model(model, tokenizer, settings, retention_texts(settings)),
-              "seconds": {"total": round(time.perf_counter() - started, 2)}}
+    result = {
+        "label": "base",
+        "seed": None,
+        **score_model(model, tokenizer, settings, retention_texts(settings)),
+        "seconds": {"total": round(time.perf_counter() - started, 2)},
+    }
     del model
     cache.write_json_atomic(result_path, result)
     return json.loads(result_path.read_text())
 
 
 def _arm_folder(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings) -> Path:
-    key = {"format": RUNS_FORMAT, "settings": settings.training_key(), "arm": dataclasses.asdict(arm),
-           "seed": seed}
+    key = {"format": RUNS_FORMAT, "settings": settings.training_key(), "arm": dataclasses.asdict(arm), "seed": seed}
     return _run_folder(base, arm.label, key)
 
 
@@ -228,8 +246,14 @@ def run_arm_quietly(base: models.ModelRef, arm: tuning.Arm, seed: int, settings:
     return f"{arm.label} seed {seed}"
 
 
-def run_arm(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings, device: str = "auto",
-            progress: bool = True) -> dict:
+def run_arm(
+    base: models.ModelRef,
+    arm: tuning.Arm,
+    seed: int,
+    settings: TuneSettings,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Train ``arm`` on ``base`` with ``seed`` and score it; cached, and resumed from a checkpoint if cut off."""
     folder = _arm_folder(base, arm, seed, settings)
     result_path = folder / "result.json"
@@ -246,8 +270,9 @@ def run_folder(base: models.ModelRef, arm: tuning.Arm, seed: int, settings: Tune
     return _arm_folder(base, arm, seed, settings)
 
 
-def _train_and_score(folder: Path, base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings,
-                     device: str, progress: bool) -> None:
+def _train_and_score(
+    folder: Path, base: models.ModelRef, arm: tuning.Arm, seed: int, settings: TuneSettings, device: str, progress: bool
+) -> None:
     result_path = folder / "result.json"
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -259,18 +284,25 @@ def _train_and_score(folder: Path, base: models.ModelRef, arm: tuning.Arm, seed:
     device_of = model.get_input_embeddings().weight.device
     sampler = training.supervised_sampler(examples, settings.batch_size, tokenizer.pad_token_id)
     losses = training.train(
-        wrapped, lambda generator: {k: v.to(device_of) for k, v in sampler(generator).items()},
-        training.Schedule(settings.steps, settings.learning_rate), seed=seed,
-        description=f"LoRA {arm.label} seed {seed}", progress=progress,
-        checkpoints=training.Checkpoints(folder / "checkpoint.pt", settings.checkpoint_every))
+        wrapped,
+        lambda generator: {k: v.to(device_of) for k, v in sampler(generator).items()},
+        training.Schedule(settings.steps, settings.learning_rate),
+        seed=seed,
+        description=f"LoRA {arm.label} seed {seed}",
+        progress=progress,
+        checkpoints=training.Checkpoints(folder / "checkpoint.pt", settings.checkpoint_every),
+    )
     trained = time.perf_counter()
     trainable = tuning.trainable_parameters(wrapped)
     wrapped.merge_adapter()  # scored as one weight per module: the same function, without the adapters' overhead
     scores = score_model(wrapped, tokenizer, settings, retention_texts(settings))
     result = {
-        "label": arm.label, "seed": seed, "arm": dataclasses.asdict(arm),
+        "label": arm.label,
+        "seed": seed,
+        "arm": dataclasses.asdict(arm),
         "trainable_parameters": trainable,
-        "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4), **scores,
+        "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+        **scores,
         "seconds": {"train": round(trained - started, 2), "score": round(time.perf_counter() - trained, 2)},
     }
     del wrapped, model

@@ -66,7 +66,7 @@ class LoraStudy:
 
         if not 1 <= index <= count:
             raise BadInputError(f"shard {index}/{count}: the index must lie between 1 and {count}")
-        mine = self.jobs()[index - 1::count]
+        mine = self.jobs()[index - 1 :: count]
         for arm, seed in tqdm(mine, desc=f"{self.name}: LoRA arms, shard {index}/{count}", disable=not progress):
             lora_runs.run_arm(self.base, arm, seed, self.settings, self.device, progress=progress)
         return len(mine)
@@ -78,8 +78,11 @@ class LoraStudy:
         from tqdm.auto import tqdm
 
         def missing():
-            return [(arm, seed) for arm, seed in self.jobs()
-                    if lora_runs.cached_result(self.base, arm, seed, self.settings) is None]
+            return [
+                (arm, seed)
+                for arm, seed in self.jobs()
+                if lora_runs.cached_result(self.base, arm, seed, self.settings) is None
+            ]
 
         trained = 0
         for arm, seed in tqdm(missing(), desc=f"{self.name}: LoRA arms, shared", disable=not progress):
@@ -107,8 +110,9 @@ class LoraStudy:
         self.untuned = lora_runs.base_scores(self.base, self.settings, self.device)
         jobs = self.jobs()
         for arm, seed in tqdm(jobs, desc=f"{self.name}: LoRA arms", disable=not progress):
-            self.runs[(arm.label, seed)] = lora_runs.run_arm(self.base, arm, seed, self.settings, self.device,
-                                                             progress=progress)
+            self.runs[(arm.label, seed)] = lora_runs.run_arm(
+                self.base, arm, seed, self.settings, self.device, progress=progress
+            )
         self.seconds += time.perf_counter() - started
 
     @property
@@ -118,8 +122,10 @@ class LoraStudy:
     def _require_run(self) -> None:
         """Reading a study never trains it: only ``run`` does."""
         if not self.has_run:
-            raise StudyNotRunError(f"the LoRA study of {self.name} has not run: train it with `harness tune --pair "
-                                   f"{self.name}` (or `--tune {self.name}` under pytest), or call its run()")
+            raise StudyNotRunError(
+                f"the LoRA study of {self.name} has not run: train it with `harness tune --pair "
+                f"{self.name}` (or `--tune {self.name}` under pytest), or call its run()"
+            )
 
     # --- scores ------------------------------------------------------------------------------
 
@@ -180,12 +186,22 @@ class LoraStudy:
         for arm in self.plan.arms:
             for seed in self.settings.seeds:
                 run = self.runs[(arm.label, seed)]
-                row = {"arm": arm.label, "roles": ",".join(roles_of.get(arm.label, [])),
-                       "layers": " ".join(map(str, arm.layers)), "rank": arm.rank, "alpha": arm.alpha,
-                       "trainable": run["trainable_parameters"], "budget_error": round(arm.budget_error, 4),
-                       "seed": seed, "score": run["task"]["score"], "stderr": run["task"]["stderr"],
-                       "answer_loglik": run["likelihood"]["score"], "final_loss": run["final_loss"],
-                       "train_s": run["seconds"]["train"], "score_s": run["seconds"]["score"]}
+                row = {
+                    "arm": arm.label,
+                    "roles": ",".join(roles_of.get(arm.label, [])),
+                    "layers": " ".join(map(str, arm.layers)),
+                    "rank": arm.rank,
+                    "alpha": arm.alpha,
+                    "trainable": run["trainable_parameters"],
+                    "budget_error": round(arm.budget_error, 4),
+                    "seed": seed,
+                    "score": run["task"]["score"],
+                    "stderr": run["task"]["stderr"],
+                    "answer_loglik": run["likelihood"]["score"],
+                    "final_loss": run["final_loss"],
+                    "train_s": run["seconds"]["train"],
+                    "score_s": run["seconds"]["score"],
+                }
                 for name, value in run["retention"].items():
                     row[f"ppl:{name}"] = value.get("perplexity")
                 rows.append(row)
@@ -202,8 +218,15 @@ class LoraStudy:
         summary.insert(0, "rank", grouped["rank"].first())
         summary.insert(0, "roles", grouped["roles"].first())
         base = self.untuned
-        base_row = {"roles": "untuned", "rank": 0, "trainable": 0, "score": base["task"]["score"],
-                    "score_sd": np.nan, "stderr": base["task"]["stderr"], "answer_loglik": base["likelihood"]["score"]}
+        base_row = {
+            "roles": "untuned",
+            "rank": 0,
+            "trainable": 0,
+            "score": base["task"]["score"],
+            "score_sd": np.nan,
+            "stderr": base["task"]["stderr"],
+            "answer_loglik": base["likelihood"]["score"],
+        }
         for name, value in base["retention"].items():
             base_row[f"ppl:{name}"] = value.get("perplexity")
         return pd.concat([pd.DataFrame([base_row], index=["base"]), summary])
@@ -227,8 +250,15 @@ class LoraStudy:
         scores = self.scores().sort_values(ascending=False)
         label = self.plan.roles["finder"][0]
         rank = int(scores.rank(ascending=False, method="min")[label])
-        return {**self.proposal.to_dict(), "arm": label, "rank": rank, "of": len(scores),
-                "score": float(scores[label]), "best_arm": str(scores.index[0]), "best_score": float(scores.iloc[0])}
+        return {
+            **self.proposal.to_dict(),
+            "arm": label,
+            "rank": rank,
+            "of": len(scores),
+            "score": float(scores[label]),
+            "best_arm": str(scores.index[0]),
+            "best_score": float(scores.iloc[0]),
+        }
 
     def evidence(self) -> dict:
         """The per-item task scores and per-text retention of every run and of the untuned base: what the
@@ -236,13 +266,20 @@ class LoraStudy:
         self._require_run()
 
         def kept(result: dict) -> dict:
-            return {"task": {key: result["task"][key] for key in ("per_item", "score") if key in result["task"]},
-                    "retention": result["retention"]}
+            return {
+                "task": {key: result["task"][key] for key in ("per_item", "score") if key in result["task"]},
+                "retention": result["retention"],
+            }
 
-        return {"seeds": list(self.settings.seeds), "retention_sets": list(self.settings.retention_sets),
-                "n_layers": self.plan.n_layers, "arms": [arm.label for arm in self.plan.arms],
-                "roles": self.plan.roles, "untuned": kept(self.untuned),
-                "runs": [{"arm": label, "seed": seed, **kept(run)} for (label, seed), run in self.runs.items()]}
+        return {
+            "seeds": list(self.settings.seeds),
+            "retention_sets": list(self.settings.retention_sets),
+            "n_layers": self.plan.n_layers,
+            "arms": [arm.label for arm in self.plan.arms],
+            "roles": self.plan.roles,
+            "untuned": kept(self.untuned),
+            "runs": [{"arm": label, "seed": seed, **kept(run)} for (label, seed), run in self.runs.items()],
+        }
 
     @classmethod
     def from_evidence(cls, name: str, evidence: dict, thresholds: dict) -> LoraStudy:
@@ -284,9 +321,18 @@ class StoredArm:
     label: str
 
 
-def study_pair(spec: models.ModelSpec, pair_profile: pd.DataFrame | None, thresholds: dict, device: str = "auto",
-               dtype: str | None = None, segment_counts: list[int] | None = None, masks: list[str] | None = None,
-               overrides: dict | None = None, progress: bool = True, jobs_settings=None) -> LoraStudy:
+def study_pair(
+    spec: models.ModelSpec,
+    pair_profile: pd.DataFrame | None,
+    thresholds: dict,
+    device: str = "auto",
+    dtype: str | None = None,
+    segment_counts: list[int] | None = None,
+    masks: list[str] | None = None,
+    overrides: dict | None = None,
+    progress: bool = True,
+    jobs_settings=None,
+) -> LoraStudy:
     """Plan the study of a pair (the block finder reads ``pair_profile``); runs happen on first use.
 
     With ``masks``, only those arms are planned; ``overrides`` replace tuning settings (seeds, steps...).
@@ -297,11 +343,13 @@ def study_pair(spec: models.ModelSpec, pair_profile: pd.DataFrame | None, thresh
     n_layers = models.layer_count(resolved.base)
     proposal = None
     if pair_profile is not None and not masks:
-        proposal = block_finder.propose_mask(pair_profile, thresholds["C4"]["segment_count"],
-                                             thresholds["block_finder"]["stable_share"])
+        proposal = block_finder.propose_mask(
+            pair_profile, thresholds["C4"]["segment_count"], thresholds["block_finder"]["stable_share"]
+        )
     if masks:
         plan = plan_masks(masks, n_layers, settings)
     else:
         plan = plan_arms(n_layers, thresholds, settings, proposal.mask if proposal else None, segment_counts)
-    return LoraStudy(spec.name, resolved.base, thresholds, settings, plan, proposal, device,
-                     jobs_settings=jobs_settings)
+    return LoraStudy(
+        spec.name, resolved.base, thresholds, settings, plan, proposal, device, jobs_settings=jobs_settings
+    )

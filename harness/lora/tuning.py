@@ -64,8 +64,9 @@ def middle_block(n_layers: int) -> list[int]:
     return depth.layer_groups(n_layers)["middle"]
 
 
-def random_layer_sets(n_layers: int, size: int, count: int, seed: int = 0,
-                      exclude: tuple[tuple[int, ...], ...] = ()) -> list[tuple[int, ...]]:
+def random_layer_sets(
+    n_layers: int, size: int, count: int, seed: int = 0, exclude: tuple[tuple[int, ...], ...] = ()
+) -> list[tuple[int, ...]]:
     """``count`` distinct random sets of ``size`` layers (the referee's equal-budget control), none in ``exclude``."""
     if not 1 <= size <= n_layers:
         raise BadInputError(f"cannot draw {size} of {n_layers} layers")
@@ -78,8 +79,9 @@ def random_layer_sets(n_layers: int, size: int, count: int, seed: int = 0,
         if layers not in drawn and layers not in exclude:
             drawn.append(layers)
     if len(drawn) < count:
-        raise BadInputError(f"only {len(drawn)} distinct sets of {size} of {n_layers} layers can be drawn; "
-                         f"{count} were asked for")
+        raise BadInputError(
+            f"only {len(drawn)} distinct sets of {size} of {n_layers} layers can be drawn; {count} were asked for"
+        )
     return drawn
 
 
@@ -103,16 +105,22 @@ class Arm:
     def budget_error(self) -> float:
         return abs(self.budget - self.full_budget) / self.full_budget
 
-
     @property
     def mask(self) -> str | None:
         """The segment mask when the label is one, else None."""
         return self.label if set(self.label) <= {"0", "1"} else None
 
 
-def layer_set_arm(label: str, layers: list[int] | tuple[int, ...], n_layers: int, full_rank: int,
-                  modules: tuple[str, ...] = ATTENTION_MODULES, scaling: str = "constant_ratio", ratio: float = 2.0,
-                  fixed_alpha: float = 128.0) -> Arm:
+def layer_set_arm(
+    label: str,
+    layers: list[int] | tuple[int, ...],
+    n_layers: int,
+    full_rank: int,
+    modules: tuple[str, ...] = ATTENTION_MODULES,
+    scaling: str = "constant_ratio",
+    ratio: float = 2.0,
+    fixed_alpha: float = 128.0,
+) -> Arm:
     """The arm on ``layers`` whose rank × layers matches the full-depth arm at ``full_rank``.
 
     The rank is rounded to the nearest integer, so the budget is off by at most
@@ -131,11 +139,17 @@ def layer_set_arm(label: str, layers: list[int] | tuple[int, ...], n_layers: int
     return Arm(label, layers, rank, float(alpha), tuple(modules), rank * len(layers) * len(modules), full_budget)
 
 
-def budget_matched_arm(mask: str, n_layers: int, full_rank: int, modules: tuple[str, ...] = ATTENTION_MODULES,
-                       scaling: str = "constant_ratio", ratio: float = 2.0, fixed_alpha: float = 128.0) -> Arm:
+def budget_matched_arm(
+    mask: str,
+    n_layers: int,
+    full_rank: int,
+    modules: tuple[str, ...] = ATTENTION_MODULES,
+    scaling: str = "constant_ratio",
+    ratio: float = 2.0,
+    fixed_alpha: float = 128.0,
+) -> Arm:
     """The arm of segment mask ``mask``, budget-matched to the full-depth arm (see ``layer_set_arm``)."""
-    return layer_set_arm(mask, mask_layers(mask, n_layers), n_layers, full_rank, modules, scaling, ratio,
-                         fixed_alpha)
+    return layer_set_arm(mask, mask_layers(mask, n_layers), n_layers, full_rank, modules, scaling, ratio, fixed_alpha)
 
 
 def lora_config(arm: Arm, layout: Layout = DEFAULT_LAYOUT):
@@ -147,8 +161,9 @@ def lora_config(arm: Arm, layout: Layout = DEFAULT_LAYOUT):
     layout.lora_targets(tuple(arm.modules))  # refuses a projection the family does not have
     modules = dict.fromkeys(layout.modules[p] for p in arm.modules)
     targets = [f"{layout.layers}.{layer}.{module}" for layer in arm.layers for module in modules]
-    return LoraConfig(r=arm.rank, lora_alpha=arm.alpha, lora_dropout=0.0, target_modules=targets, bias="none",
-                      task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=arm.rank, lora_alpha=arm.alpha, lora_dropout=0.0, target_modules=targets, bias="none", task_type="CAUSAL_LM"
+    )
 
 
 def apply_arm(model, arm: Arm):
@@ -166,8 +181,10 @@ def apply_arm(model, arm: Arm):
     expected = len(arm.layers) * len(targets)  # a fused Q/K/V module is one adapter
     layers_seen = sorted({int(name.split(".layers.")[1].split(".")[0]) for name in adapted})
     if len(adapted) != expected or layers_seen != sorted(arm.layers):
-        raise RuntimeError(f"peft adapted {len(adapted)} modules on layers {layers_seen}; the arm {arm.label} asks "
-                           f"for {expected} on layers {list(arm.layers)}")
+        raise RuntimeError(
+            f"peft adapted {len(adapted)} modules on layers {layers_seen}; the arm {arm.label} asks "
+            f"for {expected} on layers {list(arm.layers)}"
+        )
     return wrapped
 
 

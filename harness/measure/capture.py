@@ -85,18 +85,19 @@ def encode(tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
     return encoded
 
 
-def batches(encoded: Sequence[Sequence[int]], sample_ids: Sequence[int], batch_size: int,
-            pad_token_id: int) -> Iterator[Batch]:
+def batches(
+    encoded: Sequence[Sequence[int]], sample_ids: Sequence[int], batch_size: int, pad_token_id: int
+) -> Iterator[Batch]:
     """Right-padded batches, longest first so similar lengths share a batch (less padding)."""
     order = sorted(range(len(sample_ids)), key=lambda i: -len(encoded[i]))
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         width = max(len(encoded[i]) for i in rows)
         input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for row, i in enumerate(rows):
-            input_ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-            mask[row, :len(encoded[i])] = 1
+            input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+            mask[row, : len(encoded[i])] = 1
         yield Batch([sample_ids[i] for i in rows], input_ids, mask)
 
 

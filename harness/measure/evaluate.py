@@ -29,8 +29,12 @@ from harness.sources.scoring import gsm8k_prompt
 
 LOCAL_TASKS = ("gsm8k_local", "mmlu_local")
 REAL_TASKS = ("gsm8k", "mmlu")
-PRIMARY_METRIC = {"gsm8k": "exact_match,strict-match", "gsm8k_local": "exact_match,strict-match",
-                  "mmlu": "acc,none", "mmlu_local": "acc,none"}
+PRIMARY_METRIC = {
+    "gsm8k": "exact_match,strict-match",
+    "gsm8k_local": "exact_match,strict-match",
+    "mmlu": "acc,none",
+    "mmlu_local": "acc,none",
+}
 TASK_DATA_FORMAT = 1
 
 
@@ -60,8 +64,9 @@ def local_task_folder(options: EvalOptions) -> Path:
     with cache.atomic_directory(folder) as scratch:
         splits = {
             "gsm8k_train.jsonl": [synthetic.gsm8k_record(options.data_seed, "train", i) for i in range(200)],
-            "gsm8k_test.jsonl": [synthetic.gsm8k_record(options.data_seed, "test", i)
-                                 for i in range(options.test_items)],
+            "gsm8k_test.jsonl": [
+                synthetic.gsm8k_record(options.data_seed, "test", i) for i in range(options.test_items)
+            ],
             "mmlu_dev.jsonl": [synthetic.mmlu_record(options.data_seed, "validation", i) for i in range(5)],
             "mmlu_test.jsonl": [synthetic.mmlu_record(options.data_seed, "test", i) for i in range(options.test_items)],
         }
@@ -107,8 +112,7 @@ def quiet_expected_warnings() -> None:
             logger.addFilter(_ExpectedWarnings())
 
 
-def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions,
-                   per_item: bool = False) -> dict[str, dict]:
+def lm_eval_scores(model, tokenizer, tasks: list[str], options: EvalOptions, per_item: bool = False) -> dict[str, dict]:
     """Score an in-memory model (plain, swapped or PEFT-wrapped) on ``tasks`` with lm-eval.
 
     Returns per task: the primary metric, its standard error, every metric lm-eval
@@ -134,19 +138,21 @@ def batch_size_for(model, options: EvalOptions) -> int | str:
 VLLM_INSTALL = "pip install 'layerwise-sft-harness[vllm]'"
 
 
-def vllm_scores(checkpoint: Path, tasks: list[str], options: EvalOptions, dtype: str = "bfloat16",
-                per_item: bool = False) -> dict[str, dict]:
+def vllm_scores(
+    checkpoint: Path, tasks: list[str], options: EvalOptions, dtype: str = "bfloat16", per_item: bool = False
+) -> dict[str, dict]:
     """``lm_eval_scores`` through lm-eval's vLLM backend, for a real checkpoint folder on a GPU (the vllm
     extra): generation-heavy tasks such as GSM8K run many times faster than through transformers."""
     try:
         import vllm  # noqa: F401  (lm-eval imports it lazily; fail here, with the remedy)
         from lm_eval.models.vllm_causallms import VLLM
     except ImportError as error:
-        raise BadInputError(f"the vllm backend needs vLLM ({error}); install it with {VLLM_INSTALL}, or score "
-                            "with the default backend (hf)") from None
+        raise BadInputError(
+            f"the vllm backend needs vLLM ({error}); install it with {VLLM_INSTALL}, or score "
+            "with the default backend (hf)"
+        ) from None
     quiet_expected_warnings()
-    wrapped = VLLM(pretrained=str(checkpoint), dtype=dtype, batch_size=options.batch_size or "auto",
-                   seed=options.seed)
+    wrapped = VLLM(pretrained=str(checkpoint), dtype=dtype, batch_size=options.batch_size or "auto", seed=options.seed)
     return _scores(wrapped, tasks, options, per_item)
 
 
@@ -181,16 +187,25 @@ def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> 
     started = time.perf_counter()
     try:
         with _environment_probed_once():
-            results = simple_evaluate(model=wrapped, tasks=tasks, task_manager=task_manager(tasks, options),
-                                      limit=options.limit, num_fewshot=options.num_fewshot,
-                                      random_seed=options.seed, numpy_random_seed=options.seed,
-                                      torch_random_seed=options.seed, fewshot_random_seed=options.seed,
-                                      bootstrap_iters=1000, log_samples=per_item,
-                                      gen_kwargs=({"max_gen_toks": options.max_gen_toks}
-                                                  if options.max_gen_toks else None))
+            results = simple_evaluate(
+                model=wrapped,
+                tasks=tasks,
+                task_manager=task_manager(tasks, options),
+                limit=options.limit,
+                num_fewshot=options.num_fewshot,
+                random_seed=options.seed,
+                numpy_random_seed=options.seed,
+                torch_random_seed=options.seed,
+                fewshot_random_seed=options.seed,
+                bootstrap_iters=1000,
+                log_samples=per_item,
+                gen_kwargs=({"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None),
+            )
     except ConnectionError as error:
-        raise TaskUnavailable(f"lm-eval could not load {tasks}: the hub is offline and the data are not cached "
-                              f"({error}). Use {', '.join(LOCAL_TASKS)} offline.") from error
+        raise TaskUnavailable(
+            f"lm-eval could not load {tasks}: the hub is offline and the data are not cached "
+            f"({error}). Use {', '.join(LOCAL_TASKS)} offline."
+        ) from error
     seconds = time.perf_counter() - started
     scores = {}
     for task in tasks:
@@ -198,12 +213,14 @@ def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> 
         metric = PRIMARY_METRIC[task]
         name, _, filter_name = metric.partition(",")
         scores[task] = {
-            "metric": metric, "score": metrics[metric],
+            "metric": metric,
+            "score": metrics[metric],
             "stderr": metrics.get(f"{name}_stderr,{filter_name}"),
             "all": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
             "n": results.get("n-samples", {}).get(task, {}).get("effective"),
             "version": results.get("versions", {}).get(task),
-            "options": asdict(options), "seconds": round(seconds, 2),
+            "options": asdict(options),
+            "seconds": round(seconds, 2),
         }
         if per_item:
             scores[task]["per_item"] = _per_item(results["samples"][task], name, filter_name)
@@ -219,8 +236,9 @@ def _per_item(samples: list[dict], metric: str, filter_name: str) -> list[float]
 
 
 @torch.no_grad()
-def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int = 16,
-                          forward=None) -> dict[str, float]:
+def answer_log_likelihood(
+    model, tokenizer, records: list[dict], batch_size: int = 16, forward=None
+) -> dict[str, float]:
     """Mean per-token log-likelihood of each gold GSM8K answer given its question (and its standard error).
 
     This is what a swapped model is scored on: exact match can sit at 0 for every
@@ -232,11 +250,13 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
         raise BadInputError("no records to score")
     device = model.get_input_embeddings().weight.device
     if forward is None:
+
         def forward(number, ids, mask):
             return model(input_ids=ids, attention_mask=mask).logits
+
     per_record = []
     for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
+        chunk = records[start : start + batch_size]
         prompts = [tokenizer(gsm8k_prompt(r["question"]))["input_ids"] for r in chunk]
         answers = [tokenizer(" " + r["answer"])["input_ids"] for r in chunk]
         width = max(len(p) + len(a) for p, a in zip(prompts, answers, strict=True))
@@ -244,9 +264,9 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
         mask = torch.zeros_like(ids)
         target = torch.zeros_like(ids, dtype=torch.bool)
         for row, (p, a) in enumerate(zip(prompts, answers, strict=True)):
-            ids[row, :len(p) + len(a)] = torch.tensor(p + a)
-            mask[row, :len(p) + len(a)] = 1
-            target[row, len(p):len(p) + len(a)] = True
+            ids[row, : len(p) + len(a)] = torch.tensor(p + a)
+            mask[row, : len(p) + len(a)] = 1
+            target[row, len(p) : len(p) + len(a)] = True
         logits = forward(start // batch_size, ids.to(device), mask.to(device)).float().cpu()
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         scored = target[:, 1:]
@@ -254,8 +274,12 @@ def answer_log_likelihood(model, tokenizer, records: list[dict], batch_size: int
     values = torch.tensor(per_record, dtype=torch.float64)
     if not torch.isfinite(values).all():
         raise NonFiniteError("the model gave a non-finite log-likelihood; check its weights")
-    return {"score": float(values.mean()), "stderr": float(values.std() / math.sqrt(len(values))),
-            "n": len(values), "per_item": per_record}
+    return {
+        "score": float(values.mean()),
+        "stderr": float(values.std() / math.sqrt(len(values))),
+        "n": len(values),
+        "per_item": per_record,
+    }
 
 
 @torch.no_grad()
@@ -279,5 +303,8 @@ def perplexity(model, tokenizer, texts: list[str], max_tokens: int = 256, batch_
     total_nll = sum(nll)
     if not math.isfinite(total_nll):
         raise NonFiniteError("the model gave a non-finite log-likelihood; check its weights")
-    return {"perplexity": math.exp(total_nll / total_tokens), "tokens": total_tokens,
-            "per_text": {"nll": nll, "tokens": tokens}}
+    return {
+        "perplexity": math.exp(total_nll / total_tokens),
+        "tokens": total_tokens,
+        "per_text": {"nll": nll, "tokens": tokens},
+    }

@@ -18,8 +18,13 @@ def next_token_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor) ->
 
 
 @torch.no_grad()
-def logit_lens_hits(states: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    norm: torch.nn.Module | None, lm_head: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+def logit_lens_hits(
+    states: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    norm: torch.nn.Module | None,
+    lm_head: torch.nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample: how many next tokens the layer's state predicts by argmax, and out of how many.
 
     ``states`` (B, T, D); ``norm`` is None when the states already went through
@@ -43,8 +48,13 @@ def _device_of(norm: torch.nn.Module | None, head_device: torch.device) -> torch
 
 
 @torch.no_grad()
-def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head: torch.nn.Module,
-                     logits_per_chunk: int = 1 << 23, weights_per_block: int = 1 << 24) -> torch.Tensor:
+def lens_predictions(
+    states: torch.Tensor,
+    norm: torch.nn.Module | None,
+    lm_head: torch.nn.Module,
+    logits_per_chunk: int = 1 << 23,
+    weights_per_block: int = 1 << 24,
+) -> torch.Tensor:
     """The logit lens's next-token prediction (argmax of ``lm_head(norm(state))``) for each row of ``states``
     (positions, D), on the CPU.
 
@@ -58,21 +68,22 @@ def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head
     norm_device = _device_of(norm, device)
     vocabulary, width = lm_head.weight.shape
     rows_per_chunk = max(1, min(2048, logits_per_chunk // vocabulary))
-    block = vocabulary if not isinstance(lm_head, torch.nn.Linear) else max(1, min(vocabulary,
-                                                                                   weights_per_block // width))
+    block = (
+        vocabulary if not isinstance(lm_head, torch.nn.Linear) else max(1, min(vocabulary, weights_per_block // width))
+    )
     predictions = torch.empty(states.shape[0], dtype=torch.long)
     for start in range(0, states.shape[0], rows_per_chunk):
-        chunk = states[start:start + rows_per_chunk].to(norm_device)
+        chunk = states[start : start + rows_per_chunk].to(norm_device)
         if norm is not None:
             chunk = norm(chunk)
         chunk = chunk.to(device)
         if block == vocabulary:
-            predictions[start:start + rows_per_chunk] = lm_head(chunk).argmax(dim=-1).cpu()
+            predictions[start : start + rows_per_chunk] = lm_head(chunk).argmax(dim=-1).cpu()
             continue
         best_value = best_index = None
         for first in range(0, vocabulary, block):
-            bias = None if lm_head.bias is None else lm_head.bias[first:first + block]
-            logits = torch.nn.functional.linear(chunk, lm_head.weight[first:first + block], bias)
+            bias = None if lm_head.bias is None else lm_head.bias[first : first + block]
+            logits = torch.nn.functional.linear(chunk, lm_head.weight[first : first + block], bias)
             value, index = logits.max(dim=-1)
             if best_value is None:
                 best_value, best_index = value, index
@@ -80,13 +91,20 @@ def lens_predictions(states: torch.Tensor, norm: torch.nn.Module | None, lm_head
                 better = value > best_value  # strictly: an equal maximum in a later block loses, as in argmax
                 best_value = torch.where(better, value, best_value)
                 best_index = torch.where(better, index + first, best_index)
-        predictions[start:start + rows_per_chunk] = best_index.cpu()
+        predictions[start : start + rows_per_chunk] = best_index.cpu()
     return predictions
 
 
 @torch.no_grad()
-def lens_hits(states: torch.Tensor, targets: torch.Tensor, norm: torch.nn.Module | None, lm_head: torch.nn.Module,
-              screen: int = 512, margin: float = 0.02, logits_per_chunk: int = 1 << 23) -> torch.Tensor:
+def lens_hits(
+    states: torch.Tensor,
+    targets: torch.Tensor,
+    norm: torch.nn.Module | None,
+    lm_head: torch.nn.Module,
+    screen: int = 512,
+    margin: float = 0.02,
+    logits_per_chunk: int = 1 << 23,
+) -> torch.Tensor:
     """``lens_predictions(states, norm, lm_head) == targets``, settling most misses on a screen of the vocabulary.
 
     A row where one of the first ``screen`` words' logits exceeds the target's by more than ``margin`` of their
@@ -103,11 +121,11 @@ def lens_hits(states: torch.Tensor, targets: torch.Tensor, norm: torch.nn.Module
     hits = torch.zeros(states.shape[0], dtype=torch.bool)
     rows_per_chunk = max(1, min(2048, logits_per_chunk // screen))
     for start in range(0, states.shape[0], rows_per_chunk):
-        chunk = states[start:start + rows_per_chunk].to(norm_device)
+        chunk = states[start : start + rows_per_chunk].to(norm_device)
         if norm is not None:
             chunk = norm(chunk)
         chunk = chunk.to(device)
-        wanted = targets[start:start + rows_per_chunk].to(device)
+        wanted = targets[start : start + rows_per_chunk].to(device)
         target_logit = (chunk.float() * weight[wanted].float()).sum(dim=1)
         if bias is not None:
             target_logit = target_logit + bias[wanted].float()

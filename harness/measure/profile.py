@@ -35,8 +35,14 @@ from harness.sources.data import MAX_TOKENS, POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES
 
 PROFILE_FORMAT = 3  # bump when what a chunk holds, or how a metric is computed, changes
 SAMPLE_METRICS = ("prompt_entropy", "curvature", "token_sparsity")
-DATASET_METRICS = ("dataset_entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm",
-                   "pooled_sparsity")
+DATASET_METRICS = (
+    "dataset_entropy",
+    "effective_rank",
+    "rank_deficiency",
+    "condition_number",
+    "spectral_norm",
+    "pooled_sparsity",
+)
 
 
 class DegenerateStatesError(BadInputError):
@@ -88,6 +94,7 @@ class ProfileOptions:
 
 # --- capture of one model ------------------------------------------------------------
 
+
 @dataclass
 class _ChunkSink:
     """Receives every layer's states for the current batch and keeps per-sample results only."""
@@ -108,8 +115,9 @@ class _ChunkSink:
         """A new batch: its masks are made once, not once per layer."""
         self.batch = batch
         self._masks.clear()
-        self._token_states = {row: [None] * self.n_layers for row, sample in enumerate(batch.sample_ids)
-                              if sample in self.token_ids}
+        self._token_states = {
+            row: [None] * self.n_layers for row, sample in enumerate(batch.sample_ids) if sample in self.token_ids
+        }
 
     def _mask(self, device: torch.device):
         if device not in self._masks:
@@ -125,11 +133,13 @@ class _ChunkSink:
         pooled = torch.bmm(weights, states32)[:, 0] / counts  # (B, D)
         # a non-finite real token makes its sample's mean non-finite: the exact check runs only then
         if not torch.isfinite(pooled).all() and not torch.isfinite(states[mask]).all():
-            raise ActivationError(f"{self.label}: layer {layer} produced NaN or infinite activations on probe "
-                                  f"samples {batch.sample_ids}; check the checkpoint and the dtype")
+            raise ActivationError(
+                f"{self.label}: layer {layer} produced NaN or infinite activations on probe "
+                f"samples {batch.sample_ids}; check the checkpoint and the dtype"
+            )
         self.pooled.setdefault(layer, []).append((batch.sample_ids, pooled.cpu()))
         for row in self._token_states:  # right-padded: a sample's real tokens come first
-            self._token_states[row][layer] = states[row, :int(counts[row])].detach().clone()
+            self._token_states[row][layer] = states[row, : int(counts[row])].detach().clone()
 
     def finish(self) -> None:
         """The batch's forward pass is over: each token-level sample's metrics and logit lens, every layer at
@@ -137,11 +147,17 @@ class _ChunkSink:
         if not self._token_states:
             return
         options = self.options
-        stacks = [torch.stack([layer.to(layers[0].device) for layer in layers])  # (L + 1, T, D), model dtype
-                  for layers in self._token_states.values()]
+        stacks = [
+            torch.stack([layer.to(layers[0].device) for layer in layers])  # (L + 1, T, D), model dtype
+            for layers in self._token_states.values()
+        ]
         # too-short samples have no value (NaN); the tables count the samples each mean rests on
-        values = metrics.token_metrics([stacked.float().cpu() for stacked in stacks], options.alpha,
-                                       options.normalize_entropy, options.sparsity_eps)
+        values = metrics.token_metrics(
+            [stacked.float().cpu() for stacked in stacks],
+            options.alpha,
+            options.normalize_entropy,
+            options.sparsity_eps,
+        )
         lens_states, lens_targets, owners = [], [], []
         for index, (row, stacked) in enumerate(zip(self._token_states, stacks, strict=True)):
             record = self._record(self.batch.sample_ids[row])
@@ -161,8 +177,9 @@ class _ChunkSink:
             correct = torch.empty_like(targets, dtype=torch.bool)
             for use_norm in (True, False):
                 where = normed if use_norm else ~normed
-                correct[where] = lens_hits(states[where.to(states.device)], targets[where],
-                                           self.norm if use_norm else None, self.lm_head)
+                correct[where] = lens_hits(
+                    states[where.to(states.device)], targets[where], self.norm if use_norm else None, self.lm_head
+                )
         rows = len(self._token_states) * self.n_layers
         hits = torch.zeros(rows, dtype=torch.long).index_add_(0, owner, correct.long())
         totals = torch.bincount(owner, minlength=rows)
@@ -225,19 +242,32 @@ class ModelRun:
 
 def _run_directory(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions) -> tuple[Path, str]:
     fingerprint = models.weights_fingerprint(ref)
-    key = cache.stable_hash({"model": models.files_fingerprint(ref), "probe": probe.digest(),
-                             "options": options.result_fields(), "format": PROFILE_FORMAT})
+    key = cache.stable_hash(
+        {
+            "model": models.files_fingerprint(ref),
+            "probe": probe.digest(),
+            "options": options.result_fields(),
+            "format": PROFILE_FORMAT,
+        }
+    )
     return cache.cache_root() / "profiles" / key, fingerprint
 
 
-def capture_model(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions, label: str,
-                  device: str = "auto", progress: bool = True) -> ModelRun:
+def capture_model(
+    ref: models.ModelRef,
+    probe: ProbeSet,
+    options: ProfileOptions,
+    label: str,
+    device: str = "auto",
+    progress: bool = True,
+) -> ModelRun:
     """Stream ``probe`` through one model, chunk by chunk, resuming from the cache."""
     directory, fingerprint = _run_directory(ref, probe, options)
     chunks = _chunks(len(probe), options.chunk_size)
     missing = [i for i in range(len(chunks)) if not _chunk_path(directory, i).is_file()]
-    run = ModelRun(label, directory, len(probe), models.layer_count(ref) + 1,
-                   min(options.token_samples, len(probe)), fingerprint)
+    run = ModelRun(
+        label, directory, len(probe), models.layer_count(ref) + 1, min(options.token_samples, len(probe)), fingerprint
+    )
     if not missing:
         return run
     started = time.perf_counter()
@@ -252,16 +282,16 @@ def capture_model(ref: models.ModelRef, probe: ProbeSet, options: ProfileOptions
         run.forward_samples += int(kwargs["input_ids"].shape[0])
 
     counter = decoder.register_forward_pre_hook(count, with_kwargs=True)
-    bar = tqdm(total=sum(len(chunks[i]) for i in missing), desc=f"profile {label}", unit="sample",
-               disable=not progress)
+    bar = tqdm(total=sum(len(chunks[i]) for i in missing), desc=f"profile {label}", unit="sample", disable=not progress)
     sink = None
     try:
         for index in missing:
             sink = _ChunkSink(run.n_layers, set(range(run.token_samples)), options, norm, lm_head, label)
             sample_ids = list(chunks[index])
             with capture.layer_hooks(model, sink, options.last_layer):
-                for batch in capture.batches([encoded[i] for i in sample_ids], sample_ids, options.batch_size,
-                                             tokenizer.pad_token_id):
+                for batch in capture.batches(
+                    [encoded[i] for i in sample_ids], sample_ids, options.batch_size, tokenizer.pad_token_id
+                ):
                     sink.start(batch)
                     capture.forward_only(model, batch)
                     sink.finish()
@@ -304,6 +334,7 @@ def _chunk_bytes(sink: _ChunkSink, sample_ids: list[int], encoded: list[list[int
 
 # --- tables ------------------------------------------------------------------------------
 
+
 def _nan_mean(values: np.ndarray) -> tuple[float, int]:
     finite = values[np.isfinite(values)]
     return (float(finite.mean()) if finite.size else math.nan), int(finite.size)
@@ -314,12 +345,18 @@ def intrinsic_table(run: ModelRun, options: ProfileOptions) -> pd.DataFrame:
     sample_values = {name: run.sample_metric(name) for name in (*SAMPLE_METRICS, "probe_hits", "probe_counts")}
     rows = []
     for layer in range(run.n_layers):
-        summary = metrics.spectral_summary(run.pooled(layer), options.alpha, options.normalize_entropy,
-                                           options.sparsity_eps)
-        row = {"layer": layer, "dataset_entropy": summary["entropy"],
-               "effective_rank": summary["effective_rank"], "rank_deficiency": summary["rank_deficiency"],
-               "condition_number": summary["condition_number"], "spectral_norm": summary["spectral_norm"],
-               "pooled_sparsity": summary["sparsity"]}
+        summary = metrics.spectral_summary(
+            run.pooled(layer), options.alpha, options.normalize_entropy, options.sparsity_eps
+        )
+        row = {
+            "layer": layer,
+            "dataset_entropy": summary["entropy"],
+            "effective_rank": summary["effective_rank"],
+            "rank_deficiency": summary["rank_deficiency"],
+            "condition_number": summary["condition_number"],
+            "spectral_norm": summary["spectral_norm"],
+            "pooled_sparsity": summary["sparsity"],
+        }
         for name in SAMPLE_METRICS:
             row[name], row[f"{name}_samples"] = _nan_mean(sample_values[name][:, layer])
         counts = sample_values["probe_counts"][:, layer]
@@ -329,17 +366,27 @@ def intrinsic_table(run: ModelRun, options: ProfileOptions) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("layer")
 
 
-def pair_table(base: ModelRun, sft: ModelRun, base_table: pd.DataFrame, sft_table: pd.DataFrame,
-               weight_changes: dict[int, float], options: ProfileOptions) -> pd.DataFrame:
+def pair_table(
+    base: ModelRun,
+    sft: ModelRun,
+    base_table: pd.DataFrame,
+    sft_table: pd.DataFrame,
+    weight_changes: dict[int, float],
+    options: ProfileOptions,
+) -> pd.DataFrame:
     """Layer × pair metric: CKA (eq. 6), cosine (eq. 7), mean shift, ΔW (eq. 1), eqs. 8-9 differences."""
     if base.n_layers != sft.n_layers or base.n_samples != sft.n_samples:
         raise ValueError("base and SFT runs differ in layers or samples; they must share probe set and depth")
     rows = []
     for layer in range(base.n_layers):
         x, y = base.pooled(layer), sft.pooled(layer)
-        row = {"layer": layer, "cka": metrics.linear_cka(x, y, center=options.cka_center),
-               "cosine": metrics.cosine_similarity(x, y), "mean_shift": metrics.mean_shift(x, y),
-               "weight_change": weight_changes.get(layer, math.nan)}
+        row = {
+            "layer": layer,
+            "cka": metrics.linear_cka(x, y, center=options.cka_center),
+            "cosine": metrics.cosine_similarity(x, y),
+            "mean_shift": metrics.mean_shift(x, y),
+            "weight_change": weight_changes.get(layer, math.nan),
+        }
         for name in SAMPLE_METRICS:  # eq. 8: mean over samples of the per-sample difference
             diff = sft.sample_metric(name)[:, layer] - base.sample_metric(name)[:, layer]
             row[f"delta_{name}"], _ = _nan_mean(diff)
@@ -350,6 +397,7 @@ def pair_table(base: ModelRun, sft: ModelRun, base_table: pd.DataFrame, sft_tabl
 
 
 # --- pairs ---------------------------------------------------------------------------------
+
 
 @dataclass
 class PairProfile:
@@ -370,17 +418,19 @@ def pair_weight_change(pair: models.ResolvedPair, modules) -> dict[str, dict[int
         from harness.sources import adapters
 
         return adapters.adapter_weight_change(pair.adapter_dir, models.checkpoint_directory(pair.base), modules)
-    return weight_change_by_part(models.checkpoint_directory(pair.base),
-                                         models.checkpoint_directory(pair.sft), modules)
+    return weight_change_by_part(models.checkpoint_directory(pair.base), models.checkpoint_directory(pair.sft), modules)
 
 
-def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str = "auto",
-                 progress: bool = True) -> PairProfile:
+def profile_pair(
+    pair: models.ResolvedPair, options: ProfileOptions, device: str = "auto", progress: bool = True
+) -> PairProfile:
     """Profile base, then SFT (one model in memory at a time), then the pair metrics."""
     started = time.perf_counter()
     probe = load_probe_set(options.probe_set, options.pooled_samples, options.seed)
-    runs = {label: capture_model(ref, probe, options, label, device=device, progress=progress)
-            for label, ref in (("base", pair.base), ("sft", pair.sft))}
+    runs = {
+        label: capture_model(ref, probe, options, label, device=device, progress=progress)
+        for label, ref in (("base", pair.base), ("sft", pair.sft))
+    }
     captured = time.perf_counter()
     try:
         tables = {label: intrinsic_table(run, options) for label, run in runs.items()}
@@ -393,25 +443,41 @@ def profile_pair(pair: models.ResolvedPair, options: ProfileOptions, device: str
             pair_metrics[f"{part}_change"] = [changes[part].get(layer, math.nan) for layer in pair_metrics.index]
     base_config, sft_config = models.load_config(pair.base), models.load_config(pair.sft)
     meta = {
-        "pair": {"name": pair.spec.name, "family": pair.spec.family,
-                 # a built pair is named by its builder, not by a folder of this machine's cache
-                 "base": (pair.spec.base if pair.spec.is_built_locally else pair.base).describe(),
-                 "sft": (pair.spec.sft if pair.spec.is_built_locally else pair.sft).describe(),
-                 "base_weights": runs["base"].fingerprint, "sft_weights": runs["sft"].fingerprint,
-                 "model_type": base_config.model_type, "layout": layouts.layout_of(base_config).family,
-                 **({"vocabulary": note} if (note := models.vocabulary_note(base_config, sft_config)) else {}),
-                 **({"sft_adapter": pair.adapter} if pair.adapter else {})},
-        "probe": {"name": probe.name, "source": probe.source, "digest": probe.digest(), "samples": len(probe),
-                  "seed": probe.seed},
+        "pair": {
+            "name": pair.spec.name,
+            "family": pair.spec.family,
+            # a built pair is named by its builder, not by a folder of this machine's cache
+            "base": (pair.spec.base if pair.spec.is_built_locally else pair.base).describe(),
+            "sft": (pair.spec.sft if pair.spec.is_built_locally else pair.sft).describe(),
+            "base_weights": runs["base"].fingerprint,
+            "sft_weights": runs["sft"].fingerprint,
+            "model_type": base_config.model_type,
+            "layout": layouts.layout_of(base_config).family,
+            **({"vocabulary": note} if (note := models.vocabulary_note(base_config, sft_config)) else {}),
+            **({"sft_adapter": pair.adapter} if pair.adapter else {}),
+        },
+        "probe": {
+            "name": probe.name,
+            "source": probe.source,
+            "digest": probe.digest(),
+            "samples": len(probe),
+            "seed": probe.seed,
+        },
         "options": dataclasses.asdict(options),
-        "layers": {"count": runs["base"].n_layers, "numbering": "0 = embedding output, l = output of decoder "
-                   f"block l, all before the final norm (last_layer={options.last_layer})"},
-        "forward": {label: {"samples": run.forward_samples, "calls": run.forward_calls,
-                            "seconds": round(run.seconds, 3)} for label, run in runs.items()},
-        "timings": {"capture_seconds": round(captured - started, 3),
-                    "tables_seconds": round(time.perf_counter() - captured, 3),
-                    "total_seconds": round(time.perf_counter() - started, 3)},
+        "layers": {
+            "count": runs["base"].n_layers,
+            "numbering": "0 = embedding output, l = output of decoder "
+            f"block l, all before the final norm (last_layer={options.last_layer})",
+        },
+        "forward": {
+            label: {"samples": run.forward_samples, "calls": run.forward_calls, "seconds": round(run.seconds, 3)}
+            for label, run in runs.items()
+        },
+        "timings": {
+            "capture_seconds": round(captured - started, 3),
+            "tables_seconds": round(time.perf_counter() - captured, 3),
+            "total_seconds": round(time.perf_counter() - started, 3),
+        },
         "device": device,
     }
     return PairProfile(tables["base"], tables["sft"], pair_metrics, meta, runs["base"], runs["sft"])
-

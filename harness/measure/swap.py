@@ -63,15 +63,18 @@ def _donor_reader(host, layout: Layout, donor: dict[str, Path], donor_dir: Path)
             if candidate in donor:
                 return _read(donor[candidate], candidate)
         if name.startswith(layout.layers + "."):
-            number, _, suffix = name[len(layout.layers) + 1:].partition(".")
+            number, _, suffix = name[len(layout.layers) + 1 :].partition(".")
             on_disk = f"{disk_layers or layout.disk_layers[0]}.{number}."
             sources = layout.expert_sources(suffix, experts)
             if sources is not None and all(on_disk + s in donor for group in sources for s in group):
-                return torch.stack([torch.cat([_read(donor[on_disk + s], on_disk + s) for s in group])
-                                    for group in sources])
-        raise DonorMismatchError(f"the donor checkpoint {donor_dir} lacks {name} (looked for "
-                                 f"{', '.join(layout.disk_candidates(name, disk_layers))}): is it a "
-                                 f"{layout.family} checkpoint of the host's architecture?")
+                return torch.stack(
+                    [torch.cat([_read(donor[on_disk + s], on_disk + s) for s in group]) for group in sources]
+                )
+        raise DonorMismatchError(
+            f"the donor checkpoint {donor_dir} lacks {name} (looked for "
+            f"{', '.join(layout.disk_candidates(name, disk_layers))}): is it a "
+            f"{layout.family} checkpoint of the host's architecture?"
+        )
 
     return read
 
@@ -95,10 +98,14 @@ def swapped(host, donor_dir: Path, layers: list[int], head: bool = False) -> Ite
                 if incoming.is_floating_point() and not torch.isfinite(incoming).all():
                     raise UnsupportedModelError(f"{donor_dir} has non-finite (NaN or infinite) weights in {name}")
                 if incoming.shape != target.shape:
-                    vocabulary = " (the two models' vocabularies differ: take the host's head)" if head and \
-                        not name.startswith(layout.layers) else ""
-                    raise DonorMismatchError(f"{name}: donor shape {tuple(incoming.shape)}, host "
-                                             f"{tuple(target.shape)}{vocabulary}")
+                    vocabulary = (
+                        " (the two models' vocabularies differ: take the host's head)"
+                        if head and not name.startswith(layout.layers)
+                        else ""
+                    )
+                    raise DonorMismatchError(
+                        f"{name}: donor shape {tuple(incoming.shape)}, host {tuple(target.shape)}{vocabulary}"
+                    )
                 saved[name] = target.detach().clone()
                 target.copy_(incoming.to(dtype=target.dtype, device=target.device))
         yield names
@@ -145,6 +152,7 @@ class HostPrefix:
                     self.states.clear()
                     return
                 self.states[start].append(hidden.detach().clone())
+
             return keep
 
         handles = [layers[start].register_forward_pre_hook(keeper(start), with_kwargs=True) for start in self.starts]
@@ -190,9 +198,17 @@ class _PassThrough(torch.nn.Module):
         return hidden_states
 
 
-def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...] = (3, 5, 10),
-                head_from: str = "host", last_k: int | None = None, dtype: str = "float32", device: str = "auto",
-                progress: bool = True) -> dict:
+def swap_scores(
+    host_dir: Path,
+    donor_dir: Path,
+    records: list[dict],
+    segment_counts: tuple[int, ...] = (3, 5, 10),
+    head_from: str = "host",
+    last_k: int | None = None,
+    dtype: str = "float32",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Answer log-likelihood of the host with each segment of the donor swapped in, for every M.
 
     Returns {"host": score, "donor_head": bool, "segments": {M: [{segment, layers, score, stderr, n}]},
@@ -215,18 +231,26 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
             reference = evaluate.answer_log_likelihood(model, tokenizer, records)
     except NonFiniteError as error:
         raise NonFiniteError(f"{host_dir}, unswapped: {error}") from None
-    result = {"host": reference, "head_from": head_from, "last_k": last_k, "n_layers": n_layers,
-              "segments": {}, "items": {}}
+    result = {
+        "host": reference,
+        "head_from": head_from,
+        "last_k": last_k,
+        "n_layers": n_layers,
+        "segments": {},
+        "items": {},
+    }
     for m, index, part in tqdm(plan, desc="layer swaps", disable=not progress, leave=False):
         layers = block_layers(part, last_k)
         with swapped(model, donor_dir, layers, head=head_from == "donor"):
             try:
-                scored = evaluate.answer_log_likelihood(model, tokenizer, records,
-                                                        forward=prefix.forward_from(layers[0]))
+                scored = evaluate.answer_log_likelihood(
+                    model, tokenizer, records, forward=prefix.forward_from(layers[0])
+                )
             except NonFiniteError as error:
                 raise NonFiniteError(f"{host_dir} with layers {layers} of {donor_dir} swapped in: {error}") from None
-        result["segments"].setdefault(m, []).append({"segment": index, "layers": layers, **{
-            k: v for k, v in scored.items() if k != "per_item"}})
+        result["segments"].setdefault(m, []).append(
+            {"segment": index, "layers": layers, **{k: v for k, v in scored.items() if k != "per_item"}}
+        )
         result["items"].setdefault(m, []).append(scored["per_item"])
     del model, prefix
     return result
@@ -235,20 +259,35 @@ def swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_co
 SWAP_FORMAT = 1  # bump when the scores a swap writes change meaning
 
 
-def cached_swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], segment_counts: tuple[int, ...],
-                       head_from: str = "host", last_k: int | None = None, dtype: str = "float32",
-                       device: str = "auto", progress: bool = True) -> dict:
+def cached_swap_scores(
+    host_dir: Path,
+    donor_dir: Path,
+    records: list[dict],
+    segment_counts: tuple[int, ...],
+    head_from: str = "host",
+    last_k: int | None = None,
+    dtype: str = "float32",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """``swap_scores``, read back from the cache when the same host and donor files were scored on the same
     items with the same settings: a pair's C3 tests, its report and a control that is another pair run
     backwards share one scoring, and a direction scored before an interruption is not scored again."""
     from harness import cache
     from harness.sources import models
 
-    key = cache.stable_hash({
-        "format": SWAP_FORMAT, "records": cache.stable_hash(records), "segment_counts": list(segment_counts),
-        "head_from": head_from, "last_k": last_k, "dtype": dtype,
-        "host": models.files_fingerprint(models.ModelRef(str(host_dir))),
-        "donor": models.files_fingerprint(models.ModelRef(str(donor_dir)))})
+    key = cache.stable_hash(
+        {
+            "format": SWAP_FORMAT,
+            "records": cache.stable_hash(records),
+            "segment_counts": list(segment_counts),
+            "head_from": head_from,
+            "last_k": last_k,
+            "dtype": dtype,
+            "host": models.files_fingerprint(models.ModelRef(str(host_dir))),
+            "donor": models.files_fingerprint(models.ModelRef(str(donor_dir))),
+        }
+    )
     path = cache.cache_root() / "swaps" / f"{key}.json"
     if path.is_file():
         return _from_json(json.loads(path.read_text()))
@@ -260,5 +299,8 @@ def cached_swap_scores(host_dir: Path, donor_dir: Path, records: list[dict], seg
 
 def _from_json(stored: dict) -> dict:
     """A stored result with its segment counts as integers again (JSON keys are strings)."""
-    return {**stored, "segments": {int(m): rows for m, rows in stored["segments"].items()},
-            "items": {int(m): rows for m, rows in stored["items"].items()}}
+    return {
+        **stored,
+        "segments": {int(m): rows for m, rows in stored["segments"].items()},
+        "items": {int(m): rows for m, rows in stored["items"].items()},
+    }

@@ -19,8 +19,14 @@ from harness.errors import BadInputError
 from harness.metrics.weights import layer_weight_change, squared_change
 from harness.sources.layouts import ATTENTION_MODULES, MLP_MODULES, Layout, layout_of_checkpoint
 
-__all__ = ["ATTENTION_MODULES", "MLP_MODULES", "CheckpointError", "safetensors_index", "weight_change",
-           "weight_change_by_part"]
+__all__ = [
+    "ATTENTION_MODULES",
+    "MLP_MODULES",
+    "CheckpointError",
+    "safetensors_index",
+    "weight_change",
+    "weight_change_by_part",
+]
 
 
 class CheckpointError(BadInputError):
@@ -65,7 +71,7 @@ def _layer_tensors(layout: Layout, index: dict[str, Path], directory: Path):
     for name in sorted(index):
         if not name.startswith(prefix + "."):
             continue
-        number, _, suffix = name[len(prefix) + 1:].partition(".")
+        number, _, suffix = name[len(prefix) + 1 :].partition(".")
         if not number.isdigit():
             continue
         part = layout.part_of(suffix)
@@ -73,8 +79,9 @@ def _layer_tensors(layout: Layout, index: dict[str, Path], directory: Path):
             yield name, int(number) + 1, part
 
 
-def weight_change_by_part(base: Path, sft: Path, modules: Iterable[str] = ATTENTION_MODULES,
-                          relative: bool = False) -> dict[str, dict[int, float]]:
+def weight_change_by_part(
+    base: Path, sft: Path, modules: Iterable[str] = ATTENTION_MODULES, relative: bool = False
+) -> dict[str, dict[int, float]]:
     """Per decoder layer l (from 1): ``"eq1"``, ΔW^(l) = sqrt(Σ_{W ∈ Θ^(l)} ‖W_s − W_b‖²_F) over the rows of
     ``modules`` (eq. 1; Llama's projection names, found in whatever module the family keeps them); and, for a
     mixture of experts, ``"router"`` and ``"experts"`` (all experts of the layer together).
@@ -117,14 +124,18 @@ def weight_change_by_part(base: Path, sft: Path, modules: Iterable[str] = ATTENT
             base_squared[key][layer] += size
         del w_base, w_sft
     if not squared.get("eq1"):
-        raise CheckpointError(f"no tensors of {', '.join(modules)} found in {base}: is this a decoder-only "
-                              f"checkpoint of the {layout.family} layout?")
-    return {key: layer_weight_change(values, base_squared[key] if relative else None)
-            for key, values in squared.items()}
+        raise CheckpointError(
+            f"no tensors of {', '.join(modules)} found in {base}: is this a decoder-only "
+            f"checkpoint of the {layout.family} layout?"
+        )
+    return {
+        key: layer_weight_change(values, base_squared[key] if relative else None) for key, values in squared.items()
+    }
 
 
-def weight_change(base: Path, sft: Path, modules: Iterable[str] = ATTENTION_MODULES,
-                  relative: bool = False) -> dict[int, float]:
+def weight_change(
+    base: Path, sft: Path, modules: Iterable[str] = ATTENTION_MODULES, relative: bool = False
+) -> dict[int, float]:
     """ΔW^(l) = sqrt(Σ_{W ∈ Θ^(l)} ‖W_s − W_b‖²_F) for each decoder layer l (eq. 1), Θ = ``modules``.
 
     Layers are numbered from 1 (layer 0 is the embedding output, which has no projections). See

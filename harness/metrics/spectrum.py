@@ -42,7 +42,7 @@ def _rank_from(sigma: torch.Tensor, shape: tuple[int, int], eps: float) -> int:
 
 
 def _shares(sigma: torch.Tensor, what: str) -> torch.Tensor:
-    energy = sigma ** 2
+    energy = sigma**2
     total = energy.sum()
     if total <= 0:
         raise DegenerateInputError(f"{what} of an all-zero matrix is undefined")
@@ -59,18 +59,18 @@ def max_rank(shape: tuple[int, int]) -> int:
     return min(shape)
 
 
-def _entropy_from(sigma: torch.Tensor, shape: tuple[int, int], alpha: float, normalize: bool,
-                  log_base: float) -> float:
+def _entropy_from(sigma: torch.Tensor, shape: tuple[int, int], alpha: float, normalize: bool, log_base: float) -> float:
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
     if normalize and max_rank(shape) < 2:
-        raise DegenerateInputError("normalised entropy needs at least 2 rows and 2 features (it divides by "
-                                   "log min(N, D))")
+        raise DegenerateInputError(
+            "normalised entropy needs at least 2 rows and 2 features (it divides by log min(N, D))"
+        )
     p = _shares(sigma, "entropy")
     if abs(alpha - 1.0) < 1e-12:
         raw = -(p * torch.log(p)).sum()
     else:
-        raw = torch.log((p ** alpha).sum()) / (1 - alpha)
+        raw = torch.log((p**alpha).sum()) / (1 - alpha)
     entropy = max(float(raw), 0.0) / math.log(log_base)
     return entropy / (math.log(max_rank(shape)) / math.log(log_base)) if normalize else entropy
 
@@ -155,8 +155,9 @@ def sparsity(z: torch.Tensor, eps: float = 0.01) -> float:
     return float((z.abs() < eps).double().mean())
 
 
-def spectral_summary(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True,
-                     sparsity_eps: float = 0.01) -> dict[str, float]:
+def spectral_summary(
+    z: torch.Tensor, alpha: float = 1.0, normalize: bool = True, sparsity_eps: float = 0.01
+) -> dict[str, float]:
     """Every spectral metric of one matrix from a single SVD (what a layer profile needs)."""
     eps = _precision(z)
     z = as_matrix(z, "representation", min_rows=2 if normalize else 1)
@@ -172,8 +173,9 @@ def spectral_summary(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True
     }
 
 
-def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0, normalize: bool = True,
-                     eps: float | None = None) -> dict[str, torch.Tensor]:
+def weighted_spectra(
+    z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0, normalize: bool = True, eps: float | None = None
+) -> dict[str, torch.Tensor]:
     """The spectral metrics of diag(√(N·w)) z for every row w of ``weights`` (B, N), at once.
 
     A Bayesian-bootstrap resample of the rows of z (N, D): no row is duplicated and
@@ -195,8 +197,9 @@ def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0,
     z = as_matrix(z, "representation", min_rows=2 if normalize else 1)
     n, d = z.shape
     if normalize and max_rank((n, d)) < 2:
-        raise DegenerateInputError("normalised entropy needs at least 2 rows and 2 features (it divides by "
-                                   "log min(N, D))")
+        raise DegenerateInputError(
+            "normalised entropy needs at least 2 rows and 2 features (it divides by log min(N, D))"
+        )
     rank = _rank_from(torch.linalg.svdvals(z), (n, d), eps)
     if rank == 0:
         raise DegenerateInputError("spectral metrics of an all-zero matrix are undefined")
@@ -205,7 +208,7 @@ def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0,
     # With N >= D, each reweighting's second moments zᵀ diag(w) z are one matrix product of the weights with
     # every row's outer product z_i z_iᵀ, of which only the lower triangle is formed (it is all eigvalsh
     # reads): half the work of a batched product, when those products fit in about 256 MiB.
-    lower = torch.tril_indices(d, d) if gram is None and n * d * (d + 1) // 2 <= 2 ** 25 else None
+    lower = torch.tril_indices(d, d) if gram is None and n * d * (d + 1) // 2 <= 2**25 else None
     outer = z[:, lower[0]] * z[:, lower[1]] if lower is not None else None  # (N, D(D+1)/2)
 
     def squared_singular_values(w: torch.Tensor) -> torch.Tensor:
@@ -222,8 +225,8 @@ def weighted_spectra(z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0,
     # Reweightings in chunks of about 2**25 float64 entries (256 MiB) of intermediates: a 4096-wide model's
     # 200 resamples at once would need gigabytes.
     side = min(n, d)
-    chunk = max(1, 2 ** 25 // (side * max(n, d) + side * side))
-    energy = torch.cat([squared_singular_values(w[start:start + chunk]) for start in range(0, len(w), chunk)])
+    chunk = max(1, 2**25 // (side * max(n, d) + side * side))
+    energy = torch.cat([squared_singular_values(w[start : start + chunk]) for start in range(0, len(w), chunk)])
     sigma = energy.sqrt()
     p = energy / energy.sum(-1, keepdim=True)
     positive = p > 0

@@ -27,17 +27,20 @@ def padded_stack(samples: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
     stack = torch.zeros((len(samples), layers, int(lengths.max()), width), dtype=torch.float64)
     for index, h in enumerate(samples):
         if h.ndim != 3 or h.shape[0] != layers or h.shape[2] != width:
-            raise DegenerateInputError(f"token sample {index} has shape {tuple(h.shape)}; expected "
-                                       f"({layers}, T, {width})")
-        stack[index, :, :h.shape[1]] = h.detach()
+            raise DegenerateInputError(
+                f"token sample {index} has shape {tuple(h.shape)}; expected ({layers}, T, {width})"
+            )
+        stack[index, :, : h.shape[1]] = h.detach()
     if not torch.isfinite(stack).all():
-        raise DegenerateInputError(f"the token samples hold {int((~torch.isfinite(stack)).sum())} NaN or infinite "
-                                   "values")
+        raise DegenerateInputError(
+            f"the token samples hold {int((~torch.isfinite(stack)).sum())} NaN or infinite values"
+        )
     return stack, lengths
 
 
-def prompt_entropies(h: torch.Tensor, lengths: torch.Tensor, alpha: float = 1.0,
-                     normalize: bool = True) -> torch.Tensor:
+def prompt_entropies(
+    h: torch.Tensor, lengths: torch.Tensor, alpha: float = 1.0, normalize: bool = True
+) -> torch.Tensor:
     """Prompt entropy S_p (eq. 2) of every sample at every layer: (samples, layers); NaN for a sample too short
     to have one (1 token when normalised). In bits, divided by log min(T_i, D) with ``normalize``."""
     if alpha < 0:
@@ -60,7 +63,7 @@ def prompt_entropies(h: torch.Tensor, lengths: torch.Tensor, alpha: float = 1.0,
     if abs(alpha - 1.0) < 1e-12:
         entropy = -torch.special.xlogy(p, p).sum(dim=2)
     else:
-        entropy = torch.log(torch.where(p > 0, p ** alpha, 0.0).sum(dim=2)) / (1 - alpha)
+        entropy = torch.log(torch.where(p > 0, p**alpha, 0.0).sum(dim=2)) / (1 - alpha)
     entropy = entropy.clamp(min=0.0) / math.log(2.0)
     if normalize:
         entropy = entropy / (torch.log(cap.clamp(min=2.0)) / math.log(2.0))
@@ -90,10 +93,13 @@ def sparsities(h: torch.Tensor, lengths: torch.Tensor, eps: float = 0.01) -> tor
     return small / (lengths[:, None].to(torch.float64) * h.shape[3])
 
 
-def token_metrics(samples: list[torch.Tensor], alpha: float = 1.0, normalize: bool = True,
-                  sparsity_eps: float = 0.01) -> dict[str, torch.Tensor]:
+def token_metrics(
+    samples: list[torch.Tensor], alpha: float = 1.0, normalize: bool = True, sparsity_eps: float = 0.01
+) -> dict[str, torch.Tensor]:
     """Every token-level metric of each sample's (layers, T_i, D) states, each (samples, layers)."""
     h, lengths = padded_stack(samples)
-    return {"prompt_entropy": prompt_entropies(h, lengths, alpha, normalize),
-            "curvature": curvatures(h, lengths),
-            "token_sparsity": sparsities(h, lengths, sparsity_eps)}
+    return {
+        "prompt_entropy": prompt_entropies(h, lengths, alpha, normalize),
+        "curvature": curvatures(h, lengths),
+        "token_sparsity": sparsities(h, lengths, sparsity_eps),
+    }

@@ -19,15 +19,18 @@ def squared_change(w_base: torch.Tensor, w_sft: torch.Tensor, block_elements: in
     rows = max(1, block_elements // max(1, a.shape[1]))
     change = size = 0.0
     for start in range(0, a.shape[0], rows):
-        block_base = a[start:start + rows].to(torch.float64)
-        change += float(((b[start:start + rows].to(torch.float64) - block_base) ** 2).sum())
-        size += float((block_base ** 2).sum())
+        block_base = a[start : start + rows].to(torch.float64)
+        change += float(((b[start : start + rows].to(torch.float64) - block_base) ** 2).sum())
+        size += float((block_base**2).sum())
     return change, size
 
 
-def layer_weight_change(squared: Mapping[int, float], base_squared: Mapping[int, float] | None = None
-                        ) -> dict[int, float]:
+def layer_weight_change(
+    squared: Mapping[int, float], base_squared: Mapping[int, float] | None = None
+) -> dict[int, float]:
     """ΔW^(l) = sqrt(Σ_{W ∈ Θ^(l)} ‖W_s − W_b‖²_F) per layer (eq. 1), from each layer's summed squares; with
     ``base_squared`` (Σ ‖W_b‖²_F), relative to the base's own norm."""
-    return {layer: math.sqrt(squared[layer] / (base_squared[layer] if base_squared is not None else 1.0))
-            for layer in sorted(squared)}
+    return {
+        layer: math.sqrt(squared[layer] / (base_squared[layer] if base_squared is not None else 1.0))
+        for layer in sorted(squared)
+    }

@@ -62,16 +62,18 @@ def divergence_figure(name: str, pair, path: Path, measured=None) -> Path:
     """Fig. 1: CKA, cosine similarity and mean shift per layer, with 95% bands, the last 20% shaded, C1's CKA
     plateau threshold as a line and C1's verdict in the titles."""
     figure, axes = _subplots(1, 3, figsize=(12, 3.6), layout="constrained")
-    for axis, column, label in zip(axes, ("cka", "cosine", "mean_shift"), ("linear CKA", "cosine", "mean shift"),
-                                   strict=True):
+    for axis, column, label in zip(
+        axes, ("cka", "cosine", "mean_shift"), ("linear CKA", "cosine", "mean shift"), strict=True
+    ):
         _shade_tail(axis, pair.index)
         _band(axis, pair.index, _resampled(measured, "pair", column), color="tab:blue")
         axis.plot(pair.index, pair[column], marker="o")
         axis.set_xlabel("layer")
         axis.set_title(_titled(label, measured, "C1"))
     if measured is not None:
-        axes[0].axhline(measured.thresholds["C1"]["cka_plateau_min"], color="tab:red", linestyle="--",
-                        label="plateau threshold")
+        axes[0].axhline(
+            measured.thresholds["C1"]["cka_plateau_min"], color="tab:red", linestyle="--", label="plateau threshold"
+        )
         axes[0].legend(fontsize=7)
     figure.suptitle(f"{name}: base vs SFT")
     return _save(figure, path)
@@ -79,8 +81,7 @@ def divergence_figure(name: str, pair, path: Path, measured=None) -> Path:
 
 def intrinsic_figure(name: str, base, sft, path: Path) -> Path:
     """Fig. 2: intrinsic metrics of base and SFT per layer."""
-    columns = ("effective_rank", "dataset_entropy", "prompt_entropy", "curvature", "condition_number",
-               "spectral_norm")
+    columns = ("effective_rank", "dataset_entropy", "prompt_entropy", "curvature", "condition_number", "spectral_norm")
     figure, axes = _subplots(2, 3, figsize=(12, 6.5), layout="constrained")
     for axis, column in zip(axes.flat, columns, strict=True):
         axis.plot(base.index, base[column], marker="o", label="base")
@@ -100,12 +101,14 @@ def probing_figure(name: str, base, sft, path: Path, measured=None) -> Path:
     figure, axis = _subplots(figsize=(5, 3.4))
     _shade_tail(axis, base.index)
     for model, table, marker in (("base", base, "o"), ("sft", sft, "s")):
-        line, = axis.plot(table.index, table["probe_accuracy"], marker=marker, label=model if model == "base"
-                          else "SFT")
+        (line,) = axis.plot(
+            table.index, table["probe_accuracy"], marker=marker, label=model if model == "base" else "SFT"
+        )
         _band(axis, table.index, _resampled(measured, "pair", f"{model}.probe_accuracy"), color=line.get_color())
     if measured is not None:
-        axis.axhline(measured.thresholds["C5"]["dormant_max"], color="tab:red", linestyle="--",
-                     label="dormancy threshold")
+        axis.axhline(
+            measured.thresholds["C5"]["dormant_max"], color="tab:red", linestyle="--", label="dormancy threshold"
+        )
     axis.set_xlabel("layer")
     axis.set_ylabel("next-token accuracy")
     axis.set_title(_titled(f"{name}: logit lens", measured, "C5"))
@@ -128,9 +131,20 @@ def weight_change_figure(name: str, pair, path: Path, measured=None) -> Path:
 
 def correlation_figure(name: str, pair, path: Path) -> Path:
     """Fig. 5: Pearson correlation across layers between weight change and the representation metrics."""
-    columns = [c for c in ("weight_change", "cka", "cosine", "mean_shift", "delta_effective_rank",
-                           "delta_spectral_norm", "delta_condition_number", "delta_dataset_entropy")
-               if c in pair.columns]
+    columns = [
+        c
+        for c in (
+            "weight_change",
+            "cka",
+            "cosine",
+            "mean_shift",
+            "delta_effective_rank",
+            "delta_spectral_norm",
+            "delta_condition_number",
+            "delta_dataset_entropy",
+        )
+        if c in pair.columns
+    ]
     matrix = pair[columns].dropna().corr().to_numpy()
     figure, axis = _subplots(figsize=(6.5, 5.5))
     image = axis.imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
@@ -152,51 +166,69 @@ def lora_figure(name: str, study, path: Path) -> Path:
     retention = [c for c in summary.columns if c.startswith("ppl:")]
     panels = [("score", f"{study.settings.task} exact match"), ("answer_loglik", "answer log-likelihood")]
     panels += [(column, f"perplexity, {column[4:]}") for column in retention]
-    figure, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained",
-                                squeeze=False)
+    figure, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained", squeeze=False)
     positions = np.arange(len(arms))
     for axis, (column, label) in zip(axes[0], panels, strict=True):
         means = summary.loc[arms, column]
         spread = table.groupby("arm")[column].std().reindex(arms)  # between seeds
-        axis.bar(positions, means, yerr=spread.fillna(0).to_numpy(), capsize=3,
-                 color=["tab:orange" if "middle" in str(summary.loc[a, "roles"]) else "tab:blue" for a in arms])
+        axis.bar(
+            positions,
+            means,
+            yerr=spread.fillna(0).to_numpy(),
+            capsize=3,
+            color=["tab:orange" if "middle" in str(summary.loc[a, "roles"]) else "tab:blue" for a in arms],
+        )
         for offset, seed in enumerate(study.settings.seeds):
             rows = table[table["seed"] == seed].set_index("arm").loc[arms]
-            axis.plot(positions + (offset - (len(study.settings.seeds) - 1) / 2) * 0.15, rows[column], "k.",
-                      markersize=4)
+            axis.plot(
+                positions + (offset - (len(study.settings.seeds) - 1) / 2) * 0.15, rows[column], "k.", markersize=4
+            )
         axis.axhline(summary.loc["base", column], color="grey", linestyle="--", label="untuned base")
         axis.set_xticks(positions, arms, rotation=60, ha="right", fontsize=7)
         axis.set_title(label)
     axes[0][0].legend(fontsize=7)
     verdicts = ", ".join(f"{key} {v.outcome}" for key, v in sorted(study.verdicts.items()))
-    figure.suptitle(f"{name}: budget-matched LoRA arms (orange: middle masks; dots: seeds; bars: sd over seeds)"
-                    + (f"\n{verdicts}" if verdicts else ""))
+    figure.suptitle(
+        f"{name}: budget-matched LoRA arms (orange: middle masks; dots: seeds; bars: sd over seeds)"
+        + (f"\n{verdicts}" if verdicts else "")
+    )
     return _save(figure, path)
 
 
 def lora_markdown(name: str, study) -> list[str]:
     summary = study.summary()
-    lines = [f"### {name}: LoRA arms (budget {study.plan.arms[0].full_budget} rank-modules, seeds "
-             f"{list(study.settings.seeds)}, {study.settings.steps} steps, task `{study.settings.task}`)", "",
-             "| arm | roles | rank | trainable | score (mean) | sd over seeds | answer log-lik. | "
-             + " | ".join(c for c in summary.columns if c.startswith("ppl:")) + " |",
-             "|---|---|---|---|---|---|---|" + "---|" * sum(c.startswith("ppl:") for c in summary.columns)]
+    lines = [
+        f"### {name}: LoRA arms (budget {study.plan.arms[0].full_budget} rank-modules, seeds "
+        f"{list(study.settings.seeds)}, {study.settings.steps} steps, task `{study.settings.task}`)",
+        "",
+        "| arm | roles | rank | trainable | score (mean) | sd over seeds | answer log-lik. | "
+        + " | ".join(c for c in summary.columns if c.startswith("ppl:"))
+        + " |",
+        "|---|---|---|---|---|---|---|" + "---|" * sum(c.startswith("ppl:") for c in summary.columns),
+    ]
     for arm, row in summary.iterrows():
         ppl = " | ".join(f"{row[c]:.2f}" for c in summary.columns if c.startswith("ppl:"))
-        lines.append(f"| {arm} | {row['roles']} | {int(row['rank'])} | {int(row['trainable']):,} | {row['score']:.3f} "
-                     f"| {row['score_sd']:.3f} | {row['answer_loglik']:.3f} | {ppl} |")
+        lines.append(
+            f"| {arm} | {row['roles']} | {int(row['rank'])} | {int(row['trainable']):,} | {row['score']:.3f} "
+            f"| {row['score_sd']:.3f} | {row['answer_loglik']:.3f} | {ppl} |"
+        )
     finder = study.finder_rank()
     if finder:
-        lines += ["", f"Block finder (training-free) proposed `{finder['mask']}`"
-                  f"{' (no middle segment was stable: the calmest was taken)' if finder['fallback'] else ''}; "
-                  f"it ranks {finder['rank']} of {finder['of']} arms (score {finder['score']:.3f}; best "
-                  f"`{finder['best_arm']}` {finder['best_score']:.3f})."]
+        lines += [
+            "",
+            f"Block finder (training-free) proposed `{finder['mask']}`"
+            f"{' (no middle segment was stable: the calmest was taken)' if finder['fallback'] else ''}; "
+            f"it ranks {finder['rank']} of {finder['of']} arms (score {finder['score']:.3f}; best "
+            f"`{finder['best_arm']}` {finder['best_score']:.3f}).",
+        ]
     lines += [f"- {key} not given: {reason}" for key, reason in sorted(study.skipped.items())]
     return lines + ["", f"![lora]({name}-lora.png)", ""]
 
 
-VERDICT_HEADER = ["| claim | outcome | condition | value | 95% interval | threshold | threshold source |",
-                  "|---|---|---|---|---|---|---|"]
+VERDICT_HEADER = [
+    "| claim | outcome | condition | value | 95% interval | threshold | threshold source |",
+    "|---|---|---|---|---|---|---|",
+]
 
 
 def _verdict_rows(verdicts: dict) -> list[str]:
@@ -209,8 +241,10 @@ def _verdict_rows(verdicts: dict) -> list[str]:
             value = f"{c.value:.4g}" if c.value == c.value else "undefined"
             name = c.name if c.decides else f"*{c.name} (reported)*"
             head = f"{claim} {verdict.title} | {outcome}" if index == 0 else " | "
-            rows.append(f"| {head} | {name}: {c.outcome} | {value} | {ci} | {c.comparison} {c.threshold:.4g} "
-                        f"| {c.source or '–'} |")
+            rows.append(
+                f"| {head} | {name}: {c.outcome} | {value} | {ci} | {c.comparison} {c.threshold:.4g} "
+                f"| {c.source or '–'} |"
+            )
     return rows
 
 
@@ -219,18 +253,29 @@ def summary_markdown(measured: dict, studies: dict | None = None) -> str:
     lines = ["# Layer-wise SFT claims", ""]
     for name, m in sorted(measured.items()):
         meta = m.profile.meta
-        lines += [f"## {name}", "",
-                  f"base `{meta['pair']['base']}`, SFT `{meta['pair']['sft']}`; probe set `{meta['probe']['name']}` "
-                  f"({meta['probe']['samples']} samples, digest {meta['probe']['digest']}); "
-                  f"{meta['layers']['count']} layers (0 = embedding output).", "", *VERDICT_HEADER]
+        lines += [
+            f"## {name}",
+            "",
+            f"base `{meta['pair']['base']}`, SFT `{meta['pair']['sft']}`; probe set `{meta['probe']['name']}` "
+            f"({meta['probe']['samples']} samples, digest {meta['probe']['digest']}); "
+            f"{meta['layers']['count']} layers (0 = embedding output).",
+            "",
+            *VERDICT_HEADER,
+        ]
         lines += _verdict_rows({**m.verdicts, **(studies[name].verdicts if name in studies else {})})
         lines += ["", *(f"![{kind}]({name}-{kind}.png)" for kind in FIGURES), ""]
         if name in studies:
             lines += lora_markdown(name, studies[name])
     for name, study in sorted(studies.items()):
         if name not in measured:
-            lines += [f"## {name}", "", *VERDICT_HEADER, *_verdict_rows(study.verdicts), "",
-                      *lora_markdown(name, study)]
+            lines += [
+                f"## {name}",
+                "",
+                *VERDICT_HEADER,
+                *_verdict_rows(study.verdicts),
+                "",
+                *lora_markdown(name, study),
+            ]
     return "\n".join(lines)
 
 
@@ -263,14 +308,16 @@ def dose_response_figure(ladder: str, responses: dict[str, list[dict]], path: Pa
     """Each claim's statistic against the planted dose of a ladder of controls, with its interval, its
     threshold as a line and each rung's outcome as the marker's colour."""
     claims_shown = sorted(responses)
-    figure, axes = _subplots(1, len(claims_shown), figsize=(4.2 * len(claims_shown), 3.4), layout="constrained",
-                                squeeze=False)
+    figure, axes = _subplots(
+        1, len(claims_shown), figsize=(4.2 * len(claims_shown), 3.4), layout="constrained", squeeze=False
+    )
     for axis, claim in zip(axes[0], claims_shown, strict=True):
         rows = responses[claim]
         doses = [row["dose"] for row in rows]
         values = np.array([row["value"] for row in rows])
-        errors = np.array([[row["value"] - row["ci_low"] for row in rows],
-                           [row["ci_high"] - row["value"] for row in rows]])
+        errors = np.array(
+            [[row["value"] - row["ci_low"] for row in rows], [row["ci_high"] - row["value"] for row in rows]]
+        )
         axis.errorbar(doses, values, yerr=np.clip(errors, 0, None), color="0.4", capsize=2, zorder=1)
         axis.scatter(doses, values, c=[OUTCOME_COLOURS[row["outcome"]] for row in rows], zorder=2)
         axis.axhline(rows[0]["threshold"], color="black", linestyle="--", label="threshold")
@@ -289,14 +336,21 @@ def dose_response_figure(ladder: str, responses: dict[str, list[dict]], path: Pa
 def swap_figure(name: str, swaps, path: Path) -> Path:
     """Fig. 6: answer log-likelihood with each segment swapped, per direction and number of segments."""
     directions = sorted(swaps.results)
-    figure, axes = _subplots(1, len(directions), figsize=(5.5 * len(directions), 3.4), layout="constrained",
-                                squeeze=False)
+    figure, axes = _subplots(
+        1, len(directions), figsize=(5.5 * len(directions), 3.4), layout="constrained", squeeze=False
+    )
     for axis, direction in zip(axes[0], directions, strict=True):
         result = swaps.results[direction]
         for count, rows in sorted(result["segments"].items()):
             centres = [(np.mean(row["layers"]) + 1) / result["n_layers"] for row in rows]
-            axis.errorbar(centres, [row["score"] for row in rows], yerr=[row["stderr"] for row in rows],
-                          marker="o", capsize=2, label=f"M = {count}")
+            axis.errorbar(
+                centres,
+                [row["score"] for row in rows],
+                yerr=[row["stderr"] for row in rows],
+                marker="o",
+                capsize=2,
+                label=f"M = {count}",
+            )
         axis.axhline(result["host"]["score"], color="grey", linestyle="--", label="no swap")
         axis.set_xlabel("relative depth of the swapped segment")
         axis.set_ylabel("answer log-likelihood")

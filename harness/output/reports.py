@@ -24,8 +24,7 @@ from harness.errors import BadInputError
 
 SCHEMA_VERSION = 1
 LATEST = "latest"  # in each pair's folder of reports: the newest run
-PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft", "lm_eval", "accelerate", "numpy",
-            "pandas")
+PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft", "lm_eval", "accelerate", "numpy", "pandas")
 
 
 class ReportError(BadInputError):
@@ -46,8 +45,14 @@ def _source_revision() -> dict:
     root = Path(__file__).resolve().parents[2]  # harness/output/reports.py -> the checkout
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5,
-                              check=True, stdin=subprocess.DEVNULL).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        ).stdout.strip()
 
     try:
         if Path(git("rev-parse", "--show-toplevel")).resolve() != root:
@@ -113,8 +118,11 @@ def environment() -> dict:
 def table_payload(frame: pd.DataFrame) -> dict:
     """A numeric table in pandas' ``split`` layout, every value at full precision (a rescored verdict must equal
     the one computed from the measured table)."""
-    return {"columns": [str(column) for column in frame.columns], "index": frame.index.tolist(),
-            "data": frame.to_numpy(dtype=float).tolist()}
+    return {
+        "columns": [str(column) for column in frame.columns],
+        "index": frame.index.tolist(),
+        "data": frame.to_numpy(dtype=float).tolist(),
+    }
 
 
 def table(report: dict, name: str) -> pd.DataFrame:
@@ -168,6 +176,8 @@ def load_report(path: Path) -> dict:
     if not isinstance(report, dict) or "schema_version" not in report:
         raise ReportError(f"{path} is not a harness report (no schema_version)")
     if report["schema_version"] != SCHEMA_VERSION:
-        raise ReportError(f"{path} has schema version {report['schema_version']}; this harness reads version "
-                          f"{SCHEMA_VERSION}. Regenerate it with this version of the harness.")
+        raise ReportError(
+            f"{path} has schema version {report['schema_version']}; this harness reads version "
+            f"{SCHEMA_VERSION}. Regenerate it with this version of the harness."
+        )
     return report

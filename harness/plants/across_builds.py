@@ -62,9 +62,9 @@ def margin(verdict: dict, expected: bool) -> tuple[float, str]:
         return math.nan, ""
     if expected:
         scored = [(_clearance(c, "near"), c["name"]) for c in deciding]
-        return min(scored, key=lambda pair: (math.inf if math.isnan(pair[0]) else pair[0]))
+        return min(scored, key=lambda pair: math.inf if math.isnan(pair[0]) else pair[0])
     scored = [(-_clearance(c, "far"), c["name"]) for c in deciding]
-    return max(scored, key=lambda pair: (-math.inf if math.isnan(pair[0]) else pair[0]))
+    return max(scored, key=lambda pair: -math.inf if math.isnan(pair[0]) else pair[0])
 
 
 def _expected_for(expected: dict[str, bool], verdict_key: str) -> bool | None:
@@ -86,19 +86,28 @@ def control_rows(report: dict, expected: dict[str, dict[str, bool]], build: str)
                 continue
             room, condition = margin(verdict, planted)
             wanted = "holds" if planted else "refuted"
-            rows.append({"control": pair, "claim": key, "planted": wanted, "build": build,
-                         "outcome": verdict["outcome"], "correct": verdict["outcome"] == wanted,
-                         "margin": room, "condition": condition})
+            rows.append(
+                {
+                    "control": pair,
+                    "claim": key,
+                    "planted": wanted,
+                    "build": build,
+                    "outcome": verdict["outcome"],
+                    "correct": verdict["outcome"] == wanted,
+                    "margin": room,
+                    "condition": condition,
+                }
+            )
     return rows
 
 
 def margins_table(rows: Sequence[dict]) -> pd.DataFrame:
     """Controls × builds: per cell the outcome's mark and the margin (by the deciding condition)."""
     frame = pd.DataFrame(rows)
-    frame["cell"] = [f"{'ok' if r.correct else 'WRONG ' + r.outcome} {r.margin:+.3g} ({r.condition})"
-                     for r in frame.itertuples()]
-    return frame.pivot_table(index=["control", "claim", "planted"], columns="build", values="cell",
-                             aggfunc="first")
+    frame["cell"] = [
+        f"{'ok' if r.correct else 'WRONG ' + r.outcome} {r.margin:+.3g} ({r.condition})" for r in frame.itertuples()
+    ]
+    return frame.pivot_table(index=["control", "claim", "planted"], columns="build", values="cell", aggfunc="first")
 
 
 def latest_controls_report(report_dir: Path) -> dict:
@@ -110,14 +119,35 @@ def latest_controls_report(report_dir: Path) -> dict:
 
 def run_build(name: str, out: Path, cache_root: Path, pytest_args: Sequence[str] = ()) -> int:
     """The controls' suites under build setting ``name``, in a cache of its own; returns pytest's exit code."""
-    env = {**os.environ, **BUILD_SETTINGS[name], "HARNESS_CACHE": str(cache_root / name),
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        **BUILD_SETTINGS[name],
+        "HARNESS_CACHE": str(cache_root / name),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "pytest.log", "w") as log:
-        return subprocess.run([sys.executable, "-m", "pytest", "suites", "-m", "controls", "-p", "no:cacheprovider",
-                               "--report-dir", str(folder), *pytest_args], env=env, stdout=log,
-                              stderr=subprocess.STDOUT).returncode
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "suites",
+                "-m",
+                "controls",
+                "-p",
+                "no:cacheprovider",
+                "--report-dir",
+                str(folder),
+                *pytest_args,
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ).returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,8 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--builds", nargs="+", default=["native", "avx2", "default"], choices=sorted(BUILD_SETTINGS))
     parser.add_argument("--out", type=Path, default=Path("reports/builds"))
-    parser.add_argument("--cache", type=Path, default=None, help="one cache per build under this folder "
-                        "(default: OUT/cache)")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="one cache per build under this folder (default: OUT/cache)"
+    )
     parser.add_argument("--tabulate-only", action="store_true", help="read the builds' reports, run nothing")
     args = parser.parse_args(argv)
     cache_root = args.cache or args.out / "cache"
@@ -137,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             codes[name] = run_build(name, args.out, cache_root)
             print(f"{name}: pytest exit {codes[name]} (log {args.out / name / 'pytest.log'})", flush=True)
     expected = {name: control.expected for name, control in CONTROLS.items()}
-    rows = [row for name in args.builds
-            for row in control_rows(latest_controls_report(args.out / name), expected, name)]
+    rows = [
+        row for name in args.builds for row in control_rows(latest_controls_report(args.out / name), expected, name)
+    ]
     table = margins_table(rows)
     pd.DataFrame(rows).to_csv(args.out / "margins.csv", index=False)
     (args.out / "margins.md").write_text(table.reset_index().to_markdown(index=False) + "\n")

@@ -53,16 +53,27 @@ def _train_reader(config: transformers.Olmo2Config, tokenizer, seed: int, progre
         record = synthetic.gsm8k_record(seed, "train", index)
         ids += tokenizer(f"Question: {record['question']}\nAnswer: {record['answer']}")["input_ids"]
         ids.append(tokenizer.eos_token_id)
-    losses = training.train(reader, training.window_sampler(torch.tensor(ids), BATCH, LENGTH),
-                            training.Schedule(STEPS, LEARNING_RATE), seed=seed,
-                            description="C5 control: two-layer reader", progress=progress)
+    losses = training.train(
+        reader,
+        training.window_sampler(torch.tensor(ids), BATCH, LENGTH),
+        training.Schedule(STEPS, LEARNING_RATE),
+        seed=seed,
+        description="C5 control: two-layer reader",
+        progress=progress,
+    )
     return reader, losses  # AdamW without weight decay leaves a parameter with zero gradients where it was
 
 
 def recipe() -> dict:
     """What determines the reader besides its source pair and seed (part of every planted pair's key)."""
-    return {"format": READER_FORMAT, "layers": READER_LAYERS, "steps": STEPS, "batch": BATCH, "length": LENGTH,
-            "learning_rate": LEARNING_RATE}
+    return {
+        "format": READER_FORMAT,
+        "layers": READER_LAYERS,
+        "steps": STEPS,
+        "batch": BATCH,
+        "length": LENGTH,
+        "learning_rate": LEARNING_RATE,
+    }
 
 
 def trained_reader(source_dir, source_key: str, seed: int = 0, progress: bool = True):

@@ -55,8 +55,11 @@ def adapter_folder(location: str, revision: str | None = None, offline: bool = T
             return None
     except Exception:  # noqa: BLE001 - no such repository, or no access: not an adapter we can read
         return None
-    return Path(snapshot_download(location, revision=revision,
-                                  allow_patterns=[ADAPTER_CONFIG, *ADAPTER_WEIGHTS, "*.json", "*.model", "*.txt"]))
+    return Path(
+        snapshot_download(
+            location, revision=revision, allow_patterns=[ADAPTER_CONFIG, *ADAPTER_WEIGHTS, "*.json", "*.model", "*.txt"]
+        )
+    )
 
 
 def read_config(folder: Path) -> dict:
@@ -70,16 +73,30 @@ def read_config(folder: Path) -> dict:
 
 def describe(config: dict) -> dict:
     """What a report records of an adapter: its config's settings that change the merged model."""
-    keys = ("base_model_name_or_path", "r", "lora_alpha", "use_rslora", "use_dora", "target_modules",
-            "layers_to_transform", "modules_to_save", "rank_pattern", "alpha_pattern", "revision")
+    keys = (
+        "base_model_name_or_path",
+        "r",
+        "lora_alpha",
+        "use_rslora",
+        "use_dora",
+        "target_modules",
+        "layers_to_transform",
+        "modules_to_save",
+        "rank_pattern",
+        "alpha_pattern",
+        "revision",
+    )
     return {key: config.get(key) for key in keys if config.get(key) not in (None, {}, [])}
 
 
 def merged_directory(base_dir: Path, base_fingerprint: str, adapter_dir: Path, progress: bool = True) -> Path:
     """The base with the adapter merged in, in the base checkpoint's own dtype, saved once in the cache
     (safetensors, with the adapter's tokenizer when it ships one, else the base's)."""
-    files = {path.name: cache.file_sha256(path) for path in sorted(adapter_dir.glob("*"))
-             if path.is_file() and path.suffix in (".json", ".safetensors", ".bin", ".model", ".txt")}
+    files = {
+        path.name: cache.file_sha256(path)
+        for path in sorted(adapter_dir.glob("*"))
+        if path.is_file() and path.suffix in (".json", ".safetensors", ".bin", ".model", ".txt")
+    }
     key = cache.stable_hash({"format": MERGE_FORMAT, "base": base_fingerprint, "adapter": files})
     target = cache.cache_root() / "merged-adapters" / key
 
@@ -100,8 +117,10 @@ def merged_directory(base_dir: Path, base_fingerprint: str, adapter_dir: Path, p
             except RuntimeError as error:
                 if "size mismatch" not in str(error):
                     raise
-                raise AdapterError(f"the adapter {adapter_dir} does not fit the base {base_dir} (its tensors have "
-                                   "other shapes): name the base it was trained on") from None
+                raise AdapterError(
+                    f"the adapter {adapter_dir} does not fit the base {base_dir} (its tensors have "
+                    "other shapes): name the base it was trained on"
+                ) from None
             bar.update()
             merged.save_pretrained(scratch)
             tokenizer.save_pretrained(scratch)
@@ -123,7 +142,7 @@ def _scale(config: dict, module: str) -> tuple[float, int]:
     for pattern, value in (config.get("alpha_pattern") or {}).items():
         if re.search(rf"(^|\.){pattern}$", module):
             alpha = value
-    return (alpha / rank ** 0.5 if config.get("use_rslora") else alpha / rank), rank
+    return (alpha / rank**0.5 if config.get("use_rslora") else alpha / rank), rank
 
 
 def adapter_deltas(adapter_dir: Path):
@@ -151,8 +170,9 @@ def adapter_deltas(adapter_dir: Path):
             yield module, scale * (b @ a)
 
 
-def adapter_weight_change(adapter_dir: Path, base_dir: Path,
-                          modules=layouts.ATTENTION_MODULES) -> dict[str, dict[int, float]]:
+def adapter_weight_change(
+    adapter_dir: Path, base_dir: Path, modules=layouts.ATTENTION_MODULES
+) -> dict[str, dict[int, float]]:
     """Eq. 1 per layer from the adapter alone: Σ over the adapted Q/K/V/O of ‖scale · B·A‖²_F (the rows of
     the asked projections, for a family that fuses them). Layers the adapter leaves alone change by 0."""
     from transformers import AutoConfig
@@ -165,17 +185,19 @@ def adapter_weight_change(adapter_dir: Path, base_dir: Path,
     adapter_config = read_config(adapter_dir)
     saved = [m for m in adapter_config.get("modules_to_save") or [] if m not in ("embed_tokens", "lm_head")]
     if saved:
-        raise AdapterError(f"the adapter saves whole modules {saved} inside the layers: their change is not B·A; "
-                           "compute it from the merged checkpoint")
+        raise AdapterError(
+            f"the adapter saves whole modules {saved} inside the layers: their change is not B·A; "
+            "compute it from the merged checkpoint"
+        )
     for module, delta in adapter_deltas(adapter_dir):
         if not module.startswith(prefix):
             continue
-        number, _, path = module[len(prefix):].partition(".")
+        number, _, path = module[len(prefix) :].partition(".")
         wanted = [p for p in layout.projections_of(path) if p in modules]
         if not wanted:
             continue
         if len(wanted) == len(layout.projections_of(path)):
-            squared[int(number) + 1] += float((delta ** 2).sum())
+            squared[int(number) + 1] += float((delta**2).sum())
         else:
             rows = layout.split_rows(path, delta, config)
             squared[int(number) + 1] += sum(float((rows[p] ** 2).sum()) for p in wanted)

@@ -52,6 +52,7 @@ class ProbeSet:
 
 # --- real benchmarks -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class HubSource:
     path: str
@@ -90,16 +91,19 @@ def _hub_texts(name: str) -> list[str]:
             f"probe set {name!r} needs {source.path} ({source.config or 'default'}, {source.split}), which is not "
             f"in the datasets cache and cannot be fetched here ({type(error).__name__}). Download it once with "
             f"network access (datasets.load_dataset({source.path!r}, {source.config!r})), or use the offline set "
-            f"{name + '-local'!r}.") from error
+            f"{name + '-local'!r}."
+        ) from error
     texts = [source.to_text(row) for row in rows]
     return [t for t in texts if t and t.strip()]
 
 
 # --- offline sets ------------------------------------------------------------------
 
+
 def _generated(record: Callable[[int, str, int], dict], to_text: Callable[[dict], str]) -> Callable:
     def texts(n: int, seed: int) -> list[str]:
         return [to_text(record(seed, "test", i)) for i in range(n)]
+
     return texts
 
 
@@ -136,5 +140,9 @@ def load_probe_set(name: str, n: int, seed: int = 0) -> ProbeSet:
         raise ProbeDataError(f"probe set {name!r} has {len(texts)} usable texts; {n} were asked for")
     picked = random.Random(f"{name}|{seed}").sample(range(len(texts)), n)
     source = HUB_SOURCES[name]
-    return ProbeSet(name, tuple(texts[i] for i in sorted(picked)),
-                    source=f"hf:{source.path}/{source.config or 'default'}/{source.split}", seed=seed)
+    return ProbeSet(
+        name,
+        tuple(texts[i] for i in sorted(picked)),
+        source=f"hf:{source.path}/{source.config or 'default'}/{source.split}",
+        seed=seed,
+    )

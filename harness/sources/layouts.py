@@ -71,8 +71,9 @@ class Layout:
         and a projection the family does not have is refused."""
         missing = [p for p in projections if p not in self.modules]
         if missing:
-            raise BadInputError(f"{self.family} models have no {', '.join(missing)} (their projections: "
-                                f"{', '.join(self.modules)})")
+            raise BadInputError(
+                f"{self.family} models have no {', '.join(missing)} (their projections: {', '.join(self.modules)})"
+            )
         return tuple(dict.fromkeys(self.modules[p].rsplit(".", 1)[-1] for p in projections))
 
     def projections_of(self, module: str) -> tuple[str, ...]:
@@ -96,7 +97,7 @@ class Layout:
         if kind == "qkv":
             kv_heads = getattr(config, "num_key_value_heads", None) or heads
             q, k = heads * head_dim, kv_heads * head_dim
-            return dict(zip(names, (weight[:q], weight[q:q + k], weight[q + k:]), strict=True))
+            return dict(zip(names, (weight[:q], weight[q : q + k], weight[q + k :]), strict=True))
         grouped = weight.reshape(heads, 3, head_dim, *weight.shape[1:])  # "qkv_per_head"
         return {name: grouped[:, index] for index, name in enumerate(names)}
 
@@ -113,7 +114,7 @@ class Layout:
         """The on-disk names an in-memory tensor may have, most likely first."""
         name = memory_name
         if disk_layers is not None and memory_name.startswith(self.layers + "."):
-            name = disk_layers + memory_name[len(self.layers):]
+            name = disk_layers + memory_name[len(self.layers) :]
         candidates = [name]
         for pattern, replacement in self.disk_renames:
             renamed = re.sub(pattern, replacement, name)
@@ -148,8 +149,11 @@ class Layout:
     def _renamed(self, module: str) -> list[str]:
         # a layer-relative module as it may appear on disk (the renames are written on full tensor names)
         full = f"{self.layers}.0.{module}.weight"
-        return [re.sub(p, r, full).split(".0.", 1)[1].removesuffix(".weight")
-                for p, r in self.disk_renames if re.search(p, full)]
+        return [
+            re.sub(p, r, full).split(".0.", 1)[1].removesuffix(".weight")
+            for p, r in self.disk_renames
+            if re.search(p, full)
+        ]
 
     def _is_per_expert(self, module: str) -> bool:
         templates = {t.removesuffix(".weight") for group in self.experts.values() for t in group}
@@ -158,36 +162,95 @@ class Layout:
 
 # --- the families ------------------------------------------------------------------------------
 
-_QWEN_EXPERTS = {"mlp.experts.gate_up_proj": ("mlp.experts.{e}.gate_proj.weight", "mlp.experts.{e}.up_proj.weight"),
-                 "mlp.experts.down_proj": ("mlp.experts.{e}.down_proj.weight",)}
+_QWEN_EXPERTS = {
+    "mlp.experts.gate_up_proj": ("mlp.experts.{e}.gate_proj.weight", "mlp.experts.{e}.up_proj.weight"),
+    "mlp.experts.down_proj": ("mlp.experts.{e}.down_proj.weight",),
+}
 
 LAYOUTS: tuple[Layout, ...] = (
-    Layout("llama-like", ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "olmo", "olmo2",
-                          "olmo3", "smollm3", "granite"),
-           notes="Llama 3, Mistral, Qwen 2/2.5/3, Gemma 1/2/3 (text), OLMo 1/2/3, SmolLM3, Granite"),
-    Layout("gemma3", ("gemma3",), decoder="model.language_model", layers="model.language_model.layers",
-           final_norm="model.language_model.norm", disk_layers=("language_model.model.layers",
-                                                                 "model.language_model.layers"),
-           disk_renames=((r"^model\.language_model\.norm\.", "language_model.model.norm."),
-                         (r"^lm_head\.", "language_model.lm_head.")),
-           notes="Gemma 3 (4B and larger), an image-text model whose text decoder is analysed"),
-    Layout("mixtral", ("mixtral",), modules={m: f"self_attn.{m}" for m in ATTENTION_MODULES}, router="mlp.gate",
-           experts={"mlp.experts.gate_up_proj": ("block_sparse_moe.experts.{e}.w1.weight",
-                                                 "block_sparse_moe.experts.{e}.w3.weight"),
-                    "mlp.experts.down_proj": ("block_sparse_moe.experts.{e}.w2.weight",)},
-           disk_renames=((r"\.mlp\.gate\.", ".block_sparse_moe.gate."),), notes="Mixtral"),
-    Layout("qwen-moe", ("qwen3_moe", "qwen2_moe", "olmoe"), router="mlp.gate", experts=_QWEN_EXPERTS,
-           notes="Qwen3-MoE, Qwen2-MoE, OLMoE (dense layers of a sparse model keep mlp.*_proj)"),
-    Layout("phi3", ("phi3",), modules={**{m: "self_attn.qkv_proj" for m in ATTENTION_MODULES[:3]},
-                                       "o_proj": "self_attn.o_proj", "gate_proj": "mlp.gate_up_proj",
-                                       "up_proj": "mlp.gate_up_proj", "down_proj": "mlp.down_proj"},
-           fused={"self_attn.qkv_proj": "qkv", "mlp.gate_up_proj": "halves"}, notes="Phi-3"),
-    Layout("gpt_neox", ("gpt_neox",), decoder="gpt_neox", layers="gpt_neox.layers",
-           final_norm="gpt_neox.final_layer_norm",
-           modules={**{m: "attention.query_key_value" for m in ATTENTION_MODULES[:3]},
-                    "o_proj": "attention.dense", "up_proj": "mlp.dense_h_to_4h", "down_proj": "mlp.dense_4h_to_h"},
-           fused={"attention.query_key_value": "qkv_per_head"}, disk_layers=("gpt_neox.layers",),
-           disk_renames=((r"^lm_head\.", "embed_out."),), notes="GPT-NeoX, Pythia"),
+    Layout(
+        "llama-like",
+        (
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "olmo",
+            "olmo2",
+            "olmo3",
+            "smollm3",
+            "granite",
+        ),
+        notes="Llama 3, Mistral, Qwen 2/2.5/3, Gemma 1/2/3 (text), OLMo 1/2/3, SmolLM3, Granite",
+    ),
+    Layout(
+        "gemma3",
+        ("gemma3",),
+        decoder="model.language_model",
+        layers="model.language_model.layers",
+        final_norm="model.language_model.norm",
+        disk_layers=("language_model.model.layers", "model.language_model.layers"),
+        disk_renames=(
+            (r"^model\.language_model\.norm\.", "language_model.model.norm."),
+            (r"^lm_head\.", "language_model.lm_head."),
+        ),
+        notes="Gemma 3 (4B and larger), an image-text model whose text decoder is analysed",
+    ),
+    Layout(
+        "mixtral",
+        ("mixtral",),
+        modules={m: f"self_attn.{m}" for m in ATTENTION_MODULES},
+        router="mlp.gate",
+        experts={
+            "mlp.experts.gate_up_proj": (
+                "block_sparse_moe.experts.{e}.w1.weight",
+                "block_sparse_moe.experts.{e}.w3.weight",
+            ),
+            "mlp.experts.down_proj": ("block_sparse_moe.experts.{e}.w2.weight",),
+        },
+        disk_renames=((r"\.mlp\.gate\.", ".block_sparse_moe.gate."),),
+        notes="Mixtral",
+    ),
+    Layout(
+        "qwen-moe",
+        ("qwen3_moe", "qwen2_moe", "olmoe"),
+        router="mlp.gate",
+        experts=_QWEN_EXPERTS,
+        notes="Qwen3-MoE, Qwen2-MoE, OLMoE (dense layers of a sparse model keep mlp.*_proj)",
+    ),
+    Layout(
+        "phi3",
+        ("phi3",),
+        modules={
+            **{m: "self_attn.qkv_proj" for m in ATTENTION_MODULES[:3]},
+            "o_proj": "self_attn.o_proj",
+            "gate_proj": "mlp.gate_up_proj",
+            "up_proj": "mlp.gate_up_proj",
+            "down_proj": "mlp.down_proj",
+        },
+        fused={"self_attn.qkv_proj": "qkv", "mlp.gate_up_proj": "halves"},
+        notes="Phi-3",
+    ),
+    Layout(
+        "gpt_neox",
+        ("gpt_neox",),
+        decoder="gpt_neox",
+        layers="gpt_neox.layers",
+        final_norm="gpt_neox.final_layer_norm",
+        modules={
+            **{m: "attention.query_key_value" for m in ATTENTION_MODULES[:3]},
+            "o_proj": "attention.dense",
+            "up_proj": "mlp.dense_h_to_4h",
+            "down_proj": "mlp.dense_4h_to_h",
+        },
+        fused={"attention.query_key_value": "qkv_per_head"},
+        disk_layers=("gpt_neox.layers",),
+        disk_renames=((r"^lm_head\.", "embed_out."),),
+        notes="GPT-NeoX, Pythia",
+    ),
 )
 
 SUPPORTED_MODEL_TYPES = tuple(t for layout in LAYOUTS for t in layout.model_types)
@@ -212,7 +275,8 @@ def layout_of_type(model_type: str | None, name: str = "the model") -> Layout:
     except KeyError:
         raise UnknownFamilyError(
             f"{name} is a {model_type!r} model, a family whose layout the harness does not know; supported: "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}") from None
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+        ) from None
 
 
 def layout_of(model_or_config) -> Layout:

@@ -19,7 +19,11 @@ from harness.errors import BadInputError
 from harness.sources import layouts
 
 ARCHITECTURE_FIELDS = (
-    "model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+    "model_type",
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
     "intermediate_size",
 )
 
@@ -39,13 +43,14 @@ def check_supported_layout(config, name: str) -> None:
     model_type = getattr(config, "model_type", None)
     architectures = getattr(config, "architectures", None) or []
     causal = not getattr(config, "is_encoder_decoder", False) and (
-        not architectures or any(arch.endswith(("ForCausalLM", "ForConditionalGeneration"))
-                                 for arch in architectures))
+        not architectures or any(arch.endswith(("ForCausalLM", "ForConditionalGeneration")) for arch in architectures)
+    )
     if not causal or model_type not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedModelError(
             f"{name} is a {model_type!r} model ({', '.join(architectures) or 'no architecture named'}): the harness "
             f"analyses decoder-only causal LMs of the families it knows the layout of "
-            f"({', '.join(SUPPORTED_MODEL_TYPES)})")
+            f"({', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
 
 
 def check_readable_weights(ref: ModelRef) -> None:
@@ -68,15 +73,17 @@ def check_readable_weights(ref: ModelRef) -> None:
             if 8 + length + max(ends, default=0) > size:
                 raise ValueError(f"its tensors need {8 + length + max(ends)} bytes, the file has {size}")
         except (struct.error, ValueError, KeyError, TypeError, IndexError) as error:
-            raise UnsupportedModelError(f"{path} is not a complete safetensors file ({error}): the checkpoint is "
-                                        "truncated or corrupt; download or save it again") from None
+            raise UnsupportedModelError(
+                f"{path} is not a complete safetensors file ({error}): the checkpoint is "
+                "truncated or corrupt; download or save it again"
+            ) from None
 
 
 def _all_finite(tensor: torch.Tensor, block: int = 1 << 24) -> bool:
     """Whether every value is finite, a block at a time: a whole-tensor check would hold a mask of it (and, for
     bfloat16 on the CPU, a float32 copy): 1 GB for OLMo-2 1B's embedding."""
     flat = tensor.detach().reshape(-1)
-    return all(bool(torch.isfinite(flat[start:start + block]).all()) for start in range(0, flat.numel(), block))
+    return all(bool(torch.isfinite(flat[start : start + block]).all()) for start in range(0, flat.numel(), block))
 
 
 def check_finite_weights(model, name: str) -> None:
@@ -146,31 +153,59 @@ _GATED = "gated on the hub: accept the licence and run `hf auth login` first"
 
 def _tiny_pair(name: str, family: str) -> ModelSpec:
     placeholder = ModelRef(f"harness-zoo:{name}")
-    return ModelSpec(name, placeholder, placeholder, family, dtype="float32", builder=name,
-                     notes="built offline by harness.sources.zoo on first use, then cached")
+    return ModelSpec(
+        name,
+        placeholder,
+        placeholder,
+        family,
+        dtype="float32",
+        builder=name,
+        notes="built offline by harness.sources.zoo on first use, then cached",
+    )
 
 
-REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
-    _hub_pair("olmo2_1b", "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT", "olmo2", "1.48B"),
-    _hub_pair("olmo2_7b", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "olmo2", "7.30B"),
-    _hub_pair("olmo2_13b", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT", "olmo2", "13.7B"),
-    _hub_pair("olmo2_32b", "allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT", "olmo2", "32.2B"),
-    _hub_pair("olmo3_7b", "allenai/Olmo-3-1025-7B", "allenai/Olmo-3-7B-Instruct-SFT", "olmo3", "7.30B"),
-    _hub_pair("olmoe_1b_7b", "allenai/OLMoE-1B-7B-0924", "allenai/OLMoE-1B-7B-0924-SFT", "olmoe", "6.92B",
-              notes="a mixture of 64 experts, 8 active (1.3B active parameters)"),
-    _hub_pair("llama31_8b", "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", "llama", "8.03B",
-              notes=_GATED),
-    _hub_pair("qwen25_7b", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "qwen2", "7.62B"),
-    _hub_pair("qwen3_8b", "Qwen/Qwen3-8B-Base", "Qwen/Qwen3-8B", "qwen3", "8.2B"),
-    _hub_pair("gemma2_9b", "google/gemma-2-9b", "google/gemma-2-9b-it", "gemma2", "9.24B", notes=_GATED),
-    _hub_pair("gemma3_12b", "google/gemma-3-12b-pt", "google/gemma-3-12b-it", "gemma3", "12.2B",
-              notes=_GATED + "; an image-text model: its text decoder is analysed (the count includes the "
-                    "vision tower)"),
-    _hub_pair("mistral_7b", "mistralai/Mistral-7B-v0.1", "mistralai/Mistral-7B-Instruct-v0.1", "mistral", "7.24B",
-              notes=_GATED),
-    _tiny_pair("tiny_olmo2", "olmo2"),
-    _tiny_pair("tiny_mistral", "mistral"),
-)}
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _hub_pair("olmo2_1b", "allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT", "olmo2", "1.48B"),
+        _hub_pair("olmo2_7b", "allenai/OLMo-2-1124-7B", "allenai/OLMo-2-1124-7B-SFT", "olmo2", "7.30B"),
+        _hub_pair("olmo2_13b", "allenai/OLMo-2-1124-13B", "allenai/OLMo-2-1124-13B-SFT", "olmo2", "13.7B"),
+        _hub_pair("olmo2_32b", "allenai/OLMo-2-0325-32B", "allenai/OLMo-2-0325-32B-SFT", "olmo2", "32.2B"),
+        _hub_pair("olmo3_7b", "allenai/Olmo-3-1025-7B", "allenai/Olmo-3-7B-Instruct-SFT", "olmo3", "7.30B"),
+        _hub_pair(
+            "olmoe_1b_7b",
+            "allenai/OLMoE-1B-7B-0924",
+            "allenai/OLMoE-1B-7B-0924-SFT",
+            "olmoe",
+            "6.92B",
+            notes="a mixture of 64 experts, 8 active (1.3B active parameters)",
+        ),
+        _hub_pair(
+            "llama31_8b", "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B-Instruct", "llama", "8.03B", notes=_GATED
+        ),
+        _hub_pair("qwen25_7b", "Qwen/Qwen2.5-7B", "Qwen/Qwen2.5-7B-Instruct", "qwen2", "7.62B"),
+        _hub_pair("qwen3_8b", "Qwen/Qwen3-8B-Base", "Qwen/Qwen3-8B", "qwen3", "8.2B"),
+        _hub_pair("gemma2_9b", "google/gemma-2-9b", "google/gemma-2-9b-it", "gemma2", "9.24B", notes=_GATED),
+        _hub_pair(
+            "gemma3_12b",
+            "google/gemma-3-12b-pt",
+            "google/gemma-3-12b-it",
+            "gemma3",
+            "12.2B",
+            notes=_GATED + "; an image-text model: its text decoder is analysed (the count includes the vision tower)",
+        ),
+        _hub_pair(
+            "mistral_7b",
+            "mistralai/Mistral-7B-v0.1",
+            "mistralai/Mistral-7B-Instruct-v0.1",
+            "mistral",
+            "7.24B",
+            notes=_GATED,
+        ),
+        _tiny_pair("tiny_olmo2", "olmo2"),
+        _tiny_pair("tiny_mistral", "mistral"),
+    )
+}
 
 
 class PairSource(Protocol):
@@ -200,11 +235,16 @@ TINY_PAIRS = tuple(name for name, spec in REGISTRY.items() if spec.is_built_loca
 DEFAULT_PAIR = "tiny_olmo2"
 
 
-def custom_pair(base: str, sft: str, name: str = "custom", dtype: str = "bfloat16",
-                base_revision: str | None = None, sft_revision: str | None = None) -> ModelSpec:
+def custom_pair(
+    base: str,
+    sft: str,
+    name: str = "custom",
+    dtype: str = "bfloat16",
+    base_revision: str | None = None,
+    sft_revision: str | None = None,
+) -> ModelSpec:
     """A pair the user names by hub id or local directory."""
-    return ModelSpec(name, ModelRef(base, base_revision), ModelRef(sft, sft_revision), family="custom",
-                     dtype=dtype)
+    return ModelSpec(name, ModelRef(base, base_revision), ModelRef(sft, sft_revision), family="custom", dtype=dtype)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -214,15 +254,20 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UnknownPairError(f"unknown pair {name!r}; registered pairs: {', '.join(REGISTRY)}. "
-                       "Name any other pair with --base and --sft.") from None
+        raise UnknownPairError(
+            f"unknown pair {name!r}; registered pairs: {', '.join(REGISTRY)}. "
+            "Name any other pair with --base and --sft."
+        ) from None
 
 
 # --- availability -----------------------------------------------------------------
 
+
 def hub_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def cached_snapshot(ref: ModelRef) -> Path | None:
@@ -256,14 +301,19 @@ def _unavailable_checkpoint(ref: ModelRef) -> str | None:
             return f"{ref.location} is not a directory"
         if (folder / "adapter_config.json").is_file():  # an SFT published as a PEFT adapter on its base
             weights = ("adapter_model.safetensors", "adapter_model.bin")
-            return None if any((folder / name).is_file() for name in weights) else (
-                f"{ref.location} has adapter_config.json but no adapter_model.safetensors")
+            return (
+                None
+                if any((folder / name).is_file() for name in weights)
+                else (f"{ref.location} has adapter_config.json but no adapter_model.safetensors")
+            )
         if not _has_complete_weights(folder):
             return f"{ref.location} has no config.json with complete weights"
         if not any(folder.glob("*.safetensors")):
-            return (f"{ref.location} holds its weights as pytorch_model.bin only: the harness streams weights "
-                    "from safetensors; convert it with AutoModelForCausalLM.from_pretrained(DIR)"
-                    ".save_pretrained(DIR)")
+            return (
+                f"{ref.location} holds its weights as pytorch_model.bin only: the harness streams weights "
+                "from safetensors; convert it with AutoModelForCausalLM.from_pretrained(DIR)"
+                ".save_pretrained(DIR)"
+            )
         return None
     if hub_offline() and cached_snapshot(ref) is None:
         from harness.sources import adapters
@@ -285,18 +335,24 @@ def unavailable_reason(spec: ModelSpec) -> str | None:
     remote = [r for r in missing if not r.is_local]
     advice = []
     if remote:
-        fetch = " and ".join(f"`hf download {r.location}" + (f" --revision {r.revision}`" if r.revision else "`")
-                             for r in remote)
-        advice.append(f"fetch the weights with {fetch} on a machine with network access"
-                      + (" (the hub is offline here: HF_HUB_OFFLINE=1)" if hub_offline() else ""))
-    advice.append(("or " if advice else "") + "name local checkpoints with --base DIR --sft DIR (the SFT may be a "
-                  "PEFT adapter folder)")
+        fetch = " and ".join(
+            f"`hf download {r.location}" + (f" --revision {r.revision}`" if r.revision else "`") for r in remote
+        )
+        advice.append(
+            f"fetch the weights with {fetch} on a machine with network access"
+            + (" (the hub is offline here: HF_HUB_OFFLINE=1)" if hub_offline() else "")
+        )
+    advice.append(
+        ("or " if advice else "") + "name local checkpoints with --base DIR --sft DIR (the SFT may be a "
+        "PEFT adapter folder)"
+    )
     if spec.notes:
         advice.append(spec.notes)
     return f"pair {spec.name!r} unavailable: {details}. To run it, " + "; ".join(advice) + "."
 
 
 # --- resolution and loading ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ResolvedPair:
@@ -344,8 +400,9 @@ def _with_adapter_merged(spec: ModelSpec, progress: bool) -> ResolvedPair | None
         return None
     config = adapters.read_config(folder)
     check_readable_weights(spec.base)
-    merged = adapters.merged_directory(checkpoint_directory(spec.base), files_fingerprint(spec.base), folder,
-                                       progress=progress)
+    merged = adapters.merged_directory(
+        checkpoint_directory(spec.base), files_fingerprint(spec.base), folder, progress=progress
+    )
     described = {"source": spec.sft.describe(), **adapters.describe(config)}
     return ResolvedPair(spec, spec.base, ModelRef(str(merged)), adapter=described, adapter_dir=folder)
 
@@ -369,8 +426,10 @@ def vocabulary_note(base_config, sft_config) -> str | None:
     sft_size = layouts.text_config(sft_config).vocab_size
     if base_size == sft_size:
         return None
-    return (f"the vocabularies differ: base {base_size} tokens, SFT {sft_size} (tokens added in fine-tuning); "
-            "every layer-wise stage compares the decoder layers only")
+    return (
+        f"the vocabularies differ: base {base_size} tokens, SFT {sft_size} (tokens added in fine-tuning); "
+        "every layer-wise stage compares the decoder layers only"
+    )
 
 
 def check_same_architecture(base_config, sft_config, base_name: str = "base", sft_name: str = "SFT") -> None:
@@ -386,7 +445,8 @@ def check_same_architecture(base_config, sft_config, base_name: str = "base", sf
         raise PairMismatchError(
             f"{base_name} and {sft_name} do not share one architecture ({'; '.join(differences)}). "
             "A layer-wise comparison needs the same model type, layer count and widths: "
-            "pick the SFT checkpoint that was fine-tuned from this base.")
+            "pick the SFT checkpoint that was fine-tuned from this base."
+        )
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
@@ -445,8 +505,11 @@ def checkpoint_directory(ref: ModelRef) -> Path:
         raise ModelUnavailableError(f"{ref.describe()} is not in the Hugging Face cache and the hub is offline")
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(ref.location, revision=ref.revision,
-                                  allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    return Path(
+        snapshot_download(
+            ref.location, revision=ref.revision, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]
+        )
+    )
 
 
 MODEL_FILE_PATTERNS = ("*.json", "*.txt", "*.model", "*.tiktoken", "*.safetensors", "*.bin")  # config, tokenizer,

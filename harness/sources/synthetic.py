@@ -20,14 +20,56 @@ import string
 from collections.abc import Callable
 
 NAMES = (
-    "Ava", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jude", "Kim", "Leo",
-    "Mia", "Noah", "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tara", "Uma", "Vik", "Wes", "Zoe",
+    "Ava",
+    "Ben",
+    "Cara",
+    "Dan",
+    "Eli",
+    "Fay",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jude",
+    "Kim",
+    "Leo",
+    "Mia",
+    "Noah",
+    "Omar",
+    "Pia",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Uma",
+    "Vik",
+    "Wes",
+    "Zoe",
 )
-PRONOUNS = {name: ("She" if name in {"Ava", "Cara", "Fay", "Hana", "Jude", "Kim", "Mia", "Pia", "Rosa",
-                                     "Tara", "Uma", "Zoe"} else "He") for name in NAMES}
+PRONOUNS = {
+    name: (
+        "She"
+        if name in {"Ava", "Cara", "Fay", "Hana", "Jude", "Kim", "Mia", "Pia", "Rosa", "Tara", "Uma", "Zoe"}
+        else "He"
+    )
+    for name in NAMES
+}
 ITEMS = (
-    "apples", "books", "coins", "cards", "pens", "shells", "stamps", "marbles", "cookies",
-    "stickers", "rocks", "boxes", "cups", "flowers", "ribbons", "toys",
+    "apples",
+    "books",
+    "coins",
+    "cards",
+    "pens",
+    "shells",
+    "stamps",
+    "marbles",
+    "cookies",
+    "stickers",
+    "rocks",
+    "boxes",
+    "cups",
+    "flowers",
+    "ribbons",
+    "toys",
 )
 CATEGORIES = {
     "color": ("red", "blue", "green", "yellow", "purple", "orange", "black", "white"),
@@ -52,8 +94,12 @@ def split_of(question: str) -> str:
     return "test" if bucket == 0 else "validation" if bucket == 1 else "train"
 
 
-def _draw_in_split(make: Callable[[random.Random], tuple], rng: random.Random, split: str,
-                   key: Callable[[tuple], str] = lambda drawn: drawn[0]) -> tuple:
+def _draw_in_split(
+    make: Callable[[random.Random], tuple],
+    rng: random.Random,
+    split: str,
+    key: Callable[[tuple], str] = lambda drawn: drawn[0],
+) -> tuple:
     """Draw until the item falls in ``split``, so no item appears in two splits."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -65,6 +111,7 @@ def _draw_in_split(make: Callable[[random.Random], tuple], rng: random.Random, s
 
 
 # --- GSM8K format -----------------------------------------------------------------
+
 
 def _select_problem(rng: random.Random) -> tuple[str, str]:
     name = rng.choice(NAMES)
@@ -79,8 +126,7 @@ def _select_problem(rng: random.Random) -> tuple[str, str]:
 def _sum_problem(rng: random.Random) -> tuple[str, str]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     a, b = rng.randint(1, 9), rng.randint(1, 9)
-    question = (f"{name} has {a} {item}. {PRONOUNS[name]} gets {b} more {item}. "
-                f"How many {item} does {name} have now?")
+    question = f"{name} has {a} {item}. {PRONOUNS[name]} gets {b} more {item}. How many {item} does {name} have now?"
     return question, f"{name} has {a} + {b} = {a + b} {item}.\n#### {a + b}"
 
 
@@ -88,13 +134,14 @@ def _difference_problem(rng: random.Random) -> tuple[str, str]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     a = rng.randint(2, 9)
     b = rng.randint(1, a - 1)
-    question = (f"{name} has {a} {item}. {PRONOUNS[name]} gives away {b} {item}. "
-                f"How many {item} does {name} have left?")
+    question = f"{name} has {a} {item}. {PRONOUNS[name]} gives away {b} {item}. How many {item} does {name} have left?"
     return question, f"{name} has {a} - {b} = {a - b} {item} left.\n#### {a - b}"
 
 
 GSM8K_TEMPLATES: tuple[Callable[[random.Random], tuple[str, str]], ...] = (
-    _select_problem, _sum_problem, _difference_problem,
+    _select_problem,
+    _sum_problem,
+    _difference_problem,
 )
 
 
@@ -112,6 +159,7 @@ def final_answer(answer: str) -> str:
 
 
 # --- MMLU format ------------------------------------------------------------------
+
 
 def _category_question(rng: random.Random) -> tuple[str, list[str], int, str]:
     category = rng.choice(sorted(CATEGORIES))
@@ -138,7 +186,8 @@ def mmlu_record(seed: int, split: str, index: int) -> dict:
     rng = _rng(seed, split, index, "mmlu")
     make = _category_question if index % 2 == 0 else _arithmetic_question
     question, choices, answer, subject = _draw_in_split(
-        make, rng, split, key=lambda drawn: drawn[0] + "|" + "|".join(drawn[1]))
+        make, rng, split, key=lambda drawn: drawn[0] + "|" + "|".join(drawn[1])
+    )
     return {"question": question, "subject": subject, "choices": choices, "answer": answer}
 
 
@@ -154,8 +203,11 @@ def mmlu_prompt(record: dict) -> str:
 TOPICS = ("the sea", "a small town", "winter", "a library", "trains", "a garden", "the moon", "music")
 FORMS = ("poem", "story", "letter", "summary", "list of tips", "short essay")
 CONSTRAINTS = (
-    "Do not use any commas.", "Use exactly three paragraphs.", "End with the word 'done'.",
-    "Write the whole answer in capital letters.", "Include the keyword 'river' twice.",
+    "Do not use any commas.",
+    "Use exactly three paragraphs.",
+    "End with the word 'done'.",
+    "Write the whole answer in capital letters.",
+    "Include the keyword 'river' twice.",
     "Answer in fewer than 50 words.",
 )
 
@@ -170,10 +222,14 @@ def mt_bench_record(seed: int, split: str, index: int) -> dict[str, list[str]]:
     rng = _rng(seed, split, index, "mt_bench")
     topic = rng.choice(TOPICS)
     first = f"Write a {rng.choice(FORMS)} about {topic}."
-    second = rng.choice((
-        "Now rewrite it for a young child.", "Summarise your answer in one sentence.",
-        "Add a title and explain your choice.", "Rewrite it without the letter e.",
-    ))
+    second = rng.choice(
+        (
+            "Now rewrite it for a young child.",
+            "Summarise your answer in one sentence.",
+            "Add a title and explain your choice.",
+            "Rewrite it without the letter e.",
+        )
+    )
     return {"turns": [first, second]}
 
 
@@ -191,12 +247,14 @@ def humaneval_record(seed: int, split: str, index: int) -> dict[str, str]:
     """A HumanEval-style prompt: a signature and a docstring, with generated names."""
     rng = _rng(seed, split, index, "humaneval")
     name = "".join(rng.choice(string.ascii_lowercase) for _ in range(6))
-    action, body = rng.choice((
-        ("Return the sum of the even numbers in xs.", "sum(x for x in xs if x % 2 == 0)"),
-        ("Return xs sorted in reverse order.", "sorted(xs, reverse=True)"),
-        ("Return the number of distinct values in xs.", "len(set(xs))"),
-        ("Return True if xs is a palindrome.", "list(xs) == list(xs)[::-1]"),
-        ("Return the largest value in xs, or None if xs is empty.", "max(xs) if xs else None"),
-    ))
+    action, body = rng.choice(
+        (
+            ("Return the sum of the even numbers in xs.", "sum(x for x in xs if x % 2 == 0)"),
+            ("Return xs sorted in reverse order.", "sorted(xs, reverse=True)"),
+            ("Return the number of distinct values in xs.", "len(set(xs))"),
+            ("Return True if xs is a palindrome.", "list(xs) == list(xs)[::-1]"),
+            ("Return the largest value in xs, or None if xs is empty.", "max(xs) if xs else None"),
+        )
+    )
     prompt = f'def {name}(xs: list) -> object:\n    """{action}\n    """\n    return {body}\n'
     return {"prompt": prompt}

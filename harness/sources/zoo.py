@@ -62,10 +62,14 @@ class TinyRecipe:
             raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
 
     def key(self) -> str:
-        return cache.stable_hash({
-            "recipe": dataclasses.asdict(self), "zoo_format": ZOO_FORMAT,
-            "torch": torch.__version__.split("+")[0], "transformers": transformers.__version__,
-        })
+        return cache.stable_hash(
+            {
+                "recipe": dataclasses.asdict(self),
+                "zoo_format": ZOO_FORMAT,
+                "torch": torch.__version__.split("+")[0],
+                "transformers": transformers.__version__,
+            }
+        )
 
 
 MODEL_CLASSES = {"olmo2": "Olmo2", "mistral": "Mistral"}
@@ -91,12 +95,18 @@ class BuiltPair:
 
 def model_config(recipe: TinyRecipe, tokenizer) -> transformers.PretrainedConfig:
     common = dict(
-        vocab_size=len(tokenizer), hidden_size=recipe.hidden_size,
-        intermediate_size=recipe.intermediate_size, num_hidden_layers=recipe.num_layers,
-        num_attention_heads=recipe.num_heads, num_key_value_heads=recipe.num_kv_heads,
-        max_position_embeddings=recipe.max_positions, tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_layers,
+        num_attention_heads=recipe.num_heads,
+        num_key_value_heads=recipe.num_kv_heads,
+        max_position_embeddings=recipe.max_positions,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
     )
     if recipe.family == "mistral":
         return transformers.MistralConfig(**common, sliding_window=None)
@@ -140,34 +150,49 @@ def build_pair_into(recipe: TinyRecipe, directory: Path, progress: bool = True) 
     base = model_class(model_config(recipe, tokenizer))
 
     pretrain_losses = training.train(
-        base, training.window_sampler(_pretraining_stream(tokenizer), recipe.pretrain_batch, recipe.pretrain_length),
+        base,
+        training.window_sampler(_pretraining_stream(tokenizer), recipe.pretrain_batch, recipe.pretrain_length),
         training.Schedule(recipe.pretrain_steps, recipe.pretrain_lr, weight_decay=0.1),
-        seed=recipe.seed, description=f"{recipe.family}: pretrain", progress=progress)
+        seed=recipe.seed,
+        description=f"{recipe.family}: pretrain",
+        progress=progress,
+    )
     pretrained_at = time.perf_counter()
 
     sft = copy.deepcopy(base)
     sft_losses = training.train(
-        sft, training.supervised_sampler(_sft_examples(recipe, tokenizer), recipe.sft_batch, tokenizer.pad_token_id),
+        sft,
+        training.supervised_sampler(_sft_examples(recipe, tokenizer), recipe.sft_batch, tokenizer.pad_token_id),
         training.Schedule(recipe.sft_steps, recipe.sft_lr),
-        seed=recipe.seed + 1, description=f"{recipe.family}: SFT", progress=progress)
+        seed=recipe.seed + 1,
+        description=f"{recipe.family}: SFT",
+        progress=progress,
+    )
     tuned_at = time.perf_counter()
 
     held_out = [synthetic.gsm8k_record(recipe.seed, "test", i) for i in range(recipe.eval_examples)]
-    scores = {label: scoring.greedy_exact_match(model, tokenizer, held_out) for label, model in
-              (("base", base), ("sft", sft))}
+    scores = {
+        label: scoring.greedy_exact_match(model, tokenizer, held_out) for label, model in (("base", base), ("sft", sft))
+    }
     for label, model in (("base", base), ("sft", sft)):
         model.save_pretrained(directory / label)
         tokenizer.save_pretrained(directory / label)
     return {
-        "recipe": dataclasses.asdict(recipe), "key": recipe.key(),
+        "recipe": dataclasses.asdict(recipe),
+        "key": recipe.key(),
         "parameters": sum(p.numel() for p in base.parameters()),
         "pretrain_seconds": round(pretrained_at - started, 1),
         "sft_seconds": round(tuned_at - pretrained_at, 1),
         "build_seconds": round(time.perf_counter() - started, 1),
         "pretrain_final_loss": round(sum(pretrain_losses[-20:]) / len(pretrain_losses[-20:]), 4),
         "sft_final_loss": round(sum(sft_losses[-20:]) / len(sft_losses[-20:]), 4),
-        "exact_match": {"base": scores["base"], "sft": scores["sft"], "examples": len(held_out),
-                        "split": "test", "task": "gsm8k-format (generated)"},
+        "exact_match": {
+            "base": scores["base"],
+            "sft": scores["sft"],
+            "examples": len(held_out),
+            "split": "test",
+            "task": "gsm8k-format (generated)",
+        },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "weights_sha256": {label: cache.directory_sha256(directory / label) for label in ("base", "sft")},
     }
@@ -177,11 +202,13 @@ def pair_directory(name: str, recipe: TinyRecipe, root: Path | None = None) -> P
     return (root or cache.cache_root()) / "zoo" / f"{name}-{recipe.key()}"
 
 
-def build_pair(name: str, recipe: TinyRecipe | None = None, root: Path | None = None,
-               progress: bool = True) -> BuiltPair:
+def build_pair(
+    name: str, recipe: TinyRecipe | None = None, root: Path | None = None, progress: bool = True
+) -> BuiltPair:
     """The pair ``name``, from the cache when its recipe was built before, else built now."""
     recipe = recipe or RECIPES[name]
     directory = pair_directory(name, recipe, root)
+
     def build(scratch: Path) -> None:
         if progress:
             tqdm.write(f"building {name} (cache miss) into {directory}")

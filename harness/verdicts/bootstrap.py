@@ -97,8 +97,10 @@ class Resampler:
 
     @property
     def note(self) -> str:
-        return (f"percentile intervals over {len(self.weights)} Bayesian-bootstrap reweightings of the "
-                f"{self.base_run.n_samples} probe samples")
+        return (
+            f"percentile intervals over {len(self.weights)} Bayesian-bootstrap reweightings of the "
+            f"{self.base_run.n_samples} probe samples"
+        )
 
     def bundles(self, kind: str | None) -> list[dict[str, Rows | pd.Series]]:
         """Per resample, the series the claims of ``kind`` read ("pair" or "spectral"), as ``claims.Rows``."""
@@ -114,8 +116,11 @@ class Resampler:
         """Every resampled series computed so far, as (resamples, layers) nested lists: what a report keeps so
         that its verdicts can be recomputed under other thresholds without the models (``rescore``)."""
         computed = [bundles for bundles in (self._pair, self._spectral) if bundles is not None]
-        return {name: np.stack([bundle[name].take(self.layers) for bundle in bundles]).tolist()
-                for bundles in computed for name in bundles[0]}
+        return {
+            name: np.stack([bundle[name].take(self.layers) for bundle in bundles]).tolist()
+            for bundles in computed
+            for name in bundles[0]
+        }
 
     def _pair_bundles(self) -> list[dict]:
         if self._pair is not None:
@@ -129,21 +134,25 @@ class Resampler:
             cosines = metrics.row_cosines(torch.from_numpy(x), torch.from_numpy(y)).numpy()
             gram_x, gram_y, gram_d = x @ x.T, y @ y.T, (y - x) @ (y - x).T
             cross = _weighted_centered_inner(gram_x, gram_y, shares)
-            norms = np.sqrt(_weighted_centered_inner(gram_x, gram_x, shares)
-                            * _weighted_centered_inner(gram_y, gram_y, shares))
+            norms = np.sqrt(
+                _weighted_centered_inner(gram_x, gram_x, shares) * _weighted_centered_inner(gram_y, gram_y, shares)
+            )
             with np.errstate(invalid="ignore", divide="ignore"):
                 columns_of.setdefault("cka", []).append(np.clip(cross / norms, 0.0, 1.0))
             columns_of.setdefault("cosine", []).append(shares @ cosines)
-            columns_of.setdefault("mean_shift", []).append(
-                np.sqrt(np.maximum(((shares @ gram_d) * shares).sum(1), 0)))
+            columns_of.setdefault("mean_shift", []).append(np.sqrt(np.maximum(((shares @ gram_d) * shares).sum(1), 0)))
         values = {name: np.stack(columns, axis=1) for name, columns in columns_of.items()}  # (B, layers)
         probes = {model: self._probe_accuracy(getattr(self.profile, f"{model}_run")) for model in ("base", "sft")}
         weight_change = self.profile.pair["weight_change"]
         weight_change = Rows(weight_change.index.tolist(), weight_change.to_numpy(dtype=float))
-        self._pair = [{**{name: Rows(self.layers, v[r]) for name, v in values.items()},
-                       "weight_change": weight_change,
-                       **{f"{m}.probe_accuracy": Rows(self.layers, p[r]) for m, p in probes.items()}}
-                      for r in range(len(self.weights))]
+        self._pair = [
+            {
+                **{name: Rows(self.layers, v[r]) for name, v in values.items()},
+                "weight_change": weight_change,
+                **{f"{m}.probe_accuracy": Rows(self.layers, p[r]) for m, p in probes.items()},
+            }
+            for r in range(len(self.weights))
+        ]
         return self._pair
 
     def _probe_accuracy(self, run) -> np.ndarray:
@@ -163,8 +172,18 @@ class Resampler:
         """
         options = self.profile.meta["options"]
         directory = getattr(run, "directory", None)
-        key = None if directory is None else (str(directory), self.seed, self.weights.shape, tuple(self.layers),
-                                              options["alpha"], options["normalize_entropy"])
+        key = (
+            None
+            if directory is None
+            else (
+                str(directory),
+                self.seed,
+                self.weights.shape,
+                tuple(self.layers),
+                options["alpha"],
+                options["normalize_entropy"],
+            )
+        )
         if key in _RUN_SPECTRA:
             return _RUN_SPECTRA[key]
         stored = None if key is None or directory is None else Path(directory) / _spectra_file(key)
@@ -180,8 +199,9 @@ class Resampler:
         weights = torch.from_numpy(self.weights)
         values = {name: np.empty((len(self.weights), len(self.layers))) for name in SPECTRAL}
         for column, layer in enumerate(self.layers):
-            spectra = metrics.weighted_spectra(run.pooled(layer), weights, options["alpha"],
-                                               options["normalize_entropy"])
+            spectra = metrics.weighted_spectra(
+                run.pooled(layer), weights, options["alpha"], options["normalize_entropy"]
+            )
             spectra["dataset_entropy"] = spectra.pop("entropy")
             for name in SPECTRAL:
                 values[name][:, column] = spectra[name].numpy()
@@ -203,6 +223,11 @@ class Resampler:
         for name in SPECTRAL:
             values[("delta", name)] = values[("sft", name)] - values[("base", name)]
             values[("abs_delta", name)] = np.abs(values[("delta", name)])
-        self._spectral = [{f"{m}_{name}" if m.endswith("delta") else f"{m}.{name}": Rows(self.layers, v[r])
-                           for (m, name), v in values.items()} for r in range(count)]
+        self._spectral = [
+            {
+                f"{m}_{name}" if m.endswith("delta") else f"{m}.{name}": Rows(self.layers, v[r])
+                for (m, name), v in values.items()
+            }
+            for r in range(count)
+        ]
         return self._spectral

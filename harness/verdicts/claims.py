@@ -41,8 +41,9 @@ def _finite(value) -> bool:
 
 
 def _clears(value: float, threshold: float, comparison: str) -> bool:
-    return {">=": value >= threshold, "<=": value <= threshold,
-            ">": value > threshold, "<": value < threshold}[comparison]
+    return {">=": value >= threshold, "<=": value <= threshold, ">": value > threshold, "<": value < threshold}[
+        comparison
+    ]
 
 
 _OPPOSITE = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
@@ -84,8 +85,12 @@ class Condition:
         return f"{self.name} = {value}{span} ({self.comparison} {self.threshold:.4g}: {self.outcome}{role})"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "interval": list(self.interval) if self.interval else None,
-                "outcome": self.outcome, "holds": self.holds}
+        return {
+            **asdict(self),
+            "interval": list(self.interval) if self.interval else None,
+            "outcome": self.outcome,
+            "holds": self.holds,
+        }
 
 
 @dataclass
@@ -125,22 +130,41 @@ class Verdict:
 
     def explain(self) -> str:
         note = f" ({self.ci_note})" if self.ci_note else ""
-        return (f"{self.claim} {self.outcome}: " + "; ".join(c.describe() for c in self.conditions)
-                + f"; {self.confidence:.0%} intervals{note}")
+        return (
+            f"{self.claim} {self.outcome}: "
+            + "; ".join(c.describe() for c in self.conditions)
+            + f"; {self.confidence:.0%} intervals{note}"
+        )
 
     def to_dict(self) -> dict:
         main = self.main
-        return {"claim": self.claim, "title": self.title, "outcome": self.outcome, "holds": self.holds,
-                "statistic": self.statistic, "value": main.value, "threshold": main.threshold,
-                "comparison": main.comparison, "threshold_source": main.source,
-                "ci": list(main.interval) if main.interval else None, "ci_note": self.ci_note,
-                "confidence": self.confidence, "conditions": [c.to_dict() for c in self.conditions],
-                "evidence": self.evidence}
+        return {
+            "claim": self.claim,
+            "title": self.title,
+            "outcome": self.outcome,
+            "holds": self.holds,
+            "statistic": self.statistic,
+            "value": main.value,
+            "threshold": main.threshold,
+            "comparison": main.comparison,
+            "threshold_source": main.source,
+            "ci": list(main.interval) if main.interval else None,
+            "ci_note": self.ci_note,
+            "confidence": self.confidence,
+            "conditions": [c.to_dict() for c in self.conditions],
+            "evidence": self.evidence,
+        }
 
 
-def with_intervals(verdict: Verdict, resampled: Sequence[Verdict], confidence: float, note: str,
-                   seeds_only: Sequence[Verdict] = (), items_only: Sequence[Verdict] = (),
-                   n_seeds: int = 1) -> Verdict:
+def with_intervals(
+    verdict: Verdict,
+    resampled: Sequence[Verdict],
+    confidence: float,
+    note: str,
+    seeds_only: Sequence[Verdict] = (),
+    items_only: Sequence[Verdict] = (),
+    n_seeds: int = 1,
+) -> Verdict:
     """``verdict`` with every condition's interval from the same conditions on joint resamples.
 
     Conditions whose value does not vary over the resamples (weight change) stay
@@ -163,8 +187,14 @@ def with_intervals(verdict: Verdict, resampled: Sequence[Verdict], confidence: f
             conditions.append(condition)  # no sampling variance: exact
             continue
         if seeds_only and items_only:
-            interval = intervals.seed_aware_interval(condition.value, joint, values(seeds_only, condition.name),
-                                                     values(items_only, condition.name), n_seeds, confidence)
+            interval = intervals.seed_aware_interval(
+                condition.value,
+                joint,
+                values(seeds_only, condition.name),
+                values(items_only, condition.name),
+                n_seeds,
+                confidence,
+            )
         else:
             interval = intervals.percentile_interval(joint, confidence)
         if finite.size < 0.9 * len(joint):
@@ -184,6 +214,7 @@ def _value_of(verdict: Verdict, name: str) -> float:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
 
 def source(t: Mapping, key: str) -> str:
     """The provenance of threshold ``key`` (``C1.cka_drop_min``) from the config's ``provenance`` table."""
@@ -363,6 +394,7 @@ def _extreme_depth(series: Rows, highest: bool) -> float:
 
 # --- per-layer claims ---------------------------------------------------------------------------
 
+
 def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
     """C1 (§4.2, Fig. 1; eqs. 6-7): CKA on a high plateau over the first ~80% of depth, then a drop in the
     tail; cosine mirrors it; mean shift small over most layers and spiking in the last ones."""
@@ -374,16 +406,32 @@ def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
     conditions = [
         _condition(t, "C1.cka_plateau_min", "cka_plateau_min", _skipna(plateau, np.min), ">="),
         _condition(t, "C1.cka_drop_min", "cka_drop", _skipna(plateau, _mean) - cka[last], ">="),
-        Condition("cka_lowest_layer_depth", _extreme_depth(cka, highest=False), tail_depth, ">=",
-                  source=source(t, "depth.tail")),
+        Condition(
+            "cka_lowest_layer_depth",
+            _extreme_depth(cka, highest=False),
+            tail_depth,
+            ">=",
+            source=source(t, "depth.tail"),
+        ),
         _condition(t, "C1.cosine_drop_min", "cosine_drop", _skipna(cosine.take(head), _mean) - cosine[last], ">"),
-        Condition("cosine_lowest_layer_depth", _extreme_depth(cosine, highest=False), tail_depth, ">=",
-                  source=source(t, "depth.tail")),
-        _condition(t, "C1.mean_shift_spike_ratio", "mean_shift_spike_ratio",
-                   ratio(_skipna(shift.take(tail), np.max), _skipna(shift.take(head), _median)), ">="),
+        Condition(
+            "cosine_lowest_layer_depth",
+            _extreme_depth(cosine, highest=False),
+            tail_depth,
+            ">=",
+            source=source(t, "depth.tail"),
+        ),
+        _condition(
+            t,
+            "C1.mean_shift_spike_ratio",
+            "mean_shift_spike_ratio",
+            ratio(_skipna(shift.take(tail), np.max), _skipna(shift.take(head), _median)),
+            ">=",
+        ),
     ]
-    return Verdict("C1", "CKA plateau then drop", conditions, "cka_drop",
-                   _evidence(bundle, "cka", "cosine", "mean_shift"))
+    return Verdict(
+        "C1", "CKA plateau then drop", conditions, "cka_drop", _evidence(bundle, "cka", "cosine", "mean_shift")
+    )
 
 
 def j_shaped_weight_change(bundle: Bundle, t: Mapping) -> Verdict:
@@ -394,12 +442,27 @@ def j_shaped_weight_change(bundle: Bundle, t: Mapping) -> Verdict:
     early = [row for row in change.rows if row in first]
     after_mid = [row for row in change.rows if depth.row_depth(row, n_layers) >= t["C2"]["midpoint"]]
     conditions = [
-        _condition(t, "C2.early_to_peak_max", "early_to_peak",
-                   ratio(_skipna(change.take(early), _mean), _skipna(change.values, np.max)), "<="),
-        _condition(t, "C2.climb_spearman_min", "climb_spearman",
-                   _spearman(np.asarray(after_mid, dtype=float), change.take(after_mid)), ">="),
-        Condition("peak_layer_depth", _extreme_depth(change, highest=True), 1 - depth.EDGE, ">=",
-                  source=source(t, "depth.tail")),
+        _condition(
+            t,
+            "C2.early_to_peak_max",
+            "early_to_peak",
+            ratio(_skipna(change.take(early), _mean), _skipna(change.values, np.max)),
+            "<=",
+        ),
+        _condition(
+            t,
+            "C2.climb_spearman_min",
+            "climb_spearman",
+            _spearman(np.asarray(after_mid, dtype=float), change.take(after_mid)),
+            ">=",
+        ),
+        Condition(
+            "peak_layer_depth",
+            _extreme_depth(change, highest=True),
+            1 - depth.EDGE,
+            ">=",
+            source=source(t, "depth.tail"),
+        ),
     ]
     return Verdict("C2", "J-shaped weight change", conditions, "early_to_peak", _evidence(bundle, "weight_change"))
 
@@ -422,8 +485,15 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
     layer 0 to 1, a plateau, and a tail bottleneck (effective rank collapses, spectral norm explodes)."""
     c = t["C6"]
     tracks = [_pearson_rows(Rows.of(bundle, f"base.{m}"), Rows.of(bundle, f"sft.{m}")) for m in c["metrics"]]
-    conditions = [_condition(t, "C6.track_pearson_min", "min_track_pearson",
-                             min(tracks) if tracks and all(map(_finite, tracks)) else math.nan, ">=")]
+    conditions = [
+        _condition(
+            t,
+            "C6.track_pearson_min",
+            "min_track_pearson",
+            min(tracks) if tracks and all(map(_finite, tracks)) else math.nan,
+            ">=",
+        )
+    ]
     for model in ("base", "sft"):
         rank, norm = Rows.of(bundle, f"{model}.effective_rank"), Rows.of(bundle, f"{model}.spectral_norm")
         head, _ = tail_split(rank.rows)
@@ -431,16 +501,32 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
         last = rank.last
         steps = np.abs(np.diff(rank.take(plateau)))
         conditions += [
-            _condition(t, "C6.transition_ratio_min", f"{model}_transition_ratio",
-                       ratio(abs(rank[1] - rank[0]), _skipna(steps, _median)), ">="),
-            _condition(t, "C6.collapse_ratio_max", f"{model}_rank_collapse_ratio",
-                       ratio(rank[last], _skipna(rank.take(plateau), _median)), "<="),
-            _condition(t, "C6.explode_ratio_min", f"{model}_norm_explode_ratio",
-                       ratio(norm[last], _skipna(norm.take(plateau), _median)), ">="),
+            _condition(
+                t,
+                "C6.transition_ratio_min",
+                f"{model}_transition_ratio",
+                ratio(abs(rank[1] - rank[0]), _skipna(steps, _median)),
+                ">=",
+            ),
+            _condition(
+                t,
+                "C6.collapse_ratio_max",
+                f"{model}_rank_collapse_ratio",
+                ratio(rank[last], _skipna(rank.take(plateau), _median)),
+                "<=",
+            ),
+            _condition(
+                t,
+                "C6.explode_ratio_min",
+                f"{model}_norm_explode_ratio",
+                ratio(norm[last], _skipna(norm.take(plateau), _median)),
+                ">=",
+            ),
         ]
     names = [f"{model}.{m}" for m in c["metrics"] for model in ("base", "sft")]
-    return Verdict("C6", "independent convergence in three stages", conditions, "min_track_pearson",
-                   _evidence(bundle, *names))
+    return Verdict(
+        "C6", "independent convergence in three stages", conditions, "min_track_pearson", _evidence(bundle, *names)
+    )
 
 
 def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
@@ -448,13 +534,28 @@ def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
     strongly positively with spectral metrics."""
     c = t["C7"]
     change = Rows.of(bundle, "weight_change")
-    conditions = [_condition(t, "C7.cosine_r_max", "r_weight_change_cosine",
-                             _pearson_rows(change, Rows.of(bundle, "cosine")), "<=")]
+    conditions = [
+        _condition(
+            t, "C7.cosine_r_max", "r_weight_change_cosine", _pearson_rows(change, Rows.of(bundle, "cosine")), "<="
+        )
+    ]
     for metric in c["spectral_metrics"]:
-        conditions.append(_condition(t, "C7.spectral_r_min", f"r_weight_change_{metric}",
-                                     _pearson_rows(change, Rows.of(bundle, metric)), ">="))
-    return Verdict("C7", "weight change explains the representation shift", conditions, "r_weight_change_cosine",
-                   _evidence(bundle, "weight_change", "cosine", *c["spectral_metrics"]))
+        conditions.append(
+            _condition(
+                t,
+                "C7.spectral_r_min",
+                f"r_weight_change_{metric}",
+                _pearson_rows(change, Rows.of(bundle, metric)),
+                ">=",
+            )
+        )
+    return Verdict(
+        "C7",
+        "weight change explains the representation shift",
+        conditions,
+        "r_weight_change_cosine",
+        _evidence(bundle, "weight_change", "cosine", *c["spectral_metrics"]),
+    )
 
 
 # --- claims over arms and segments ---------------------------------------------------------------
@@ -480,8 +581,9 @@ def _best_label(scores: Mapping, labels: Sequence):
     return max(defined, key=scores.__getitem__) if defined else labels[0]
 
 
-def inverted_u_swap(scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapping,
-                    host: float | None = None) -> Verdict:
+def inverted_u_swap(
+    scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapping, host: float | None = None
+) -> Verdict:
     """C3 (§4.3, Fig. 6): swapping a middle segment scores at least as well as swapping the first or the
     last 20% of layers; against the unswapped host (``host``), the edge swaps lower its score and the
     best middle swap does not lower it beyond ``C3.host_margin``. ``scores`` is indexed by segment;
@@ -493,12 +595,25 @@ def inverted_u_swap(scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapp
     if host is not None:
         conditions += [
             Condition("best_edge_minus_host", best_edge - host, 0.0, "<", source=source(t, "C3.edges_lower_host")),
-            Condition("best_middle_minus_host", best_middle - host, -float(t["C3"]["host_margin"]), ">=",
-                      source=source(t, "C3.host_margin")),
+            Condition(
+                "best_middle_minus_host",
+                best_middle - host,
+                -float(t["C3"]["host_margin"]),
+                ">=",
+                source=source(t, "C3.host_margin"),
+            ),
         ]
-    return Verdict("C3", "inverted-U layer swap", conditions, "middle_minus_best_edge",
-                   {"score": list(values.values()), **{k: list(v) for k, v in groups.items()},
-                    **({"host": [host]} if host is not None else {})})
+    return Verdict(
+        "C3",
+        "inverted-U layer swap",
+        conditions,
+        "middle_minus_best_edge",
+        {
+            "score": list(values.values()),
+            **{k: list(v) for k, v in groups.items()},
+            **({"host": [host]} if host is not None else {}),
+        },
+    )
 
 
 def single_segment_inverted_u(scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
@@ -507,19 +622,26 @@ def single_segment_inverted_u(scores: Scores, groups: Mapping[str, Sequence[int]
     ``scores`` is indexed by segment; the best middle and edge segments are picked anew in every resample."""
     values = _by_label(scores)
     best_middle, best_edge = _best(values, groups["middle"]), _best(values, [*groups["first"], *groups["last"]])
-    conditions = [_condition(t, "C4.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
-                  _condition(t, "C4.min_score_range", "score_range",
-                             _skipna(np.fromiter(values.values(), float), np.ptp), ">")]
-    return Verdict("C4", "inverted U of single-segment LoRA", conditions, "middle_minus_best_edge",
-                   {"score": list(values.values()), **{k: list(v) for k, v in groups.items()}})
+    conditions = [
+        _condition(t, "C4.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
+        _condition(t, "C4.min_score_range", "score_range", _skipna(np.fromiter(values.values(), float), np.ptp), ">"),
+    ]
+    return Verdict(
+        "C4",
+        "inverted U of single-segment LoRA",
+        conditions,
+        "middle_minus_best_edge",
+        {"score": list(values.values()), **{k: list(v) for k, v in groups.items()}},
+    )
 
 
 def _edge_masks(count: int) -> tuple[str, str, str]:
     return "1" * count, "1" + "0" * (count - 1), "0" * (count - 1) + "1"
 
 
-def mid_block_beats_full(scores: Scores, middle: Sequence[str], t: Mapping, preregistered: str | None = None
-                         ) -> Verdict:
+def mid_block_beats_full(
+    scores: Scores, middle: Sequence[str], t: Mapping, preregistered: str | None = None
+) -> Verdict:
     """C4 (§4.4, Fig. 7): at a matched budget, a middle arm scores at least as well as full-depth LoRA
     (``11111``), and LoRA on the first or the last segment alone (``10000``, ``00001``) scores below it.
 
@@ -545,13 +667,24 @@ def mid_block_beats_full(scores: Scores, middle: Sequence[str], t: Mapping, prer
             _condition(t, "C4.margin", f"{role}_minus_first", top - values[first], ">", decides),
             _condition(t, "C4.margin", f"{role}_minus_last", top - values[last], ">", decides),
         ]
-    return Verdict("C4", "mid-block LoRA beats full LoRA", conditions, f"{c['decides']}_minus_full",
-                   {"arm": [str(label) for label in values], "score": list(values.values()), "best_middle": [best],
-                    "midblock": [preregistered] if preregistered else [], "decides": [c["decides"]]})
+    return Verdict(
+        "C4",
+        "mid-block LoRA beats full LoRA",
+        conditions,
+        f"{c['decides']}_minus_full",
+        {
+            "arm": [str(label) for label in values],
+            "score": list(values.values()),
+            "best_middle": [best],
+            "midblock": [preregistered] if preregistered else [],
+            "decides": [c["decides"]],
+        },
+    )
 
 
-def position_not_budget(scores: Scores, middle: str, random_sets: Sequence[str], first: str, last: str,
-                        t: Mapping) -> Verdict:
+def position_not_budget(
+    scores: Scores, middle: str, random_sets: Sequence[str], first: str, last: str, t: Mapping
+) -> Verdict:
     """The referee's control for C4: at the same budget, the pre-registered 20-80% mid-block arm beats arms
     on randomly chosen layers (on average) and on the first and the last 20% of layers, so layer position,
     not rank or parameter count, explains its gain. ``scores`` is indexed by arm label."""
@@ -563,10 +696,18 @@ def position_not_budget(scores: Scores, middle: str, random_sets: Sequence[str],
         _condition(t, "C4.margin", "middle_minus_first_20pct", top - values[first], ">"),
         _condition(t, "C4.margin", "middle_minus_last_20pct", top - values[last], ">"),
     ]
-    return Verdict("C4-control", "layer position, not budget, explains the gain", conditions,
-                   "middle_minus_random_mean",
-                   {"arm": [str(label) for label in values], "score": list(values.values()), "middle": [middle],
-                    "random": list(random_sets)})
+    return Verdict(
+        "C4-control",
+        "layer position, not budget, explains the gain",
+        conditions,
+        "middle_minus_random_mean",
+        {
+            "arm": [str(label) for label in values],
+            "score": list(values.values()),
+            "middle": [middle],
+            "random": list(random_sets),
+        },
+    )
 
 
 def retention_closest(distances: Mapping[str, Scores], middle: str, t: Mapping) -> Verdict:
@@ -575,13 +716,19 @@ def retention_closest(distances: Mapping[str, Scores], middle: str, t: Mapping) 
     ``distances[set]`` is |perplexity(arm) - perplexity(base)| indexed by arm label."""
     c = t["C8"]
     distances = {name: _by_label(d) for name, d in distances.items()}
-    margins = {name: _skipna(np.array([d[label] for label in c["compared"]], dtype=float), np.min) - d[middle]
-               for name, d in distances.items()}
+    margins = {
+        name: _skipna(np.array([d[label] for label in c["compared"]], dtype=float), np.min) - d[middle]
+        for name, d in distances.items()
+    }
     conditions = [_condition(t, "C8.margin", "closest_margin", min(margins.values()) if margins else math.nan, ">")]
-    conditions += [_condition(t, "C8.margin", f"{name}_margin", value, ">", decides=False)
-                   for name, value in margins.items()]
-    evidence = {"middle": [middle], **{f"{name}_distance": list(d.values()) for name, d in distances.items()},
-                "arm": [str(label) for label in next(iter(distances.values()))] if distances else []}
+    conditions += [
+        _condition(t, "C8.margin", f"{name}_margin", value, ">", decides=False) for name, value in margins.items()
+    ]
+    evidence = {
+        "middle": [middle],
+        **{f"{name}_distance": list(d.values()) for name, d in distances.items()},
+        "arm": [str(label) for label in next(iter(distances.values()))] if distances else [],
+    }
     return Verdict("C8", "mid-block LoRA retains the most", conditions, "closest_margin", evidence)
 
 
@@ -594,11 +741,25 @@ CLAIMS: dict[str, Callable[[Bundle, Mapping], Verdict]] = {
 }
 
 
-def evaluate(claim: str, bundle: Bundle, thresholds: Mapping, resampled: Sequence[Bundle] = (),
-             confidence: float = 0.95, note: str = "") -> Verdict:
+def evaluate(
+    claim: str,
+    bundle: Bundle,
+    thresholds: Mapping,
+    resampled: Sequence[Bundle] = (),
+    confidence: float = 0.95,
+    note: str = "",
+) -> Verdict:
     """The verdict of ``claim`` on ``bundle``, every condition with its interval over ``resampled`` bundles."""
     predicate = CLAIMS[claim]
     verdict = predicate(bundle, thresholds)
-    return with_intervals(verdict, [predicate(b, thresholds) for b in resampled], confidence,
-                          note or (f"percentile intervals over {len(resampled)} Bayesian-bootstrap reweightings "
-                                   "of the probe samples" if resampled else ""))
+    return with_intervals(
+        verdict,
+        [predicate(b, thresholds) for b in resampled],
+        confidence,
+        note
+        or (
+            f"percentile intervals over {len(resampled)} Bayesian-bootstrap reweightings of the probe samples"
+            if resampled
+            else ""
+        ),
+    )

@@ -67,15 +67,19 @@ class Hypothesis:
 # That is the token-level sparsity of each sample's H_i (every token's activations), compared per sample
 # (eq. 8). The sparsity of the mean-pooled dataset matrix is not that: a pooled coordinate near zero can be
 # the average of large activations of both signs, which are not inactive neurons.
-HYPOTHESES: dict[str, Hypothesis] = {h.claim: h for h in (
-    Hypothesis("D:prompt_entropy", "prompt_entropy", SAMPLE, "<", "SFT lowers prompt entropy (eq. 2)"),
-    Hypothesis("D:dataset_entropy", "dataset_entropy", DATASET, "<", "SFT lowers dataset entropy (eq. 3)"),
-    Hypothesis("D:effective_rank", "effective_rank", DATASET, "<", "SFT lowers effective rank (eq. 4)"),
-    Hypothesis("D:rank_deficiency", "rank_deficiency", DATASET, ">", "SFT raises rank deficiency (§3.3)",
-               exact=True),
-    Hypothesis("D:sparsity", "token_sparsity", SAMPLE, ">", "SFT raises sparsity (§3.3)"),
-    Hypothesis("D:curvature", "curvature", SAMPLE, "<", "SFT lowers curvature (eq. 5)"),
-)}
+HYPOTHESES: dict[str, Hypothesis] = {
+    h.claim: h
+    for h in (
+        Hypothesis("D:prompt_entropy", "prompt_entropy", SAMPLE, "<", "SFT lowers prompt entropy (eq. 2)"),
+        Hypothesis("D:dataset_entropy", "dataset_entropy", DATASET, "<", "SFT lowers dataset entropy (eq. 3)"),
+        Hypothesis("D:effective_rank", "effective_rank", DATASET, "<", "SFT lowers effective rank (eq. 4)"),
+        Hypothesis(
+            "D:rank_deficiency", "rank_deficiency", DATASET, ">", "SFT raises rank deficiency (§3.3)", exact=True
+        ),
+        Hypothesis("D:sparsity", "token_sparsity", SAMPLE, ">", "SFT raises sparsity (§3.3)"),
+        Hypothesis("D:curvature", "curvature", SAMPLE, "<", "SFT lowers curvature (eq. 5)"),
+    )
+}
 
 
 def is_directional(claim: str) -> bool:
@@ -114,8 +118,9 @@ def condition_name(band: str) -> str:
     return f"{band}_band_delta"
 
 
-def directional_verdict(hypothesis: Hypothesis, bands: Mapping[str, float], t: Mapping,
-                        evidence: dict | None = None) -> claims.Verdict:
+def directional_verdict(
+    hypothesis: Hypothesis, bands: Mapping[str, float], t: Mapping, evidence: dict | None = None
+) -> claims.Verdict:
     """The verdict of ``hypothesis`` from its band means of SFT − base: one deciding condition per band.
 
     The threshold is ``directional.margin`` in the claimed direction: Δ < −margin
@@ -124,14 +129,26 @@ def directional_verdict(hypothesis: Hypothesis, bands: Mapping[str, float], t: M
     """
     margin = float(t["directional"]["margin"])
     threshold = -margin if hypothesis.comparison == "<" else margin
-    conditions = [claims.Condition(condition_name(band), _as_float(bands[band]), threshold, hypothesis.comparison,
-                                   source=claims.source(t, "directional.margin")) for band in BANDS]
+    conditions = [
+        claims.Condition(
+            condition_name(band),
+            _as_float(bands[band]),
+            threshold,
+            hypothesis.comparison,
+            source=claims.source(t, "directional.margin"),
+        )
+        for band in BANDS
+    ]
     return claims.Verdict(hypothesis.claim, hypothesis.title, conditions, condition_name("last"), evidence or {})
 
 
-def evaluate(hypothesis: Hypothesis, delta: Sequence[float] | np.ndarray, t: Mapping,
-             resampled: np.ndarray | None = None,
-             note: str = "") -> claims.Verdict:
+def evaluate(
+    hypothesis: Hypothesis,
+    delta: Sequence[float] | np.ndarray,
+    t: Mapping,
+    resampled: np.ndarray | None = None,
+    note: str = "",
+) -> claims.Verdict:
     """``hypothesis`` on the per-row differences ``delta`` (rows 0..L), with intervals from ``resampled``.
 
     ``resampled`` (B, rows) holds the same differences under B joint
@@ -140,18 +157,18 @@ def evaluate(hypothesis: Hypothesis, delta: Sequence[float] | np.ndarray, t: Map
     """
     differences = np.asarray(delta, dtype=float)
     rows = band_rows(len(differences) - 1)
-    evidence = {hypothesis.column: [None if math.isnan(v) else float(v) for v in differences],
-                **{f"{band}_rows": list(r) for band, r in rows.items()}}
+    evidence = {
+        hypothesis.column: [None if math.isnan(v) else float(v) for v in differences],
+        **{f"{band}_rows": list(r) for band, r in rows.items()},
+    }
     means = {band: float(value) for band, value in band_means(differences, rows).items()}
     point = directional_verdict(hypothesis, means, t, evidence)
     confidence = t["bootstrap"]["confidence"]
     if hypothesis.exact or resampled is None:
-        reason = ("an integer that no positive reweighting of the samples changes: exact" if hypothesis.exact
-                  else note)
+        reason = "an integer that no positive reweighting of the samples changes: exact" if hypothesis.exact else note
         return claims.with_intervals(point, [], confidence, reason)
     bands = band_means(np.asarray(resampled, dtype=float), rows)
-    again = [directional_verdict(hypothesis, {b: float(bands[b][r]) for b in BANDS}, t)
-             for r in range(len(resampled))]
+    again = [directional_verdict(hypothesis, {b: float(bands[b][r]) for b in BANDS}, t) for r in range(len(resampled))]
     return claims.with_intervals(point, again, confidence, note)
 
 
@@ -161,6 +178,7 @@ def _as_float(value) -> float:
 
 
 # --- on a measured pair ---------------------------------------------------------------------------
+
 
 def sample_differences(base_run, sft_run, metric: str) -> np.ndarray:
     """(token samples, rows) per-sample SFT − base values of a token-level metric: the pairs of eq. 8."""
@@ -188,8 +206,10 @@ def measured_inputs(claim: str, profile, resampler) -> tuple[np.ndarray, np.ndar
         differences = sample_differences(profile.base_run, profile.sft_run, hypothesis.metric)
         delta = paired_means(differences)
         resampled = None if hypothesis.exact else paired_means(differences, resampler.token_weights)
-        note = (f"percentile intervals over {len(resampler.token_weights)} Bayesian-bootstrap reweightings of the "
-                f"{differences.shape[0]} token-level samples, paired (eq. 8)")
+        note = (
+            f"percentile intervals over {len(resampler.token_weights)} Bayesian-bootstrap reweightings of the "
+            f"{differences.shape[0]} token-level samples, paired (eq. 8)"
+        )
     else:
         delta = profile.pair[hypothesis.column].to_numpy(dtype=float)
         resampled = None

@@ -22,19 +22,32 @@ def response(claim: str, rungs: Sequence[tuple[float, claims.Verdict, bool | Non
     for dose, verdict, expected in sorted(rungs, key=lambda rung: rung[0]):
         main = verdict.main
         low, high = main.interval if main.interval else (main.value, main.value)
-        rows.append({"claim": claim, "dose": float(dose), "statistic": main.name, "value": float(main.value),
-                     "ci_low": float(low), "ci_high": float(high), "comparison": main.comparison,
-                     "threshold": float(main.threshold), "outcome": verdict.outcome,
-                     "expected": None if expected is None else (claims.HOLDS if expected else claims.REFUTED)})
+        rows.append(
+            {
+                "claim": claim,
+                "dose": float(dose),
+                "statistic": main.name,
+                "value": float(main.value),
+                "ci_low": float(low),
+                "ci_high": float(high),
+                "comparison": main.comparison,
+                "threshold": float(main.threshold),
+                "outcome": verdict.outcome,
+                "expected": None if expected is None else (claims.HOLDS if expected else claims.REFUTED),
+            }
+        )
     return rows
 
 
 def wrong_answers(rows: Sequence[dict]) -> list[str]:
     """Rungs whose verdict is not their planted answer."""
-    return [f"dose {row['dose']:g}: {row['claim']} is {row['outcome']}, planted {row['expected']} "
-            f"({row['statistic']} = {row['value']:.4g}, interval [{row['ci_low']:.4g}, {row['ci_high']:.4g}], "
-            f"threshold {row['comparison']} {row['threshold']:.4g})"
-            for row in rows if row["expected"] is not None and row["outcome"] != row["expected"]]
+    return [
+        f"dose {row['dose']:g}: {row['claim']} is {row['outcome']}, planted {row['expected']} "
+        f"({row['statistic']} = {row['value']:.4g}, interval [{row['ci_low']:.4g}, {row['ci_high']:.4g}], "
+        f"threshold {row['comparison']} {row['threshold']:.4g})"
+        for row in rows
+        if row["expected"] is not None and row["outcome"] != row["expected"]
+    ]
 
 
 def reversals(rows: Sequence[dict]) -> list[str]:
@@ -43,8 +56,10 @@ def reversals(rows: Sequence[dict]) -> list[str]:
     found = []
     for before, after in zip(rows, rows[1:], strict=False):
         if ORDER[after["outcome"]] < ORDER[before["outcome"]]:
-            found.append(f"{before['claim']} is {before['outcome']} at dose {before['dose']:g} but "
-                         f"{after['outcome']} at dose {after['dose']:g}")
+            found.append(
+                f"{before['claim']} is {before['outcome']} at dose {before['dose']:g} but "
+                f"{after['outcome']} at dose {after['dose']:g}"
+            )
     return found
 
 
@@ -52,8 +67,10 @@ def table(rows: Sequence[dict]) -> str:
     """A plain-text table of one claim's response."""
     lines = [f"{'dose':>8} {'statistic':<26} {'value':>9} {'interval':>22} {'threshold':>11} {'outcome':<12} planted"]
     for row in rows:
-        lines.append(f"{row['dose']:>8g} {row['statistic']:<26} {row['value']:>9.4g} "
-                     f"{'[' + format(row['ci_low'], '.4g') + ', ' + format(row['ci_high'], '.4g') + ']':>22} "
-                     f"{row['comparison'] + ' ' + format(row['threshold'], '.4g'):>11} {row['outcome']:<12} "
-                     f"{row['expected'] or '(near the threshold)'}")
+        lines.append(
+            f"{row['dose']:>8g} {row['statistic']:<26} {row['value']:>9.4g} "
+            f"{'[' + format(row['ci_low'], '.4g') + ', ' + format(row['ci_high'], '.4g') + ']':>22} "
+            f"{row['comparison'] + ' ' + format(row['threshold'], '.4g'):>11} {row['outcome']:<12} "
+            f"{row['expected'] or '(near the threshold)'}"
+        )
     return "\n".join(lines)

@@ -42,8 +42,9 @@ def seed_inflation(n_seeds: int, confidence: float) -> float:
     return n_seeds / (n_seeds - 1) * (t / z) ** 2
 
 
-def seed_aware_interval(point: float, joint: Values, seeds_only: Values,
-                        items_only: Values, n_seeds: int, confidence: float) -> tuple[float, float] | None:
+def seed_aware_interval(
+    point: float, joint: Values, seeds_only: Values, items_only: Values, n_seeds: int, confidence: float
+) -> tuple[float, float] | None:
     """The joint percentile interval, widened about ``point`` for the uncertainty of few seeds.
 
     ``joint`` resamples seeds and items, ``seeds_only`` seeds with items fixed,

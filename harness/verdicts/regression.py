@@ -28,8 +28,10 @@ class Difference:
 
     def row(self) -> str:
         layer = "" if self.layer is None else str(self.layer)
-        return (f"{self.where:<16} {self.column:<28} {layer:>5} {_fmt(self.baseline):>14} "
-                f"{_fmt(self.current):>14}  {self.allowed}")
+        return (
+            f"{self.where:<16} {self.column:<28} {layer:>5} {_fmt(self.baseline):>14} "
+            f"{_fmt(self.current):>14}  {self.allowed}"
+        )
 
 
 HEADER = f"{'where':<16} {'column':<28} {'layer':>5} {'baseline':>14} {'current':>14}  allowed"
@@ -60,29 +62,44 @@ def compare_tables(baseline: dict, current: dict, claims_config: dict | None = N
         old, new = reports.table(baseline, name), reports.table(current, name)
         for column in sorted(set(old.columns) | set(new.columns)):
             if column not in old.columns or column not in new.columns:
-                differences.append(Difference(f"{name} table", column, None, column in old.columns,
-                                              column in new.columns, "present in both"))
+                differences.append(
+                    Difference(
+                        f"{name} table", column, None, column in old.columns, column in new.columns, "present in both"
+                    )
+                )
                 continue
             tolerance = config.tolerance_for(column, claims_config)
             for layer in sorted(set(old.index) | set(new.index)):
                 a = old[column].get(layer)
                 b = new[column].get(layer)
                 if not _close(a, b, tolerance):
-                    differences.append(Difference(f"{name} table", column, int(layer), a, b,
-                                                  f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"))
+                    differences.append(
+                        Difference(
+                            f"{name} table",
+                            column,
+                            int(layer),
+                            a,
+                            b,
+                            f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}",
+                        )
+                    )
     return differences
 
 
-def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None = None,
-                     presence: bool = False) -> list[Difference]:
+def compare_verdicts(
+    baseline: dict, current: dict, claims_config: dict | None = None, presence: bool = False
+) -> list[Difference]:
     """Verdicts of the claims both sections evaluated; with ``presence``, a verdict in only one is a
     difference too (comparing whole reports), otherwise it is not compared (one test checks one verdict)."""
     differences = []
     old_verdicts, new_verdicts = baseline.get("verdicts", {}), current.get("verdicts", {})
     if presence:
-        differences += [Difference(f"verdict {claim}", "present", None, claim in old_verdicts,
-                                   claim in new_verdicts, "present in both")
-                        for claim in sorted(set(old_verdicts) ^ set(new_verdicts))]
+        differences += [
+            Difference(
+                f"verdict {claim}", "present", None, claim in old_verdicts, claim in new_verdicts, "present in both"
+            )
+            for claim in sorted(set(old_verdicts) ^ set(new_verdicts))
+        ]
     for claim in sorted(set(old_verdicts) & set(new_verdicts)):
         old, new = old_verdicts[claim], new_verdicts[claim]
         old_outcome, new_outcome = _outcome(old), _outcome(new)
@@ -90,15 +107,26 @@ def compare_verdicts(baseline: dict, current: dict, claims_config: dict | None =
             differences.append(Difference(f"verdict {claim}", "outcome", None, old_outcome, new_outcome, "equal"))
         value_tolerance = config.tolerance_for("value", claims_config)
         if not _close(old["value"], new["value"], value_tolerance):
-            differences.append(Difference(f"verdict {claim}", old["statistic"], None, old["value"], new["value"],
-                                          f"atol {value_tolerance['atol']:g}, rtol {value_tolerance['rtol']:g}"))
+            differences.append(
+                Difference(
+                    f"verdict {claim}",
+                    old["statistic"],
+                    None,
+                    old["value"],
+                    new["value"],
+                    f"atol {value_tolerance['atol']:g}, rtol {value_tolerance['rtol']:g}",
+                )
+            )
         for index, bound in enumerate(("ci_low", "ci_high")):
             tolerance = config.tolerance_for(bound, claims_config)
             a = old["ci"][index] if old.get("ci") else None
             b = new["ci"][index] if new.get("ci") else None
             if not _close(a, b, tolerance):
-                differences.append(Difference(f"verdict {claim}", bound, None, a, b,
-                                              f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"))
+                differences.append(
+                    Difference(
+                        f"verdict {claim}", bound, None, a, b, f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"
+                    )
+                )
     return differences
 
 
@@ -113,29 +141,52 @@ SECTION_PARTS = ("tables", "swaps", "lora", "downstream", "scores")  # what a pa
 MEASUREMENT = ("base_weights", "sft_weights")  # what was measured: a change is drift, not environment
 
 
-def compare_sections(baseline: dict, current: dict, claims_config: dict | None = None,
-                     tables: bool = True, verdicts: bool = True, whole: bool = False) -> list[Difference]:
+def compare_sections(
+    baseline: dict,
+    current: dict,
+    claims_config: dict | None = None,
+    tables: bool = True,
+    verdicts: bool = True,
+    whole: bool = False,
+) -> list[Difference]:
     """Differences of ``current`` from ``baseline`` within tolerances. ``whole``: both are whole sections
     (``harness diff``), so a part, a verdict or a layer present in only one is a difference too, and so are
     other weights or profile options."""
     differences = []
     if baseline.get("probe", {}).get("digest") != current.get("probe", {}).get("digest"):
-        differences.append(Difference("probe data", "digest", None, baseline.get("probe", {}).get("digest"),
-                                      current.get("probe", {}).get("digest"), "equal (same probe texts)"))
+        differences.append(
+            Difference(
+                "probe data",
+                "digest",
+                None,
+                baseline.get("probe", {}).get("digest"),
+                current.get("probe", {}).get("digest"),
+                "equal (same probe texts)",
+            )
+        )
     if whole:
-        differences += [Difference("section", part, None, part in baseline, part in current, "present in both")
-                        for part in SECTION_PARTS if (part in baseline) != (part in current)]
+        differences += [
+            Difference("section", part, None, part in baseline, part in current, "present in both")
+            for part in SECTION_PARTS
+            if (part in baseline) != (part in current)
+        ]
         old_pair, new_pair = baseline.get("pair", {}), current.get("pair", {})
         if isinstance(old_pair, dict) and isinstance(new_pair, dict):
-            differences += [Difference("measured", key, None, old_pair.get(key), new_pair.get(key), "equal")
-                            for key in MEASUREMENT if old_pair.get(key) != new_pair.get(key)]
+            differences += [
+                Difference("measured", key, None, old_pair.get(key), new_pair.get(key), "equal")
+                for key in MEASUREMENT
+                if old_pair.get(key) != new_pair.get(key)
+            ]
         old_options, new_options = baseline.get("options", {}), current.get("options", {})
-        differences += [Difference("options", key, None, old_options.get(key), new_options.get(key), "equal")
-                        for key in sorted(set(old_options) | set(new_options))
-                        if old_options.get(key) != new_options.get(key)]
+        differences += [
+            Difference("options", key, None, old_options.get(key), new_options.get(key), "equal")
+            for key in sorted(set(old_options) | set(new_options))
+            if old_options.get(key) != new_options.get(key)
+        ]
         if "scores" in baseline and "scores" in current:
-            differences += _compare_leaves("scores", baseline["scores"], current["scores"],
-                                           config.tolerance_for("value", claims_config))
+            differences += _compare_leaves(
+                "scores", baseline["scores"], current["scores"], config.tolerance_for("value", claims_config)
+            )
     if tables and (not whole or ("tables" in baseline and "tables" in current)):
         differences += compare_tables(baseline, current, claims_config)
     if verdicts:
@@ -156,8 +207,16 @@ def _compare_leaves(where: str, old, new, tolerance: dict, path: str = "") -> li
         return out
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
     if (numeric and not _close(old, new, tolerance)) or (not numeric and old != new):
-        return [Difference(where, path, None, old, new, f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}"
-                           if numeric else "equal")]
+        return [
+            Difference(
+                where,
+                path,
+                None,
+                old,
+                new,
+                f"atol {tolerance['atol']:g}, rtol {tolerance['rtol']:g}" if numeric else "equal",
+            )
+        ]
     return []
 
 
@@ -168,8 +227,11 @@ def environment_notes(old_report: dict, new_report: dict) -> list[str]:
     for key in sorted(set(old_env) | set(new_env)):
         a, b = old_env.get(key), new_env.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            notes += [f"{key}.{name}: {a.get(name)} -> {b.get(name)}" for name in sorted(set(a) | set(b))
-                      if a.get(name) != b.get(name)]
+            notes += [
+                f"{key}.{name}: {a.get(name)} -> {b.get(name)}"
+                for name in sorted(set(a) | set(b))
+                if a.get(name) != b.get(name)
+            ]
         elif a != b and key not in ("created", "time", "timestamp"):
             notes.append(f"{key}: {a} -> {b}")
     return notes
@@ -183,6 +245,7 @@ def format_differences(differences: list[Difference], limit: int = 60) -> str:
 
 # --- baseline files ------------------------------------------------------------------------------
 
+
 def baseline_path(directory: Path, pair: str, probe_set: str, build: str | None = None) -> Path:
     """Where the baseline of ``pair`` on ``probe_set`` is stored. A pair the harness builds here (the tiny pairs)
     has one baseline per build (``build``, see ``build_of``): trained on another CPU or kernel setting, it is
@@ -194,6 +257,7 @@ def baseline_path(directory: Path, pair: str, probe_set: str, build: str | None 
 def build_of(pair: dict) -> str:
     """A built pair's weights as a file-name tag: the first 8 hex digits of the base's and of the SFT's hash
     (a report's ``pair`` block, or any mapping with ``base_weights`` and ``sft_weights``)."""
+
     def short(fingerprint) -> str:
         return str(fingerprint).rsplit(":", 1)[-1][:8]
 
@@ -203,7 +267,7 @@ def build_of(pair: dict) -> str:
 def stored_builds(directory: Path, pair: str, probe_set: str) -> list[str]:
     """The builds of ``pair`` whose baselines are stored under ``directory``."""
     prefix = f"{probe_set}.build-"
-    return sorted(path.name[len(prefix):-len(".json")] for path in (Path(directory) / pair).glob(f"{prefix}*.json"))
+    return sorted(path.name[len(prefix) : -len(".json")] for path in (Path(directory) / pair).glob(f"{prefix}*.json"))
 
 
 def missing_build_note(directory: Path, pair: str, probe_set: str, build: str | None) -> str | None:
@@ -217,11 +281,13 @@ def missing_build_note(directory: Path, pair: str, probe_set: str, build: str | 
 def other_build_note(pair: str, build: str, stored: list[str]) -> str:
     """Why a built pair's regression checks are not run on this machine's build, and what the user can do."""
     known = ", ".join(stored) if stored else "none"
-    return (f"no baseline of this build of {pair} (weights {build}; stored builds: {known}): a pair trained on "
-            "another CPU or kernel setting is another model, so its numbers are compared only with a baseline of "
-            "the same weights. The metrics, resampling and verdicts are pinned on every machine by "
-            f"tests/test_pinned_numerics.py. To pin this build, run `pytest suites -m {pair} --tune {pair} "
-            "--update-baselines` and commit the new file (or keep it in your own --baselines-dir)")
+    return (
+        f"no baseline of this build of {pair} (weights {build}; stored builds: {known}): a pair trained on "
+        "another CPU or kernel setting is another model, so its numbers are compared only with a baseline of "
+        "the same weights. The metrics, resampling and verdicts are pinned on every machine by "
+        f"tests/test_pinned_numerics.py. To pin this build, run `pytest suites -m {pair} --tune {pair} "
+        "--update-baselines` and commit the new file (or keep it in your own --baselines-dir)"
+    )
 
 
 def baseline_refusal(name: str, section: dict, failed: int, interrupted: bool, tuned: bool) -> str | None:
@@ -238,8 +304,11 @@ def baseline_refusal(name: str, section: dict, failed: int, interrupted: bool, t
     wanted = ["tables", "swaps", *(["lora"] if tuned else [])]
     missing = [part for part in wanted if part not in section]
     if missing:
-        return (f"this run did not measure its {', '.join(missing)} (run every suite on {name}"
-                + (f" with --tune {name}" if "lora" in missing else "") + ")")
+        return (
+            f"this run did not measure its {', '.join(missing)} (run every suite on {name}"
+            + (f" with --tune {name}" if "lora" in missing else "")
+            + ")"
+        )
     directions = ("base_with_sft_block", "sft_with_base_block")
     partial = [direction for direction in directions if direction not in section["swaps"]]
     if partial:
@@ -256,23 +325,28 @@ def other_source(baseline: dict, pair: dict) -> str | None:
         return f"the baseline is of the pair {stored.get('name')!r}, not {pair.get('name')!r}"
     changed = [side for side in ("base", "sft") if stored.get(f"{side}_weights") != pair.get(f"{side}_weights")]
     if changed:
-        return ("the baseline was measured on other weights: "
-                + "; ".join(f"{side} {stored.get(side + '_weights')} then, {pair.get(side + '_weights')} now"
-                            for side in changed))
+        return "the baseline was measured on other weights: " + "; ".join(
+            f"{side} {stored.get(side + '_weights')} then, {pair.get(side + '_weights')} now" for side in changed
+        )
     return None
 
 
 def write_baseline(path: Path, section: dict) -> Path:
-    payload = {"schema_version": reports.SCHEMA_VERSION, "kind": "baseline", "environment": reports.environment(),
-               **section}
+    payload = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "kind": "baseline",
+        "environment": reports.environment(),
+        **section,
+    }
     return reports.write_report(path, payload)
 
 
 def load_baseline(path: Path) -> dict:
     """A stored baseline; missing, corrupt or older-schema files are a clear error, never skipped."""
     if not Path(path).is_file():
-        raise reports.ReportError(f"no baseline at {path}: create it with --update-baselines (and review it "
-                                  "before committing)")
+        raise reports.ReportError(
+            f"no baseline at {path}: create it with --update-baselines (and review it before committing)"
+        )
     return reports.load_report(path)
 
 

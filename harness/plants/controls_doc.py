@@ -41,23 +41,37 @@ def _cell(text: str) -> str:
 
 
 def markdown() -> str:
-    lines = [HEADER, "## Controls", "", "| control | what it plants | must | isolates | no answer for |",
-             "|---|---|---|---|---|"]
+    lines = [
+        HEADER,
+        "## Controls",
+        "",
+        "| control | what it plants | must | isolates | no answer for |",
+        "|---|---|---|---|---|",
+    ]
     for name, control in CONTROLS.items():
         if control.ladder is not None:
             continue
         isolates = "; ".join(f"{claim}: {', '.join(conditions)}" for claim, conditions in control.isolates.items())
         unanswered = _grouped(control.unanswered)
         reverse = f" (`{control.reverse_of}` run backwards)" if control.reverse_of else ""
-        lines.append(f"| `{name}` | {_cell(control.description)}{reverse} | {_answers(control.expected)} | "
-                     f"{isolates or '-'} | {unanswered or '-'} |")
-    lines += ["", "## Dose-response ladders", "",
-              "Each rung is a pair; a larger dose never gets a weaker verdict.", "",
-              "| ladder | what it plants | doses | refuted up to / holds from | either way below its holding dose |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| `{name}` | {_cell(control.description)}{reverse} | {_answers(control.expected)} | "
+            f"{isolates or '-'} | {unanswered or '-'} |"
+        )
+    lines += [
+        "",
+        "## Dose-response ladders",
+        "",
+        "Each rung is a pair; a larger dose never gets a weaker verdict.",
+        "",
+        "| ladder | what it plants | doses | refuted up to / holds from | either way below its holding dose |",
+        "|---|---|---|---|---|",
+    ]
     for name, ladder in LADDERS.items():
-        answers = "; ".join(f"{claim}: {'-' if low is None else f'≤ {low:g}'} / ≥ {high:g}"
-                            for claim, (low, high) in ladder.answers.items())
+        answers = "; ".join(
+            f"{claim}: {'-' if low is None else f'≤ {low:g}'} / ≥ {high:g}"
+            for claim, (low, high) in ladder.answers.items()
+        )
         either = _grouped(ladder.either_way)
         doses = ", ".join(f"{dose:g}" for dose in ladder.doses)
         lines.append(f"| `{name}` | {_cell(ladder.description)} | {doses} | {answers} | {either or '-'} |")

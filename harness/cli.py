@@ -146,7 +146,7 @@ def pair_summary(resolved: models.ResolvedPair) -> str:
 
 def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
     from harness.measure.profile import ProfileOptions
-    from harness.plants.controls import control_pooled_samples
+    from harness.plants.catalogue import control_pooled_samples
 
     return ProfileOptions(
         probe_set=args.probe_set,
@@ -815,9 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.plants import controls  # the command line can name the planted controls as pairs
+    from harness.plants import build  # the command line can name the planted controls as pairs
 
-    controls.register()
+    build.register()
     if getattr(args, "task", None):  # --tasks a,b --tasks c: one flat list, in order, without repeats
         args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:

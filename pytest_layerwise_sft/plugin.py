@@ -20,7 +20,8 @@ from harness.lora import arm_jobs
 from harness.lora import study as lora_study
 from harness.measure.profile import ProfileOptions
 from harness.output import reports
-from harness.plants.controls import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs, register
+from harness.plants.build import register
+from harness.plants.catalogue import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs
 from harness.sources import models
 from harness.sources.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
 from harness.verdicts import claims, dose_response, regression

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plants import controls
+from harness.plants import build
 from harness.sources import models
 
 HARNESS = Path(__file__).resolve().parent.parent / "harness"
@@ -107,9 +107,9 @@ def test_the_registry_names_a_planted_pair_only_once_the_plants_are_registered(m
     monkeypatch.setattr(models, "PAIR_SOURCES", [])
     with pytest.raises(KeyError, match="unknown pair 'planted_late'"):
         models.get_spec("planted_late")
-    controls.register()
-    controls.register()  # registering twice adds the source once
-    assert models.PAIR_SOURCES == [controls.PLANTED_PAIRS]
+    build.register()
+    build.register()  # registering twice adds the source once
+    assert models.PAIR_SOURCES == [build.PLANTED_PAIRS]
     spec = models.get_spec("planted_late")
     assert (spec.name, spec.builder, spec.base.location) == (
         "planted_late",

@@ -1,11 +1,15 @@
 """The constructions of the C5, C6 and LoRA controls, checked on small random models (no training)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import transformers
 
+from harness import cache
 from harness.metrics import effective_rank, spectral_norm
-from harness.plants import controls, emergence
+from harness.plants import build, catalogue, constructions, emergence
+from harness.sources import zoo
 
 
 def _config(layers: int) -> transformers.Olmo2Config:
@@ -72,7 +76,7 @@ def test_the_hand_built_stages_collapse_the_rank_and_raise_the_norm_only_at_the_
 
     def pooled(**options):
         model = transformers.Olmo2ForCausalLM(_config(6))
-        controls.stages(model, **options)
+        constructions.stages(model, **options)
         return [state.mean(dim=1).double() for state in _states(model, ids)]
 
     full, flat_end = pooled(), pooled(collapse=False)
@@ -88,12 +92,12 @@ def test_the_stages_without_explosion_collapse_the_rank_but_keep_the_norm_at_the
     ids = torch.randint(0, 64, (40, 12))
     uniform = torch.full((64,), 1 / 64)
     model = transformers.Olmo2ForCausalLM(_config(6))
-    controls.stages_without_explosion(model, frequencies=uniform)
+    constructions.stages_without_explosion(model, frequencies=uniform)
     states = _states(model, ids)
     before, last = states[-2][..., 1:], states[-1][..., 1:]
     # the last write cancels every coordinate but 0, up to the spread of their norm from token to token
     assert last.norm(dim=-1).mean() < 0.05 * before.norm(dim=-1).mean()
-    assert torch.equal(states[-1][..., 0], torch.full_like(states[-1][..., 0], controls.STEADY_COORDINATE))
+    assert torch.equal(states[-1][..., 0], torch.full_like(states[-1][..., 0], constructions.STEADY_COORDINATE))
     pooled = [state.mean(dim=1).double() for state in states]
     assert effective_rank(pooled[-1]) < 1.05 < 5 < effective_rank(pooled[3])
     assert spectral_norm(pooled[-1]) < spectral_norm(pooled[3])  # the rank collapses, the norm does not explode
@@ -101,17 +105,17 @@ def test_the_stages_without_explosion_collapse_the_rank_but_keep_the_norm_at_the
     narrow = transformers.Olmo2ForCausalLM(_config(6))
     narrow.config.intermediate_size = 32
     with pytest.raises(ValueError, match="needs 62 hidden units"):
-        controls.stages_without_explosion(narrow, frequencies=uniform)
+        constructions.stages_without_explosion(narrow, frequencies=uniform)
 
 
 def test_the_c1_isolates_move_the_states_the_way_their_conditions_need():
     torch.manual_seed(0)
     ids = torch.randint(0, 64, (40, 12))
 
-    def built(*constructions):
+    def built(*names):
         model = transformers.Olmo2ForCausalLM(_config(6))
-        for name in constructions:
-            controls.CONSTRUCTIONS[name](model)
+        for name in names:
+            constructions.CONSTRUCTIONS[name](model)
         return [state.reshape(-1, state.shape[-1]).double() for state in _states(model, ids)]
 
     quiet, offset = built("quiet"), built("quiet", "offset_then_late")
@@ -132,7 +136,7 @@ def test_a_trapped_layer_computes_the_same_function_but_its_adapter_takes_over_t
     clean = transformers.Olmo2ForCausalLM(_config(5))
     trapped = transformers.Olmo2ForCausalLM(_config(5))
     trapped.load_state_dict(clean.state_dict())
-    controls.trap(trapped, [1, 2])
+    constructions.trap(trapped, [1, 2])
     ids = torch.randint(0, 64, (2, 9))
     with torch.no_grad():
         torch.testing.assert_close(trapped(input_ids=ids).logits, clean(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
@@ -154,14 +158,14 @@ def test_the_trap_constructions_trap_the_bands_they_name_by_their_own_gain():
     torch.manual_seed(0)
     clean = transformers.Olmo2ForCausalLM(_config(10))
     for name, gain, trapped_layers in (
-        ("trap_edges", controls.TRAP_GAIN, {0, 1, 8, 9}),
-        ("trap_middle", controls.TRAP_GAIN, set(range(2, 8))),
-        ("trap_edges_tenfold", controls.RETENTION_TRAP_GAIN, {0, 1, 8, 9}),
+        ("trap_edges", constructions.TRAP_GAIN, {0, 1, 8, 9}),
+        ("trap_middle", constructions.TRAP_GAIN, set(range(2, 8))),
+        ("trap_edges_tenfold", constructions.RETENTION_TRAP_GAIN, {0, 1, 8, 9}),
     ):
         model = transformers.Olmo2ForCausalLM(_config(10))
         model.load_state_dict(clean.state_dict())
-        controls.CONSTRUCTIONS[name](model)
-        assert controls.TRAP_GAINS[name] == gain
+        constructions.CONSTRUCTIONS[name](model)
+        assert constructions.TRAP_GAINS[name] == gain
         for index, (layer, reference) in enumerate(zip(model.model.layers, clean.model.layers, strict=True)):
             expected = gain if index in trapped_layers else 1.0
             scale = layer.self_attn.v_proj.weight / reference.self_attn.v_proj.weight
@@ -170,6 +174,31 @@ def test_the_trap_constructions_trap_the_bands_they_name_by_their_own_gain():
 
 
 def test_a_planted_control_is_profiled_on_at_most_300_pooled_samples_wherever_it_is_asked_from():
-    assert controls.control_pooled_samples("planted_late", 1000) == controls.CONTROL_POOLED_SAMPLES == 300
-    assert controls.control_pooled_samples("planted_lora_edges", 100) == 100
-    assert controls.control_pooled_samples("tiny_olmo2", 1000) == 1000
+    assert catalogue.control_pooled_samples("planted_late", 1000) == catalogue.CONTROL_POOLED_SAMPLES == 300
+    assert catalogue.control_pooled_samples("planted_lora_edges", 100) == 100
+    assert catalogue.control_pooled_samples("tiny_olmo2", 1000) == 1000
+
+
+def _directory_of(name, monkeypatch):
+    """The cache entry ``build_control`` would build ``name`` into (nothing is built)."""
+    entries = []
+    source = zoo.BuiltPair(name="tiny_olmo2", base_dir=Path("base"), sft_dir=Path("sft"), info={"key": "tiny"})
+    monkeypatch.setattr(zoo, "build_pair", lambda *args, **kwargs: source)
+    monkeypatch.setattr(cache, "build_once", lambda directory, make: entries.append(directory))
+    monkeypatch.setattr(build.json, "loads", lambda text: {})
+    monkeypatch.setattr(Path, "read_text", lambda self: "{}")
+    build.build_control(name, progress=False)
+    return entries[-1]
+
+
+def test_a_controls_cache_key_follows_its_constructions_code_and_constants(monkeypatch):
+    smooth, late = _directory_of("planted_smooth", monkeypatch), _directory_of("planted_late", monkeypatch)
+    trapped = _directory_of("planted_lora_mid_block", monkeypatch)
+    assert _directory_of("planted_smooth", monkeypatch) == smooth  # the same recipe: found in the cache
+    monkeypatch.setattr(constructions, "SMOOTH_GAIN", constructions.SMOOTH_GAIN * 2)  # a constant the code reads
+    assert _directory_of("planted_smooth", monkeypatch) != smooth  # built again
+    assert _directory_of("planted_late", monkeypatch) == late  # a control that does not read it is kept
+    monkeypatch.setattr(constructions, "TRAP_GAIN", constructions.TRAP_GAIN / 2)  # a default argument's constant
+    assert _directory_of("planted_lora_mid_block", monkeypatch) == trapped  # bound at definition: unchanged code
+    monkeypatch.setitem(constructions.CONSTRUCTIONS, "trap_edges", constructions.trap_band("edges", 999.0))
+    assert _directory_of("planted_lora_mid_block", monkeypatch) != trapped  # a closure's value changed

@@ -151,7 +151,7 @@ def run_build(name: str, out: Path, cache_root: Path, pytest_args: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from harness.plants.controls import CONTROLS
+    from harness.plants.catalogue import CONTROLS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--builds", nargs="+", default=["native", "avx2", "default"], choices=sorted(BUILD_SETTINGS))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.plants.controls import CONTROLS, LADDERS
+from harness.plants.catalogue import CONTROLS, LADDERS
 
 DOCUMENT = Path("docs") / "controls.md"
 HEADER = """# Planted controls
 
-<!-- Written by `python -m harness.plants.controls_doc` from the catalogue in harness/plants/controls.py;
+<!-- Written by `python -m harness.plants.controls_doc` from the catalogue in harness/plants/catalogue.py;
 tests/test_controls_doc.py fails when it is out of date. -->
 
 A planted control is a base/SFT pair built from the tiny pair with a known answer: a claim it must make

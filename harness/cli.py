@@ -36,62 +36,16 @@ def _check_output_file(path: str | None) -> None:
 
 
 def claims_config_of(args: argparse.Namespace) -> dict:
-    """The claims config of a run: claims.yaml or --claims-config, with the run's --set KEY=VALUE settings and
-    its lm-eval options (--tasks, --num_fewshot, --max_gen_toks, --limit) above every pair's own entries."""
-    from pathlib import Path
+    """The claims config of a run (``harness.options``: the same table and merge as the pytest plugin's)."""
+    from harness import options
 
-    from harness import config
-
-    settings = list(getattr(args, "set", None) or [])
-    for key, value in (
-        ("tasks", getattr(args, "eval_tasks", None)),
-        ("limit", getattr(args, "eval_limit", None)),
-        ("num_fewshot", getattr(args, "eval_num_fewshot", None)),
-        ("max_gen_toks", getattr(args, "eval_max_gen_toks", None)),
-    ):
-        if value is not None:
-            text = "[" + ", ".join(task for group in value for task in group) + "]" if key == "tasks" else value
-            settings.append(f"evaluation.{key}={text}")
-    path = getattr(args, "claims_config", None)
-    return config.with_settings(config.load_config(Path(path)) if path else None, settings)
+    return options.claims_config_of(vars(args))
 
 
 def _add_settings_options(parser: argparse.ArgumentParser, evaluation: bool = False) -> None:
-    parser.add_argument("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        help="one setting of the claims config for this run, above every pair's own (repeatable), "
-        "e.g. --set tuning.steps=50 --set C1.cka_plateau_min=0.95",
-    )
-    if evaluation:  # lm-eval's spelling, as in `harness evaluate`
-        parser.add_argument(
-            "--tasks",
-            dest="eval_tasks",
-            action="append",
-            default=None,
-            type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
-            help="lm-eval tasks of the downstream scores (default: the config's evaluation.tasks)",
-        )
-        parser.add_argument("--limit", dest="eval_limit", type=int, default=None, help="items per task")
-        parser.add_argument(
-            "--num_fewshot",
-            "--num-fewshot",
-            dest="eval_num_fewshot",
-            type=int,
-            default=None,
-            help="shots of the downstream scores and the LoRA arms' scoring",
-        )
-        parser.add_argument(
-            "--max_gen_toks",
-            "--max-gen-toks",
-            dest="eval_max_gen_toks",
-            type=int,
-            default=None,
-            help="generated tokens at most per answer",
-        )
+    from harness import options
+
+    options.add_options(parser.add_argument, options.SHARED_OPTIONS if evaluation else options.SETTINGS_OPTIONS)
 
 
 def _add_pair_options(parser: argparse.ArgumentParser) -> None:
@@ -269,11 +223,11 @@ def command_rescore(args: argparse.Namespace) -> int:
     path = reports.report_file(Path(args.report))
     report = reports.load_report(path)
     # the report's own thresholds, unless a claims config or a setting is given
-    claims_config = claims_config_of(args) if (args.claims_config or args.set) else None
+    claims_config = claims_config_of(args) if (args.claims_config or args.settings) else None
     rescored = rescore.rescore_report(report, claims_config)
     changed = 0
     for name, result in rescored.items():
-        under = ", ".join([*([args.claims_config] if args.claims_config else []), *(args.set or [])])
+        under = ", ".join([*([args.claims_config] if args.claims_config else []), *(args.settings or [])])
         print(f"claims on {name}, rescored under {under or 'the thresholds the report was written with'}:")
         print(verification.verdict_table(result.verdicts))
         for key in result.changed:
@@ -320,18 +274,7 @@ def command_verify(args: argparse.Namespace) -> int:
         study.all_verdicts()
         studies[spec.name] = study
     folder = reports.run_folder(Path(args.report_dir), spec.name)
-    section = measured.section()
-    section["downstream"] = downstream
-    section["swaps"] = swaps.section()["swaps"]
-    section["verdicts"].update(swaps.section()["verdicts"])
-    if studies:
-        section["lora"] = studies[spec.name].section()
-        section["verdicts"].update(section["lora"]["verdicts"])
-    evidence = {
-        **measured.evidence(),
-        **swaps.evidence(),
-        **({"lora": studies[spec.name].evidence()} if studies else {}),
-    }
+    section, evidence = verification.pair_section(measured, swaps, studies.get(spec.name), downstream)
     report = reports.write_report(
         folder / "report.json", verification.claims_report({spec.name: section}, evidence={spec.name: evidence})
     )
@@ -369,11 +312,11 @@ def command_evaluate(args: argparse.Namespace) -> int:
     _check_output_file(args.out)
     spec = _pair_from_args(args)
     settings = config.thresholds_for(spec.name, claims_config_of(args))["evaluation"]
-    tasks = args.task or list(settings["tasks"])
+    tasks = list(settings["tasks"])  # --tasks, --limit, --num_fewshot, --max_gen_toks are in the settings
     options = evaluate.EvalOptions(
-        limit=settings["limit"] if args.limit is None else args.limit,
-        num_fewshot=settings["num_fewshot"] if args.num_fewshot is None else args.num_fewshot,
-        max_gen_toks=settings["max_gen_toks"] if args.max_gen_toks is None else args.max_gen_toks,
+        limit=settings["limit"],
+        num_fewshot=settings["num_fewshot"],
+        max_gen_toks=settings["max_gen_toks"],
         batch_size=args.batch_size,
         seed=args.seed,
     )
@@ -397,14 +340,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         reports.write_report(
             Path(args.out),
-            {
-                "schema_version": reports.SCHEMA_VERSION,
-                "kind": "evaluate",
-                "environment": reports.environment(),
-                "pair": spec.name,
-                "backend": args.model,
-                "scores": table,
-            },
+            reports.new_report("evaluate", pair=spec.name, backend=args.model, scores=table),
         )
         print(f"scores: {args.out}")
     return 0
@@ -500,13 +436,10 @@ def command_tune(args: argparse.Namespace) -> int:
     study.run()
     study.all_verdicts()
     folder = reports.run_folder(Path(args.report_dir), spec.name)
+    section, evidence = verification.pair_section(study=study)
     report = reports.write_report(
         folder / "report.json",
-        verification.claims_report(
-            {spec.name: {"lora": study.section(), "verdicts": study.section()["verdicts"]}},
-            kind="lora",
-            evidence={spec.name: {"lora": study.evidence()}},
-        ),
+        verification.claims_report({spec.name: section}, kind="lora", evidence={spec.name: evidence}),
     )
     plots.write_figures(folder, {}, {spec.name: study})
     reports.point_latest(folder)
@@ -585,17 +518,15 @@ def command_dry_run(args: argparse.Namespace) -> int:
     if args.out:
         reports.write_report(
             Path(args.out),
-            {
-                "schema_version": reports.SCHEMA_VERSION,
-                "kind": "dry-run",
-                "environment": reports.environment(),
-                "shape": result.name,
-                "dtype": result.dtype,
-                "device": result.device,
+            reports.new_report(
+                "dry-run",
+                shape=result.name,
+                dtype=result.dtype,
+                device=result.device,
                 **result.facts,
-                "stages": [vars(stage) for stage in result.stages],
-                "estimate_seconds": result.estimate,
-            },
+                stages=[vars(stage) for stage in result.stages],
+                estimate_seconds=result.estimate,
+            ),
         )
         print(f"\nreport: {args.out}")
     return 0
@@ -710,35 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(handler=command_tune)
     evaluate_parser = commands.add_parser("evaluate", help="score base and SFT with lm-eval")
     _add_pair_options(evaluate_parser)
-    # option names as lm-eval spells them (--tasks a,b --num_fewshot --batch_size), or with hyphens
-    evaluate_parser.add_argument(
-        "--tasks",
-        "--task",
-        dest="task",
-        action="append",
-        default=None,
-        type=lambda text: [task.strip() for task in text.split(",") if task.strip()],
-        help="lm-eval tasks, comma-separated or repeated: gsm8k_local, mmlu_local, "
-        "gsm8k, mmlu (default: the pair's evaluation.tasks)",
-    )
+    # the shared options (--tasks a,b --num_fewshot --max_gen_toks --limit, lm-eval's spellings or with hyphens)
     evaluate_parser.add_argument(
         "--model",
         choices=("hf", "vllm"),
         default="hf",
         help="lm-eval backend: hf (transformers, the default) or vllm (the vllm extra, on a GPU; real checkpoints)",
-    )
-    evaluate_parser.add_argument(
-        "--limit",
-        type=int,
-        default=None,
-        help="items per task (default: the pair's evaluation.limit; none for the real "
-        "benchmarks, so scores compare with published ones)",
-    )
-    evaluate_parser.add_argument(
-        "--num_fewshot", "--num-fewshot", dest="num_fewshot", type=int, default=None, help="default: the task's own"
-    )
-    evaluate_parser.add_argument(
-        "--max_gen_toks", "--max-gen-toks", dest="max_gen_toks", type=int, default=None, help="default: lm-eval's (256)"
     )
     evaluate_parser.add_argument(
         "--batch_size",
@@ -751,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--seed", type=int, default=0)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--out", help="write the scores as JSON")
-    _add_settings_options(evaluate_parser)
+    _add_settings_options(evaluate_parser, evaluation=True)
     evaluate_parser.set_defaults(handler=command_evaluate)
     swap_parser = commands.add_parser("swap", help="layer-swap scores and the C3 verdicts")
     _add_pair_options(swap_parser)
@@ -818,8 +726,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.plants import build  # the command line can name the planted controls as pairs
 
     build.register()
-    if getattr(args, "task", None):  # --tasks a,b --tasks c: one flat list, in order, without repeats
-        args.task = list(dict.fromkeys(task for group in args.task for task in group))
     try:
         return args.handler(args)
     except BadInputError as error:  # what a user's input causes: one line, exit 2; anything else is a bug and

@@ -100,15 +100,30 @@ def measure(
 def claims_report(sections: dict[str, dict], kind: str = "claims", evidence: dict[str, dict] | None = None) -> dict:
     """A report of verdicts: one section per pair, and (``evidence``) per pair what ``rescore`` needs to give
     the verdicts again under other thresholds without the models."""
-    report = {
-        "schema_version": reports.SCHEMA_VERSION,
-        "kind": kind,
-        "environment": reports.environment(),
-        "pairs": sections,
-    }
-    if evidence:
-        report["evidence"] = evidence
-    return report
+    return reports.new_report(kind, pairs=sections, **({"evidence": evidence} if evidence else {}))
+
+
+def pair_section(measured=None, swaps=None, study=None, downstream: dict | None = None) -> tuple[dict, dict]:
+    """One pair's section of a claims report, and its evidence, from whatever was measured of it: the profile
+    (``Measured``), the swaps (``SwapMeasured``), the LoRA study (run), the downstream scores. The command line
+    and the plugin build every section with it."""
+    section: dict = {"verdicts": {}}
+    evidence: dict = {}
+    if measured is not None:
+        section, evidence = measured.section(), measured.evidence()
+    if downstream is not None:
+        section["downstream"] = downstream
+    if swaps is not None:
+        swap_section = swaps.section()
+        section.setdefault("pair", swap_section["pair"])
+        section["swaps"] = swap_section["swaps"]
+        section["verdicts"] = {**section["verdicts"], **swap_section["verdicts"]}
+        evidence.update(swaps.evidence())
+    if study is not None:
+        section["lora"] = study.section()
+        section["verdicts"] = {**section["verdicts"], **section["lora"]["verdicts"]}
+        evidence["lora"] = study.evidence()
+    return section, evidence
 
 
 def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:

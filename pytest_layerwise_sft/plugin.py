@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import config as claims_config
-from harness import verification
+from harness import options, verification
 from harness.errors import BadInputError
 from harness.lora import arm_jobs
 from harness.lora import study as lora_study
@@ -75,30 +75,7 @@ def pytest_addoption(parser):
         action="store_true",
         help="write the measured pairs as the new baselines (the only way a baseline changes)",
     )
-    group.addoption("--claims-config", default=None, help="a claims config file instead of harness/claims.yaml")
-    group.addoption(
-        "--set",
-        action="append",
-        default=None,
-        metavar="KEY=VALUE",
-        dest="claims_settings",
-        help="one setting of the claims config for this session, above every pair's own (repeatable): "
-        "e.g. a custom pair's --set evaluation.max_gen_toks=48 --set tuning.steps=50",
-    )
-    group.addoption(
-        "--num-fewshot",
-        type=int,
-        default=None,
-        dest="claims_num_fewshot",
-        help="shots when the LoRA arms are scored (evaluation.num_fewshot)",
-    )
-    group.addoption(
-        "--max-gen-toks",
-        type=int,
-        default=None,
-        dest="claims_max_gen_toks",
-        help="generated tokens at most per answer (evaluation.max_gen_toks)",
-    )
+    options.add_options(group.addoption)  # the same table of options as the command line's
     group.addoption(
         "--tune",
         action="append",
@@ -145,18 +122,7 @@ class ClaimSession:
         self.regression = option.baseline
         self.baselines_dir = Path(option.baselines_dir)
         self.update_baselines = option.update_baselines
-        settings = [
-            *(option.claims_settings or []),
-            *([f"evaluation.num_fewshot={option.claims_num_fewshot}"] if option.claims_num_fewshot is not None else []),
-            *(
-                [f"evaluation.max_gen_toks={option.claims_max_gen_toks}"]
-                if option.claims_max_gen_toks is not None
-                else []
-            ),
-        ]
-        self.claims_config = claims_config.with_settings(
-            claims_config.load_config(Path(option.claims_config)) if option.claims_config else None, settings
-        )
+        self.claims_config = options.claims_config_of(vars(option))
         self.tune_pairs = option.tune or list(DEFAULT_TUNED)
         self.tune_segments = option.tune_segments
         self.jobs_settings = arm_jobs.JobSettings(executor=option.tune_executor, workers=option.tune_workers)
@@ -291,24 +257,18 @@ class ClaimSession:
         if not self.measured and not self.swaps and not self.studies:
             return []
         sections, evidence = {}, {}
-        for name, measured in sorted(self.measured.items()):
-            sections[name], evidence[name] = measured.section(), measured.evidence()
-        for name, swaps in sorted(self.swaps.items()):
-            if not swaps.results:
-                continue  # planned, never scored (every test that needed it was refused or failed first)
-            section = sections.setdefault(name, {"pair": swaps.section()["pair"], "verdicts": {}})
-            swap_section = swaps.section()
-            section["swaps"] = swap_section["swaps"]
-            section["verdicts"] = {**section.get("verdicts", {}), **swap_section["verdicts"]}
-            evidence.setdefault(name, {}).update(swaps.evidence())
-        for name, study in sorted(self.studies.items()):
-            if study.untuned is None or len(study.runs) < len(study.jobs()):
-                continue  # never run, or cut off (Ctrl-C, a failed job): reporting it must not train the rest
-            section = sections.setdefault(name, {"verdicts": {}})
-            study_section = study.section()
-            section["lora"] = study_section
-            section["verdicts"] = {**section.get("verdicts", {}), **study_section["verdicts"]}
-            evidence.setdefault(name, {})["lora"] = study.evidence()
+        for name in sorted({*self.measured, *self.swaps, *self.studies}):
+            swaps = self.swaps.get(name)
+            study = self.studies.get(name)
+            parts = {
+                "measured": self.measured.get(name),
+                # planned, never scored (every test that needed it was refused or failed first): left out
+                "swaps": swaps if swaps is not None and swaps.results else None,
+                # never run, or cut off (Ctrl-C, a failed job): reading it never trains, so it is left out
+                "study": study if study is not None and study.has_run else None,
+            }
+            if any(part is not None for part in parts.values()):
+                sections[name], evidence[name] = verification.pair_section(**parts)
         groups: dict[str, list[str]] = {}
         for name in sections:
             groups.setdefault("controls" if name in CONTROLS else name, []).append(name)

@@ -101,6 +101,17 @@ def report_file(path: Path) -> Path:
     return path / "report.json" if path.is_dir() else path
 
 
+REPORT_KINDS = ("claims", "lora", "profile", "evaluate", "dry-run", "baseline")
+
+
+def new_report(kind: str, **body) -> dict:
+    """Every report the harness writes, of any kind, from the command line or the plugin: its header (schema
+    version, kind, environment), then ``body``."""
+    if kind not in REPORT_KINDS:
+        raise ValueError(f"unknown report kind {kind!r}; the harness writes {', '.join(REPORT_KINDS)}")
+    return {"schema_version": SCHEMA_VERSION, "kind": kind, "environment": environment(), **body}
+
+
 def environment() -> dict:
     """Versions, machine and source revision, recorded in every report."""
     import torch
@@ -138,13 +149,11 @@ def table(report: dict, name: str) -> pd.DataFrame:
 
 def profile_report(profile) -> dict:
     """The report of a pair profile (``harness profile``)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "profile",
-        "environment": environment(),
+    return new_report(
+        "profile",
         **profile.meta,
-        "tables": {name: table_payload(getattr(profile, name)) for name in ("base", "sft", "pair")},
-    }
+        tables={name: table_payload(getattr(profile, name)) for name in ("base", "sft", "pair")},
+    )
 
 
 def strict_json(value):

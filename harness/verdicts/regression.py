@@ -332,13 +332,7 @@ def other_source(baseline: dict, pair: dict) -> str | None:
 
 
 def write_baseline(path: Path, section: dict) -> Path:
-    payload = {
-        "schema_version": reports.SCHEMA_VERSION,
-        "kind": "baseline",
-        "environment": reports.environment(),
-        **section,
-    }
-    return reports.write_report(path, payload)
+    return reports.write_report(path, reports.new_report("baseline", **section))
 
 
 def load_baseline(path: Path) -> dict:

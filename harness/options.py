@@ -1,0 +1,88 @@
+"""The options the command line and the pytest plugin share, in one table: the same names, the same meaning,
+and one function that turns them into a run's claims config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _task_list(text: str) -> list[str]:
+    return [task.strip() for task in text.split(",") if task.strip()]
+
+
+@dataclass(frozen=True)
+class Option:
+    flags: tuple[str, ...]  # the first is the name both interfaces show; lm-eval's spelling may follow
+    dest: str
+    help: str
+    settings_key: str | None = None  # the claims config key the option sets (None: not a setting)
+    kwargs: dict = field(default_factory=dict)
+
+
+SETTINGS_OPTIONS: tuple[Option, ...] = (
+    Option(("--claims-config",), "claims_config", "a claims config file instead of harness/claims.yaml"),
+    Option(
+        ("--set",),
+        "settings",
+        "one setting of the claims config for this run, above every pair's own (repeatable), e.g. "
+        "--set tuning.steps=50 --set C1.cka_plateau_min=0.95",
+        kwargs={"action": "append", "metavar": "KEY=VALUE"},
+    ),
+)
+EVALUATION_OPTIONS: tuple[Option, ...] = (
+    Option(
+        ("--tasks",),
+        "eval_tasks",
+        "lm-eval tasks of the downstream scores, comma-separated (default: the config's evaluation.tasks)",
+        "evaluation.tasks",
+        {"action": "append", "type": _task_list},
+    ),
+    Option(("--limit",), "eval_limit", "items per lm-eval task", "evaluation.limit", {"type": int}),
+    Option(
+        ("--num-fewshot", "--num_fewshot"),
+        "eval_num_fewshot",
+        "shots of the downstream scores and the LoRA arms' scoring",
+        "evaluation.num_fewshot",
+        {"type": int},
+    ),
+    Option(
+        ("--max-gen-toks", "--max_gen_toks"),
+        "eval_max_gen_toks",
+        "generated tokens at most per answer",
+        "evaluation.max_gen_toks",
+        {"type": int},
+    ),
+)
+SHARED_OPTIONS = SETTINGS_OPTIONS + EVALUATION_OPTIONS
+
+
+def add_options(add, options: tuple[Option, ...] = SHARED_OPTIONS) -> None:
+    """Declare ``options`` with ``add``: an argparse parser's ``add_argument`` or a pytest group's
+    ``addoption`` (both take the same arguments)."""
+    for option in options:
+        add(*option.flags, dest=option.dest, default=None, help=option.help, **option.kwargs)
+
+
+def settings_of(values: Mapping[str, Any]) -> list[str]:
+    """The KEY=VALUE settings a run's options give (``--set`` first, then the named ones)."""
+    settings = list(values.get("settings") or [])
+    for option in EVALUATION_OPTIONS:
+        value = values.get(option.dest)
+        if value is None:
+            continue
+        if option.dest == "eval_tasks":  # --tasks a,b --tasks c: one list, in order, without repeats
+            value = "[" + ", ".join(dict.fromkeys(task for group in value for task in group)) + "]"
+        settings.append(f"{option.settings_key}={value}")
+    return settings
+
+
+def claims_config_of(values: Mapping[str, Any]) -> dict:
+    """The claims config of a run: claims.yaml or ``--claims-config``, with the run's settings above every pair's
+    own entries. ``values``: the parsed options by ``dest`` (``vars(args)``, or pytest's ``vars(config.option)``)."""
+    from harness import config
+
+    path = values.get("claims_config")
+    return config.with_settings(config.load_config(Path(path)) if path else None, settings_of(values))

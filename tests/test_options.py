@@ -1,0 +1,74 @@
+"""One table of options and one report builder, shared by the command line and the pytest plugin."""
+
+import re
+from pathlib import Path
+
+from harness import cli, options
+from harness.output import reports
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _subparser(name):
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if action.dest == "command")
+    return commands.choices[name]
+
+
+def test_the_command_line_and_the_plugin_declare_the_shared_options_alike(pytester):
+    for command in ("verify", "evaluate"):
+        declared = {flag: action.dest for action in _subparser(command)._actions for flag in action.option_strings}
+        for option in options.SHARED_OPTIONS:
+            assert all(declared.get(flag) == option.dest for flag in option.flags), (command, option.flags)
+    help_text = pytester.runpytest("--help").stdout.str()
+    for option in options.SHARED_OPTIONS:
+        assert all(re.search(rf"{re.escape(flag)}\b", help_text) for flag in option.flags), option.flags
+
+
+def test_the_shared_options_become_one_claims_config():
+    args = _subparser("verify").parse_args(
+        [
+            "--set",
+            "tuning.steps=7",
+            "--tasks",
+            "gsm8k_local,mmlu_local",
+            "--tasks",
+            "mmlu_local",
+            "--limit",
+            "3",
+            "--num_fewshot",
+            "0",
+            "--max-gen-toks",
+            "12",
+        ]
+    )
+    config = cli.claims_config_of(args)
+    same = options.claims_config_of(
+        {
+            "settings": ["tuning.steps=7"],
+            "eval_tasks": [["gsm8k_local", "mmlu_local"], ["mmlu_local"]],
+            "eval_limit": 3,
+            "eval_num_fewshot": 0,
+            "eval_max_gen_toks": 12,
+        }
+    )
+    assert config == same
+    from harness import config as claims_config
+
+    evaluation = claims_config.thresholds_for("custom", config)["evaluation"]
+    assert evaluation["tasks"] == ["gsm8k_local", "mmlu_local"]  # in order, without repeats
+    assert (evaluation["limit"], evaluation["num_fewshot"], evaluation["max_gen_toks"]) == (3, 0, 12)
+    assert claims_config.thresholds_for("custom", config)["tuning"]["steps"] == 7
+
+
+def test_every_report_is_built_by_one_function():
+    writers = []
+    for path in [*(ROOT / "harness").rglob("*.py"), *(ROOT / "pytest_layerwise_sft").rglob("*.py")]:
+        if path.name != "reports.py" and '"schema_version":' in path.read_text():
+            writers.append(str(path.relative_to(ROOT)))
+    assert writers == []
+    report = reports.new_report("claims", pairs={})
+    assert (report["schema_version"], report["kind"]) == (reports.SCHEMA_VERSION, "claims") and report["environment"]
+    plugin = (ROOT / "pytest_layerwise_sft" / "plugin.py").read_text()
+    command_line = (ROOT / "harness" / "cli.py").read_text()
+    assert "verification.pair_section(" in plugin and command_line.count("verification.pair_section(") >= 2

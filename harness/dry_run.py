@@ -38,6 +38,7 @@ from harness.sources.layouts import text_config
 SHAPE_FORMAT = 2  # bump when how a shape pair is built changes
 TOKENIZER_VOCAB = 1024  # the dry run's own tokenizer (trained on local text); the model keeps its real vocabulary
 PLANTED_CHANGE = (0.002, 0.02)  # relative size of the SFT perturbation at the first and at the last layer
+MIN_DEPTH_LAYERS = 3  # the paper's first 20%, middle and last 20% need at least one layer each
 
 
 class DoesNotFitError(BadInputError):
@@ -463,11 +464,9 @@ def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
     settings = lora_runs.TuneSettings.from_thresholds(thresholds, dtype=dtype)
     tokenizer = models.load_tokenizer(resolved.base)
     examples = lora_runs.supervised_examples(lora_runs.training_records("gsm8k_local", 16), tokenizer)
-    block = tuning.middle_block(n_layers)
-    arms = {
-        "full": settings.arm("1" * 5, list(range(n_layers)), n_layers),
-        "mid-block": settings.arm("midblock", block, n_layers),
-    }
+    arms = {"full": settings.arm("1" * 5, list(range(n_layers)), n_layers)}
+    if n_layers >= MIN_DEPTH_LAYERS:  # a mid-block needs a first, a middle and a last group of layers
+        arms["mid-block"] = settings.arm("midblock", tuning.middle_block(n_layers), n_layers)
     step_seconds, figures_by_arm = {}, {}
     with measured("LoRA") as figures:
         for label, arm in arms.items():
@@ -494,7 +493,14 @@ def _lora_stage(resolved, n_layers, thresholds, sizes, dtype, device, progress) 
             }
             del wrapped, model
     figures.detail.update(
-        batch=sizes.lora_batch, arms=figures_by_arm, seconds_per_example=step_seconds["full"] / sizes.lora_batch
+        batch=sizes.lora_batch,
+        arms=figures_by_arm,
+        seconds_per_example=step_seconds["full"] / sizes.lora_batch,
+        **(
+            {}
+            if "mid-block" in arms
+            else {"mid_block": f"not measured: needs at least {MIN_DEPTH_LAYERS} decoder layers"}
+        ),
     )
     return figures
 

@@ -187,24 +187,21 @@ def run(args: argparse.Namespace) -> int:
     return 0 if figures["dry_run"]["exit"] == 0 and figures["profile_overhead"]["exit"] == 0 else 1
 
 
+def _name(requirement: str) -> str:
+    return requirement.split("==")[0].strip().lower().replace("_", "-")
+
+
+def wheels_to_carry(lock: str, present: str = "") -> list[str]:
+    """The exact pins of the lock (``name==version``) to carry: those the GPU machine's ``pip freeze``
+    (``present``) lacks, never its own CUDA build of torch and its libraries."""
+    have = {_name(line) for line in present.splitlines() if "==" in line}
+    pins = [line.split(" ")[0] for line in lock.splitlines() if "==" in line and not line.startswith("#")]
+    return [pin for pin in pins if _name(pin) not in have and not _name(pin).startswith(NEVER_CARRIED)]
+
+
 def fetch(args: argparse.Namespace) -> int:
-    present = set()
-    if args.present:
-        present = {
-            line.split("==")[0].strip().lower().replace("_", "-")
-            for line in Path(args.present).read_text().splitlines()
-            if "==" in line
-        }
-    pins = [
-        line.split(" ")[0]
-        for line in (ROOT / "constraints" / "lock.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    ]
-    wanted = [
-        pin
-        for pin in pins
-        if pin.split("==")[0].lower().replace("_", "-") not in present and not pin.lower().startswith(NEVER_CARRIED)
-    ]
+    present = Path(args.present).read_text() if args.present else ""
+    wanted = wheels_to_carry((ROOT / "constraints" / "lock.txt").read_text(), present)
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     platforms = [

@@ -54,3 +54,10 @@ def test_the_gpu_check_names_what_is_missing_and_how_to_bring_it(tmp_path, monke
     monkeypatch.setattr(script, "NEEDED_MODULES", ("numpy", "a_module_nobody_has"))
     assert script.main(["run", "--out", str(tmp_path)]) == 2
     assert "missing here: a_module_nobody_has" in capsys.readouterr().err
+
+
+def test_the_wheels_to_carry_are_the_locks_pins_the_gpu_machine_lacks():
+    lock = "numpy==2.1.0\n    # via pandas\nlm-eval==0.4.9\ntorch==2.13.0\nnvidia-cublas==13.0\nPyYAML==6.0.2\n"
+    present = "numpy==1.26.4\npyyaml==6.0.1\ntorch==2.11.0+cu130\n"
+    assert _script().wheels_to_carry(lock, present) == ["lm-eval==0.4.9"]
+    assert _script().wheels_to_carry(lock) == ["numpy==2.1.0", "lm-eval==0.4.9", "PyYAML==6.0.2"]

@@ -61,7 +61,7 @@ run: $(STAMP)
 # LoRA studies, on one process (HARNESS_WORKERS=1).
 PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims.py tests/test_lora_claims.py tests/test_dose_response.py tests/test_controls.py \
 	tests/test_depth.py tests/test_directional.py tests/test_metrics.py tests/test_data.py tests/test_tokenizer.py \
-	tests/test_pinned_numerics.py tests/test_across_builds.py suites/test_metric_invariants.py
+	tests/test_pinned_numerics.py tests/test_across_builds.py tests/test_cka_coverage.py suites/test_metric_invariants.py
 PURE_RUN := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HARNESS_WORKERS=1 $(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS)
 
 warm: $(STAMP)

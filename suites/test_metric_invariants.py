@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from harness import metrics
 from harness.measure import weights
+from harness.metrics.unbiased import debiased_linear_cka
 from harness.sources import layouts
 from harness.verdicts import intervals
 
@@ -71,6 +72,28 @@ def test_cka_is_invariant_to_rotation_scaling_and_translation(x, data, seed, sca
     assert metrics.linear_cka(rotated, y) == pytest.approx(reference, rel=1e-6, abs=1e-7)
     assert metrics.linear_cka(x, scale * y) == pytest.approx(reference, rel=1e-6, abs=1e-7)
     assert metrics.linear_cka(x, shifted) == pytest.approx(reference, rel=1e-6, abs=1e-7)
+
+
+@given(matrices(min_rows=6, max_rows=14), st.data(), seeds, st.floats(1e-2, 1e2))
+def test_debiased_cka_is_symmetric_and_invariant_to_rotation_scaling_and_translation(x, data, seed, scale):
+    y = data.draw(matrices(min_rows=x.shape[0], max_rows=x.shape[0]))
+    assume(centered_norm(x) > 1e-2 and centered_norm(y) > 1e-2)
+    try:
+        reference = debiased_linear_cka(x, y)
+    except metrics.DegenerateInputError:  # a self-HSIC estimated non-positive: too few samples for its spread
+        assume(False)
+    assume(reference.conditioning > 1e-6)  # not resting on the cancellation of far larger sums
+    rotated = x @ orthogonal(x.shape[1], seed)
+    shifted = y + torch.linspace(-5, 5, y.shape[1], dtype=torch.float64)
+    for other in (
+        debiased_linear_cka(y, x),
+        debiased_linear_cka(rotated, y),
+        debiased_linear_cka(x, scale * y),
+        debiased_linear_cka(x, shifted),
+    ):
+        assert other.value == pytest.approx(reference.value, rel=1e-6, abs=1e-7)
+    low, high = reference.interval(0.95)
+    assert low <= reference.value <= high or not np.isfinite(reference.standard_error)
 
 
 @given(matrices(min_rows=3))

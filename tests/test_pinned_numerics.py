@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from harness import calibration, config, metrics
+from harness.metrics.unbiased import debiased_linear_cka, debiased_mean_shift
 
 STORED = Path(__file__).resolve().parent / "data" / "pinned_numerics.json"
 RTOL, ATOL = 1e-7, 1e-10  # reordered sums move the last bits: measured at most 2e-16 across kernel settings
@@ -62,6 +63,10 @@ def _metrics_of(x: torch.Tensor, y: torch.Tensor, tokens: torch.Tensor) -> dict[
         "spectral_norm": metrics.spectral_norm(x),
         "rank_deficiency": float(metrics.rank_deficiency(low_rank)),
         "sparsity": metrics.sparsity(x, eps=1.0),
+        "debiased_cka": (cka := debiased_linear_cka(x, y)).value,
+        "debiased_cka_standard_error": cka.standard_error,
+        "debiased_mean_shift_squared": (shift := debiased_mean_shift(x, y)).squared,
+        "debiased_mean_shift_standard_error": shift.standard_error,
     }
 
 

@@ -182,3 +182,17 @@ def test_a_measured_pair_reads_its_captured_runs_and_resamples():
     assert curvature.evidence["delta_curvature"] == pytest.approx([-0.05] * (L + 1))
     assert directional.measured_verdict("D:effective_rank", profile, resampler, T).outcome == claims.HOLDS
     assert directional.measured_verdict("D:rank_deficiency", profile, resampler, T).outcome == claims.REFUTED
+
+
+def test_rank_deficiency_is_undefined_not_unchanged_where_both_models_are_of_full_row_rank_at_n_below_d():
+    import numpy as np
+
+    from harness import calibration, config
+
+    thresholds = config.thresholds_for("calibration")
+    wide = calibration.SMALL.scaled(samples=24, width=48)  # N < D: every pooled matrix has full row rank
+    verdict = calibration.directional_verdicts("null", wide, thresholds, np.random.default_rng(0))["D:rank_deficiency"]
+    assert verdict.outcome == "inconclusive"
+    assert all(value is None for value in verdict.evidence["delta_rank_deficiency"])  # no row says anything
+    tall = calibration.directional_verdicts("null", calibration.SMALL, thresholds, np.random.default_rng(0))
+    assert tall["D:rank_deficiency"].outcome == "refuted"  # N > D: a deficiency of 0 on both sides is no change

@@ -211,3 +211,38 @@ def test_a_mixtures_profile_reports_router_and_experts_change_per_layer(name, fa
     for column in ("weight_change", "router_change", "experts_change"):  # eq. 1, and the mixture's apart
         assert result.pair[column].iloc[1:].gt(0).all() and pd.isna(result.pair[column].iloc[0])
     assert result.meta["pair"]["layout"] == layouts.layout_of_type(result.meta["pair"]["model_type"]).family
+
+
+def test_a_mixture_donor_missing_an_expert_is_refused_in_one_line_and_the_host_is_restored(family_cache, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    base_dir, sft_dir = _pair("mixtral")
+    broken = tmp_path / "broken"
+    shutil.copytree(sft_dir, broken)
+    tensors = load_file(broken / "model.safetensors")
+    missing = "model.layers.1.block_sparse_moe.experts.2.w3.weight"
+    del tensors[missing]
+    save_file(tensors, broken / "model.safetensors", metadata={"format": "pt"})
+    host = models.load_model(models.ModelRef(str(base_dir)))
+    before = {key: value.detach().clone() for key, value in host.named_parameters()}
+    with pytest.raises(swap.DonorMismatchError) as refused:
+        with swap.swapped(host, broken, [1]):
+            pass
+    assert "\n" not in str(refused.value) and "mlp.experts.gate_up_proj" in str(refused.value)
+    assert all(torch.equal(value, before[key]) for key, value in host.named_parameters())
+
+
+def test_an_adapter_made_for_another_base_is_refused_in_one_line(family_cache, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from harness.sources import adapters
+
+    llama_dir, _ = _pair("llama")
+    wider = {**json.loads(SHAPES["llama"].read_text()), "hidden_size": 96, "intermediate_size": 128}
+    other_dir, _ = dry_run.build_shape_pair("llama-wider", wider, "float32", progress=False)
+    model = models.load_model(models.ModelRef(str(other_dir)))  # its Q/K/V have other shapes
+    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    with pytest.raises(adapters.AdapterError, match="does not fit the base"):
+        adapters.merged_directory(llama_dir, "llama", tmp_path / "adapter", progress=False)

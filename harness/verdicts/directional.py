@@ -212,12 +212,31 @@ def measured_inputs(claim: str, profile, resampler) -> tuple[np.ndarray, np.ndar
         )
     else:
         delta = profile.pair[hypothesis.column].to_numpy(dtype=float)
+        if hypothesis.metric == "rank_deficiency":
+            delta = _informative_deficiency(delta, profile)
         resampled = None
         if not hypothesis.exact:
             bundles = resampler.bundles("spectral")
             resampled = np.stack([_row_values(b[hypothesis.column], profile.pair.index) for b in bundles])
         note = resampler.note + ", both models under the same weights (eq. 9)"
     return delta, resampled, note
+
+
+def _informative_deficiency(delta: np.ndarray, profile) -> np.ndarray:
+    """The rank-deficiency differences that say something: rank deficiency is min(N, D) − rank, so with no
+    more samples than dimensions (N ≤ D, every real model's probe set) a pooled matrix of full row rank reads
+    0 whatever the rank its model would show on more samples. A layer where both models read 0 there is
+    undefined (NaN: never "holds" or "refuted"), not "no change"; a deficiency either model does show
+    (rank below N) still counts."""
+    run = profile.base_run
+    samples, width = run.n_samples, int(run.pooled(0).shape[1])
+    if samples > width:
+        return delta
+    index = profile.pair.index
+    both_full = (profile.base["rank_deficiency"].reindex(index).to_numpy(dtype=float) == 0) & (
+        profile.sft["rank_deficiency"].reindex(index).to_numpy(dtype=float) == 0
+    )
+    return np.where(both_full, np.nan, delta)
 
 
 def _row_values(series: pd.Series | claims.Rows, index: pd.Index) -> np.ndarray:

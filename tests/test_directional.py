@@ -166,7 +166,9 @@ def test_a_compressed_dataset_matrix_lowers_dataset_entropy_and_effective_rank_i
 def test_a_measured_pair_reads_its_captured_runs_and_resamples():
     """The glue: per-sample values from the runs (eq. 8), dataset deltas from the profile and spectral resamples."""
     base_values, sft_values = per_sample(), per_sample() - 0.05
-    run = lambda values: SimpleNamespace(sample_metric=lambda name: values)  # noqa: E731
+    run = lambda values: SimpleNamespace(  # noqa: E731
+        sample_metric=lambda name: values, n_samples=SAMPLES, pooled=lambda layer: torch.zeros(SAMPLES, 8)
+    )  # more samples than dimensions: rank deficiency reads its difference as it is
     index = pd.RangeIndex(L + 1)
     delta = pd.Series(np.linspace(-0.3, -0.1, L + 1), index=index)
     profile = SimpleNamespace(
@@ -185,9 +187,7 @@ def test_a_measured_pair_reads_its_captured_runs_and_resamples():
 
 
 def test_rank_deficiency_is_undefined_not_unchanged_where_both_models_are_of_full_row_rank_at_n_below_d():
-    import numpy as np
-
-    from harness import calibration, config
+    from harness import calibration
 
     thresholds = config.thresholds_for("calibration")
     wide = calibration.SMALL.scaled(samples=24, width=48)  # N < D: every pooled matrix has full row rank

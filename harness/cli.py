@@ -413,7 +413,7 @@ def command_tune(args: argparse.Namespace) -> int:
         thresholds,
         args.device,
         args.dtype,
-        args.segments,
+        args.tune_segments,
         masks=masks,
         overrides=overrides,
         jobs_settings=job_settings_of(args),
@@ -469,7 +469,7 @@ def job_settings_of(args: argparse.Namespace):
         for key, value in (("slurm_partition", args.slurm_partition), ("timeout_min", args.slurm_timeout_min))
         if value is not None
     }
-    return arm_jobs.JobSettings(executor=args.executor, workers=args.workers, slurm=slurm)
+    return arm_jobs.JobSettings(executor=args.tune_executor, workers=args.tune_workers, slurm=slurm)
 
 
 def command_calibrate(args: argparse.Namespace) -> int:
@@ -591,13 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated segment masks to train, e.g. 01100,11111 (default: the "
         "whole study: every M = 5 mask, the controls and the block finder's choice)",
     )
-    tune.add_argument(
-        "--segments",
-        type=int,
-        nargs="+",
-        default=None,
-        help="M values of the single-segment inverted U (default: the config's)",
-    )
+    from harness import options as shared_options
+
+    shared_options.add_options(tune.add_argument, shared_options.STUDY_OPTIONS, command_line=True)
     tune.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
     tune.add_argument("--steps", type=int, default=None, help="training steps per arm (default: the config's)")
     tune.add_argument("--full-rank", type=int, default=None, help="rank of the full-depth arm; sets the budget")
@@ -622,14 +618,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the runs no other process is training into the cache, then wait for the others': "
         "processes on one machine (or a shared file system) split a study as they go",
     )
-    tune.add_argument(
-        "--executor",
-        choices=("serial", "local", "slurm"),
-        default="serial",
-        help="train the runs one after another (default), or as submitit jobs: local (one GPU per "
-        "job when there are GPUs) or slurm (a job array); finished runs are never trained again",
-    )
-    tune.add_argument("--workers", type=int, default=1, help="jobs at once (local), or the array's limit (slurm)")
     tune.add_argument("--slurm-partition", default=None)
     tune.add_argument("--slurm-timeout-min", type=int, default=None)
     tune.add_argument(

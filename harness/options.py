@@ -20,6 +20,7 @@ class Option:
     help: str
     settings_key: str | None = None  # the claims config key the option sets (None: not a setting)
     kwargs: dict = field(default_factory=dict)
+    command_line_aliases: tuple[str, ...] = ()  # older spellings the command line keeps accepting
 
 
 SETTINGS_OPTIONS: tuple[Option, ...] = (
@@ -57,13 +58,41 @@ EVALUATION_OPTIONS: tuple[Option, ...] = (
     ),
 )
 SHARED_OPTIONS = SETTINGS_OPTIONS + EVALUATION_OPTIONS
+# How a LoRA study runs: `harness tune` and pytest's --tune alike.
+STUDY_OPTIONS: tuple[Option, ...] = (
+    Option(
+        ("--tune-segments",),
+        "tune_segments",
+        "values of M for the single-segment inverted U of C4 (default: the claims config's)",
+        kwargs={"type": int, "nargs": "+", "metavar": "M"},
+        command_line_aliases=("--segments",),
+    ),
+    Option(
+        ("--tune-executor",),
+        "tune_executor",
+        "train a study's runs one after another (serial, the default) or as submitit jobs: local (one GPU "
+        "per job when there are GPUs) or slurm (a job array); finished runs are never trained again",
+        kwargs={"choices": ("serial", "local", "slurm")},
+        command_line_aliases=("--executor",),
+    ),
+    Option(
+        ("--tune-workers",),
+        "tune_workers",
+        "jobs at once with --tune-executor local, or the array's limit with slurm",
+        kwargs={"type": int},
+        command_line_aliases=("--workers",),
+    ),
+)
+STUDY_DEFAULTS = {"tune_segments": None, "tune_executor": "serial", "tune_workers": 1}
 
 
-def add_options(add, options: tuple[Option, ...] = SHARED_OPTIONS) -> None:
+def add_options(add, options: tuple[Option, ...] = SHARED_OPTIONS, command_line: bool = False) -> None:
     """Declare ``options`` with ``add``: an argparse parser's ``add_argument`` or a pytest group's
-    ``addoption`` (both take the same arguments)."""
+    ``addoption`` (both take the same arguments); the command line also takes their older spellings."""
     for option in options:
-        add(*option.flags, dest=option.dest, default=None, help=option.help, **option.kwargs)
+        flags = (*option.flags, *option.command_line_aliases) if command_line else option.flags
+        default = STUDY_DEFAULTS.get(option.dest)
+        add(*flags, dest=option.dest, default=default, help=option.help, **option.kwargs)
 
 
 def settings_of(values: Mapping[str, Any]) -> list[str]:

@@ -84,22 +84,7 @@ def pytest_addoption(parser):
         help="pairs whose LoRA arms are trained for C4 and C8 (repeatable; default: tiny_olmo2). "
         "A study trains every arm with every seed: minutes on the tiny pair, GPU-hours on a 7B one",
     )
-    group.addoption(
-        "--tune-executor",
-        choices=("serial", "local", "slurm"),
-        default="serial",
-        help="train a study's runs one after another (default) or as submitit jobs (local: one GPU "
-        "per job; slurm: a job array); finished runs are read from the cache, never retrained",
-    )
-    group.addoption("--tune-workers", type=int, default=1, help="jobs at once with --tune-executor local or slurm")
-    group.addoption(
-        "--tune-segments",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="M",
-        help="values of M for the single-segment inverted U of C4 (default: the claims config's)",
-    )
+    options.add_options(group.addoption, options.STUDY_OPTIONS)
     group.addoption(
         "--inconclusive",
         choices=("fail", "xfail", "pass"),

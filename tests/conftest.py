@@ -49,3 +49,28 @@ def isolated_cache(tmp_path, monkeypatch):
     """A fresh, empty harness cache for one test."""
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def verify_small(isolated_cache, tmp_path, monkeypatch):
+    """``harness verify`` of a custom pair at small sizes (40 pooled samples, 6 swap items, no LoRA), lm-eval
+    stubbed to score 0: returns the pair's report section. For the tests of what a pair's shape changes."""
+    from harness import cli
+    from harness.measure import evaluate
+    from harness.output import reports
+
+    monkeypatch.setattr(
+        evaluate,
+        "lm_eval_scores",
+        lambda model, tokenizer, tasks, options: {
+            task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks
+        },
+    )
+
+    def verify(base, sft) -> dict:
+        argv = ["verify", "--base", str(base), "--sft", str(sft), "--no-tune", "--pooled-samples", "40"]
+        argv += ["--token-samples", "8", "--tasks", "gsm8k_local", "--limit", "3", "--set", "C3.items=6"]
+        assert cli.main([*argv, "--report-dir", str(tmp_path / "reports")]) == 0
+        return reports.load_report(tmp_path / "reports" / "custom")["pairs"]["custom"]
+
+    return verify

@@ -6,9 +6,7 @@ import json
 import pytest
 import torch
 
-from harness import cli
 from harness.measure.weights import weight_change
-from harness.output import reports
 from harness.sources import adapters, models
 
 
@@ -66,43 +64,9 @@ def test_an_adapter_sft_is_merged_once_and_its_config_is_recorded(micro_pair, is
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
-def test_an_adapter_sft_profiles_verifies_and_swaps(micro_pair, isolated_cache, tmp_path, monkeypatch):
-    from harness.measure import evaluate
-
-    monkeypatch.setattr(
-        evaluate,
-        "lm_eval_scores",
-        lambda model, tokenizer, tasks, options: {
-            task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks
-        },
-    )
+def test_an_adapter_sft_profiles_verifies_and_swaps(micro_pair, verify_small, tmp_path):
     folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
-    assert (
-        cli.main(
-            [
-                "verify",
-                "--base",
-                str(micro_pair.base_dir),
-                "--sft",
-                str(folder),
-                "--no-tune",
-                "--pooled-samples",
-                "40",
-                "--token-samples",
-                "8",
-                "--tasks",
-                "gsm8k_local",
-                "--limit",
-                "3",
-                "--set",
-                "C3.items=6",
-                "--report-dir",
-                str(tmp_path / "reports"),
-            ]
-        )
-        == 0
-    )
-    section = reports.load_report(tmp_path / "reports" / "custom")["pairs"]["custom"]
+    section = verify_small(micro_pair.base_dir, folder)
     recorded = section["pair"]["sft_adapter"]
     assert (recorded["r"], recorded["lora_alpha"], recorded["source"]) == (4, 8, str(folder))
     assert len(section["swaps"]["base_with_sft_block"]["host"]["per_item"]) == 6

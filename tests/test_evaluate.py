@@ -169,3 +169,18 @@ def test_lm_eval_probes_the_environment_once_per_process(monkeypatch):
     finally:
         evaluate._environment.cache_clear()
     assert len(probes) == 1 and evaluator.add_env_info is original
+
+
+def test_the_local_task_folder_follows_the_lm_eval_it_includes(isolated_cache, monkeypatch, tmp_path):
+    # a cache shared by two environments (another checkout or venv) must not hand one the other's task files
+    import lm_eval.tasks
+
+    from harness.measure import evaluate
+
+    options = evaluate.EvalOptions()
+    here = evaluate.local_task_folder(options)
+    assert here == evaluate.local_task_folder(options)  # found again, not rewritten
+    moved = tmp_path / "elsewhere" / "lm_eval" / "tasks"
+    monkeypatch.setattr(lm_eval.tasks, "__file__", str(moved / "__init__.py"))
+    there = evaluate.local_task_folder(options)
+    assert there != here and f"include: {moved}/gsm8k/gsm8k.yaml" in (there / "gsm8k_local.yaml").read_text()

@@ -20,8 +20,11 @@ def test_the_command_line_and_the_plugin_declare_the_shared_options_alike(pytest
         declared = {flag: action.dest for action in _subparser(command)._actions for flag in action.option_strings}
         for option in options.SHARED_OPTIONS:
             assert all(declared.get(flag) == option.dest for flag in option.flags), (command, option.flags)
+    declared = {flag: action.dest for action in _subparser("tune")._actions for flag in action.option_strings}
+    for option in options.STUDY_OPTIONS:  # the same names, and the command line's older spellings
+        assert all(declared.get(flag) == option.dest for flag in (*option.flags, *option.command_line_aliases))
     help_text = pytester.runpytest("--help").stdout.str()
-    for option in options.SHARED_OPTIONS:
+    for option in (*options.SHARED_OPTIONS, *options.STUDY_OPTIONS):
         assert all(re.search(rf"{re.escape(flag)}\b", help_text) for flag in option.flags), option.flags
 
 

@@ -3,9 +3,7 @@ still compares the decoder layers, and the report says the vocabularies differ."
 
 import pytest
 
-from harness import cli
 from harness.measure import swap
-from harness.output import reports
 from harness.sources import models
 
 
@@ -20,47 +18,11 @@ def _sft_with_added_tokens(base_dir, folder):
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
-def test_a_pair_whose_sft_added_tokens_runs_every_stage_and_the_report_says_so(
-    micro_pair, isolated_cache, tmp_path, monkeypatch
-):
-    from harness.measure import evaluate
-
-    monkeypatch.setattr(
-        evaluate,
-        "lm_eval_scores",
-        lambda model, tokenizer, tasks, options: {
-            task: {"score": 0.0, "stderr": 0.0, "metric": "exact_match"} for task in tasks
-        },
-    )
+def test_a_pair_whose_sft_added_tokens_runs_every_stage_and_the_report_says_so(micro_pair, verify_small, tmp_path):
     sft = _sft_with_added_tokens(micro_pair.sft_dir, tmp_path / "sft")
     base_vocabulary = models.load_config(models.ModelRef(str(micro_pair.base_dir))).vocab_size
     assert models.load_config(models.ModelRef(str(sft))).vocab_size > base_vocabulary
-    assert (
-        cli.main(
-            [
-                "verify",
-                "--base",
-                str(micro_pair.base_dir),
-                "--sft",
-                str(sft),
-                "--no-tune",
-                "--pooled-samples",
-                "40",
-                "--token-samples",
-                "8",
-                "--tasks",
-                "gsm8k_local",
-                "--limit",
-                "3",
-                "--set",
-                "C3.items=6",
-                "--report-dir",
-                str(tmp_path / "reports"),
-            ]
-        )
-        == 0
-    )
-    section = reports.load_report(tmp_path / "reports" / "custom")["pairs"]["custom"]
+    section = verify_small(micro_pair.base_dir, sft)
     assert "vocabularies differ" in section["pair"]["vocabulary"]
     assert f"base {base_vocabulary} tokens" in section["pair"]["vocabulary"]
     assert len(section["swaps"]["sft_with_base_block"]["host"]["per_item"]) == 6

@@ -55,9 +55,21 @@ class EvalOptions:
 
 def local_task_folder(options: EvalOptions) -> Path:
     """Generated data and rendered YAML for the local tasks, written once into the cache."""
+    import lm_eval
     import lm_eval.tasks
 
-    key = cache.stable_hash({"format": TASK_DATA_FORMAT, "seed": options.data_seed, "test": options.test_items})
+    lm_eval_tasks = os.path.dirname(lm_eval.tasks.__file__)
+    # the rendered YAML includes lm-eval's own task files by path: another environment (another checkout, venv
+    # or lm-eval release) needs its own folder, or it would include files that are not there
+    key = cache.stable_hash(
+        {
+            "format": TASK_DATA_FORMAT,
+            "seed": options.data_seed,
+            "test": options.test_items,
+            "lm_eval_tasks": lm_eval_tasks,
+            "lm_eval": getattr(lm_eval, "__version__", None),
+        }
+    )
     folder = cache.cache_root() / "tasks" / key
     if cache.is_complete(folder):
         return folder
@@ -72,7 +84,6 @@ def local_task_folder(options: EvalOptions) -> Path:
         }
         for name, records in splits.items():
             (scratch / name).write_text("".join(json.dumps(r) + "\n" for r in records))
-        lm_eval_tasks = os.path.dirname(lm_eval.tasks.__file__)
         for task in LOCAL_TASKS:
             template = resources.files("harness.measure").joinpath(f"tasks/{task}.yaml.in").read_text()
             rendered = template.replace("{lm_eval_tasks}", lm_eval_tasks).replace("{data_dir}", str(folder))

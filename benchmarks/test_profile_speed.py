@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from harness import config
 from harness.measure import profile
 
 SAMPLES = 200
@@ -33,23 +34,25 @@ def test_pair_tables_from_cached_runs(benchmark, tiny_olmo2, monkeypatch, tmp_pa
     assert result.meta["forward"]["base"]["samples"] == 0
 
 
-def test_interval_resamples_of_every_claim(benchmark, tiny_olmo2, monkeypatch, tmp_path):
-    """Joint Bayesian-bootstrap resamples (200, the default) of the pair and spectral statistics, every layer."""
+def test_interval_replicates_of_every_claim(benchmark, tiny_olmo2, monkeypatch, tmp_path):
+    """The jackknife replicates (50 groups, the default) and debiased estimates of the pair and spectral
+    statistics, every layer."""
     from harness.verdicts import bootstrap
 
     resolved, _ = tiny_olmo2
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     pair = profile.profile_pair(resolved, OPTIONS, device="cpu", progress=False)
+    groups = config.thresholds_for("tiny_olmo2")["bootstrap"]["jackknife_groups"]
 
-    def resample():
+    def replicate():
         bootstrap._RUN_SPECTRA.clear()  # measure the computation, not the memo of a run's spectra
         for stored in tmp_path.rglob("resampled-spectra-*.npz"):  # nor the copy kept beside the run
             stored.unlink()
-        return bootstrap.Resampler(pair, resamples=200, seed=0).bundles("spectral")
+        return bootstrap.Resampler(pair, groups=groups, seed=0).bundles("spectral")
 
-    bundles = benchmark.pedantic(resample, rounds=2, warmup_rounds=0)
-    assert len(bundles) == 200
-    benchmark.extra_info.update(samples=SAMPLES, resamples=200, layers=len(pair.pair))
+    bundles = benchmark.pedantic(replicate, rounds=2, warmup_rounds=0)
+    assert len(bundles) == min(groups, OPTIONS.token_samples or groups)
+    benchmark.extra_info.update(samples=SAMPLES, groups=len(bundles), layers=len(pair.pair))
 
 
 PEAK_SCRIPT = """

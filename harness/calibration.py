@@ -4,7 +4,7 @@ it holds at the paper's own effect sizes.
 A verdict holds only when the whole interval of every deciding condition clears its threshold, so on data
 with no effect it should hold rarely: at most as often as the intervals' coverage allows (about 2.5% for
 one condition at its boundary with 95% intervals, less for conjunctions). Whether it does is a property of
-the whole engine (the statistics, the picks of best arms, the Bayesian bootstrap, the widening for few
+the whole engine (the statistics, the picks of best arms, the jackknife and the bootstrap, the widening for few
 seeds), so simulated data go through the same code as real data:
 
 - per-layer claims (C1, C2, C5, C6, C7, §4.2-4.3): a pair of in-memory runs (``SyntheticRun``, read like a
@@ -291,7 +291,7 @@ def layer_verdicts(
     pair = simulated_pair(layer_plan(scenario, sizes), sizes, rng)
     sampling = thresholds["bootstrap"]
     measured = verification.Measured(
-        "simulated", pair, thresholds, bootstrap.Resampler(pair, sampling["resamples"], sampling["seed"])
+        "simulated", pair, thresholds, bootstrap.Resampler(pair, sampling["jackknife_groups"], sampling["seed"])
     )
     return {key: measured.verdict(key) for key in keys}
 
@@ -653,11 +653,21 @@ def power_rates(
     return null_rates(claim, simulations, seed, sizes, "paper", workers, **options)
 
 
+def wide(sizes: Sizes) -> Sizes:
+    """``sizes`` with fewer probe samples than hidden dimensions (N = 0.6 D), where every real model's profile
+    lives: the same scenario, another regime of every estimator."""
+    return sizes.scaled(width=max(sizes.width, int(sizes.samples / 0.6)))
+
+
 def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
-    """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold."""
+    """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold. The
+    per-layer claims and the directional hypotheses also with fewer samples than dimensions (``wide``)."""
+    narrow = wide(sizes)
     return [
         Batch("layers", "null", sizes, (*PER_LAYER, *DIRECTIONAL)),  # one simulated pair serves both
         Batch("layers", "boundary", sizes, ("C1", "C5")),
+        Batch("layers", "null", narrow, (*PER_LAYER, *DIRECTIONAL), label="null, N < D"),
+        Batch("layers", "boundary", narrow, ("C1", "C5"), label="boundary, N < D"),
         Batch("swap", "null", sizes),
         Batch("swap", "boundary", sizes),
         Batch("lora", "null", sizes),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import pandas as pd
+
 from harness import config, verification
 from harness.errors import BadInputError
 from harness.lora import study as lora_study
@@ -57,7 +59,18 @@ def rescore_pair(name: str, section: dict, evidence: dict, thresholds: dict) -> 
     if per_layer:
         if "tables" not in section or "resamples" not in evidence:
             raise BadInputError(f"the report keeps no tables or resamples of {name}: it cannot be rescored")
-        bundle = bootstrap.bundle_of(_profile_of(section))
+        if evidence.get("method") != bootstrap.Resampler.method:
+            raise BadInputError(
+                f"the report of {name} keeps {evidence.get('method') or 'Bayesian-bootstrap'} resamples of its "
+                f"probe samples, not the {bootstrap.Resampler.method} replicates this harness decides on: "
+                "run the claims again to rescore them"
+            )
+        plug_in = bootstrap.bundle_of(_profile_of(section))
+        estimates = {
+            key: pd.Series(values, index=evidence["layers"], dtype=float)
+            for key, values in evidence["estimates"].items()
+        }
+        bundle = {**plug_in, **estimates}
         resampled = bootstrap.stored_bundles(evidence["layers"], evidence["resamples"])
     for key in per_layer:
         if directional.is_directional(key):
@@ -69,8 +82,9 @@ def rescore_pair(name: str, section: dict, evidence: dict, thresholds: dict) -> 
         else:
             needed = resampled if bootstrap.NEEDS[key] else []
             result.verdicts[key] = claims.evaluate(
-                key, bundle, thresholds, needed, confidence, evidence["note"] if needed else ""
+                key, bundle, thresholds, needed, confidence, evidence["note"] if needed else "", plug_in=plug_in
             )
+            result.verdicts[key].estimator = result.stored.get(key, {}).get("estimator", "")
     for key in keys:
         if key.startswith("C3:"):
             _, direction, count = key.split(":")

@@ -51,11 +51,13 @@ class Measured:
                 resampled = self.resampler.bundles(kind)
                 self.verdicts[claim] = claims.evaluate(
                     claim,
-                    self._bundle,
+                    self.resampler.point_bundle(self._bundle),
                     self.thresholds,
                     resampled,
                     confidence=self.thresholds["bootstrap"]["confidence"],
                     note=self.resampler.note if resampled else "",
+                    plug_in=self._bundle,
+                    estimator=self.resampler.estimator(kind),
                 )
             self.seconds += time.perf_counter() - started
         return self.verdicts[claim]
@@ -66,7 +68,9 @@ class Measured:
         return {
             "layers": self.resampler.layers,
             "note": self.resampler.note,
+            "method": self.resampler.method,
             "resamples": self.resampler.stored(),
+            "estimates": {name: series.tolist() for name, series in self.resampler.estimates().items()},
             "directional": dict(self._directional),
         }
 
@@ -93,7 +97,7 @@ def measure(
     resolved = models.resolve_pair(spec, progress=progress)
     profile = profile_pair(resolved, options, device=device, progress=progress)
     sampling = thresholds["bootstrap"]
-    resampler = bootstrap.Resampler(profile, sampling["resamples"], sampling["seed"])
+    resampler = bootstrap.Resampler(profile, sampling["jackknife_groups"], sampling["seed"])
     return Measured(spec.name, profile, thresholds, resampler)
 
 

@@ -293,6 +293,32 @@ def test_weighted_spectra_keep_the_rank_of_the_unweighted_matrix(z, seed):
     assert ((0 <= spectra["entropy"]) & (spectra["entropy"] <= 1 + 1e-9)).all()
 
 
+@given(st.integers(6, 24), st.integers(3, 30), seeds)
+def test_a_jackknife_replicate_of_the_spectra_is_the_spectra_of_the_rows_it_keeps(n, d, seed):
+    # fewer samples than dimensions as well as more: a zero weight leaves its row out of rank, normalisation
+    # (log min(n, D)) and condition number alike
+    rng = np.random.default_rng(seed)
+    z = torch.from_numpy(rng.normal(size=(n, d)) * np.linspace(1.0, 0.2, d))
+    weights = intervals.jackknife_weights(n, 4, rng)
+    spectra = metrics.weighted_spectra(z, torch.from_numpy(weights))
+    for replicate, share in enumerate(weights):
+        direct = metrics.spectral_summary(z[torch.from_numpy(share > 0)])
+        for name in ("entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm"):
+            assert float(spectra[name][replicate]) == pytest.approx(direct[name], rel=1e-6, abs=1e-9), name
+
+
+@given(st.integers(2, 60), st.integers(2, 30), st.integers(0, 60), seeds)
+def test_jackknife_groups_partition_the_samples_and_their_leading_ones_evenly(count, groups, leading, seed):
+    membership = intervals.jackknife_groups(count, groups, np.random.default_rng(seed), leading=leading)
+    size = min(groups, count)
+    sizes = np.bincount(membership, minlength=size)
+    assert len(sizes) == size and np.ptp(sizes) <= 1  # every sample in one group, sizes within one
+    assert np.ptp(np.bincount(membership[: min(leading, count)], minlength=size)) <= 1
+    weights = intervals.weights_of(membership, size)
+    assert ((weights == 0).sum(axis=0) == 1).all()  # every sample is left out exactly once
+    assert np.allclose(weights.sum(axis=1), 1.0)
+
+
 # --- curvature (eq. 5) -----------------------------------------------------------------------
 
 

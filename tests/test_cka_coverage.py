@@ -17,7 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness.metrics.unbiased import debiased_linear_cka
+from harness.metrics.unbiased import (
+    debiased_cka_kept,
+    debiased_linear_cka,
+    debiased_mean_shift,
+    debiased_shift_kept,
+)
+from harness.verdicts import intervals
 
 REPETITIONS = 300
 MIN_COVERAGE = 0.90
@@ -166,3 +172,19 @@ def test_the_debiased_mean_shift_and_its_interval_where_samples_are_few(name):
     standard_error = np.std(squares) / np.sqrt(REPETITIONS)
     assert abs(np.mean(squares) - setting.shift**2) < 4 * standard_error  # unbiased for the square
     assert np.mean(plug_ins) - setting.shift**2 > 0.5 / setting.samples  # the plug-in's floor: tr(Σ_d)/N = 1/N
+
+
+@pytest.mark.parametrize("samples, width", [(40, 200), (200, 20)])
+def test_a_jackknife_replicate_is_the_estimate_on_the_samples_it_keeps(samples, width):
+    rng = np.random.default_rng(samples)
+    x = torch.from_numpy(rng.normal(size=(samples, width)) + 3.0)
+    y = x @ torch.from_numpy(rng.normal(size=(width, width)) / width**0.5) + 0.5 * torch.randn(samples, width)
+    kept = intervals.jackknife_weights(samples, 10, rng)
+    cka, cka_replicates = debiased_cka_kept(x, y, kept)
+    shift, shift_replicates = debiased_shift_kept(x, y, kept)
+    assert cka == pytest.approx(debiased_linear_cka(x, y).value, rel=1e-10)
+    assert shift == pytest.approx(debiased_mean_shift(x, y).value, rel=1e-10)
+    for replicate, share in enumerate(kept):
+        rows = torch.from_numpy(share > 0)
+        assert cka_replicates[replicate] == pytest.approx(debiased_linear_cka(x[rows], y[rows]).value, rel=1e-10)
+        assert shift_replicates[replicate] == pytest.approx(debiased_mean_shift(x[rows], y[rows]).value, rel=1e-10)

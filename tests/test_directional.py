@@ -16,13 +16,13 @@ from harness.verdicts import claims, directional, intervals
 T = config.thresholds_for("planted")
 L = 10
 SAMPLES = 60
-RESAMPLES = 200
+RESAMPLES = 20  # jackknife groups
 LOWERS = [claim for claim, h in directional.HYPOTHESES.items() if h.comparison == "<" and not h.exact]
 RAISES = [claim for claim, h in directional.HYPOTHESES.items() if h.comparison == ">" and not h.exact]
 
 
 def weights(count=SAMPLES, seed=0):
-    return intervals.dirichlet_weights(count, RESAMPLES, np.random.default_rng(seed))
+    return intervals.jackknife_weights(count, RESAMPLES, np.random.default_rng(seed))
 
 
 def per_sample(seed=0, n_layers=L):

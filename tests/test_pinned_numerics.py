@@ -3,7 +3,7 @@
 A tiny pair trained on another CPU is another model, so its baseline pins only its own build. What must not
 move on any machine is pinned here instead: every metric on fixed matrices made of exact binary fractions, and
 every claim's verdict (each condition's value, interval and outcome) on seeded simulated data that goes through
-the whole engine (the profile tables, the Bayesian bootstrap, the predicates, the swap and LoRA judges), both
+the whole engine (the profile tables, the jackknife over probe samples, the predicates, the swap and LoRA judges), both
 with more samples than hidden dimensions and with fewer, as in every real model. The stored numbers
 (``data/pinned_numerics.json``) differ between CPUs only by the rounding of reordered sums, far inside the
 tolerance below; a code change that moves a number does not. Outcomes must be equal.

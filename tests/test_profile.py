@@ -239,7 +239,7 @@ def test_resampled_spectra_are_kept_beside_the_run_and_read_back_to_the_last_bit
 
     def spectral(model: str) -> dict:
         bootstrap._RUN_SPECTRA.clear()  # as in another process: only the disk is shared
-        return bootstrap.Resampler(result, resamples=20, seed=3)._model_spectra(getattr(result, f"{model}_run"))
+        return bootstrap.Resampler(result, groups=20, seed=3)._model_spectra(getattr(result, f"{model}_run"))
 
     computed = spectral("base")
     (stored,) = result.base_run.directory.glob("resampled-spectra-*.npz")
@@ -254,4 +254,4 @@ def test_resampled_spectra_are_kept_beside_the_run_and_read_back_to_the_last_bit
     with pytest.raises(pytest.fail.Exception, match="resampled again"):  # another seed is another resampling
         monkeypatch.setattr(metrics, "weighted_spectra", lambda *args, **kwargs: pytest.fail("resampled again"))
         bootstrap._RUN_SPECTRA.clear()
-        bootstrap.Resampler(result, resamples=20, seed=4)._model_spectra(result.base_run)
+        bootstrap.Resampler(result, groups=20, seed=4)._model_spectra(result.base_run)

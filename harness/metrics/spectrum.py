@@ -176,11 +176,16 @@ def spectral_summary(
 def weighted_spectra(
     z: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0, normalize: bool = True, eps: float | None = None
 ) -> dict[str, torch.Tensor]:
-    """The spectral metrics of diag(√(N·w)) z for every row w of ``weights`` (B, N), at once.
+    """The spectral metrics of diag(√(n·w)) z for every row w of ``weights`` (B, N), at once, n the count of
+    positive weights in the row.
 
-    A Bayesian-bootstrap resample of the rows of z (N, D): no row is duplicated and
-    every weight is positive, so the rank of each weighted matrix is exactly the rank
-    of z. It is therefore taken from one SVD of z, with ``spectral_summary``'s rule:
+    With every weight positive (a Bayesian-bootstrap resample of the rows of z, N × D)
+    no row is duplicated, so the rank of each weighted matrix is exactly the rank of
+    z. A weight of zero leaves its row out (a jackknife replicate): the rows kept
+    then have rank min(rank of z, n), exact when z has full row rank (any subset of
+    independent rows is independent) and generic otherwise, and the entropy is
+    normalised by log min(n, D), as it would be on the kept rows alone. The rank is
+    taken from one SVD of z, with ``spectral_summary``'s rule:
     the weighted singular values come from eigenvalues of Gram matrices, which
     resolve σ_j only down to about √(min(N, D) · ε₆₄) · σ_1, far above the rank
     tolerance, so counting them would turn numerical zeros into rank (and, for
@@ -203,7 +208,8 @@ def weighted_spectra(
     rank = _rank_from(torch.linalg.svdvals(z), (n, d), eps)
     if rank == 0:
         raise DegenerateInputError("spectral metrics of an all-zero matrix are undefined")
-    w = weights.to(torch.float64) * n  # (B, N), mean 1 per row
+    kept = (weights > 0).sum(dim=1)  # (B,) rows each weighting keeps
+    w = weights.to(torch.float64) * kept[:, None]  # (B, N), mean 1 over the rows kept
     gram = z @ z.T if n < d else None  # (N, N), shared by every reweighting
     # With N >= D, each reweighting's second moments zᵀ diag(w) z are one matrix product of the weights with
     # every row's outer product z_i z_iᵀ, of which only the lower triangle is formed (it is all eigvalsh
@@ -238,12 +244,16 @@ def weighted_spectra(
         powers = torch.where(positive, p, torch.ones_like(p)) ** alpha
         entropy = torch.log(torch.where(positive, powers, torch.zeros_like(p)).sum(-1)) / (1 - alpha)
     entropy = entropy.clamp_min(0) / math.log(2.0)
+    sides = kept.clamp(max=d).to(torch.float64)  # min(n, D) of each weighting
     if normalize:
-        entropy = entropy / math.log2(max_rank((n, d)))
+        if (sides < 2).any():
+            raise DegenerateInputError("normalised entropy needs at least 2 rows kept (it divides by log min(n, D))")
+        entropy = entropy / torch.log2(sides)
+    ranks = kept.clamp(max=rank)
     return {
         "entropy": entropy,
         "effective_rank": shannon.exp(),
-        "rank_deficiency": torch.full((len(w),), float(min(n, d) - rank), dtype=torch.float64),
-        "condition_number": sigma[:, 0] / sigma[:, rank - 1],
+        "rank_deficiency": sides - ranks.to(torch.float64),
+        "condition_number": sigma[:, 0] / sigma.gather(1, (ranks - 1)[:, None])[:, 0],
         "spectral_norm": sigma[:, 0],
     }

@@ -190,3 +190,46 @@ def debiased_mean_shift(x: torch.Tensor, y: torch.Tensor) -> ShiftEstimate:
     loo = loo_pairs / ((n - 1) * (n - 2))
     standard_error = float(math.sqrt((n - 1) / n * ((loo - loo.mean()) ** 2).sum()))
     return ShiftEstimate(squared, standard_error, n, float(np.linalg.norm(total / n)))
+
+
+def _kept_rows(kept: np.ndarray) -> list[np.ndarray]:
+    """The indices of the samples each row of ``kept`` (G, N) keeps (its positive entries)."""
+    return [np.flatnonzero(row > 0) for row in np.atleast_2d(kept)]
+
+
+def debiased_cka_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tuple[float, np.ndarray]:
+    """The debiased linear CKA of ``debiased_linear_cka`` on all N samples, and on the samples each row of
+    ``kept`` (G, N) keeps (positive entries): the replicates of a delete-a-group jackknife. A subset whose
+    self-HSIC is not positive gives NaN (undefined). The Gram matrices are formed once."""
+    x, y = as_matrix(x, "CKA x", min_rows=MIN_SAMPLES), as_matrix(y, "CKA y", min_rows=MIN_SAMPLES)
+    if x.shape[0] != y.shape[0]:
+        raise DegenerateInputError(f"CKA needs the same samples on both sides: {x.shape[0]} vs {y.shape[0]} rows")
+    (gram_x, _), (gram_y, _) = _gram(x), _gram(y)
+
+    def cka(index: np.ndarray | None) -> float:
+        gx, gy = (gram_x, gram_y) if index is None else (gram_x[np.ix_(index, index)], gram_y[np.ix_(index, index)])
+        if len(gx) < MIN_SAMPLES - 1:
+            return math.nan
+        own_x, own_y = unbiased_hsic(gx, gx), unbiased_hsic(gy, gy)
+        if own_x <= 0 or own_y <= 0:
+            return math.nan
+        return float(unbiased_hsic(gx, gy) / math.sqrt(own_x * own_y))
+
+    return cka(None), np.array([cka(index) for index in _kept_rows(kept)])
+
+
+def debiased_shift_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tuple[float, np.ndarray]:
+    """The debiased mean shift of ``debiased_mean_shift`` (the square root of the unbiased square, 0 when
+    that is negative) on all N samples, and on the samples each row of ``kept`` (G, N) keeps."""
+    x, y = as_matrix(x, "mean shift x", min_rows=3), as_matrix(y, "mean shift y", min_rows=3)
+    if x.shape != y.shape:
+        raise DegenerateInputError(f"the mean shift pairs each sample: shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    d = (y.detach().to(torch.float64) - x.detach().to(torch.float64)).cpu().numpy()
+    masks = np.vstack([np.ones(len(d)), (np.atleast_2d(kept) > 0).astype(float)])  # row 0: every sample
+    totals = masks @ d  # (1 + G, D)
+    counts = masks.sum(axis=1)
+    pairs = (totals**2).sum(axis=1) - masks @ (d**2).sum(axis=1)  # Σ_{i≠j} d_iᵀ d_j over each subset
+    with np.errstate(invalid="ignore", divide="ignore"):
+        squared = np.where(counts >= 2, pairs / (counts * (counts - 1)), np.nan)
+    values = np.sqrt(np.maximum(squared, 0.0))
+    return float(values[0]), values[1:]

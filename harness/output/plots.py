@@ -36,21 +36,22 @@ def _shade_tail(axis, rows) -> None:
         axis.axvspan(min(tail) - 0.5, max(tail) + 0.5, color="0.9", zorder=0, label="last 20%")
 
 
-def _band(axis, rows, resamples, confidence: float = 0.95, **style) -> None:
-    """The pointwise percentile band of a per-layer series over its resamples (B, rows)."""
-    if resamples is None or not len(resamples):
+def _band(axis, rows, measured, kind: str, column: str, point, **style) -> None:
+    """The pointwise 95% jackknife interval of a per-layer series about ``point``, from the pair's resampler
+    (none without one)."""
+    resampler = getattr(measured, "resampler", None) if measured is not None else None
+    if resampler is None:
         return
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(resamples, [tail, 100 - tail], axis=0)
+    low, high = resampler.band(kind, column, point)
     axis.fill_between(list(rows), low, high, alpha=0.25, linewidth=0, **style)
 
 
-def _resampled(measured, kind: str, column: str):
-    """(B, rows) resampled values of ``column`` from the pair's resampler, or None (no resampler)."""
+def _estimate(measured, column: str, plug_in):
+    """The series a verdict reads for ``column``: its debiased estimate where it has one, else ``plug_in``."""
     resampler = getattr(measured, "resampler", None) if measured is not None else None
     if resampler is None:
-        return None
-    return np.stack([bundle[column].values for bundle in resampler.bundles(kind)])
+        return plug_in
+    return resampler.estimates().get(column, plug_in)
 
 
 def _titled(label: str, measured, claim: str) -> str:
@@ -66,8 +67,11 @@ def divergence_figure(name: str, pair, path: Path, measured=None) -> Path:
         axes, ("cka", "cosine", "mean_shift"), ("linear CKA", "cosine", "mean shift"), strict=True
     ):
         _shade_tail(axis, pair.index)
-        _band(axis, pair.index, _resampled(measured, "pair", column), color="tab:blue")
-        axis.plot(pair.index, pair[column], marker="o")
+        estimate = _estimate(measured, column, pair[column])
+        _band(axis, pair.index, measured, "pair", column, estimate, color="tab:blue")
+        axis.plot(pair.index, estimate, marker="o", label="estimate")
+        if estimate is not pair[column]:
+            axis.plot(pair.index, pair[column], linestyle=":", color="0.4", label="plug-in (paper)")
         axis.set_xlabel("layer")
         axis.set_title(_titled(label, measured, "C1"))
     if measured is not None:
@@ -104,7 +108,15 @@ def probing_figure(name: str, base, sft, path: Path, measured=None) -> Path:
         (line,) = axis.plot(
             table.index, table["probe_accuracy"], marker=marker, label=model if model == "base" else "SFT"
         )
-        _band(axis, table.index, _resampled(measured, "pair", f"{model}.probe_accuracy"), color=line.get_color())
+        _band(
+            axis,
+            table.index,
+            measured,
+            "pair",
+            f"{model}.probe_accuracy",
+            table["probe_accuracy"],
+            color=line.get_color(),
+        )
     if measured is not None:
         axis.axhline(
             measured.thresholds["C5"]["dormant_max"], color="tab:red", linestyle="--", label="dormancy threshold"

@@ -1,14 +1,23 @@
-"""Bundles of per-layer series for the claim predicates, and their Bayesian-bootstrap resamples.
+"""Bundles of per-layer series for the claim predicates, their estimates and their jackknife replicates.
 
-A resample reweights the probe samples with Dirichlet(1, ..., 1) weights (a
-seeded generator, so intervals are reproducible) instead of drawing rows with
-replacement: a duplicated row lowers the rank of a representation matrix and so
-biases every spectral metric, a weight does not. The same weights serve every
-statistic of every claim (one joint resampling, so a claim's conditions stay
-consistent). Pair metrics are recomputed from per-layer N × N Gram matrices,
-built once per layer; spectral metrics from (D × D) weighted second moments, all
-resamples of a layer at once. Weight change has no sampling variance and is
-carried over unchanged.
+What each series estimates (docs/statistics.md):
+
+- ``cka``: the population linear CKA of the two models' pooled states, by the debiased estimator (unbiased
+  HSIC, ``metrics.unbiased``), valid at any N against the width D; the plug-in of eq. 6 (the paper's) stays
+  in the profile tables and beside every condition;
+- ``mean_shift``: ‖μ_SFT − μ_base‖ (§3.4) by the unbiased U-statistic of its square, without the plug-in's
+  noise floor tr(Σ_d)/N;
+- ``cosine``: the population mean of the per-sample cosine, by the sample mean;
+- spectral metrics (effective rank, entropy, condition number, spectral norm): the paper defines them on the
+  N-sample matrix (§3.3, normalised by log N), so they estimate the value of a probe of N samples; at N < D
+  that value depends on N, and pairs are compared at the same N;
+- logit-lens accuracy: the population accuracy, by the sample proportion; weight change: exact.
+
+Intervals: a delete-a-group jackknife over the probe samples (``intervals.jackknife_weights``, a seeded
+partition into G groups). Replicate g recomputes every series without group g; the same replicates serve
+every statistic of every claim (one joint replication, so a claim's conditions stay consistent), and the two
+models of a pair lose the same samples (paired). A zero weight leaves its sample out of every weighted
+statistic, so the spectral metrics of all replicates of a layer come from one batched eigen-decomposition.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 
 from harness import cache, metrics
 from harness.measure.profile import PairProfile
+from harness.metrics import unbiased
 from harness.verdicts import intervals
 from harness.verdicts.claims import Rows
 
@@ -47,22 +57,11 @@ def stored_bundles(layers: list[int], stored: dict[str, list]) -> list[dict[str,
     return [{name: Rows(layers, values[r]) for name, values in arrays.items()} for r in range(count)]
 
 
-def _weighted_centered_inner(gram_a: np.ndarray, gram_b: np.ndarray, shares: np.ndarray) -> np.ndarray:
-    """⟨J A J, J B J⟩ under sample weights, for every row of ``shares`` (B, N) at once.
+ESTIMATED = ("cka", "mean_shift")  # series whose verdict estimate is not the profile's plug-in value
 
-    With s the weight of each sample (summing to 1), a = A s and m_a = sᵀ a, the
-    weighted centred inner product is sᵀ(A∘B)s − 2 Σ s_i a_i b_i + m_a m_b; for
-    the shares of rows drawn with replacement it equals indexing the Gram matrices
-    by the drawn rows.
-    """
-    a, b = shares @ gram_a, shares @ gram_b
-    m_a, m_b = (shares * a).sum(1), (shares * b).sum(1)
-    return ((shares @ (gram_a * gram_b)) * shares).sum(1) - 2 * (shares * a * b).sum(1) + m_a * m_b
-
-
-_RUN_SPECTRA: dict[tuple, dict[str, np.ndarray]] = {}  # resampled spectra per captured run (see _model_spectra)
+_RUN_SPECTRA: dict[tuple, dict[str, np.ndarray]] = {}  # replicated spectra per captured run (see _model_spectra)
 _RUN_SPECTRA_KEPT = 16
-SPECTRA_FORMAT = 1  # of the resampled spectra kept beside a captured run
+SPECTRA_FORMAT = 2  # of the replicated spectra kept beside a captured run (2: jackknife replicates)
 
 
 def _spectra_file(key: tuple) -> str:
@@ -77,33 +76,54 @@ def _remember(key: tuple, values: dict[str, np.ndarray]) -> None:
 
 
 class Resampler:
-    """Resampled bundles of one pair profile, computed lazily and kept for every claim that needs them."""
+    """Jackknife replicates and estimates of one pair profile, computed lazily and kept for every claim."""
 
-    def __init__(self, profile: PairProfile, resamples: int, seed: int = 0):
+    method = "jackknife"
+
+    def __init__(self, profile: PairProfile, groups: int, seed: int = 0):
         if profile.base_run is None or profile.sft_run is None:
-            raise ValueError("bootstrapping needs the profile's captured runs")
-        if resamples < 1:
-            raise ValueError("resamples must be at least 1")
+            raise ValueError("replicating needs the profile's captured runs")
+        if groups < 2:
+            raise ValueError("a jackknife needs at least 2 groups")
         self.profile = profile
         self.layers = profile.pair.index.tolist()
         self.seed = seed
         rng = np.random.default_rng(seed)
         self.base_run, self.sft_run = profile.base_run, profile.sft_run  # both captured (checked above)
         n, n_tok = profile.base_run.n_samples, profile.base_run.token_samples
-        self.weights = intervals.dirichlet_weights(n, resamples, rng)  # (B, N)
-        self.token_weights = intervals.dirichlet_weights(max(n_tok, 1), resamples, rng)  # (B, n_tok)
+        # The token-level samples are the first of the pooled ones, and replicate g leaves out the same samples
+        # of both, so every group holds some of them: at most as many groups as token-level samples. Fewer than
+        # two token-level samples give no replicates: NaN weights make every token-level interval undefined.
+        groups = min(groups, n, n_tok) if n_tok >= 2 else min(groups, n)
+        membership = intervals.jackknife_groups(n, groups, rng, leading=n_tok)
+        self.weights = intervals.weights_of(membership, groups)  # (G, N)
+        self.token_weights = (
+            intervals.weights_of(membership[:n_tok], groups) if n_tok >= 2 else np.full((groups, max(n_tok, 1)), np.nan)
+        )
         self._pair: list[dict] | None = None
+        self._estimates: dict[str, pd.Series] = {}
         self._spectral: list[dict] | None = None
 
     @property
     def note(self) -> str:
         return (
-            f"percentile intervals over {len(self.weights)} Bayesian-bootstrap reweightings of the "
-            f"{self.base_run.n_samples} probe samples"
+            f"jackknife intervals (estimate ± t_{len(self.weights) - 1} standard errors) over "
+            f"{len(self.weights)} groups of the {self.base_run.n_samples} probe samples"
         )
 
+    def estimator(self, kind: str | None) -> str:
+        """What a claim reading the series of ``kind`` is estimated with, for its report."""
+        parts = {
+            "pair": "CKA: debiased (unbiased HSIC, Song et al. 2012); mean shift: unbiased U-statistic of its "
+            "square; cosine and logit-lens accuracy: sample means",
+            "spectral": "spectral metrics: the N-sample matrix's own (§3.3), SFT and base on the same samples",
+        }
+        named = [parts["pair"]] if kind in ("pair", "spectral") else []
+        named += [parts["spectral"]] if kind == "spectral" else []
+        return "; ".join([*named, self.note]) if named else "exact (no sampling variance)"
+
     def bundles(self, kind: str | None) -> list[dict[str, Rows | pd.Series]]:
-        """Per resample, the series the claims of ``kind`` read ("pair" or "spectral"), as ``claims.Rows``."""
+        """Per replicate, the series the claims of ``kind`` read ("pair" or "spectral"), as ``claims.Rows``."""
         if kind is None:
             return []
         pair = self._pair_bundles()
@@ -112,8 +132,28 @@ class Resampler:
         spectral = self._spectral_bundles()
         return [{**pair[i], **spectral[i]} for i in range(len(pair))]
 
+    def estimates(self) -> dict[str, pd.Series]:
+        """The full-sample estimates of the series in ``ESTIMATED`` (debiased), which replace the profile's
+        plug-in values in the bundle the verdicts read."""
+        self._pair_bundles()
+        return dict(self._estimates)
+
+    def point_bundle(self, bundle: dict[str, pd.Series]) -> dict[str, pd.Series]:
+        """``bundle`` (the profile's plug-in series, ``bundle_of``) with the estimated series in their place."""
+        return {**bundle, **self.estimates()}
+
+    def band(self, kind: str, column: str, point, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """The pointwise jackknife interval (low, high per layer) of series ``column`` about ``point``, as a
+        verdict takes each condition's (for the figures' bands)."""
+        replicates = np.stack([bundle[column].values for bundle in self.bundles(kind)])  # (G, layers)
+        point = np.asarray(point, dtype=float)
+        bounds = np.array(
+            [intervals.jackknife_interval(point[j], replicates[:, j], confidence) for j in range(len(point))]
+        )
+        return bounds[:, 0], bounds[:, 1]
+
     def stored(self) -> dict[str, list]:
-        """Every resampled series computed so far, as (resamples, layers) nested lists: what a report keeps so
+        """Every replicated series computed so far, as (replicates, layers) nested lists: what a report keeps so
         that its verdicts can be recomputed under other thresholds without the models (``rescore``)."""
         computed = [bundles for bundles in (self._pair, self._spectral) if bundles is not None]
         return {
@@ -128,20 +168,17 @@ class Resampler:
         base, sft = self.base_run, self.sft_run
         shares = self.weights
         columns_of: dict[str, list[np.ndarray]] = {}
+        points: dict[str, list[float]] = {name: [] for name in ESTIMATED}
         for layer in self.layers:
-            x = base.pooled(layer).double().numpy()
-            y = sft.pooled(layer).double().numpy()
-            cosines = metrics.row_cosines(torch.from_numpy(x), torch.from_numpy(y)).numpy()
-            gram_x, gram_y, gram_d = x @ x.T, y @ y.T, (y - x) @ (y - x).T
-            cross = _weighted_centered_inner(gram_x, gram_y, shares)
-            norms = np.sqrt(
-                _weighted_centered_inner(gram_x, gram_x, shares) * _weighted_centered_inner(gram_y, gram_y, shares)
-            )
-            with np.errstate(invalid="ignore", divide="ignore"):
-                columns_of.setdefault("cka", []).append(np.clip(cross / norms, 0.0, 1.0))
+            x, y = base.pooled(layer).double(), sft.pooled(layer).double()
+            cosines = metrics.row_cosines(x, y).numpy()
+            for name, estimate in (("cka", unbiased.debiased_cka_kept), ("mean_shift", unbiased.debiased_shift_kept)):
+                point, replicates = estimate(x, y, shares)
+                points[name].append(point)
+                columns_of.setdefault(name, []).append(replicates)
             columns_of.setdefault("cosine", []).append(shares @ cosines)
-            columns_of.setdefault("mean_shift", []).append(np.sqrt(np.maximum(((shares @ gram_d) * shares).sum(1), 0)))
-        values = {name: np.stack(columns, axis=1) for name, columns in columns_of.items()}  # (B, layers)
+        values = {name: np.stack(columns, axis=1) for name, columns in columns_of.items()}  # (G, layers)
+        self._estimates = {name: pd.Series(v, index=self.layers, dtype=float, name=name) for name, v in points.items()}
         probes = {model: self._probe_accuracy(getattr(self.profile, f"{model}_run")) for model in ("base", "sft")}
         weight_change = self.profile.pair["weight_change"]
         weight_change = Rows(weight_change.index.tolist(), weight_change.to_numpy(dtype=float))

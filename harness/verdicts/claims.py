@@ -58,6 +58,8 @@ class Condition:
     interval: tuple[float, float] | None = None  # None: exact (no sampling variance), decided on the value
     source: str = ""  # where the threshold comes from: the paper (section, figure) or the harness (and why)
     decides: bool = True  # False: reported beside the verdict, not part of it
+    plug_in: float | None = None  # the same statistic from the paper's plug-in series, for its figures
+    log_scale: bool = False  # a ratio of positive quantities: its jackknife interval is taken on the log scale
 
     @property
     def outcome(self) -> str:
@@ -102,6 +104,7 @@ class Verdict:
     evidence: dict[str, list] = field(default_factory=dict)
     ci_note: str = ""
     confidence: float = 0.95
+    estimator: str = ""  # how the statistics and their intervals were estimated
 
     @property
     def deciding(self) -> list[Condition]:
@@ -150,6 +153,7 @@ class Verdict:
             "threshold_source": main.source,
             "ci": list(main.interval) if main.interval else None,
             "ci_note": self.ci_note,
+            "estimator": self.estimator,
             "confidence": self.confidence,
             "conditions": [c.to_dict() for c in self.conditions],
             "evidence": self.evidence,
@@ -164,12 +168,16 @@ def with_intervals(
     seeds_only: Sequence[Verdict] = (),
     items_only: Sequence[Verdict] = (),
     n_seeds: int = 1,
+    jackknife: bool = False,
 ) -> Verdict:
     """``verdict`` with every condition's interval from the same conditions on joint resamples.
 
     Conditions whose value does not vary over the resamples (weight change) stay
-    exact. With ``seeds_only``/``items_only`` resamples, intervals are widened for
-    few seeds (``intervals.seed_aware_interval``).
+    exact. ``jackknife``: the resamples are delete-a-group jackknife replicates, and
+    each interval is the estimate ± t_{G−1} standard errors
+    (``intervals.jackknife_interval``); otherwise a percentile interval, widened for
+    few seeds with ``seeds_only``/``items_only`` resamples
+    (``intervals.seed_aware_interval``).
     """
     if not resampled:
         verdict.ci_note = note or "no sampling variance to resample"
@@ -185,6 +193,10 @@ def with_intervals(
         finite = joint[np.isfinite(joint)]
         if finite.size and np.ptp(finite) == 0 and _finite(condition.value) and finite[0] == condition.value:
             conditions.append(condition)  # no sampling variance: exact
+            continue
+        if jackknife:
+            jackknifed = intervals.jackknife_interval(condition.value, joint, confidence, log_scale=condition.log_scale)
+            conditions.append(replace(condition, interval=jackknifed))
             continue
         if seeds_only and items_only:
             interval = intervals.seed_aware_interval(
@@ -221,10 +233,20 @@ def source(t: Mapping, key: str) -> str:
     return t.get("provenance", {}).get(key, "")
 
 
-def _condition(t: Mapping, key: str, name: str, value: float, comparison: str, decides: bool = True) -> Condition:
+def _condition(
+    t: Mapping, key: str, name: str, value: float, comparison: str, decides: bool = True, log_scale: bool = False
+) -> Condition:
     claim, _, setting = key.partition(".")
     threshold = t[claim][setting] if setting else t[claim]
-    return Condition(name, _as_float(value), float(threshold), comparison, source=source(t, key), decides=decides)
+    return Condition(
+        name,
+        _as_float(value),
+        float(threshold),
+        comparison,
+        source=source(t, key),
+        decides=decides,
+        log_scale=log_scale,
+    )
 
 
 def _as_float(value) -> float:
@@ -427,6 +449,7 @@ def cka_plateau_then_drop(bundle: Bundle, t: Mapping) -> Verdict:
             "mean_shift_spike_ratio",
             ratio(_skipna(shift.take(tail), np.max), _skipna(shift.take(head), _median)),
             ">=",
+            log_scale=True,
         ),
     ]
     return Verdict(
@@ -448,6 +471,7 @@ def j_shaped_weight_change(bundle: Bundle, t: Mapping) -> Verdict:
             "early_to_peak",
             ratio(_skipna(change.take(early), _mean), _skipna(change.values, np.max)),
             "<=",
+            log_scale=True,
         ),
         _condition(
             t,
@@ -484,7 +508,10 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
     """C6 (§4.2, Fig. 2): base and SFT intrinsic curves track each other, in three stages: a jump from
     layer 0 to 1, a plateau, and a tail bottleneck (effective rank collapses, spectral norm explodes)."""
     c = t["C6"]
-    tracks = [_pearson_rows(Rows.of(bundle, f"base.{m}"), Rows.of(bundle, f"sft.{m}")) for m in c["metrics"]]
+    tracks = [
+        _pearson_rows(*(_tracked(Rows.of(bundle, f"{model}.{m}"), m) for model in ("base", "sft")))
+        for m in c["metrics"]
+    ]
     conditions = [
         _condition(
             t,
@@ -507,6 +534,7 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
                 f"{model}_transition_ratio",
                 ratio(abs(rank[1] - rank[0]), _skipna(steps, _median)),
                 ">=",
+                log_scale=True,
             ),
             _condition(
                 t,
@@ -514,6 +542,7 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
                 f"{model}_rank_collapse_ratio",
                 ratio(rank[last], _skipna(rank.take(plateau), _median)),
                 "<=",
+                log_scale=True,
             ),
             _condition(
                 t,
@@ -521,12 +550,26 @@ def independent_convergence(bundle: Bundle, t: Mapping) -> Verdict:
                 f"{model}_norm_explode_ratio",
                 ratio(norm[last], _skipna(norm.take(plateau), _median)),
                 ">=",
+                log_scale=True,
             ),
         ]
     names = [f"{model}.{m}" for m in c["metrics"] for model in ("base", "sft")]
     return Verdict(
         "C6", "independent convergence in three stages", conditions, "min_track_pearson", _evidence(bundle, *names)
     )
+
+
+LOG_TRACKED = ("condition_number",)  # tracked on a log scale (see ``_tracked``)
+
+
+def _tracked(series: Rows, metric: str) -> Rows:
+    """The curve C6 correlates for ``metric``: the condition number's logarithm, since its curves span orders of
+    magnitude and at N = D it has no expectation (σ_min of a square matrix comes arbitrarily close to 0), while
+    its logarithm does; the other metrics as they are."""
+    if metric not in LOG_TRACKED:
+        return series
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return Rows(series.rows, np.log(series.values))
 
 
 def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
@@ -741,6 +784,12 @@ CLAIMS: dict[str, Callable[[Bundle, Mapping], Verdict]] = {
 }
 
 
+def with_plug_in(verdict: Verdict, plug_in: Verdict) -> Verdict:
+    """``verdict`` with each condition's value from the paper's plug-in series (``plug_in``) beside it."""
+    verdict.conditions = [replace(c, plug_in=_value_of(plug_in, c.name)) for c in verdict.conditions]
+    return verdict
+
+
 def evaluate(
     claim: str,
     bundle: Bundle,
@@ -748,18 +797,21 @@ def evaluate(
     resampled: Sequence[Bundle] = (),
     confidence: float = 0.95,
     note: str = "",
+    plug_in: Bundle | None = None,
+    estimator: str = "",
 ) -> Verdict:
-    """The verdict of ``claim`` on ``bundle``, every condition with its interval over ``resampled`` bundles."""
+    """The verdict of ``claim`` on ``bundle`` (the estimates), every condition with its jackknife interval
+    over the ``resampled`` replicates and, given the ``plug_in`` bundle (the paper's plug-in series), its
+    plug-in value."""
     predicate = CLAIMS[claim]
     verdict = predicate(bundle, thresholds)
+    if plug_in is not None:
+        verdict = with_plug_in(verdict, predicate(plug_in, thresholds))
+    verdict.estimator = estimator
     return with_intervals(
         verdict,
         [predicate(b, thresholds) for b in resampled],
         confidence,
-        note
-        or (
-            f"percentile intervals over {len(resampled)} Bayesian-bootstrap reweightings of the probe samples"
-            if resampled
-            else ""
-        ),
+        note or (f"jackknife intervals over {len(resampled)} groups of the probe samples" if resampled else ""),
+        jackknife=True,
     )

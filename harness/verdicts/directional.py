@@ -20,13 +20,13 @@ all deciding conditions hold); a band where the change clearly goes the other
 way refutes it. A difference of exactly zero lowers and raises nothing: it
 refutes both "< 0" and "> 0".
 
-Intervals come from one joint Bayesian-bootstrap reweighting of the probe
-samples per hypothesis (the Resampler's weights), shared by its three bands and
-by the two models (paired): each resample reweights the per-sample differences
-(eq. 8) or both dataset matrices with the same weights (eq. 9). Rank deficiency
-is an integer that a reweighting with positive weights cannot change (diag(√w)·H̄
-has the rank of H̄), so it has no sampling variance: it is exact, decided on its
-value.
+Intervals come from one delete-a-group jackknife of the probe samples per
+hypothesis (the Resampler's replicates), shared by its three bands and by the two
+models (paired): each replicate leaves the same samples out of the per-sample
+differences (eq. 8) or of both dataset matrices (eq. 9); the interval is the
+estimate ± t_{G−1} standard errors, so it contains the estimate. Rank deficiency
+is an integer decided on its value (exact); with no more samples than dimensions
+a layer where both models have full row rank is undefined (``_informative_deficiency``).
 """
 
 from __future__ import annotations
@@ -165,11 +165,17 @@ def evaluate(
     point = directional_verdict(hypothesis, means, t, evidence)
     confidence = t["bootstrap"]["confidence"]
     if hypothesis.exact or resampled is None:
-        reason = "an integer that no positive reweighting of the samples changes: exact" if hypothesis.exact else note
+        reason = "an integer count, decided on its value: exact" if hypothesis.exact else note
+        point.estimator = reason
         return claims.with_intervals(point, [], confidence, reason)
+    point.estimator = (
+        "paired mean over samples of the per-sample SFT − base difference (eq. 8)"
+        if hypothesis.level == SAMPLE
+        else "SFT − base difference of the N-sample matrices' own metric, on the same samples (eq. 9)"
+    ) + f"; {note}"
     bands = band_means(np.asarray(resampled, dtype=float), rows)
     again = [directional_verdict(hypothesis, {b: float(bands[b][r]) for b in BANDS}, t) for r in range(len(resampled))]
-    return claims.with_intervals(point, again, confidence, note)
+    return claims.with_intervals(point, again, confidence, note, jackknife=True)
 
 
 def _as_float(value) -> float:
@@ -207,8 +213,8 @@ def measured_inputs(claim: str, profile, resampler) -> tuple[np.ndarray, np.ndar
         delta = paired_means(differences)
         resampled = None if hypothesis.exact else paired_means(differences, resampler.token_weights)
         note = (
-            f"percentile intervals over {len(resampler.token_weights)} Bayesian-bootstrap reweightings of the "
-            f"{differences.shape[0]} token-level samples, paired (eq. 8)"
+            f"jackknife intervals (estimate ± t_{len(resampler.token_weights) - 1} standard errors) over "
+            f"{len(resampler.token_weights)} groups of the {differences.shape[0]} token-level samples, paired (eq. 8)"
         )
     else:
         delta = profile.pair[hypothesis.column].to_numpy(dtype=float)

@@ -1,9 +1,19 @@
-"""Intervals for verdicts: percentile intervals over joint resamples, and a seed-aware widening.
+"""Intervals for verdicts: a grouped jackknife over probe samples, percentile intervals over joint
+resamples of items and seeds, and a seed-aware widening.
 
-Pure functions of arrays. A claim's conditions are recomputed on every resample
-(one joint resampling for all conditions, so they stay consistent, and any pick
-of a best arm or segment is redone inside each resample); each condition's
-interval is the percentile interval of its resampled values.
+Pure functions of arrays. A claim's conditions are recomputed on every replicate
+(one joint replication for all conditions, so they stay consistent, and any pick
+of a best arm or segment is redone inside each replicate).
+
+Probe samples: the delete-a-group jackknife. The samples are split into G groups
+(a seeded permutation); replicate g recomputes every statistic without group g,
+and a condition's interval is its full-sample estimate ± t_{G−1} jackknife
+standard errors, so it always contains the estimate (a percentile interval of a
+biased statistic need not: at N < D a reweighted CKA reads higher than the
+sample's own, and the interval can miss the estimate entirely).
+
+Items and seeds (layer swaps, LoRA arms): percentile intervals over Bayesian-
+bootstrap reweightings, with best arms picked anew in every resample.
 
 Few training seeds: resampling 3 seeds with replacement underestimates the
 between-seed variance (by (n − 1) / n) and ignores that it is estimated from n − 1
@@ -61,6 +71,68 @@ def seed_aware_interval(
     scale = max(1.0, math.sqrt(adjusted / v_joint)) if v_joint > 0 else 1.0
     low, high = interval
     return point - scale * (point - low), point + scale * (high - point)
+
+
+def jackknife_groups(count: int, groups: int, rng: np.random.Generator, leading: int = 0) -> np.ndarray:
+    """(count,) group of each sample in a delete-a-group jackknife of G = min(groups, count) groups: a seeded
+    random partition whose group sizes differ by at most one, and so do the sizes of the groups' shares of the
+    first ``leading`` samples (the token-level samples, the first of the pooled ones)."""
+    if count < 2:
+        raise ValueError("a jackknife needs at least two samples")
+    if groups < 2:
+        raise ValueError("a jackknife needs at least two groups")
+    size = min(groups, count)
+    leading = min(leading, count)
+    membership = np.empty(count, dtype=int)
+    membership[rng.permutation(leading)] = np.arange(leading) % size
+    rest = leading + rng.permutation(count - leading)
+    membership[rest] = (leading + np.arange(count - leading)) % size  # continue the round so sizes stay even
+    return membership
+
+
+def weights_of(membership: np.ndarray, groups: int) -> np.ndarray:
+    """(G, samples) weights of the jackknife ``membership``: row g is 0 on group g's samples and uniform on the
+    rest, summing to 1. Weighted statistics then equal the statistic of the samples kept."""
+    kept = (membership[None, :] != np.arange(groups)[:, None]).astype(float)
+    return kept / kept.sum(axis=1, keepdims=True)
+
+
+def jackknife_weights(count: int, groups: int, rng: np.random.Generator) -> np.ndarray:
+    """(G, count) weights of a delete-a-group jackknife of G = min(groups, count) groups (``jackknife_groups``)."""
+    membership = jackknife_groups(count, groups, rng)
+    return weights_of(membership, min(groups, count))
+
+
+def jackknife_standard_error(replicates: Values) -> float:
+    """sqrt((G − 1)/G · Σ_g (θ_g − θ̄)²) over the G delete-a-group replicates (NaN when any is undefined)."""
+    values = np.asarray(replicates, dtype=float)
+    if len(values) < 2 or not np.isfinite(values).all():
+        return math.nan
+    count = len(values)
+    return float(math.sqrt((count - 1) / count * ((values - values.mean()) ** 2).sum()))
+
+
+def jackknife_interval(
+    point: float, replicates: Values, confidence: float, log_scale: bool = False
+) -> tuple[float, float]:
+    """The estimate ± t_{G−1} jackknife standard errors: symmetric about ``point``, so it contains it (NaN
+    bounds when ``point`` or a replicate is undefined).
+
+    ``log_scale``: for a ratio of positive quantities, whose distribution is skewed (a small denominator
+    makes it heavy-tailed upwards), the interval is taken on log(value) and mapped back: asymmetric, positive,
+    and still containing the estimate. A ratio that is not positive has no interval (NaN bounds).
+    """
+    if log_scale:
+        values = np.asarray(replicates, dtype=float)
+        if not (point > 0 and (values > 0).all()):
+            return math.nan, math.nan
+        low, high = jackknife_interval(math.log(point), np.log(values), confidence)
+        return math.exp(low), math.exp(high)
+    error = jackknife_standard_error(replicates)
+    if not (math.isfinite(point) and math.isfinite(error)):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(replicates) - 1)) * error
+    return point - half, point + half
 
 
 def dirichlet_weights(count: int, resamples: int, rng: np.random.Generator) -> np.ndarray:

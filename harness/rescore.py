@@ -77,7 +77,7 @@ def rescore_pair(name: str, section: dict, evidence: dict, thresholds: dict) -> 
             stored = evidence["directional"][key]
             again = None if stored["resampled"] is None else stored["resampled"]
             result.verdicts[key] = directional.evaluate(
-                directional.HYPOTHESES[key], stored["delta"], thresholds, again, stored["note"]
+                directional.HYPOTHESES[key], stored["delta"], thresholds, again, stored["note"], stored.get("base")
             )
         else:
             needed = resampled if bootstrap.NEEDS[key] else []

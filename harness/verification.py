@@ -36,13 +36,15 @@ class Measured:
             started = time.perf_counter()
             if directional.is_directional(claim):  # §3.3-3.4, per depth band, from the same captured runs
                 delta, resampled, note = directional.measured_inputs(claim, self.profile, self.resampler)
+                base = directional.base_levels(claim, self.profile)
                 self._directional[claim] = {
                     "delta": np.asarray(delta, dtype=float).tolist(),
+                    "base": np.asarray(base, dtype=float).tolist(),
                     "note": note,
                     "resampled": None if resampled is None else resampled.tolist(),
                 }
                 self.verdicts[claim] = directional.evaluate(
-                    directional.HYPOTHESES[claim], delta, self.thresholds, resampled, note
+                    directional.HYPOTHESES[claim], delta, self.thresholds, resampled, note, base
                 )
             else:
                 kind = bootstrap.NEEDS[claim]

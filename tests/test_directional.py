@@ -175,6 +175,7 @@ def test_a_measured_pair_reads_its_captured_runs_and_resamples():
         base_run=run(base_values),
         sft_run=run(sft_values),
         pair=pd.DataFrame({"delta_effective_rank": delta, "delta_rank_deficiency": 0.0}),
+        base=pd.DataFrame({"effective_rank": 2.0, "rank_deficiency": 0.0}, index=index),
     )
     rng = np.random.default_rng(0)
     bundles = [{"delta_effective_rank": delta + rng.normal(0, 0.01, L + 1)} for _ in range(RESAMPLES)]
@@ -196,3 +197,20 @@ def test_rank_deficiency_is_undefined_not_unchanged_where_both_models_are_of_ful
     assert all(value is None for value in verdict.evidence["delta_rank_deficiency"])  # no row says anything
     tall = calibration.directional_verdicts("null", calibration.SMALL, thresholds, np.random.default_rng(0))
     assert tall["D:rank_deficiency"].outcome == "refuted"  # N > D: a deficiency of 0 on both sides is no change
+
+
+@pytest.mark.parametrize("claim", [claim for claim, h in directional.HYPOTHESES.items() if not h.exact])
+def test_a_change_smaller_than_the_smallest_change_of_interest_never_holds(claim):
+    """A sign alone verifies no direction: a precisely measured change of half the relative margin (of the base
+    model's own level) is refuted, one of twice the margin holds."""
+    hypothesis = directional.HYPOTHESES[claim]
+    share = T["directional"]["relative_margin"][hypothesis.metric]
+    base = np.full(L + 1, 0.8)
+    sign = -1.0 if hypothesis.comparison == "<" else 1.0
+    noise = np.random.default_rng(1).normal(0, 1e-5, (RESAMPLES, L + 1))
+    for factor, expected in ((0.5, claims.REFUTED), (2.0, claims.HOLDS)):
+        delta = np.full(L + 1, sign * factor * share * 0.8)
+        verdict = directional.evaluate(hypothesis, delta, T, delta + noise, "synthetic", base)
+        assert verdict.outcome == expected, verdict.explain()
+        assert all(abs(c.threshold) == pytest.approx(share * 0.8) for c in verdict.conditions)
+        assert verdict.conditions[0].source.startswith("harness: the paper gives directions, not sizes")

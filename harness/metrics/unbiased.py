@@ -192,9 +192,31 @@ def debiased_mean_shift(x: torch.Tensor, y: torch.Tensor) -> ShiftEstimate:
     return ShiftEstimate(squared, standard_error, n, float(np.linalg.norm(total / n)))
 
 
-def _kept_rows(kept: np.ndarray) -> list[np.ndarray]:
-    """The indices of the samples each row of ``kept`` (G, N) keeps (its positive entries)."""
-    return [np.flatnonzero(row > 0) for row in np.atleast_2d(kept)]
+def _left_out(kept: np.ndarray) -> np.ndarray:
+    """(N, G) indicator of the samples each row of ``kept`` (G, N) leaves out (its zero entries)."""
+    return (np.atleast_2d(kept) <= 0).T.astype(float)
+
+
+def _leave_groups_out_hsic(gram_k: np.ndarray, gram_l: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The unbiased HSIC with each column's samples of ``out`` (N, G) left out, from the full sample's sums:
+    leaving a set S out removes its rows and columns from each sum (and adds back the block counted twice),
+    as ``_leave_one_out_hsic`` does for one sample; three (N × N)·(N × G) products in all, no submatrix."""
+    sums = _Sums.of(gram_k, gram_l)
+    a, b = gram_k @ out, gram_l @ out  # (N, G): each sample's sums over the left-out set
+    inside = (gram_k * gram_l) @ out
+    n = sums.n - out.sum(axis=0)
+    s1 = sums.s1 - 2 * (out.T @ sums.p) + (out * inside).sum(axis=0)
+    total_k = sums.total_k - 2 * (out.T @ sums.k) + (out * a).sum(axis=0)
+    total_l = sums.total_l - 2 * (out.T @ sums.l) + (out * b).sum(axis=0)
+    kept = 1.0 - out
+
+    def kept_sum(values: np.ndarray) -> np.ndarray:  # Σ over the kept samples m of values[m, g]
+        return (kept * values).sum(axis=0)
+
+    k, l = sums.k[:, None], sums.l[:, None]  # noqa: E741 - the estimator's own letter
+    s3 = kept_sum(k * l) - kept_sum(k * b) - kept_sum(a * l) + kept_sum(a * b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 4, _hsic(n, s1, total_k, total_l, s3), np.nan)
 
 
 def debiased_cka_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tuple[float, np.ndarray]:
@@ -205,17 +227,22 @@ def debiased_cka_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tup
     if x.shape[0] != y.shape[0]:
         raise DegenerateInputError(f"CKA needs the same samples on both sides: {x.shape[0]} vs {y.shape[0]} rows")
     (gram_x, _), (gram_y, _) = _gram(x), _gram(y)
+    out = _left_out(kept)
+    full = {
+        key: unbiased_hsic(*pair)
+        for key, pair in (("xy", (gram_x, gram_y)), ("xx", (gram_x, gram_x)), ("yy", (gram_y, gram_y)))
+    }
+    parts = {
+        key: _leave_groups_out_hsic(*pair, out)
+        for key, pair in (("xy", (gram_x, gram_y)), ("xx", (gram_x, gram_x)), ("yy", (gram_y, gram_y)))
+    }
 
-    def cka(index: np.ndarray | None) -> float:
-        gx, gy = (gram_x, gram_y) if index is None else (gram_x[np.ix_(index, index)], gram_y[np.ix_(index, index)])
-        if len(gx) < MIN_SAMPLES - 1:
-            return math.nan
-        own_x, own_y = unbiased_hsic(gx, gx), unbiased_hsic(gy, gy)
-        if own_x <= 0 or own_y <= 0:
-            return math.nan
-        return float(unbiased_hsic(gx, gy) / math.sqrt(own_x * own_y))
+    def ratio(cross, own_x, own_y):
+        own_x, own_y = np.asarray(own_x, dtype=float), np.asarray(own_y, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((own_x > 0) & (own_y > 0), cross / np.sqrt(np.abs(own_x * own_y)), np.nan)
 
-    return cka(None), np.array([cka(index) for index in _kept_rows(kept)])
+    return float(ratio(full["xy"], full["xx"], full["yy"])), ratio(parts["xy"], parts["xx"], parts["yy"])
 
 
 def debiased_shift_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tuple[float, np.ndarray]:

@@ -118,24 +118,40 @@ def condition_name(band: str) -> str:
     return f"{band}_band_delta"
 
 
+def smallest_changes(hypothesis: Hypothesis, base_bands: Mapping[str, float] | None, t: Mapping) -> dict[str, float]:
+    """Per band, the smallest change of interest (> 0): ``directional.margin`` plus
+    ``directional.relative_margin[metric]`` times the size of the base model's own band mean. A difference
+    smaller than it is no change the paper's direction speaks of, so it never "holds"."""
+    margin = float(t["directional"]["margin"])
+    share = float(t["directional"].get("relative_margin", {}).get(hypothesis.metric, 0.0))
+    levels = base_bands or {}
+    return {band: margin + share * abs(float(levels.get(band, 0.0))) for band in BANDS}
+
+
 def directional_verdict(
-    hypothesis: Hypothesis, bands: Mapping[str, float], t: Mapping, evidence: dict | None = None
+    hypothesis: Hypothesis,
+    bands: Mapping[str, float],
+    t: Mapping,
+    evidence: dict | None = None,
+    base_bands: Mapping[str, float] | None = None,
 ) -> claims.Verdict:
     """The verdict of ``hypothesis`` from its band means of SFT − base: one deciding condition per band.
 
-    The threshold is ``directional.margin`` in the claimed direction: Δ < −margin
-    for a metric SFT lowers, Δ > margin for one it raises (0 by default: the
-    paper gives the sign of the change, not its size).
+    Each band's threshold is its smallest change of interest (``smallest_changes``) in the claimed direction:
+    Δ < −m for a metric SFT lowers, Δ > m for one it raises. A band holds when its whole interval lies beyond
+    m, is refuted when its whole interval lies short of it (a rise, no change or a negligible one: the
+    claimed change is not there), and is inconclusive otherwise.
     """
-    margin = float(t["directional"]["margin"])
-    threshold = -margin if hypothesis.comparison == "<" else margin
+    smallest = smallest_changes(hypothesis, base_bands, t)
+    relative = float(t["directional"].get("relative_margin", {}).get(hypothesis.metric, 0.0)) > 0
+    key = "directional.relative_margin" if relative else "directional.margin"
     conditions = [
         claims.Condition(
             condition_name(band),
             _as_float(bands[band]),
-            threshold,
+            -smallest[band] if hypothesis.comparison == "<" else smallest[band],
             hypothesis.comparison,
-            source=claims.source(t, "directional.margin"),
+            source=claims.source(t, key),
         )
         for band in BANDS
     ]
@@ -148,12 +164,14 @@ def evaluate(
     t: Mapping,
     resampled: np.ndarray | None = None,
     note: str = "",
+    base: Sequence[float] | np.ndarray | None = None,
 ) -> claims.Verdict:
     """``hypothesis`` on the per-row differences ``delta`` (rows 0..L), with intervals from ``resampled``.
 
-    ``resampled`` (B, rows) holds the same differences under B joint
-    reweightings of the probe samples; every band of one resample comes from the
-    same weights. None (or an exact hypothesis): no intervals, decided on values.
+    ``resampled`` (G, rows) holds the same differences in G jackknife replicates;
+    every band of one replicate leaves out the same samples. None (or an exact
+    hypothesis): no intervals, decided on values. ``base`` (rows 0..L): the base
+    model's own values, whose band means scale the smallest change of interest.
     """
     differences = np.asarray(delta, dtype=float)
     rows = band_rows(len(differences) - 1)
@@ -162,7 +180,11 @@ def evaluate(
         **{f"{band}_rows": list(r) for band, r in rows.items()},
     }
     means = {band: float(value) for band, value in band_means(differences, rows).items()}
-    point = directional_verdict(hypothesis, means, t, evidence)
+    base_bands = None
+    if base is not None:
+        base_bands = {band: float(v) for band, v in band_means(np.asarray(base, dtype=float), rows).items()}
+        evidence[f"base_{hypothesis.metric}"] = [None if math.isnan(v) else float(v) for v in np.asarray(base, float)]
+    point = directional_verdict(hypothesis, means, t, evidence, base_bands)
     confidence = t["bootstrap"]["confidence"]
     if hypothesis.exact or resampled is None:
         reason = "an integer count, decided on its value: exact" if hypothesis.exact else note
@@ -174,7 +196,10 @@ def evaluate(
         else "SFT − base difference of the N-sample matrices' own metric, on the same samples (eq. 9)"
     ) + f"; {note}"
     bands = band_means(np.asarray(resampled, dtype=float), rows)
-    again = [directional_verdict(hypothesis, {b: float(bands[b][r]) for b in BANDS}, t) for r in range(len(resampled))]
+    again = [
+        directional_verdict(hypothesis, {b: float(bands[b][r]) for b in BANDS}, t, base_bands=base_bands)
+        for r in range(len(resampled))
+    ]
     return claims.with_intervals(point, again, confidence, note, jackknife=True)
 
 
@@ -197,7 +222,16 @@ def sample_differences(base_run, sft_run, metric: str) -> np.ndarray:
 def measured_verdict(claim: str, profile, resampler, t: Mapping) -> claims.Verdict:
     """``claim`` on a profiled pair, from what its one forward pass per model and sample already captured."""
     delta, resampled, note = measured_inputs(claim, profile, resampler)
-    return evaluate(HYPOTHESES[claim], delta, t, resampled, note)
+    return evaluate(HYPOTHESES[claim], delta, t, resampled, note, base_levels(claim, profile))
+
+
+def base_levels(claim: str, profile) -> np.ndarray:
+    """Per row, the base model's own value of ``claim``'s metric, as its difference is measured: the mean over
+    the token-level samples (eq. 8) or the dataset matrix's metric (eq. 9)."""
+    hypothesis = HYPOTHESES[claim]
+    if hypothesis.level == SAMPLE:
+        return paired_means(profile.base_run.sample_metric(hypothesis.metric))
+    return profile.base[hypothesis.metric].reindex(profile.pair.index).to_numpy(dtype=float)
 
 
 def measured_inputs(claim: str, profile, resampler) -> tuple[np.ndarray, np.ndarray | None, str]:

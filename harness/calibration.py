@@ -413,7 +413,28 @@ def lora_plan(scenario: str, seed_sd: float = 0.05) -> LoraPlan:
         return LoraPlan(lambda label: 0.30, lambda label: 14.53 if label == "base" else 14.60, seed_sd)
     if scenario == "paper":
         return LoraPlan(_gsm8k_paper, _retention_paper, seed_sd)
-    raise KeyError(f"unknown LoRA scenario {scenario!r}; known: null, paper")
+    if scenario in HARDEST:
+        return LoraPlan(HARDEST[scenario], lambda label: 14.53 if label == "base" else 14.60, seed_sd)
+    raise KeyError(f"unknown LoRA scenario {scenario!r}; known: null, paper, {', '.join(HARDEST)}")
+
+
+def _gsm8k_hardest(label: str) -> float:
+    """The hardest null of C4's best-of-k pick: every middle arm exactly at full LoRA's 0.28 (the deciding
+    comparison at its threshold of 0) while the edge arms sit far below (0.15), so that the other conditions
+    are comfortably met and only the pick of the luckiest middle arm can make C4 hold."""
+    if label in ("10000", "00001", "first20", "last20"):
+        return 0.15
+    return 0.28
+
+
+def _gsm8k_hardest_u(label: str) -> float:
+    """The hardest null of the single-segment inverted U (C4:M5), a best-of-k pick on both sides: every middle
+    segment exactly at the best edge segment's 0.28 (the deciding margin at 0) while the other edge sits far
+    below (0.15), so that the scores' range comfortably exceeds its threshold."""
+    return 0.15 if label == "00001" else 0.28
+
+
+HARDEST = {"hardest": _gsm8k_hardest, "hardest_u": _gsm8k_hardest_u}  # scenario -> planted success per arm
 
 
 def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.random.Generator) -> lora_study.LoraStudy:
@@ -497,7 +518,7 @@ _SIMULATORS = {
     "lora": lora_verdicts,
     "directional": directional_verdicts,
 }
-_SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2}
+_SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2, "hardest": 3, "hardest_u": 4}
 _CHUNK = 25  # simulations per job handed to a worker
 
 
@@ -671,6 +692,16 @@ def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
         Batch("swap", "null", sizes),
         Batch("swap", "boundary", sizes),
         Batch("lora", "null", sizes),
+        # the best-of-k pick at its hardest: 200 items, quiet seeds. C4's own hardest null ("hardest") is not
+        # here: its best middle arm is not corrected for the pick and holds there 16.8% (docs/statistics.md)
+        Batch(
+            "lora",
+            "hardest_u",
+            sizes.scaled(items=200),
+            ("C4:M5",),
+            label="hardest, seed sd 0.01",
+            options=(("seed_sd", 0.01),),
+        ),
     ]
 
 

@@ -248,3 +248,20 @@ def test_the_predicates_median_and_mean_are_numpys_to_the_last_bit(values):
     array = np.asarray(values, dtype=float)
     assert claims._median(array) == np.median(array)
     assert claims._mean(array) == np.mean(array)
+
+
+def test_a_condition_on_the_best_of_k_candidates_is_judged_at_confidence_one_minus_alpha_over_k():
+    from dataclasses import replace
+
+    from harness.verdicts import intervals
+
+    values = np.random.default_rng(0).normal(size=2000)
+    picked = claims.Condition("best_minus_other", 0.0, -1.0, ">=", picks=5)
+    verdict = claims.Verdict("X", "picked", [picked], "best_minus_other")
+    resampled = [claims.Verdict("X", "picked", [replace(picked, value=v)], "best_minus_other") for v in values]
+    judged = claims.with_intervals(verdict, resampled, 0.95, "")
+    assert judged.main.interval == pytest.approx(intervals.percentile_interval(values, 0.99))
+    single = claims.with_intervals(
+        claims.Verdict("X", "one", [replace(picked, picks=1)], "best_minus_other"), resampled, 0.95, ""
+    )
+    assert single.main.interval == pytest.approx(intervals.percentile_interval(values, 0.95))

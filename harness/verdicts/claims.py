@@ -60,6 +60,10 @@ class Condition:
     decides: bool = True  # False: reported beside the verdict, not part of it
     plug_in: float | None = None  # the same statistic from the paper's plug-in series, for its figures
     log_scale: bool = False  # a ratio of positive quantities: its jackknife interval is taken on the log scale
+    # the statistic rests on the best of this many candidates, picked anew in every resample: its interval is
+    # taken at confidence 1 − (1 − c)/picks (Bonferroni over the candidates), or the pick of the luckiest one
+    # would make a claim whose every candidate sits exactly at its threshold hold far more often than 1 − c allows
+    picks: int = 1
 
     @property
     def outcome(self) -> str:
@@ -189,13 +193,14 @@ def with_intervals(
 
     conditions = []
     for condition in verdict.conditions:
+        level = 1 - (1 - confidence) / max(condition.picks, 1)
         joint = values(resampled, condition.name)
         finite = joint[np.isfinite(joint)]
         if finite.size and np.ptp(finite) == 0 and _finite(condition.value) and finite[0] == condition.value:
             conditions.append(condition)  # no sampling variance: exact
             continue
         if jackknife:
-            jackknifed = intervals.jackknife_interval(condition.value, joint, confidence, log_scale=condition.log_scale)
+            jackknifed = intervals.jackknife_interval(condition.value, joint, level, log_scale=condition.log_scale)
             conditions.append(replace(condition, interval=jackknifed))
             continue
         if seeds_only and items_only:
@@ -205,10 +210,10 @@ def with_intervals(
                 values(seeds_only, condition.name),
                 values(items_only, condition.name),
                 n_seeds,
-                confidence,
+                level,
             )
         else:
-            interval = intervals.percentile_interval(joint, confidence)
+            interval = intervals.percentile_interval(joint, level)
         if finite.size < 0.9 * len(joint):
             interval = None if not _finite(condition.value) else (math.nan, math.nan)  # undefined too often
         conditions.append(replace(condition, interval=interval))
@@ -634,7 +639,12 @@ def inverted_u_swap(
     edge segment are picked anew in every resample (selection-aware intervals)."""
     values = _by_label(scores)
     best_middle, best_edge = _best(values, groups["middle"]), _best(values, [*groups["first"], *groups["last"]])
-    conditions = [_condition(t, "C3.margin", "middle_minus_best_edge", best_middle - best_edge, ">=")]
+    conditions = [
+        replace(
+            _condition(t, "C3.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
+            picks=len(groups["middle"]),
+        )
+    ]
     if host is not None:
         conditions += [
             Condition("best_edge_minus_host", best_edge - host, 0.0, "<", source=source(t, "C3.edges_lower_host")),
@@ -666,7 +676,10 @@ def single_segment_inverted_u(scores: Scores, groups: Mapping[str, Sequence[int]
     values = _by_label(scores)
     best_middle, best_edge = _best(values, groups["middle"]), _best(values, [*groups["first"], *groups["last"]])
     conditions = [
-        _condition(t, "C4.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
+        replace(
+            _condition(t, "C4.margin", "middle_minus_best_edge", best_middle - best_edge, ">="),
+            picks=len(groups["middle"]),
+        ),
         _condition(t, "C4.min_score_range", "score_range", _skipna(np.fromiter(values.values(), float), np.ptp), ">"),
     ]
     return Verdict(
@@ -705,6 +718,9 @@ def mid_block_beats_full(
     for role, label in arms.items():
         decides = role == c["decides"]
         top = values[label]
+        # The best middle arm is not corrected for its pick: with three seeds, a Bonferroni interval over the
+        # middle arms widens the seeds' t interval so far that the paper's effect verifies 70% of the time
+        # (measured; docs/statistics.md), while uncorrected, its hardest null holds 16.8%. Open.
         conditions += [
             _condition(t, "C4.margin", f"{role}_minus_full", top - values[full], ">=", decides),
             _condition(t, "C4.margin", f"{role}_minus_first", top - values[first], ">", decides),

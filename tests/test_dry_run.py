@@ -23,6 +23,17 @@ SMALL_SHAPE = {
 }
 
 
+def smallest_dry_run(shape):
+    """Every stage of a dry run of ``shape`` at the smallest sizes that still exercise it."""
+    return dry_run.run_dry(
+        str(shape),
+        dtype="float32",
+        device="cpu",
+        progress=False,
+        sizes=dry_run.Sizes(profile_samples=4, token_samples=2, lora_steps=1),
+    )
+
+
 @pytest.mark.parametrize("name", models.REAL_PAIRS)
 def test_every_registered_pair_has_a_shape_of_its_published_size(name):
     # the publisher's figure ("8.03B", "8.2B") to its last digit: the count must round to it
@@ -115,13 +126,7 @@ def test_a_toy_vocabulary_runs_too(vocabulary, isolated_cache, tmp_path):
             {**SMALL_SHAPE, "model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": vocabulary}
         )
     )
-    result = dry_run.run_dry(
-        str(shape),
-        dtype="float32",
-        device="cpu",
-        progress=False,
-        sizes=dry_run.Sizes(profile_samples=4, token_samples=2, lora_steps=1),
-    )
+    result = smallest_dry_run(shape)
     assert [stage.name for stage in result.stages][-1] == "LoRA"
     assert ("raised from 64" in result.facts.get("note", "")) == (vocabulary == 64)
     assert result.shape["vocab_size"] == max(vocabulary, dry_run.TOKENIZER_VOCAB if vocabulary < 300 else 0)
@@ -131,13 +136,7 @@ def test_a_toy_vocabulary_runs_too(vocabulary, isolated_cache, tmp_path):
 def test_a_model_too_shallow_for_the_depth_groups_runs_every_stage_it_can(layers, isolated_cache, tmp_path):
     shape = tmp_path / "shallow.json"
     shape.write_text(json.dumps({**SMALL_SHAPE, "num_hidden_layers": layers}))
-    result = dry_run.run_dry(
-        str(shape),
-        dtype="float32",
-        device="cpu",
-        progress=False,
-        sizes=dry_run.Sizes(profile_samples=4, token_samples=2, lora_steps=1),
-    )
+    result = smallest_dry_run(shape)
     assert [stage.name for stage in result.stages] == ["build", "profile", "weight change", "swap", "lm-eval", "LoRA"]
     lora = result.stage("LoRA").detail
     assert set(lora["arms"]) == {"full"} and "needs at least 3 decoder layers" in lora["mid_block"]

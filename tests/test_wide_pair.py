@@ -17,7 +17,7 @@ import pytest
 from harness import dry_run, verification
 from harness.measure.profile import ProfileOptions
 from harness.sources import models
-from harness.verdicts import directional
+from harness.verdicts import directional, intervals
 
 WIDTH = 256
 SAMPLE_COUNTS = (48, 144)
@@ -88,8 +88,6 @@ def test_statistics_of_a_size_free_estimand_agree_at_two_sample_counts(measured,
 
 @pytest.mark.parametrize("series", N_FREE_SERIES)
 def test_each_layer_s_estimate_agrees_at_two_sample_counts(measured, series):
-    from harness.verdicts import intervals
-
     bands = {}
     for count, pair in measured.items():
         point = pair.resampler.point_bundle({series: pair.profile.pair[series]})[series].to_numpy()

@@ -109,8 +109,11 @@ class CkaEstimate:
 
 
 def _ratio(cross, own_x, own_y):
+    """cross / sqrt(own_x · own_y), NaN wherever either self-HSIC is not positive (undefined, even where both
+    are negative and their product is not)."""
+    own_x, own_y = np.asarray(own_x, dtype=float), np.asarray(own_y, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return cross / np.sqrt(own_x * own_y)
+        return np.where((own_x > 0) & (own_y > 0), cross / np.sqrt(np.abs(own_x * own_y)), np.nan)
 
 
 def debiased_linear_cka(x: torch.Tensor, y: torch.Tensor) -> CkaEstimate:
@@ -228,21 +231,10 @@ def debiased_cka_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tup
         raise DegenerateInputError(f"CKA needs the same samples on both sides: {x.shape[0]} vs {y.shape[0]} rows")
     (gram_x, _), (gram_y, _) = _gram(x), _gram(y)
     out = _left_out(kept)
-    full = {
-        key: unbiased_hsic(*pair)
-        for key, pair in (("xy", (gram_x, gram_y)), ("xx", (gram_x, gram_x)), ("yy", (gram_y, gram_y)))
-    }
-    parts = {
-        key: _leave_groups_out_hsic(*pair, out)
-        for key, pair in (("xy", (gram_x, gram_y)), ("xx", (gram_x, gram_x)), ("yy", (gram_y, gram_y)))
-    }
-
-    def ratio(cross, own_x, own_y):
-        own_x, own_y = np.asarray(own_x, dtype=float), np.asarray(own_y, dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where((own_x > 0) & (own_y > 0), cross / np.sqrt(np.abs(own_x * own_y)), np.nan)
-
-    return float(ratio(full["xy"], full["xx"], full["yy"])), ratio(parts["xy"], parts["xx"], parts["yy"])
+    grams = {"xy": (gram_x, gram_y), "xx": (gram_x, gram_x), "yy": (gram_y, gram_y)}
+    full = {key: unbiased_hsic(*pair) for key, pair in grams.items()}
+    replicates = {key: _leave_groups_out_hsic(*pair, out) for key, pair in grams.items()}
+    return float(_ratio(full["xy"], full["xx"], full["yy"])), _ratio(*(replicates[key] for key in ("xy", "xx", "yy")))
 
 
 def debiased_shift_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tuple[float, np.ndarray]:

@@ -1,4 +1,10 @@
-"""Where in depth a layer or a segment lies: the first 20%, the middle, or the last 20%.
+"""Where in depth a layer or a segment lies: the first 20%, the middle, or the last 20%; and how layers are numbered.
+
+Layer numbering, one for the whole harness: a model with L decoder layers has *profile rows* 0..L. Row 0 is the
+embedding output; row r (1 ≤ r ≤ L) is the output of decoder layer r − 1, where decoder layers carry their
+0-based module index in the model (``model.layers[i]``, as in Hugging Face checkpoints, LoRA masks and layer
+swaps). Every per-layer table, series and report is indexed by rows; every mask, segment and group of layers
+by 0-based layer indices; ``row_of_layer`` and ``layer_of_row`` convert, and nothing else adds or subtracts 1.
 
 One definition serves every claim that speaks of depth (the tail of the per-layer
 claims, the layer swaps of C3, the LoRA masks of C4 and C4:M<n>, the referee's
@@ -18,6 +24,21 @@ import numpy as np
 from harness.errors import BadInputError
 
 EDGE = 0.2  # "the first/last 20%" (§4.3-4.4, App. A)
+
+
+EMBEDDING_ROW = 0  # the profile row of the embedding output
+
+
+def row_of_layer(layer: int) -> int:
+    """The profile row of 0-based decoder layer ``layer``: its output."""
+    return layer + 1
+
+
+def layer_of_row(row: int) -> int:
+    """The 0-based decoder layer whose output is profile row ``row`` (row ≥ 1)."""
+    if row < 1:
+        raise ValueError(f"profile row {row} is the embedding output, the output of no decoder layer")
+    return row - 1
 
 
 def segments(n_layers: int, count: int) -> list[list[int]]:
@@ -71,10 +92,10 @@ def mask_group(mask: str, edge: float = EDGE) -> str:
 
 
 def is_tail_row(row: int, n_layers: int, edge: float = EDGE) -> bool:
-    """Whether profile row ``row`` (0 = embeddings, r = output of decoder layer r − 1) lies in the last 20%."""
-    return row >= 1 and (row - 0.5) / n_layers >= 1 - edge
+    """Whether profile row ``row`` lies in the last 20% (by its decoder layer's centre; the embeddings never)."""
+    return row != EMBEDDING_ROW and row_depth(row, n_layers) >= 1 - edge
 
 
 def row_depth(row: int, n_layers: int) -> float:
-    """Relative depth of profile row ``row``: the centre of decoder layer row − 1; the embeddings at 0."""
-    return 0.0 if row == 0 else (row - 0.5) / n_layers
+    """Relative depth of profile row ``row``: the centre of its decoder layer; the embeddings at 0."""
+    return 0.0 if row == EMBEDDING_ROW else (layer_of_row(row) + 0.5) / n_layers

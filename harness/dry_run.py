@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from harness import cache
+from harness import cache, depth
 from harness.errors import BadInputError
 from harness.measure.capture import decoder_layers
 from harness.sources import models
@@ -214,16 +214,16 @@ def _initialise(model, generator: torch.Generator, std: float) -> None:
 
 
 def planted_change(layer: int, n_layers: int) -> float:
-    """The SFT's relative perturbation of decoder layer ``layer`` (1..L): small and flat, then rising (a J)."""
+    """The SFT's relative perturbation of 0-based decoder layer ``layer``: small and flat, then rising (a J)."""
     first, last = PLANTED_CHANGE
-    depth = (layer - 1) / max(1, n_layers - 1)
-    return first + (last - first) * depth**3
+    position = layer / max(1, n_layers - 1)
+    return first + (last - first) * position**3
 
 
 def _perturb(model, generator: torch.Generator) -> None:
     layers = decoder_layers(model)
     with torch.no_grad():
-        for index, layer in enumerate(layers, start=1):
+        for index, layer in enumerate(layers):
             scale = planted_change(index, len(layers))
             for parameter in layer.parameters():
                 if parameter.ndim >= 2:  # every matrix, a mixture's router and stacked experts included
@@ -403,9 +403,9 @@ def _weight_change_stage(resolved, n_layers, thresholds, sizes, dtype, device, p
     with measured("weight change") as figures:
         parts = weight_change_by_part(base_dir, sft_dir, (*ATTENTION_MODULES, *MLP_MODULES), relative=True)
     change = parts["eq1"]
-    planted = {layer: planted_change(layer, n_layers) for layer in change}
+    planted = {row: planted_change(depth.layer_of_row(row), n_layers) for row in change}
     # every matrix of a layer got the same relative perturbation: Q/K/V/O and MLP, router and experts alike
-    worst = max(abs(values[layer] - planted[layer]) / planted[layer] for values in parts.values() for layer in values)
+    worst = max(abs(values[row] - planted[row]) / planted[row] for values in parts.values() for row in values)
     figures.detail.update(
         relative_change_first=change[1],
         relative_change_last=change[n_layers],

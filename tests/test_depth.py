@@ -70,3 +70,14 @@ def test_too_few_units_for_three_groups_is_an_error():
         depth.unit_groups(2)
     with pytest.raises(ValueError, match="cannot split"):
         depth.segment_groups(4, 5)
+
+
+def test_rows_and_layers_convert_one_way_only():
+    """Profile row r is the output of 0-based decoder layer r − 1; row 0, the embeddings, belongs to no layer."""
+    assert [depth.row_of_layer(layer) for layer in range(4)] == [1, 2, 3, 4]
+    assert [depth.layer_of_row(row) for row in range(1, 5)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="embedding output"):
+        depth.layer_of_row(depth.EMBEDDING_ROW)
+    # the tail is read on rows, by their layer's centre: with 10 layers, layers 8 and 9 (rows 9 and 10)
+    assert [row for row in range(11) if depth.is_tail_row(row, 10)] == [9, 10]
+    assert depth.row_depth(depth.EMBEDDING_ROW, 10) == 0.0 and depth.row_depth(1, 10) == 0.05

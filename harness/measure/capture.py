@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harness import depth
 from harness.errors import BadInputError
 from harness.sources.layouts import decoder_layers, layout_of
 
@@ -49,15 +50,16 @@ def layer_hooks(model, sink: StateSink, last_layer: str = "pre_norm") -> Iterato
 
     def embedding_hook(module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
-        sink(0, hidden)
+        sink(depth.EMBEDDING_ROW, hidden)
 
     handles.append(layers[0].register_forward_pre_hook(embedding_hook, with_kwargs=True))
-    for index, layer in enumerate(layers, start=1):
-        if index == count and last_layer == "final_norm":
+    for index, layer in enumerate(layers):
+        row = depth.row_of_layer(index)
+        if row == count and last_layer == "final_norm":
             continue
 
-        def hook(module, args, output, index=index):
-            sink(index, _tensor_of(output))
+        def hook(module, args, output, row=row):
+            sink(row, _tensor_of(output))
 
         handles.append(layer.register_forward_hook(hook))
     if last_layer == "final_norm":

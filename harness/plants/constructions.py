@@ -66,11 +66,12 @@ def plant(model, control: Planted, seed: int = 0) -> None:
             name: torch.stack([module.weight.pow(2).mean() for module in modules]).mean().sqrt()
             for name, modules in _modules_by_name(layers).items()
         }
-        for index, layer in enumerate(layers, start=1):
-            scale = control.profile(index / count)
+        for index, layer in enumerate(layers):
+            row = depth.row_of_layer(index)  # the depth profile is read at the end of the layer
+            scale = control.profile(row / count)
             for module_index, (name, module) in enumerate(_planted_modules(layer)):
                 weight = module.weight
-                generator = torch.Generator().manual_seed(seed * 100_003 + index * 101 + module_index)
+                generator = torch.Generator().manual_seed(seed * 100_003 + row * 101 + module_index)
                 noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
                 weight.add_(noise * scale * reference[name])
             for gain in _residual_write_gains(layer):

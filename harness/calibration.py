@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,12 +37,12 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from harness import config, verification
+from harness import config, depth, verification
 from harness.lora import plan as study_plan
 from harness.lora import runs as lora_runs
 from harness.lora import study as lora_study
 from harness.measure import profile
-from harness.verdicts import bootstrap, claims, directional
+from harness.verdicts import bootstrap, claims, directional, registry
 
 PER_LAYER = ("C1", "C2", "C5", "C6", "C7")
 LORA = ("C4", "C4:M5", "C4-control", "C8")
@@ -136,6 +137,7 @@ class LayerPlan:
     probe_concentration: float = 20.0  # Beta concentration of per-sample accuracy
     keep_spread: bool = False  # rescale the SFT's spread to the base's, so its second moment is the base's
     sample_metrics: tuple[str, ...] = ()  # token-level metrics simulated per sample (``sample_metric_values``)
+    sample_shift: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> SFT − base per row (population)
 
 
 def sft_noise_scale(cka: float) -> float:
@@ -185,6 +187,8 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
         moved = (z[r] + sigma * e[r]) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
         sft.append((mean + moved * spread + plan.shift[r] * direction).astype(np.float32))
     per_sample = sample_metric_values(rng, plan.sample_metrics, sizes.token_samples, rows)
+    for metric, shift in plan.sample_shift.items():
+        per_sample["sft"][metric] = per_sample["sft"][metric] + shift
     runs = {
         label: SyntheticRun(
             label,
@@ -203,7 +207,7 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
         runs["sft"],
         tables["base"],
         tables["sft"],
-        {row: float(w) for row, w in enumerate(weights, start=1)},
+        {depth.row_of_layer(layer): float(w) for layer, w in enumerate(weights)},
         options,
     )
     return profile.PairProfile(
@@ -240,19 +244,19 @@ def _tail_rows(layers: int) -> list[int]:
     return claims.tail_split(list(range(layers + 1)), layers)[1]
 
 
-def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
+def layer_plan(scenario: str, sizes: Sizes, thresholds: dict | None = None) -> LayerPlan:
     """The population of one per-layer scenario.
 
     - ``null``: every row alike: CKA 0.985, no centroid shift, accuracy 0.02, one spectrum, weight change
       iid around 0.05 (no depth trend anywhere), the SFT's spread rescaled to the base's and per-sample
       token metrics drawn alike for both models (no directional change either).
-    - ``boundary``: the null with the tail at the thresholds: last-row CKA exactly 0.04 below the plateau
-      (C1.cka_drop_min) and tail accuracy exactly 0.5 above the dormant rows (C5.rise_min).
     - ``paper``: the paper's figures: CKA 0.99 on the plateau dropping to 0.94 at the last layer and the
       centroid shift below 1 then above 12 in the tail (§4.2, Fig. 1); accuracy 0.02 rising to 0.65 (§4.3,
       Fig. 3); weight change 0.05 early climbing to 0.12 at the last layer (§4.3, Fig. 4); a transition from
       the embeddings, then a plateau, then one direction taking over the tail, so that effective rank
       collapses and the spectral norm explodes at the last layer (§4.2, Fig. 2).
+    - ``boundary:<condition>``: one condition exactly at its threshold, the others comfortably met
+      (``boundary_plan``).
     """
     layers, width = sizes.layers, sizes.width
     rows = layers + 1
@@ -265,11 +269,8 @@ def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
         return LayerPlan(
             cka, np.zeros(rows), probe, spectrum, weight, keep_spread=True, sample_metrics=tuple(SAMPLE_METRIC_LEVELS)
         )
-    if scenario == "boundary":
-        cka[tail] = 0.965
-        cka[-1] = 0.985 - 0.04
-        probe[tail] = 0.02 + 0.5
-        return LayerPlan(cka, shift, probe, spectrum, weight)
+    if scenario.startswith("boundary:"):
+        return boundary_plan(scenario.removeprefix("boundary:"), sizes, thresholds)
     if scenario == "paper":
         cka[:] = 0.99
         cka[tail] = np.linspace(0.97, 0.94, len(tail))
@@ -281,14 +282,87 @@ def layer_plan(scenario: str, sizes: Sizes) -> LayerPlan:
         spectrum[0] = np.full(width, spectrum[1].mean() / 4)  # embeddings: small and isotropic
         spectrum[tail, 0] *= np.linspace(100.0, 500.0, len(tail))  # one direction takes over the tail
         return LayerPlan(cka, shift, probe, spectrum, weight, weight_spread=0.05, offset=0.5)
-    raise KeyError(f"unknown per-layer scenario {scenario!r}; known: null, boundary, paper")
+    known = ", ".join(["null", "paper", *(f"boundary:{name}" for name in BOUNDARIES)])
+    raise KeyError(f"unknown per-layer scenario {scenario!r}; known: {known}")
+
+
+def _comfortable(sizes: Sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int], list[int]]:
+    """(CKA, mean shift, accuracy per row, head rows, tail rows) where every C1 and C5 condition is met far
+    beyond its threshold: a CKA plateau at 0.995 falling to 0.90 at the last row, a mean shift of 0.5 rising to
+    15 (30 times the plateau's), accuracy 0.02 rising to 0.80. A boundary design moves one of them to its
+    threshold."""
+    rows = sizes.layers + 1
+    head, tail = claims.tail_split(list(range(rows)), sizes.layers)
+    cka, shift, probe = np.full(rows, 0.995), np.full(rows, 0.5), np.full(rows, 0.02)
+    cka[tail] = np.linspace(0.97, 0.90, len(tail))
+    shift[tail] = np.linspace(8.0, 15.0, len(tail))
+    probe[tail] = np.linspace(0.6, 0.8, len(tail))
+    return cka, shift, probe, head, tail
+
+
+def boundary_plan(condition: str, sizes: Sizes, thresholds: dict | None = None) -> LayerPlan:
+    """The population with ``condition`` exactly at its threshold (in ``thresholds``, the calibration's by
+    default) and every other condition of its claim comfortably met (``_comfortable``): where 95% intervals
+    may let it hold in at most 2.5% of the simulations (``BOUNDARIES`` says how each is set)."""
+    t = thresholds or config.thresholds_for("calibration")
+    cka, shift, probe, head, tail = _comfortable(sizes)
+    middle = head[len(head) // 2]
+    if condition == "cka_plateau_min":
+        cka[middle] = t["C1"]["cka_plateau_min"]
+    elif condition == "cka_drop":
+        cka[tail] = np.linspace(0.98, 0.97, len(tail))
+        cka[-1] = cka[head].mean() - t["C1"]["cka_drop_min"]
+    elif condition == "mean_shift_spike_ratio":
+        shift[tail] = np.linspace(1.0, np.median(shift[head]) * t["C1"]["mean_shift_spike_ratio"], len(tail))
+    elif condition == "dormant_max":
+        probe[middle] = t["C5"]["dormant_max"]
+    elif condition == "tail_rise":
+        probe[tail] = probe[head].max() + t["C5"]["rise_min"]
+    elif condition == "directional_sample":
+        return _directional_sample_plan(sizes, t)
+    else:
+        raise KeyError(f"no boundary design for {condition!r}; known: {', '.join(BOUNDARIES)}")
+    return LayerPlan(cka, shift, probe, _spectrum(sizes.layers + 1, sizes.width), np.full(sizes.layers, 0.05))
+
+
+# SFT's direction per sample-level hypothesis (§3.3-3.4): -1 lowers the metric, +1 raises it
+SAMPLE_DIRECTIONS = {"prompt_entropy": -1.0, "curvature": -1.0, "token_sparsity": 1.0}
+COMFORTABLE_MARGINS = 20.0  # a band comfortably beyond its smallest change of interest: this many times it
+
+
+def _directional_sample_plan(sizes: Sizes, t: dict) -> LayerPlan:
+    """The directional null with the sample-level hypotheses' middle band exactly at its smallest change of
+    interest (``directional.relative_margin`` of the metric's level, in the claimed direction) and the first
+    and last bands 20 times beyond it."""
+    rows = sizes.layers + 1
+    null = layer_plan("directional_null", sizes)
+    bands = {band: [depth.row_of_layer(i) for i in layers] for band, layers in depth.layer_groups(sizes.layers).items()}
+    shifts = {}
+    for metric, sign in SAMPLE_DIRECTIONS.items():
+        level, _ = SAMPLE_METRIC_LEVELS[metric]
+        smallest = t["directional"]["margin"] + t["directional"]["relative_margin"][metric] * level
+        shift = np.zeros(rows)
+        shift[bands["middle"]] = sign * smallest
+        shift[[*bands["first"], *bands["last"]]] = sign * COMFORTABLE_MARGINS * smallest
+        shifts[metric] = shift
+    return dataclasses.replace(null, sample_shift=shifts)
+
+
+BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the condition is put at its threshold
+    "cka_plateau_min": "one plateau row's CKA at 0.98, the others at 0.995",
+    "cka_drop": "the last row's CKA C1.cka_drop_min below the plateau mean (0.995), the other tail rows at 0.98-0.97",
+    "mean_shift_spike_ratio": "the tail's largest mean shift 12 times the plateau's median (0.5)",
+    "dormant_max": "one plateau row's accuracy at 0.05, the others at 0.02",
+    "tail_rise": "every tail row's accuracy 0.5 above the plateau's highest (0.02)",
+    "directional_sample": "the sample-level metrics' middle band exactly at its smallest change, the others 20x",
+}
 
 
 def layer_verdicts(
     scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator, keys: Sequence[str] = PER_LAYER
 ) -> dict[str, claims.Verdict]:
     """The per-layer verdicts on one simulated pair, as ``verification.Measured`` gives them on a real one."""
-    pair = simulated_pair(layer_plan(scenario, sizes), sizes, rng)
+    pair = simulated_pair(layer_plan(scenario, sizes, thresholds), sizes, rng)
     sampling = thresholds["bootstrap"]
     measured = verification.Measured(
         "simulated", pair, thresholds, bootstrap.Resampler(pair, sampling["jackknife_groups"], sampling["seed"])
@@ -310,6 +384,10 @@ def directional_verdicts(
 # --- C3: a simulated layer swap ------------------------------------------------------------------
 
 
+HOST_SCORE = -1.2  # the expected mean answer log-likelihood of a simulated swap's host
+PAPER_SWAP_SCORE = 0.6  # Fig. 6's OLMo2-13B MMLU score, the scale of its swap differences
+
+
 def swap_result(
     host_shift: float,
     segment_shift: Callable[[int, int], float],
@@ -324,7 +402,7 @@ def swap_result(
     host: ``host_shift``). With exchangeable hybrids the outcome of the margin does not depend on
     ``hybrid_sd`` (everything scales with it); the host conditions and the power do."""
     items = sizes.swap_items
-    difficulty = -1.2 + item_sd * rng.standard_normal(items)
+    difficulty = HOST_SCORE + item_sd * rng.standard_normal(items)
     host = difficulty + host_shift + hybrid_sd * rng.standard_normal(items)
     result = {
         "n_layers": sizes.layers,
@@ -347,15 +425,35 @@ def swap_verdicts(
     - ``null``: every hybrid and the host alike (segments exchangeable across positions).
     - ``boundary``: hybrids alike, all 0.005 below the host (edges lower the host, the middle stays within
       the host margin): the deciding margin, middle minus best edge, is exactly at its threshold of 0.
-    - ``paper``: Fig. 6 (OLMo2-13B MMLU): middle swaps +0.003, first/last 20% −0.001/−0.002 against the host.
+    - ``boundary:edges_at_host``: the edge hybrids exactly the smallest drop of interest below the host
+      (``C3.edge_drop_relative_min`` of its expected score), the middle ones 0.01 above it.
+    - ``boundary:middle_at_host_margin``: the middle hybrids exactly ``C3.host_margin`` below the host, the edge
+      ones 0.02 below them.
+    - ``paper``: Fig. 6 (OLMo2-13B MMLU, a score of about 0.6): middle swaps +0.003, first/last 20%
+      −0.001/−0.002 against the host, planted as the same shares of the simulated host's score (+0.5%,
+      −0.17%, −0.33%), since the swaps here are scored by answer log-likelihood, not accuracy.
     """
-    from harness import depth
 
     def paper(m: int, s: int) -> float:
         groups = depth.segment_groups(sizes.layers, m)
-        return 0.003 if s in groups["middle"] else (-0.001 if s in groups["first"] else -0.002)
+        accuracy_change = 0.003 if s in groups["middle"] else (-0.001 if s in groups["first"] else -0.002)
+        return accuracy_change / PAPER_SWAP_SCORE * abs(HOST_SCORE)
 
-    shifts = {"null": (0.0, lambda m, s: 0.0), "boundary": (0.0, lambda m, s: -0.005), "paper": (0.0, paper)}
+    def edges_at_host(m: int, s: int) -> float:
+        smallest_drop = float(thresholds["C3"]["edge_drop_relative_min"]) * abs(HOST_SCORE)
+        return 0.01 if s in depth.segment_groups(sizes.layers, m)["middle"] else -smallest_drop
+
+    def middle_at_host_margin(m: int, s: int) -> float:
+        margin = float(thresholds["C3"]["host_margin"])
+        return -margin if s in depth.segment_groups(sizes.layers, m)["middle"] else -margin - 0.02
+
+    shifts = {
+        "null": (0.0, lambda m, s: 0.0),
+        "boundary": (0.0, lambda m, s: -0.005),
+        "boundary:edges_at_host": (0.0, edges_at_host),
+        "boundary:middle_at_host_margin": (0.0, middle_at_host_margin),
+        "paper": (0.0, paper),
+    }
     if scenario not in shifts:
         raise KeyError(f"unknown swap scenario {scenario!r}; known: {sorted(shifts)}")
     result = swap_result(*shifts[scenario], sizes, rng)
@@ -415,6 +513,8 @@ def lora_plan(scenario: str, seed_sd: float = 0.05) -> LoraPlan:
         return LoraPlan(_gsm8k_paper, _retention_paper, seed_sd)
     if scenario in HARDEST:
         return LoraPlan(HARDEST[scenario], lambda label: 14.53 if label == "base" else 14.60, seed_sd)
+    if scenario == "hardest_retention":
+        return LoraPlan(lambda label: 0.30, _retention_hardest, seed_sd)
     raise KeyError(f"unknown LoRA scenario {scenario!r}; known: null, paper, {', '.join(HARDEST)}")
 
 
@@ -434,7 +534,40 @@ def _gsm8k_hardest_u(label: str) -> float:
     return 0.15 if label == "00001" else 0.28
 
 
-HARDEST = {"hardest": _gsm8k_hardest, "hardest_u": _gsm8k_hardest_u}  # scenario -> planted success per arm
+def _gsm8k_hardest_against(edge: str) -> Callable[[str], float]:
+    """The hardest null of a comparison of the middle arms with one edge arm (``first`` or ``last``): every
+    middle arm, the pre-registered mid-block included, exactly at that edge's 0.28 (the deciding comparison at
+    its threshold of 0), full LoRA, the other edge and the random layer sets far below (0.15)."""
+    at_threshold = {"first": ("10000", "first20"), "last": ("00001", "last20")}[edge]
+    others = ("11111", "10000", "00001", "first20", "last20")
+
+    def success(label: str) -> float:
+        if label in at_threshold:
+            return 0.28
+        return 0.15 if label in others or label.startswith("random") else 0.28
+
+    return success
+
+
+def _gsm8k_hardest_random(label: str) -> float:
+    """The hardest null of the referee's control against random layer sets: the mid-block exactly at the random
+    sets' 0.28 (their mean at the threshold of 0), the edges far below (0.15)."""
+    return 0.15 if label in ("11111", "10000", "00001", "first20", "last20") else 0.28
+
+
+HARDEST = {  # scenario -> planted success per arm
+    "hardest": _gsm8k_hardest,
+    "hardest_u": _gsm8k_hardest_u,
+    "hardest_first": _gsm8k_hardest_against("first"),
+    "hardest_last": _gsm8k_hardest_against("last"),
+    "hardest_random": _gsm8k_hardest_random,
+}
+
+
+def _retention_hardest(label: str) -> float:
+    """C8 at its boundary: every middle arm exactly as far from the base (14.53) as the closest compared arm,
+    10000 (both at 14.60), the other compared arms far away (14.80)."""
+    return {"base": 14.53, "11111": 14.80, "00001": 14.80}.get(label, 14.60)
 
 
 def simulated_study(plan: LoraPlan, sizes: Sizes, thresholds: dict, rng: np.random.Generator) -> lora_study.LoraStudy:
@@ -503,15 +636,27 @@ def lora_verdicts(
 CKA_CONDITIONS = ("cka_plateau_min", "cka_drop", "cka_lowest_layer_depth")
 FOCUS = {  # (claim, scenario) -> the conditions whose joint outcome is reported beside the verdict's
     ("C1", "null"): ("cka_drop",),
-    ("C1", "boundary"): ("cka_drop",),
     ("C1", "paper"): CKA_CONDITIONS,
     ("C3", "null"): ("middle_minus_best_edge",),
-    ("C3", "boundary"): ("middle_minus_best_edge",),
     ("C3", "paper"): ("middle_minus_best_edge",),
     ("C5", "null"): ("tail_rise",),
-    ("C5", "boundary"): ("tail_rise",),
     ("C5", "paper"): ("tail_rise",),
 }
+
+
+def calibration_key(claim: str) -> str:
+    """The verdict a registry entry is calibrated on: the single-segment inverted U at M = 5 (``SWAP_SEGMENTS``)."""
+    return claim.replace("{count}", str(SWAP_SEGMENTS))
+
+
+def focus_of(claim: str, family: str, scenario: str) -> tuple[str, ...]:
+    """The conditions a scenario puts at their threshold (the registry's boundary designs), else ``FOCUS``'s."""
+    for entry, names in registry.simulated_designs().get(f"{family}:{scenario}", {}).items():
+        if calibration_key(entry) == claim and scenario != "null":
+            return names
+    return FOCUS.get((claim, scenario), ())
+
+
 _SIMULATORS = {
     "layers": layer_verdicts,
     "swap": swap_verdicts,
@@ -519,6 +664,13 @@ _SIMULATORS = {
     "directional": directional_verdicts,
 }
 _SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2, "hardest": 3, "hardest_u": 4}
+
+
+def _scenario_code(scenario: str) -> int:
+    """A fixed number per scenario, part of every simulation's seed (later designs by a checksum of the name)."""
+    return _SCENARIO_CODES.get(scenario, zlib.crc32(scenario.encode()))
+
+
 _CHUNK = 25  # simulations per job handed to a worker
 
 
@@ -556,19 +708,25 @@ def family_of(claim: str) -> str:
 
 
 def _focus_outcome(verdict: claims.Verdict, names: Sequence[str]) -> str:
-    outcomes = [c.outcome for c in verdict.conditions if c.name in names]
+    """The joint outcome of the deciding conditions matching ``names`` (registry names: ``{role}_minus_full``)."""
+    specs = [registry.ConditionSpec(name, "", "", "") for name in names]
+    outcomes = [c.outcome for c in verdict.deciding if any(spec.matches(c.name) for spec in specs)]
     if outcomes and all(o == claims.HOLDS for o in outcomes):
         return claims.HOLDS
     return claims.REFUTED if claims.REFUTED in outcomes else claims.INCONCLUSIVE
 
 
-def _simulate_chunk(job: tuple) -> list[dict[str, tuple[str, str | None]]]:
-    """Outcomes of simulations ``indices`` of one batch: per claim, (verdict, focus conditions)."""
+Outcome = tuple[str, str | None, tuple[tuple[str, str], ...]]  # verdict, focus conditions, each deciding condition
+
+
+def _simulate_chunk(job: tuple) -> list[dict[str, Outcome]]:
+    """Outcomes of simulations ``indices`` of one batch: per claim, (verdict, focus conditions, every deciding
+    condition's own)."""
     batch, thresholds, seed, indices = job
     torch.set_num_threads(1)  # one simulation per core: threads would only contend
     out = []
     for index in indices:
-        rng = np.random.default_rng([seed, list(FAMILIES).index(batch.family), _SCENARIO_CODES[batch.scenario], index])
+        rng = np.random.default_rng([seed, list(FAMILIES).index(batch.family), _scenario_code(batch.scenario), index])
         verdicts = _SIMULATORS[batch.family](
             batch.scenario, batch.sizes, thresholds, rng, batch.claims, **dict(batch.options)
         )
@@ -576,7 +734,8 @@ def _simulate_chunk(job: tuple) -> list[dict[str, tuple[str, str | None]]]:
             {
                 key: (
                     v.outcome,
-                    _focus_outcome(v, FOCUS[(key, batch.scenario)]) if (key, batch.scenario) in FOCUS else None,
+                    _focus_outcome(v, focus) if (focus := focus_of(key, batch.family, batch.scenario)) else None,
+                    tuple((c.name, c.outcome) for c in v.deciding),
                 )
                 for key, v in verdicts.items()
             }
@@ -642,10 +801,10 @@ def simulate(
     return run_batches([batch], simulations, seed, workers=workers)[0]
 
 
-def rates(outcomes: Sequence[tuple[str, str | None]]) -> dict[str, float]:
+def rates(outcomes: Sequence[Outcome]) -> dict[str, float]:
     """Shares of holds / refuted / inconclusive, and of holds of the focus conditions (NaN when none)."""
-    verdicts = [o for o, _ in outcomes]
-    focus = [f for _, f in outcomes if f is not None]
+    verdicts = [o[0] for o in outcomes]
+    focus = [o[1] for o in outcomes if o[1] is not None]
     count = max(len(verdicts), 1)
     return {
         **{o: verdicts.count(o) / count for o in claims.OUTCOMES},
@@ -681,28 +840,69 @@ def wide(sizes: Sizes) -> Sizes:
 
 
 def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
-    """Every claim on data with no effect; C1, C3 and C5 also with the effect exactly at a threshold. The
-    per-layer claims and the directional hypotheses also with fewer samples than dimensions (``wide``)."""
-    narrow = wide(sizes)
+    """Every claim on data with no effect; the per-layer claims and the directional hypotheses also with fewer
+    samples than dimensions (``wide``)."""
     return [
         Batch("layers", "null", sizes, (*PER_LAYER, *DIRECTIONAL)),  # one simulated pair serves both
-        Batch("layers", "boundary", sizes, ("C1", "C5")),
-        Batch("layers", "null", narrow, (*PER_LAYER, *DIRECTIONAL), label="null, N < D"),
-        Batch("layers", "boundary", narrow, ("C1", "C5"), label="boundary, N < D"),
+        Batch("layers", "null", wide(sizes), (*PER_LAYER, *DIRECTIONAL), label="null, N < D"),
         Batch("swap", "null", sizes),
-        Batch("swap", "boundary", sizes),
         Batch("lora", "null", sizes),
-        # the best-of-k pick at its hardest: 200 items, quiet seeds. C4's own hardest null ("hardest") is not
-        # here: its best middle arm is not corrected for the pick and holds there 16.8% (docs/statistics.md)
-        Batch(
-            "lora",
-            "hardest_u",
-            sizes.scaled(items=200),
-            ("C4:M5",),
-            label="hardest, seed sd 0.01",
-            options=(("seed_sd", 0.01),),
-        ),
     ]
+
+
+HARDEST_ITEMS = 200  # the best-of-k picks at their hardest: many items and quiet seeds leave the pick the most room
+HARDEST_SEED_SD = 0.01
+BOUNDARY_LIMIT = 0.025  # a condition exactly at its threshold may hold at most this often (one-sided 95% intervals)
+# designs of statistics read from the token-level samples alone (logit-lens accuracy, per-sample metrics): with
+# the paper's 100 token-level samples (§4.1), and not at N < D, since the hidden size does not enter them
+TOKEN_LEVEL_DESIGNS = ("boundary:dormant_max", "boundary:tail_rise", "boundary:directional_sample")
+TOKEN_SAMPLES = 100
+
+
+def boundary_limit(simulations: int, limit: float = BOUNDARY_LIMIT) -> float:
+    """``limit`` plus two Monte-Carlo standard errors of a rate of ``limit`` over ``simulations``."""
+    return limit + 2 * math.sqrt(limit * (1 - limit) / max(simulations, 1))
+
+
+def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = ()) -> list[Batch]:
+    """One batch per simulated boundary design of the registry (``registry.simulated_designs``): each claim
+    whose condition the design puts at its threshold while its other conditions are comfortably met. The
+    per-layer designs also with fewer samples than dimensions (those of the token-level samples with 100 of
+    them instead); the LoRA designs with 200 items and quiet seeds, where a pick of the luckiest arm has the
+    most room. ``depths``: the per-layer and swap designs at each of these layer counts (default: the sizes')."""
+    batches = []
+    for design, entries in registry.simulated_designs().items():
+        family, _, scenario = design.partition(":")
+        if scenario == "null":
+            continue  # the null batches put these at their threshold already
+        keys = tuple(calibration_key(claim) for claim in entries)
+        if family == "lora":
+            batches.append(
+                Batch(
+                    family,
+                    scenario,
+                    sizes.scaled(items=HARDEST_ITEMS),
+                    keys,
+                    f"{scenario}, seed sd {HARDEST_SEED_SD:g}",
+                    (("seed_sd", HARDEST_SEED_SD),),
+                )
+            )
+            continue
+        for layers in depths or (sizes.layers,):
+            deep = sizes.scaled(layers=layers)
+            at = f", L={layers}" if depths else ""
+            if family == "layers" and scenario in TOKEN_LEVEL_DESIGNS:
+                count = max(sizes.token_samples, TOKEN_SAMPLES)
+                tokens = deep.scaled(samples=max(sizes.samples, count), token_samples=count)
+                batches.append(Batch(family, scenario, tokens, keys, f"{scenario}{at}"))
+            elif family == "layers":
+                batches += [
+                    Batch(family, scenario, deep, keys, f"{scenario}{at}"),
+                    Batch(family, scenario, wide(deep), keys, f"{scenario}{at}, N < D"),
+                ]
+            else:
+                batches.append(Batch(family, scenario, deep, keys, f"{scenario}{at}"))
+    return batches
 
 
 POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup
@@ -724,7 +924,7 @@ def _table(batches: Sequence[Batch], results: Sequence[dict[str, list]]) -> pd.D
     rows = []
     for batch, outcomes in zip(batches, results, strict=True):
         for claim, values in outcomes.items():
-            focus = FOCUS.get((claim, batch.scenario), ())
+            focus = focus_of(claim, batch.family, batch.scenario)
             rows.append(
                 {
                     "claim": claim,
@@ -739,6 +939,43 @@ def _table(batches: Sequence[Batch], results: Sequence[dict[str, list]]) -> pd.D
     return table.set_index(["claim", "scenario"])
 
 
+def condition_table(batches: Sequence[Batch], results: Sequence[dict[str, list]]) -> pd.DataFrame:
+    """Per claim, scenario and deciding condition: the shares of simulations in which that condition alone holds
+    and is refuted, beside its registry entry's threshold key and the paper's effect (the power of each
+    condition at the paper's effect sizes, for its provenance line)."""
+    rows = []
+    for batch, outcomes in zip(batches, results, strict=True):
+        for claim, values in outcomes.items():
+            entry = registry.claim(claim)
+            names = dict.fromkeys(name for value in values for name, _ in value[2])
+            for name in names:
+                own = [dict(value[2]).get(name) for value in values]
+                spec = entry.condition(name)
+                rows.append(
+                    {
+                        "claim": claim,
+                        "scenario": batch.label or batch.scenario,
+                        "condition": name,
+                        "holds": own.count(claims.HOLDS) / len(own),
+                        "refuted": own.count(claims.REFUTED) / len(own),
+                        "simulations": len(own),
+                        "threshold": spec.threshold,
+                        "paper_effect": spec.paper_effect,
+                    }
+                )
+    return pd.DataFrame(rows).set_index(["claim", "scenario", "condition"])
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The calibration's measured tables (``tables``)."""
+
+    null: pd.DataFrame  # holds per claim on data with no effect
+    boundary: pd.DataFrame  # holds per claim with one condition exactly at its threshold (registry designs)
+    power: pd.DataFrame  # outcomes per claim at the paper's effect sizes
+    conditions: pd.DataFrame  # each deciding condition's own outcomes at the paper's effect sizes
+
+
 def tables(
     simulations: int = 500,
     power_simulations: int = 100,
@@ -746,22 +983,38 @@ def tables(
     sizes: Sizes = SMALL,
     paper_sizes: Sizes = PAPER,
     workers: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(holds per claim on data with no effect and at the boundary; power at the paper's effect sizes).
+    boundary_simulations: dict[str, int] | None = None,
+    depths: Sequence[int] = (),
+) -> Tables:
+    """Holds per claim on data with no effect and at each condition's boundary; outcomes per claim and per
+    condition at the paper's effect sizes.
 
     Columns: the shares of holds / refuted / inconclusive verdicts, the share of simulations in which the
     ``focus`` conditions (those at the boundary) all hold, the number of simulations and the data sizes.
+    ``boundary_simulations``: simulations per family at the boundary (default: ``simulations``); ``depths``:
+    the layer counts of the boundary designs (``boundary_batches``).
     """
-    null, power = null_batches(sizes), power_batches(paper_sizes)
-    results = run_batches(
-        [*null, *power], [simulations] * len(null) + [power_simulations] * len(power), seed, workers=workers
+    null, boundary, power = null_batches(sizes), boundary_batches(sizes, depths), power_batches(paper_sizes)
+    per_family = boundary_simulations or {}
+    counts = [
+        *([simulations] * len(null)),
+        *(per_family.get(batch.family, simulations) for batch in boundary),
+        *([power_simulations] * len(power)),
+    ]
+    results = run_batches([*null, *boundary, *power], counts, seed, workers=workers)
+    split = (len(null), len(null) + len(boundary))
+    return Tables(
+        _table(null, results[: split[0]]),
+        _table(boundary, results[split[0] : split[1]]),
+        _table(power, results[split[1] :]),
+        condition_table(power, results[split[1] :]),
     )
-    return _table(null, results[: len(null)]), _table(power, results[len(null) :])
 
 
 def format_table(table: pd.DataFrame) -> str:
     """A table of rates as plain text: shares as percentages."""
     shown = table.copy()
     for column in (*claims.OUTCOMES, "focus_holds"):
-        shown[column] = shown[column].map(lambda v: "" if math.isnan(v) else f"{100 * v:.1f}%")
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "" if math.isnan(v) else f"{100 * v:.1f}%")
     return shown.to_string()

@@ -261,9 +261,10 @@ def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.V
         judged(None),
         resampled,
         sampling["confidence"],
-        f"percentile intervals over {sampling['resamples']} Bayesian-bootstrap "
-        f"reweightings of the {items.shape[1]} scored problems (paired across hybrids "
-        "and host; best segments picked anew in each)",
+        f"normal intervals (estimate ± z standard deviations) over {sampling['resamples']} Bayesian-bootstrap "
+        f"reweightings of the {items.shape[1]} scored problems (paired across hybrids and host); the best middle "
+        "segment's from every middle segment's own, at confidence 1 - (1 - c)/k",
+        normal=True,
     )
     verdict.claim = f"C3 M={segment_count}"
     verdict.evidence["host_score"] = result["host"]["score"]

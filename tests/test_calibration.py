@@ -19,12 +19,18 @@ import pytest
 import torch
 
 from harness import calibration, config, metrics, verification
-from harness.verdicts import bootstrap, claims
+from harness.verdicts import bootstrap, claims, registry
 
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
 SIMULATIONS = 1000 if NIGHTLY else 500
 POWER_SIMULATIONS = 200 if NIGHTLY else 40
+# At each condition's boundary: 500 simulations per design at night; by day fewer where a simulation is dear (a
+# LoRA study's three bootstrap schemes), with the bound widened by its Monte-Carlo error
+BOUNDARY_SIMULATIONS = (
+    {"layers": 500, "swap": 500, "lora": 500} if NIGHTLY else {"layers": 200, "swap": 200, "lora": 100}
+)
 SIZES = calibration.NIGHTLY if NIGHTLY else calibration.SMALL
+DEPTHS = (16, 32, 64) if NIGHTLY else ()  # the boundary designs at real depths at night; 10 layers by day
 # Power at §4.1's sizes (1,000 pooled and 100 token-level samples, GSM8K's 1,319 items); 10 layers instead of 16
 # keep the default run short.
 POWER_SIZES = calibration.PAPER if NIGHTLY else calibration.PAPER.scaled(layers=10)
@@ -33,14 +39,23 @@ T = config.thresholds_for("calibration")
 
 
 @pytest.fixture(scope="module")
-def measured():
-    """(null table, power table), simulated once for the whole module."""
-    null, power = calibration.tables(
-        SIMULATIONS, POWER_SIMULATIONS, seed=0, sizes=SIZES, paper_sizes=POWER_SIZES, workers=WORKERS
+def measured() -> calibration.Tables:
+    """The null, boundary, power and per-condition power tables, simulated once for the whole module."""
+    measured = calibration.tables(
+        SIMULATIONS,
+        POWER_SIMULATIONS,
+        seed=0,
+        sizes=SIZES,
+        paper_sizes=POWER_SIZES,
+        workers=WORKERS,
+        boundary_simulations=BOUNDARY_SIMULATIONS,
+        depths=DEPTHS,
     )
-    print(f"\nholds on data with no effect (and at the boundary):\n{calibration.format_table(null)}")
-    print(f"\npower at the paper's effect sizes:\n{calibration.format_table(power)}")
-    return null, power
+    print(f"\nholds on data with no effect:\n{calibration.format_table(measured.null)}")
+    print(f"\nholds with one condition at its threshold:\n{calibration.format_table(measured.boundary)}")
+    print(f"\npower at the paper's effect sizes:\n{calibration.format_table(measured.power)}")
+    print(f"\neach condition at the paper's effect sizes:\n{calibration.format_table(measured.conditions)}")
+    return measured
 
 
 def test_the_calibration_runs_at_the_configured_confidence_and_resamples():
@@ -51,7 +66,7 @@ def test_the_calibration_runs_at_the_configured_confidence_and_resamples():
 
 @pytest.mark.parametrize("claim", calibration.CLAIM_KEYS)
 def test_a_claim_holds_in_at_most_5_percent_of_simulations_without_an_effect(measured, claim):
-    null, _ = measured
+    null = measured.null
     rows = null.loc[claim]
     assert "null" in rows.index
     for scenario, row in rows.iterrows():
@@ -62,8 +77,31 @@ def test_a_claim_holds_in_at_most_5_percent_of_simulations_without_an_effect(mea
         )
 
 
+def _boundary_rows():
+    return [
+        pytest.param(batch, claim, id=f"{claim}-{batch.label or batch.scenario}")
+        for batch in calibration.boundary_batches(SIZES, DEPTHS)
+        for claim in batch.claims
+    ]
+
+
+@pytest.mark.parametrize(("batch", "claim"), _boundary_rows())
+def test_a_claim_with_one_condition_at_its_threshold_holds_at_most_2_5_percent(measured, batch, claim):
+    """Every simulated boundary design of the registry: the condition exactly at its threshold, the claim's other
+    conditions comfortably met (the best-of-k picks at their hardest null)."""
+    boundary = measured.boundary
+    row = boundary.loc[(claim, batch.label or batch.scenario)]
+    limit = calibration.boundary_limit(int(row["simulations"]))
+    assert row["simulations"] == BOUNDARY_SIMULATIONS[batch.family]
+    assert row["focus"], f"{claim} under {batch.scenario} has no condition at its threshold"
+    assert row["holds"] <= limit, (
+        f"{claim} held in {row['holds']:.1%} of {row['simulations']} simulations with {row['focus']} at its "
+        f"threshold ({batch.scenario}, {row['sizes']}); at most {limit:.1%} is acceptable"
+    )
+
+
 def test_power_at_the_papers_effect_sizes_is_reported(measured):
-    _, power = measured
+    power = measured.power
     assert set(power.index.get_level_values("claim")) == set(calibration.POWER_KEYS)
     assert (power["simulations"] == POWER_SIMULATIONS).all()
     shares = power[list(claims.OUTCOMES)].sum(axis=1)
@@ -72,9 +110,32 @@ def test_power_at_the_papers_effect_sizes_is_reported(measured):
     # spread, three seeds must find it nearly always.
     c4 = power.loc[("C4", f"paper, seed sd {calibration.POWER_SEED_SDS[0]:g}")]
     assert c4["holds"] >= 0.8, f"C4 held in only {c4['holds']:.0%} at the paper's effect size ({c4['sizes']})"
-    # §4.2, Fig. 1: a plateau at 0.99 and a drop to 0.94 (0.01 above the 0.04 threshold)
+    # §4.2, Fig. 1: a plateau at 0.99 and a drop to 0.94 (0.015 above the 0.035 threshold)
     c1 = power.loc[("C1", "paper")]
     assert c1["focus_holds"] >= 0.8, f"C1's CKA conditions held in only {c1['focus_holds']:.0%} ({c1['sizes']})"
+
+
+@pytest.mark.skipif(NIGHTLY, reason="the declared power is measured at the default run's sizes (10 layers)")
+def test_each_conditions_declared_power_is_what_the_calibration_measures(measured):
+    """The power in each provenance line (``registry.ConditionSpec.power``, 200 simulations) agrees with this
+    run's measurement within their joint Monte-Carlo error."""
+    for (claim, scenario, name), row in measured.conditions.iterrows():
+        spec = registry.condition(claim, name)
+        declared = dict(spec.power).get(scenario)
+        assert declared is not None, f"{claim}.{name} declares no power for {scenario!r}"
+        pooled = min(max((declared + row["holds"]) / 2, 0.05), 0.95)
+        error = 3 * math.sqrt(pooled * (1 - pooled) * (1 / row["simulations"] + 1 / registry.POWER_SIMULATIONS))
+        assert abs(row["holds"] - declared) <= error, (
+            f"{claim}.{name} ({scenario}): declared power {declared:.0%}, measured {row['holds']:.0%} "
+            f"in {row['simulations']} simulations"
+        )
+
+
+def test_no_claim_is_refuted_at_the_papers_effect_sizes(measured):
+    power = measured.power
+    limit = calibration.boundary_limit(POWER_SIMULATIONS)
+    refuted = power[power["refuted"] > limit]
+    assert refuted.empty, f"refuted at the paper's effect more often than {limit:.1%}:\n{refuted}"
 
 
 # --- the engines' inputs are what the simulations say they are ---------------------------------------

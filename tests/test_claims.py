@@ -250,18 +250,40 @@ def test_the_predicates_median_and_mean_are_numpys_to_the_last_bit(values):
     assert claims._mean(array) == np.mean(array)
 
 
-def test_a_condition_on_the_best_of_k_candidates_is_judged_at_confidence_one_minus_alpha_over_k():
+def test_a_best_of_k_condition_takes_the_largest_of_its_candidates_bonferroni_intervals():
+    """The largest of the candidates' lower bounds at confidence 1 − (1 − c)/k, of their upper bounds at c."""
     from dataclasses import replace
 
     from harness.verdicts import intervals
 
-    values = np.random.default_rng(0).normal(size=2000)
-    picked = claims.Condition("best_minus_other", 0.0, -1.0, ">=", picks=5)
-    verdict = claims.Verdict("X", "picked", [picked], "best_minus_other")
-    resampled = [claims.Verdict("X", "picked", [replace(picked, value=v)], "best_minus_other") for v in values]
-    judged = claims.with_intervals(verdict, resampled, 0.95, "")
-    assert judged.main.interval == pytest.approx(intervals.percentile_interval(values, 0.99))
-    single = claims.with_intervals(
-        claims.Verdict("X", "one", [replace(picked, picks=1)], "best_minus_other"), resampled, 0.95, ""
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(2000, 3)) + np.array([0.0, 0.5, -0.2])
+    labels = ("a", "b", "c")
+    picked = claims.Condition(
+        "best_minus_other", 0.5, -1.0, ">=", candidates=tuple(zip(labels, (0.0, 0.5, -0.2), strict=True))
     )
-    assert single.main.interval == pytest.approx(intervals.percentile_interval(values, 0.95))
+    verdict = claims.Verdict("X", "picked", [picked], "best_minus_other")
+    resampled = [
+        claims.Verdict(
+            "X",
+            "picked",
+            [replace(picked, value=row.max(), candidates=tuple(zip(labels, row.tolist(), strict=True)))],
+            "best_minus_other",
+        )
+        for row in draws
+    ]
+    judged = claims.with_intervals(verdict, resampled, 0.95, "")
+    lows = [intervals.percentile_interval(draws[:, k], 1 - 0.05 / 3)[0] for k in range(3)]
+    highs = [intervals.percentile_interval(draws[:, k], 0.95)[1] for k in range(3)]
+    assert judged.main.picks == 3
+    assert judged.main.interval == pytest.approx((max(lows), max(highs)))
+    single = claims.with_intervals(
+        claims.Verdict("X", "one", [replace(picked, candidates=())], "best_minus_other"),
+        [
+            claims.Verdict("X", "one", [replace(picked, value=v, candidates=())], "best_minus_other")
+            for v in draws[:, 1]
+        ],
+        0.95,
+        "",
+    )
+    assert single.main.interval == pytest.approx(intervals.percentile_interval(draws[:, 1], 0.95))

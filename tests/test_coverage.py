@@ -192,7 +192,7 @@ def coverage_of(setting: Setting) -> dict[str, dict[str, float]]:
         replicates = [statistics(bundle) for bundle in resampler.bundles("spectral")]
         for name in truth:
             low, high = intervals.jackknife_interval(
-                point[name], [r[name] for r in replicates], CONFIDENCE, log_scale=name in RATIOS
+                point[name], [r[name] for r in replicates], CONFIDENCE, scale="log" if name in RATIOS else ""
             )
             hits[name].append(low <= truth[name] <= high)
             contained[name].append(low <= point[name] <= high)

@@ -22,7 +22,7 @@ import pandas as pd
 from harness import __version__, cache
 from harness.errors import BadInputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LATEST = "latest"  # in each pair's folder of reports: the newest run
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft", "lm_eval", "accelerate", "numpy", "pandas")
 

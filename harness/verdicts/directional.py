@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from harness import depth
-from harness.verdicts import claims
+from harness.verdicts import claims, registry
 
 PREFIX = "D:"
 BANDS = ("first", "middle", "last")
@@ -87,9 +87,9 @@ def is_directional(claim: str) -> bool:
 
 
 def band_rows(n_layers: int) -> dict[str, list[int]]:
-    """Profile rows (row r = output of decoder layer r − 1; row 0, the embeddings, is in no band) of the
+    """Profile rows (``harness.depth``'s numbering; row 0, the embeddings, is in no band) of the
     first 20%, the middle and the last 20% of ``n_layers`` decoder layers (``depth.layer_groups``)."""
-    return {band: [layer + 1 for layer in layers] for band, layers in depth.layer_groups(n_layers).items()}
+    return {band: [depth.row_of_layer(i) for i in layers] for band, layers in depth.layer_groups(n_layers).items()}
 
 
 def paired_means(differences: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -149,9 +149,9 @@ def directional_verdict(
         claims.Condition(
             condition_name(band),
             _as_float(bands[band]),
-            -smallest[band] if hypothesis.comparison == "<" else smallest[band],
+            threshold := -smallest[band] if hypothesis.comparison == "<" else smallest[band],
             hypothesis.comparison,
-            source=claims.source(t, key),
+            source=registry.DIRECTIONAL_BANDS[hypothesis.claim].provenance(claims.source(t, key), threshold),
         )
         for band in BANDS
     ]

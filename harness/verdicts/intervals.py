@@ -43,6 +43,20 @@ def percentile_interval(values: Values, confidence: float) -> tuple[float, float
     return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
 
 
+def normal_interval(point: float, values: Values, confidence: float) -> tuple[float, float] | None:
+    """The estimate ± z standard deviations of its bootstrap resamples (None when fewer than two are finite).
+
+    For a smooth statistic (a difference of means over a hundred items) where a percentile interval would read
+    a far tail of a few hundred resamples: at the Bonferroni levels of a best-of-k pick (1 − 0.05/3 and beyond)
+    the 0.8% quantile of 200 resamples rests on one or two of them and falls short of the tail."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 2 or not math.isfinite(point):
+        return None
+    half = float(stats.norm.ppf(0.5 + confidence / 2)) * float(finite.std(ddof=1))
+    return point - half, point + half
+
+
 def seed_inflation(n_seeds: int, confidence: float) -> float:
     """Factor on the between-seed variance: n / (n − 1) · (t_{n−1} / z)², 1 for a single seed (no seed variance)."""
     if n_seeds < 2:
@@ -112,26 +126,45 @@ def jackknife_standard_error(replicates: Values) -> float:
     return float(math.sqrt((count - 1) / count * ((values - values.mean()) ** 2).sum()))
 
 
-def jackknife_interval(
-    point: float, replicates: Values, confidence: float, log_scale: bool = False
-) -> tuple[float, float]:
+SCALES = ("", "log", "angular", "proportion")  # the scales of a jackknife interval (``jackknife_interval``)
+
+
+def jackknife_interval(point: float, replicates: Values, confidence: float, scale: str = "") -> tuple[float, float]:
     """The estimate ± t_{G−1} jackknife standard errors: symmetric about ``point``, so it contains it (NaN
     bounds when ``point`` or a replicate is undefined).
 
-    ``log_scale``: for a ratio of positive quantities, whose distribution is skewed (a small denominator
-    makes it heavy-tailed upwards), the interval is taken on log(value) and mapped back: asymmetric, positive,
-    and still containing the estimate. A ratio that is not positive has no interval (NaN bounds).
+    ``scale``: the interval is taken on a transformed value and mapped back, asymmetric and still containing
+    the estimate, where the statistic's distribution is skewed:
+
+    - ``log``: a ratio of positive quantities (a small denominator makes it heavy-tailed upwards); a ratio that
+      is not positive has no interval (NaN bounds);
+    - ``angular``: a proportion, taken as arcsin √p, its variance-stabilising transform;
+    - ``proportion``: a small proportion (C5's dormant accuracy), on the log scale where the estimate and every
+      replicate are positive, else (a replicate without a hit) on the angular scale. Measured at its boundary
+      (calibration, 400 simulations): the log scale held 2.75% with 100 token-level samples and 4.0% with 20,
+      the angular scale 3.75% and 5.5%, the plain scale 5.5% with 20, since a low estimate comes with a low
+      spread when the per-sample accuracies are skewed.
     """
-    if log_scale:
-        values = np.asarray(replicates, dtype=float)
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; known: {SCALES}")
+    values = np.asarray(replicates, dtype=float)
+    if scale == "proportion":
+        scale = "log" if point > 0 and (values > 0).all() else "angular"
+    if scale == "log":
         if not (point > 0 and (values > 0).all()):
             return math.nan, math.nan
         low, high = jackknife_interval(math.log(point), np.log(values), confidence)
         return math.exp(low), math.exp(high)
-    error = jackknife_standard_error(replicates)
+    if scale == "angular":
+        if not (0 <= point <= 1 and ((values >= 0) & (values <= 1)).all()):
+            return math.nan, math.nan
+        low, high = jackknife_interval(math.asin(math.sqrt(point)), np.arcsin(np.sqrt(values)), confidence)
+        # the angle lives on [0, π/2]: a bound beyond it means the proportion's own bound, 0 or 1
+        return math.sin(max(low, 0.0)) ** 2, math.sin(min(high, math.pi / 2)) ** 2
+    error = jackknife_standard_error(values)
     if not (math.isfinite(point) and math.isfinite(error)):
         return math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(replicates) - 1)) * error
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * error
     return point - half, point + half
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import config as claims_config
+from harness import config as harness_config
 from harness import options, verification
 from harness.errors import BadInputError
 from harness.lora import arm_jobs
@@ -24,7 +24,7 @@ from harness.plants.build import register
 from harness.plants.catalogue import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs
 from harness.sources import models
 from harness.sources.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
-from harness.verdicts import claims, dose_response, regression
+from harness.verdicts import claims, dose_response, registry, regression
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
 DEFAULT_TUNED = ("tiny_olmo2",)  # the pairs whose LoRA arms a plain run trains (minutes on 2 CPU cores)
@@ -40,18 +40,26 @@ def _control_params(answers) -> list:
     ]
 
 
+def _family(claim: str) -> str:
+    """The claim registry's calibration family of a planted answer's key (layers, directional, swap, lora)."""
+    return registry.claim(claim).family
+
+
 # The profile controls of C1, C2, C7 and the directional suite; C5 and C6 have their own built pairs.
-CONTROL_PARAMS = _control_params(lambda claim: claim in ("C1", "C2", "C7") or claim.startswith("D:"))
+CONTROL_PARAMS = _control_params(lambda claim: claim in ("C1", "C2", "C7") or _family(claim) == "directional")
 EMERGENCE_CONTROL_PARAMS = _control_params(lambda claim: claim == "C5")
 STAGES_CONTROL_PARAMS = _control_params(lambda claim: claim == "C6")
 LADDER_RUNGS = {name for name, control in CONTROLS.items() if control.ladder is not None}  # figured as a ladder
 LADDER_PARAMS = [pytest.param(name, marks=pytest.mark.controls, id=name) for name in LADDERS]
-LORA_CONTROL_PARAMS = _control_params(lambda claim: claim.startswith("C4") or claim == "C8")
+LORA_CONTROL_PARAMS = _control_params(lambda claim: _family(claim) == "lora")
 SWAP_CONTROL_PARAMS = [
     pytest.param(name, marks=pytest.mark.controls, id=name)
     for name, control in CONTROLS.items()
-    if any(claim.startswith("C3") for claim in control.expected)
+    if any(_family(claim) == "swap" for claim in control.expected)
 ]
+# Suite arguments whose values are a list of the claims config: a suite's test asks for the argument and is
+# collected once per value any pair is configured with (defaults, each model's own, and --set, which wins)
+CONFIGURED_LISTS = {"swap_segments": ("C3", "segment_counts"), "lora_segments": ("C4", "inverted_u_counts")}
 
 
 def pytest_addoption(parser):
@@ -191,7 +199,7 @@ class ClaimSession:
             study = lora_study.study_pair(
                 spec,
                 profile,
-                claims_config.thresholds_for(name, self.claims_config),
+                harness_config.thresholds_for(name, self.claims_config),
                 self.device,
                 self.dtype,
                 self.tune_segments,
@@ -309,6 +317,20 @@ def pytest_configure(config):
         config.harness_session = ClaimSession(config)
     except BadInputError as error:  # a claims config or setting that cannot be read
         raise pytest.UsageError(str(error)) from None
+
+
+def configured_values(claims_config: dict, claim: str, key: str) -> list:
+    """Every value of the list ``claim.key`` that the defaults or any model's entry configure (after --set)."""
+    names = ["defaults", *(claims_config.get("models") or {})]
+    values = {value for name in names for value in harness_config.thresholds_for(name, claims_config)[claim][key]}
+    return sorted(values)
+
+
+def pytest_generate_tests(metafunc):
+    for argument, (claim, key) in CONFIGURED_LISTS.items():
+        if argument in metafunc.fixturenames:
+            session = metafunc.config.harness_session
+            metafunc.parametrize(argument, configured_values(session.claims_config, claim, key), ids=str)
 
 
 def named_pairs(markexpr: str, custom_given: bool) -> set[str]:
@@ -486,6 +508,12 @@ def check_claim(harness_session):
             why = control.unanswered.get(key)
             pytest.skip(f"{measured.name} has no planted answer for {claim}" + (f": {why}" if why else ""))
         if direction is not None:
+            counts = measured.thresholds["C3"]["segment_counts"]
+            if segments not in counts:
+                pytest.skip(
+                    f"{measured.name} is configured for C3 at M = {counts}, not {segments} "
+                    f"(ask for it with --set 'C3.segment_counts=[...]')"
+                )
             verdict = measured.verdict(direction, segments)
         elif isinstance(measured, lora_study.LoraStudy):
             reason = measured.unavailable(claim)

@@ -283,10 +283,16 @@ def _best_of(
 ) -> Condition:
     """Condition ``name``: the best of ``labels``' scores minus ``against``, with every candidate's own
     difference beside it (``Condition.candidates``), so that its interval accounts for the pick."""
-    candidates = tuple((str(label), _as_float(scores[label] - against)) for label in labels)
-    defined = [value for _, value in candidates if value == value]  # NaN != NaN: undefined candidates skipped
-    best = max(defined) if defined else math.nan
-    return replace(_condition(t, claim, name, best, **given), candidates=candidates)
+    candidates = []
+    best = math.nan
+    for label in labels:
+        value = scores[label] - against
+        if not math.isfinite(value):
+            value = math.nan  # an undefined candidate is skipped
+        elif not best >= value:  # also when best is still NaN
+            best = value
+        candidates.append((label if isinstance(label, str) else str(label), float(value)))
+    return _condition(t, claim, name, best, candidates=tuple(candidates), **given)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -298,7 +304,13 @@ def source(t: Mapping, key: str) -> str:
 
 
 def _condition(
-    t: Mapping, claim: str, name: str, value: float, threshold: float | None = None, decides: bool | None = None
+    t: Mapping,
+    claim: str,
+    name: str,
+    value: float,
+    threshold: float | None = None,
+    decides: bool | None = None,
+    candidates: tuple[tuple[str, float], ...] = (),
 ) -> Condition:
     """Condition ``name`` of ``claim`` as the registry declares it (threshold key, comparison, scale), its
     threshold read from the config ``t`` (or given, when derived from it) and its provenance beside it."""
@@ -306,20 +318,24 @@ def _condition(
     if threshold is None:
         group, _, setting = spec.threshold.partition(".")
         threshold = 1 - depth.EDGE if spec.threshold == TAIL_KEY else t[group][setting]
+    threshold = float(threshold)
     return Condition(
         name,
         _as_float(value),
-        float(threshold),
+        threshold,
         spec.comparison,
-        source=_provenance(spec, source(t, spec.threshold), float(threshold)),
+        source=_provenance(claim, name, source(t, spec.threshold), threshold),
         decides=spec.decides if decides is None else decides,
         scale=spec.scale,
+        candidates=candidates,
     )
 
 
 @functools.lru_cache(maxsize=4096)
-def _provenance(spec: registry.ConditionSpec, reason: str, threshold: float) -> str:
-    return spec.provenance(reason, threshold)  # formatted once per threshold: predicates run on every resample
+def _provenance(claim: str, name: str, reason: str, threshold: float) -> str:
+    # formatted once per threshold (and keyed by strings, whose hashes Python keeps): predicates run on every
+    # resample
+    return registry.condition(claim, name).provenance(reason, threshold)
 
 
 TAIL_KEY = "depth.tail"  # the depth conditions' threshold: the start of the last 20% of decoder layers

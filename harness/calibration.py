@@ -25,6 +25,7 @@ most ~2.5% through) and ``paper`` (the paper's effect sizes: the power). Every s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import zlib
@@ -138,6 +139,9 @@ class LayerPlan:
     keep_spread: bool = False  # rescale the SFT's spread to the base's, so its second moment is the base's
     sample_metrics: tuple[str, ...] = ()  # token-level metrics simulated per sample (``sample_metric_values``)
     sample_shift: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> SFT − base per row (population)
+    # the common mean: a fixed unit direction (else a random one per simulation) and a multiplier per row (else 1)
+    mean_direction: np.ndarray | None = None
+    mean_scale: np.ndarray | None = None
 
 
 def sft_noise_scale(cka: float) -> float:
@@ -173,19 +177,20 @@ def _probe_counts(
 def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> profile.PairProfile:
     """A pair profile of simulated runs, its tables built by ``profile.intrinsic_table`` and ``pair_table``."""
     rows, n, d = len(plan.cka), sizes.samples, plan.spectrum.shape[1]
-    mean = rng.standard_normal(d)
+    mean = rng.standard_normal(d) if plan.mean_direction is None else plan.mean_direction.copy()
     mean *= plan.offset * math.sqrt(plan.spectrum[rows // 2].sum()) / np.linalg.norm(mean)
+    scales = np.ones(rows) if plan.mean_scale is None else plan.mean_scale
     direction = np.eye(d)[0]  # SFT moves the centroid along the widest direction
     z = _depth_process(rng, rows, (n, d), plan.depth_correlation)
     e = _depth_process(rng, rows, (n, d), plan.depth_correlation)
     base, sft = [], []
     for r in range(rows):
         spread = np.sqrt(plan.spectrum[r])
-        x = mean + z[r] * spread
+        x = scales[r] * mean + z[r] * spread
         base.append(x.astype(np.float32))
         sigma = sft_noise_scale(plan.cka[r])
         moved = (z[r] + sigma * e[r]) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
-        sft.append((mean + moved * spread + plan.shift[r] * direction).astype(np.float32))
+        sft.append((scales[r] * mean + moved * spread + plan.shift[r] * direction).astype(np.float32))
     per_sample = sample_metric_values(rng, plan.sample_metrics, sizes.token_samples, rows)
     for metric, shift in plan.sample_shift.items():
         per_sample["sft"][metric] = per_sample["sft"][metric] + shift
@@ -320,6 +325,8 @@ def boundary_plan(condition: str, sizes: Sizes, thresholds: dict | None = None) 
         probe[tail] = probe[head].max() + t["C5"]["rise_min"]
     elif condition == "directional_sample":
         return _directional_sample_plan(sizes, t)
+    elif condition in ("cosine_drop", "cosine_tail_below_plateau"):
+        return _cosine_plan(condition, sizes, float(t["C1"]["cosine_drop_min"]))
     else:
         raise KeyError(f"no boundary design for {condition!r}; known: {', '.join(BOUNDARIES)}")
     return LayerPlan(cka, shift, probe, _spectrum(sizes.layers + 1, sizes.width), np.full(sizes.layers, 0.05))
@@ -348,6 +355,88 @@ def _directional_sample_plan(sizes: Sizes, t: dict) -> LayerPlan:
     return dataclasses.replace(null, sample_shift=shifts)
 
 
+COSINE_DRAWS = 20_000  # Monte-Carlo draws of a row's population mean cosine (its error under 5% of the jackknife's)
+
+
+def population_cosine(plan: LayerPlan, row: int, draws: int = COSINE_DRAWS, seed: int = 0) -> float:
+    """The population mean per-sample cosine of base and SFT states at ``row`` (eq. 7's estimand), by Monte
+    Carlo with fixed draws: ``plan`` must fix its mean's direction (``mean_direction``)."""
+    if plan.mean_direction is None:
+        raise ValueError("a population cosine needs the plan's mean direction fixed")
+    rng = np.random.default_rng(seed)
+    d = plan.spectrum.shape[1]
+    rows = len(plan.cka)
+    mean = plan.mean_direction * plan.offset * math.sqrt(plan.spectrum[rows // 2].sum())
+    mean = mean / np.linalg.norm(plan.mean_direction) * (1.0 if plan.mean_scale is None else plan.mean_scale[row])
+    spread = np.sqrt(plan.spectrum[row])
+    z, e = rng.standard_normal((draws, d)), rng.standard_normal((draws, d))
+    sigma = sft_noise_scale(plan.cka[row])
+    x = mean + z * spread
+    moved = (z + sigma * e) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
+    y = mean + moved * spread
+    y[:, 0] += plan.shift[row]
+    return float(np.mean(np.sum(x * y, axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))))
+
+
+def _solve(function: Callable[[float], float], target: float, low: float, high: float) -> float:
+    """The argument in [low, high] where the monotone ``function`` meets ``target`` (bisection on a log scale)."""
+    rising = function(high) > function(low)
+    for _ in range(40):  # the bracket's ratio shrinks to 1 + 1e-11
+        middle = math.sqrt(low * high)
+        if (function(middle) < target) == rising:
+            low = middle
+        else:
+            high = middle
+    return math.sqrt(low * high)
+
+
+@functools.lru_cache(maxsize=32)  # solved once per design and size in each process, not per simulation
+def _cosine_plan(condition: str, sizes: Sizes, cosine_drop_min: float) -> LayerPlan:
+    """C1's cosine conditions at their thresholds, with a fixed mean direction so that each row's population
+    mean cosine is a number (``population_cosine``); the other C1 conditions comfortable (``_comfortable``).
+
+    - ``cosine_drop``: the last row's common mean scaled until its population cosine is exactly
+      ``C1.cosine_drop_min`` below the plateau rows' mean (a larger common mean brings the cosine towards 1;
+      centred CKA and the mean shift do not see it).
+    - ``cosine_tail_below_plateau``: the middle plateau row's SFT centroid shifted until its population cosine
+      equals the lowest tail row's (CKA does not see a shift, and the spike ratio reads the plateau's median).
+    """
+    cka, shift, probe, head, tail = _comfortable(sizes)
+    direction = np.ones(sizes.width) / math.sqrt(sizes.width)
+    plan = LayerPlan(
+        cka,
+        shift,
+        probe,
+        _spectrum(sizes.layers + 1, sizes.width),
+        np.full(sizes.layers, 0.05),
+        mean_direction=direction,
+    )
+    plateau = float(np.mean([population_cosine(plan, row) for row in head]))
+    last = sizes.layers
+    if condition == "cosine_drop":
+        target = plateau - cosine_drop_min
+
+        def cosine_at(scale: float) -> float:
+            scales = np.ones(len(cka))
+            scales[last] = scale
+            return population_cosine(dataclasses.replace(plan, mean_scale=scales), last)
+
+        scales = np.ones(len(cka))
+        scales[last] = _solve(cosine_at, target, 1e-2, 1e3)
+        return dataclasses.replace(plan, mean_scale=scales)
+    lowest_tail = min(population_cosine(plan, row) for row in tail)
+    middle = head[len(head) // 2]
+
+    def cosine_with(moved: float) -> float:
+        shifted = shift.copy()
+        shifted[middle] = moved
+        return population_cosine(dataclasses.replace(plan, shift=shifted), middle)
+
+    shifted = shift.copy()
+    shifted[middle] = _solve(cosine_with, lowest_tail, 1e-3, 1e4)
+    return dataclasses.replace(plan, shift=shifted)
+
+
 BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the condition is put at its threshold
     "cka_plateau_min": "one plateau row's CKA at 0.98, the others at 0.995",
     "cka_drop": "the last row's CKA C1.cka_drop_min below the plateau mean (0.995), the other tail rows at 0.98-0.97",
@@ -355,6 +444,8 @@ BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the co
     "dormant_max": "one plateau row's accuracy at 0.05, the others at 0.02",
     "tail_rise": "every tail row's accuracy 0.5 above the plateau's highest (0.02)",
     "directional_sample": "the sample-level metrics' middle band exactly at its smallest change, the others 20x",
+    "cosine_drop": "the last row's population cosine C1.cosine_drop_min below the plateau's mean",
+    "cosine_tail_below_plateau": "one plateau row's population cosine equal to the lowest tail row's",
 }
 
 

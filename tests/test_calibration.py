@@ -205,3 +205,21 @@ def test_the_simulation_pool_follows_harness_workers(monkeypatch):
     assert calibration.default_workers() == 3
     monkeypatch.delenv("HARNESS_WORKERS")
     assert 1 <= calibration.default_workers() <= min(2, len(os.sched_getaffinity(0)))
+
+
+def test_the_cosine_designs_put_the_population_cosine_at_the_threshold():
+    """C1's cosine designs solve for each row's population mean cosine (``population_cosine``); a large
+    simulated pair, through the profile's own cosine, reads the same values."""
+    sizes = calibration.SMALL
+    head, tail = claims.tail_split(list(range(sizes.layers + 1)), sizes.layers)
+    drop = calibration.boundary_plan("cosine_drop", sizes, T)
+    population = [calibration.population_cosine(drop, row) for row in range(sizes.layers + 1)]
+    assert np.mean([population[row] for row in head]) - population[-1] == pytest.approx(
+        T["C1"]["cosine_drop_min"], abs=1e-6
+    )
+    tie = calibration.boundary_plan("cosine_tail_below_plateau", sizes, T)
+    tied = [calibration.population_cosine(tie, row) for row in range(sizes.layers + 1)]
+    assert min(tied[row] for row in head) == pytest.approx(min(tied[row] for row in tail), abs=1e-6)
+    large = sizes.scaled(samples=20000, token_samples=20)
+    pair = calibration.simulated_pair(drop, large, np.random.default_rng(3))
+    assert pair.pair["cosine"].to_numpy() == pytest.approx(np.array(population), abs=3e-3)

@@ -297,7 +297,7 @@ CONTROLS: dict[str, Control] = {
             construction="moved_under_common_write",
             base_construction="common_write",
             unanswered=_ONLY_C1,
-            isolates={"C1": ("cosine_drop", "cosine_lowest_layer_depth")},
+            isolates={"C1": ("cosine_drop", "cosine_tail_below_plateau")},
         ),
         # C5 (§4.3, Fig. 3): a trained two-layer reader among identity blocks (``harness.plants.emergence``). The base
         # has identity blocks only, so its logit lens reads nothing at any layer.

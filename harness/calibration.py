@@ -262,6 +262,8 @@ def layer_plan(scenario: str, sizes: Sizes, thresholds: dict | None = None) -> L
       collapses and the spectral norm explodes at the last layer (§4.2, Fig. 2).
     - ``boundary:<condition>``: one condition exactly at its threshold, the others comfortably met
       (``boundary_plan``).
+    - ``paper:r_weight_change_cosine``: C7 with exactly Fig. 5's r = −0.79 planted (``correlation_plan``), for
+      its power: the ``paper`` scenario's correlation is stronger than the paper's.
     """
     layers, width = sizes.layers, sizes.width
     rows = layers + 1
@@ -276,6 +278,8 @@ def layer_plan(scenario: str, sizes: Sizes, thresholds: dict | None = None) -> L
         )
     if scenario.startswith("boundary:"):
         return boundary_plan(scenario.removeprefix("boundary:"), sizes, thresholds)
+    if scenario == PAPER_CORRELATION:
+        return correlation_plan(sizes, C7_PAPER_R)
     if scenario == "paper":
         cka[:] = 0.99
         cka[tail] = np.linspace(0.97, 0.94, len(tail))
@@ -327,6 +331,8 @@ def boundary_plan(condition: str, sizes: Sizes, thresholds: dict | None = None) 
         return _directional_sample_plan(sizes, t)
     elif condition in ("cosine_drop", "cosine_tail_below_plateau"):
         return _cosine_plan(condition, sizes, float(t["C1"]["cosine_drop_min"]))
+    elif condition == "r_weight_change_cosine":
+        return correlation_plan(sizes, float(t["C7"]["cosine_r_max"]))
     else:
         raise KeyError(f"no boundary design for {condition!r}; known: {', '.join(BOUNDARIES)}")
     return LayerPlan(cka, shift, probe, _spectrum(sizes.layers + 1, sizes.width), np.full(sizes.layers, 0.05))
@@ -437,6 +443,55 @@ def _cosine_plan(condition: str, sizes: Sizes, cosine_drop_min: float) -> LayerP
     return dataclasses.replace(plan, shift=shifted)
 
 
+C7_COSINE_LEVEL, C7_COSINE_SPREAD = 0.96, 0.012  # the planted cosines' mean and spread across layers
+C7_PAPER_R = -0.79  # Fig. 5, OLMo2-13B: r(weight change, cosine)
+PAPER_CORRELATION = "paper:r_weight_change_cosine"  # C7 with exactly the paper's correlation planted
+
+
+@functools.lru_cache(maxsize=32)  # solved once per size and correlation in each process
+def correlation_plan(sizes: Sizes, r: float) -> LayerPlan:
+    """A pair whose population correlation across decoder layers between the weight change (exact: no
+    log-normal noise) and the population mean cosine is exactly ``r`` (C7's first condition), and whose
+    |Δ spectral norm| follows the weight change (its second condition comfortably met).
+
+    The weight change climbs after the midpoint (Fig. 4's J); the SFT's centroid moves along the common mean's
+    direction by 10 times it, which adds that much to the SFT's largest singular value and little to its
+    cosine; each row's common mean is then scaled (``_solve``) until its population cosine is the planted
+    value: the level minus the spread times ρ·ŵ + √(1 − ρ²)·v, ŵ the standardised weight change and v a fixed
+    standardised pattern orthogonal to it, so that Pearson(w, cosine) = r.
+    """
+    layers = sizes.layers
+    rows = layers + 1
+    position = (np.arange(1, layers + 1) - 0.5) / layers
+    weight = 0.05 + 0.07 * (np.clip(position - 0.5, 0, None) / (position[-1] - 0.5)) ** 2
+    standard = (weight - weight.mean()) / weight.std()
+    pattern = np.where(np.arange(layers) % 2 == 0, 1.0, -1.0)
+    pattern = pattern - pattern.mean() - (pattern @ standard) / (standard @ standard) * standard
+    pattern /= pattern.std()
+    planted = C7_COSINE_LEVEL + C7_COSINE_SPREAD * (r * standard + math.sqrt(1 - r**2) * pattern)
+    shift = np.concatenate([[0.0], 10 * weight])
+    direction = np.eye(sizes.width)[0]
+    plan = LayerPlan(
+        np.full(rows, 0.8),
+        shift,
+        np.full(rows, 0.02),
+        _spectrum(rows, sizes.width),
+        weight,
+        weight_spread=0.0,
+        mean_direction=direction,
+    )
+    scales = np.ones(rows)
+    for row in range(1, rows):
+
+        def cosine_at(scale: float, row: int = row) -> float:
+            trial = scales.copy()
+            trial[row] = scale
+            return population_cosine(dataclasses.replace(plan, mean_scale=trial), row)
+
+        scales[row] = _solve(cosine_at, planted[row - 1], 1e-3, 1e3)
+    return dataclasses.replace(plan, mean_scale=scales)
+
+
 BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the condition is put at its threshold
     "cka_plateau_min": "one plateau row's CKA at 0.98, the others at 0.995",
     "cka_drop": "the last row's CKA C1.cka_drop_min below the plateau mean (0.995), the other tail rows at 0.98-0.97",
@@ -446,6 +501,7 @@ BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the co
     "directional_sample": "the sample-level metrics' middle band exactly at its smallest change, the others 20x",
     "cosine_drop": "the last row's population cosine C1.cosine_drop_min below the plateau's mean",
     "cosine_tail_below_plateau": "one plateau row's population cosine equal to the lowest tail row's",
+    "r_weight_change_cosine": "the population correlation of weight change and cosine across layers at C7's",
 }
 
 
@@ -754,7 +810,7 @@ _SIMULATORS = {
     "lora": lora_verdicts,
     "directional": directional_verdicts,
 }
-_SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2, "hardest": 3, "hardest_u": 4}
+_SCENARIO_CODES = {"null": 0, "boundary": 1, "paper": 2, "hardest": 3, "hardest_u": 4}  # later ones: a checksum
 
 
 def _scenario_code(scenario: str) -> int:
@@ -1003,6 +1059,7 @@ def power_batches(sizes: Sizes = PAPER) -> list[Batch]:
     """Every claim at the paper's effect sizes; the LoRA claims at a quiet and a noisy seed-to-seed spread."""
     return [
         Batch("layers", "paper", sizes),
+        Batch("layers", PAPER_CORRELATION, sizes, ("C7",), label=f"paper, r = {C7_PAPER_R:g}"),
         Batch("swap", "paper", sizes),
         *(
             Batch("lora", "paper", sizes, label=f"paper, seed sd {sd:g}", options=(("seed_sd", sd),))

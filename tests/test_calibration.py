@@ -223,3 +223,15 @@ def test_the_cosine_designs_put_the_population_cosine_at_the_threshold():
     large = sizes.scaled(samples=20000, token_samples=20)
     pair = calibration.simulated_pair(drop, large, np.random.default_rng(3))
     assert pair.pair["cosine"].to_numpy() == pytest.approx(np.array(population), abs=3e-3)
+
+
+def test_the_correlation_design_plants_exactly_the_asked_correlation():
+    """C7's design: the population cosines, solved row by row, correlate with the exact weight change at r."""
+    from scipy import stats
+
+    sizes = calibration.SMALL
+    for r in (T["C7"]["cosine_r_max"], calibration.C7_PAPER_R):
+        plan = calibration.correlation_plan(sizes, r)
+        cosines = [calibration.population_cosine(plan, row) for row in range(1, sizes.layers + 1)]
+        assert stats.pearsonr(plan.weight, cosines).statistic == pytest.approx(r, abs=1e-6)
+        assert plan.weight_spread == 0.0  # the weight change is exact: the estimand is this very correlation

@@ -167,6 +167,29 @@ def test_jackknife_interval_is_the_estimate_plus_minus_t_standard_errors():
     assert claims.evaluate("C2", bundle, T).ci is None
 
 
+@pytest.mark.parametrize(
+    ("scale", "point", "replicates", "forward"),
+    [
+        ("log", 2.0, [1.8, 2.1, 2.3, 1.9], np.log),
+        ("fisher", -0.8, [-0.78, -0.83, -0.81, -0.76], np.arctanh),
+        ("angular", 0.04, [0.03, 0.05, 0.045, 0.035], lambda p: np.arcsin(np.sqrt(p))),
+        ("proportion", 0.04, [0.03, 0.05, 0.045, 0.035], np.log),
+    ],
+)
+def test_a_scaled_jackknife_interval_is_the_plain_one_on_the_transformed_values(scale, point, replicates, forward):
+    """Every scale maps the estimate ± t standard errors of the transformed values back: the interval holds its
+    estimate, and a value the transform cannot take (a correlation of 1, a ratio of 0) has no interval."""
+    from harness.verdicts import intervals
+
+    low, high = intervals.jackknife_interval(point, replicates, 0.95, scale=scale)
+    plain = intervals.jackknife_interval(float(forward(point)), forward(np.array(replicates)), 0.95)
+    assert (float(forward(low)), float(forward(high))) == pytest.approx(plain, abs=1e-12)
+    assert low <= point <= high
+    assert all(map(math.isnan, intervals.jackknife_interval(1.0, [0.9, 1.0], 0.95, scale="fisher")))
+    with pytest.raises(ValueError, match="unknown scale"):
+        intervals.jackknife_interval(point, replicates, 0.95, scale="logit")
+
+
 def test_a_jackknife_interval_contains_its_estimate_however_biased_the_replicates():
     """A percentile interval of biased resamples can miss the estimate; the jackknife's never does."""
     bundle = paper_like_bundle()

@@ -126,7 +126,7 @@ def jackknife_standard_error(replicates: Values) -> float:
     return float(math.sqrt((count - 1) / count * ((values - values.mean()) ** 2).sum()))
 
 
-SCALES = ("", "log", "angular", "proportion")  # the scales of a jackknife interval (``jackknife_interval``)
+SCALES = ("", "log", "angular", "proportion", "fisher")  # the scales of a jackknife interval (``jackknife_interval``)
 
 
 def jackknife_interval(point: float, replicates: Values, confidence: float, scale: str = "") -> tuple[float, float]:
@@ -139,6 +139,7 @@ def jackknife_interval(point: float, replicates: Values, confidence: float, scal
     - ``log``: a ratio of positive quantities (a small denominator makes it heavy-tailed upwards); a ratio that
       is not positive has no interval (NaN bounds);
     - ``angular``: a proportion, taken as arcsin √p, its variance-stabilising transform;
+    - ``fisher``: a correlation, taken as atanh r (Fisher's z), where its skew towards 0 is gone;
     - ``proportion``: a small proportion (C5's dormant accuracy), on the log scale where the estimate and every
       replicate are positive, else (a replicate without a hit) on the angular scale. Measured at its boundary
       (calibration, 400 simulations): the log scale held 2.75% with 100 token-level samples and 4.0% with 20,
@@ -155,6 +156,11 @@ def jackknife_interval(point: float, replicates: Values, confidence: float, scal
             return math.nan, math.nan
         low, high = jackknife_interval(math.log(point), np.log(values), confidence)
         return math.exp(low), math.exp(high)
+    if scale == "fisher":
+        if not (abs(point) < 1 and (np.abs(values) < 1).all()):
+            return math.nan, math.nan
+        low, high = jackknife_interval(math.atanh(point), np.arctanh(values), confidence)
+        return math.tanh(low), math.tanh(high)
     if scale == "angular":
         if not (0 <= point <= 1 and ((values >= 0) & (values <= 1)).all()):
             return math.nan, math.nan

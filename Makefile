@@ -59,14 +59,22 @@ run: $(STAMP)
 # The tests that load no model (the metrics' and predicates' own tests, the calibration and coverage
 # simulations) run in the second lane, whose build is the shorter, between its build and its share of the
 # LoRA studies, on one process (HARNESS_WORKERS=1).
-PURE_TESTS := tests/test_calibration.py tests/test_coverage.py tests/test_claims.py tests/test_lora_claims.py tests/test_dose_response.py tests/test_controls.py \
+# Model-free tests run beside the builds and the LoRA tuning, one process per lane: the calibration (the longest)
+# in the first lane once tiny_olmo2 is built, the others in the second once tiny_mistral is profiled; each lane
+# then joins the shared tuning, so the two lanes end together.
+CALIBRATION_TESTS := tests/test_calibration.py
+PURE_TESTS := tests/test_coverage.py tests/test_claims.py tests/test_lora_claims.py tests/test_dose_response.py tests/test_controls.py \
 	tests/test_depth.py tests/test_directional.py tests/test_metrics.py tests/test_data.py tests/test_tokenizer.py \
 	tests/test_pinned_numerics.py tests/test_across_builds.py tests/test_cka_coverage.py suites/test_metric_invariants.py
-PURE_RUN := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HARNESS_WORKERS=1 $(PY) -m pytest $(PURE_TESTS) $(PYTEST_ARGS)
+MODEL_FREE := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HARNESS_WORKERS=1 $(PY) -m pytest
+PURE_RUN := $(MODEL_FREE) $(PURE_TESTS) $(PYTEST_ARGS)
+CALIBRATION_RUN := $(MODEL_FREE) $(CALIBRATION_TESTS) $(PYTEST_ARGS)
 
 warm: $(STAMP)
 	mkdir -p $(WARM_OUT)
-	( $(LANE) build --pair tiny_olmo2; $(LANE) tune --share --pairs $(TUNED) ) > $(WARM_OUT)/lane1.log 2>&1 & one=$$!; \
+	( $(LANE) build --pair tiny_olmo2; \
+	  $(CALIBRATION_RUN) > $(WARM_OUT)/calibration.log 2>&1; echo $$? > $(WARM_OUT)/calibration.rc; \
+	  $(LANE) tune --share --pairs $(TUNED) ) > $(WARM_OUT)/lane1.log 2>&1 & one=$$!; \
 	( $(LANE) build --pair tiny_mistral; $(LANE) profile --pair tiny_mistral --out $(WARM_OUT)/tiny_mistral.json; \
 	  $(PURE_RUN) > $(WARM_OUT)/pure.log 2>&1; echo $$? > $(WARM_OUT)/pure.rc; \
 	  $(LANE) tune --share --pairs $(TUNED_REVERSED) ) > $(WARM_OUT)/lane2.log 2>&1 & two=$$!; \
@@ -78,19 +86,17 @@ warm: $(STAMP)
 # profile-speed ones beside the suites; 3:26 and 3:42 once the swap scores were cached, before the LoRA
 # speed ones joined the suites). Every lane runs on one thread: a second thread waits for a core the other
 # lane holds (a resampled verdict took three times as long with two).
-BESIDE_SUITES := benchmarks/test_profile_speed.py benchmarks/test_lora_speed.py
-LANE_BENCHMARKS := $(filter-out $(BESIDE_SUITES),$(wildcard benchmarks/test_*.py))
-UNIT_TESTS := $(filter-out $(PURE_TESTS),$(wildcard tests/test_*.py)) $(LANE_BENCHMARKS)
+UNIT_TESTS := $(filter-out $(PURE_TESTS) $(CALIBRATION_TESTS),$(wildcard tests/test_*.py))
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
-	rm -f $(WARM_OUT)/pure.rc
+	rm -f $(WARM_OUT)/pure.rc $(WARM_OUT)/calibration.rc
 	$(MAKE) --no-print-directory warm
-	cat $(WARM_OUT)/pure.log
-	test "$$(cat $(WARM_OUT)/pure.rc)" = 0
+	cat $(WARM_OUT)/calibration.log $(WARM_OUT)/pure.log
+	test "$$(cat $(WARM_OUT)/calibration.rc)" = 0 && test "$$(cat $(WARM_OUT)/pure.rc)" = 0
 	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(UNIT_TESTS) $(PYTEST_ARGS) \
 	  > $(WARM_OUT)/units.log 2>&1; echo $$? > $(WARM_OUT)/units.rc ) & units=$$!; \
-	$(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS) $(LANE_BENCHMARKS)) \
+	$(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS)) \
 	  $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0

@@ -132,24 +132,24 @@ def test_a_pair_whose_swaps_are_not_finite_fails_each_swap_test_with_one_line(mi
 
 def test_the_claims_config_decides_which_segment_counts_are_collected(tmp_path):
     """C3.segment_counts and C4.inverted_u_counts, not the suites, say which M each suite runs."""
+    from harness import config
+    from pytest_layerwise_sft import plugin
 
-    def collected(*settings: str) -> list[str]:
-        run = _pytest(
-            "suites/test_c3_layer_swap.py",
-            "suites/test_c4_mid_block_lora.py",
-            "--collect-only",
-            "-q",
-            *(part for setting in settings for part in ("--set", setting)),
-            tmp_path=tmp_path,
-        )
-        assert run.returncode == 0, run.stdout[-2000:]
-        return [line for line in run.stdout.splitlines() if "tiny_olmo2" in line and "::" in line]
-
-    default = collected()
-    swapped = {m for m in (3, 5, 10) for line in default if "test_c3" in line and f"tiny_olmo2-{m}-" in line}
-    assert swapped == {3, 5, 10}
-    only_three = collected("C3.segment_counts=[3]", "C4.inverted_u_counts=[4]")
-    swaps = [line for line in only_three if "test_c3" in line]
+    assert plugin.configured_values(config.load_config(), "C3", "segment_counts") == [3, 5, 10]
+    run = _pytest(
+        "suites/test_c3_layer_swap.py",
+        "suites/test_c4_mid_block_lora.py",
+        "--collect-only",
+        "-q",
+        "--set",
+        "C3.segment_counts=[3]",
+        "--set",
+        "C4.inverted_u_counts=[4]",
+        tmp_path=tmp_path,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    collected = [line for line in run.stdout.splitlines() if "tiny_olmo2" in line and "::" in line]
+    swaps = [line for line in collected if "test_c3" in line]
     assert swaps and all("tiny_olmo2-3-" in line for line in swaps)
-    inverted_u = [line for line in only_three if "inverted_u" in line]
+    inverted_u = [line for line in collected if "inverted_u" in line]
     assert inverted_u and all("-4]" in line for line in inverted_u)

@@ -7,6 +7,19 @@ import pytest
 from harness.sources import models, zoo
 
 
+@pytest.fixture(scope="session")
+def show(request):
+    """Print a measured table to the terminal even while pytest captures output: the calibration and coverage
+    tables are part of what ``make test`` reports."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def show(text: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(text, flush=True)
+
+    return show
+
+
 @pytest.fixture(scope="session", params=models.TINY_PAIRS)
 def tiny_pair(request) -> zoo.BuiltPair:
     """Each tiny pair, built once into the harness cache (minutes on first use, then instant)."""

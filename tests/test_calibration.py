@@ -39,7 +39,7 @@ T = config.thresholds_for("calibration")
 
 
 @pytest.fixture(scope="module")
-def measured() -> calibration.Tables:
+def measured(show) -> calibration.Tables:
     """The null, boundary, power and per-condition power tables, simulated once for the whole module."""
     measured = calibration.tables(
         SIMULATIONS,
@@ -51,10 +51,10 @@ def measured() -> calibration.Tables:
         boundary_simulations=BOUNDARY_SIMULATIONS,
         depths=DEPTHS,
     )
-    print(f"\nholds on data with no effect:\n{calibration.format_table(measured.null)}")
-    print(f"\nholds with one condition at its threshold:\n{calibration.format_table(measured.boundary)}")
-    print(f"\npower at the paper's effect sizes:\n{calibration.format_table(measured.power)}")
-    print(f"\neach condition at the paper's effect sizes:\n{calibration.format_table(measured.conditions)}")
+    show(f"\nholds on data with no effect:\n{calibration.format_table(measured.null)}")
+    show(f"\nholds with one condition at its threshold:\n{calibration.format_table(measured.boundary)}")
+    show(f"\npower at the paper's effect sizes:\n{calibration.format_table(measured.power)}")
+    show(f"\neach condition at the paper's effect sizes:\n{calibration.format_table(measured.conditions)}")
     return measured
 
 

@@ -229,13 +229,14 @@ STATISTICS = (
 
 
 @pytest.fixture(scope="module")
-def coverage() -> dict[str, dict[str, dict[str, float]]]:
+def coverage(show) -> dict[str, dict[str, dict[str, float]]]:
     with one_thread():
         table = {name: coverage_of(setting) for name, setting in SETTINGS.items()}
-    print("\ncoverage of nominal 95% jackknife intervals through the engine")
-    print(f"{'statistic':<26}" + "".join(f"{name:>24}" for name in table))
+    lines = ["\ncoverage of nominal 95% jackknife intervals through the engine"]
+    lines.append(f"{'statistic':<26}" + "".join(f"{name:>24}" for name in table))
     for statistic in STATISTICS:
-        print(f"{statistic:<26}" + "".join(f"{table[name][statistic]['coverage']:>24.1%}" for name in table))
+        lines.append(f"{statistic:<26}" + "".join(f"{table[name][statistic]['coverage']:>24.1%}" for name in table))
+    show("\n".join(lines))
     return table
 
 

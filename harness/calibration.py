@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from harness import config, depth, verification
+from harness import config, depth, metrics, verification
 from harness.lora import plan as study_plan
 from harness.lora import runs as lora_runs
 from harness.lora import study as lora_study
@@ -144,6 +144,29 @@ class LayerPlan:
     mean_scale: np.ndarray | None = None
 
 
+def _common_mean(plan: LayerPlan, direction: np.ndarray) -> np.ndarray:
+    """The mean both models share: ``direction`` scaled to ``plan.offset`` times the middle row's root total
+    variance (cosines near 1, as in language models)."""
+    direction *= plan.offset * math.sqrt(plan.spectrum[len(plan.cka) // 2].sum()) / np.linalg.norm(direction)
+    return direction
+
+
+def _row_states(
+    plan: LayerPlan, row: int, mean: np.ndarray, z: np.ndarray, e: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(base, SFT) states of ``row`` from standard normals ``z`` and ``e`` (samples, D): the base is the common
+    mean (times the row's ``mean_scale``) plus z·√λ; the SFT adds σ·e·√λ (σ from the row's CKA) and moves its
+    centroid by ``shift[row]`` along the widest direction."""
+    scale = 1.0 if plan.mean_scale is None else plan.mean_scale[row]
+    spread = np.sqrt(plan.spectrum[row])
+    x = scale * mean + z * spread
+    sigma = sft_noise_scale(plan.cka[row])
+    moved = (z + sigma * e) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
+    y = scale * mean + moved * spread
+    y[..., 0] += plan.shift[row]
+    return x, y
+
+
 def sft_noise_scale(cka: float) -> float:
     """σ with CKA(X, X + σ E Σ^½) = ``cka`` in the population (E white): the SFT perturbation is the same
     share of every direction's spread, so CKA = 1 / (1 + σ²) whatever the spectrum."""
@@ -177,20 +200,14 @@ def _probe_counts(
 def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> profile.PairProfile:
     """A pair profile of simulated runs, its tables built by ``profile.intrinsic_table`` and ``pair_table``."""
     rows, n, d = len(plan.cka), sizes.samples, plan.spectrum.shape[1]
-    mean = rng.standard_normal(d) if plan.mean_direction is None else plan.mean_direction.copy()
-    mean *= plan.offset * math.sqrt(plan.spectrum[rows // 2].sum()) / np.linalg.norm(mean)
-    scales = np.ones(rows) if plan.mean_scale is None else plan.mean_scale
-    direction = np.eye(d)[0]  # SFT moves the centroid along the widest direction
+    mean = _common_mean(plan, rng.standard_normal(d) if plan.mean_direction is None else plan.mean_direction.copy())
     z = _depth_process(rng, rows, (n, d), plan.depth_correlation)
     e = _depth_process(rng, rows, (n, d), plan.depth_correlation)
     base, sft = [], []
     for r in range(rows):
-        spread = np.sqrt(plan.spectrum[r])
-        x = scales[r] * mean + z[r] * spread
+        x, y = _row_states(plan, r, mean, z[r], e[r])
         base.append(x.astype(np.float32))
-        sigma = sft_noise_scale(plan.cka[r])
-        moved = (z[r] + sigma * e[r]) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
-        sft.append((scales[r] * mean + moved * spread + plan.shift[r] * direction).astype(np.float32))
+        sft.append(y.astype(np.float32))
     per_sample = sample_metric_values(rng, plan.sample_metrics, sizes.token_samples, rows)
     for metric, shift in plan.sample_shift.items():
         per_sample["sft"][metric] = per_sample["sft"][metric] + shift
@@ -371,17 +388,9 @@ def population_cosine(plan: LayerPlan, row: int, draws: int = COSINE_DRAWS, seed
         raise ValueError("a population cosine needs the plan's mean direction fixed")
     rng = np.random.default_rng(seed)
     d = plan.spectrum.shape[1]
-    rows = len(plan.cka)
-    mean = plan.mean_direction * plan.offset * math.sqrt(plan.spectrum[rows // 2].sum())
-    mean = mean / np.linalg.norm(plan.mean_direction) * (1.0 if plan.mean_scale is None else plan.mean_scale[row])
-    spread = np.sqrt(plan.spectrum[row])
     z, e = rng.standard_normal((draws, d)), rng.standard_normal((draws, d))
-    sigma = sft_noise_scale(plan.cka[row])
-    x = mean + z * spread
-    moved = (z + sigma * e) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
-    y = mean + moved * spread
-    y[:, 0] += plan.shift[row]
-    return float(np.mean(np.sum(x * y, axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))))
+    x, y = _row_states(plan, row, _common_mean(plan, plan.mean_direction.copy()), z, e)
+    return metrics.cosine_similarity(torch.from_numpy(x), torch.from_numpy(y))
 
 
 def _solve(function: Callable[[float], float], target: float, low: float, high: float) -> float:
@@ -1139,14 +1148,15 @@ def tables(
 
     Columns: the shares of holds / refuted / inconclusive verdicts, the share of simulations in which the
     ``focus`` conditions (those at the boundary) all hold, the number of simulations and the data sizes.
-    ``boundary_simulations``: simulations per family at the boundary (default: ``simulations``); ``depths``:
+    ``boundary_simulations``: simulations per scenario or family at the boundary (default: ``simulations``);
+    ``depths``:
     the layer counts of the boundary designs (``boundary_batches``).
     """
     null, boundary, power = null_batches(sizes), boundary_batches(sizes, depths), power_batches(paper_sizes)
     per_family = boundary_simulations or {}
     counts = [
         *([simulations] * len(null)),
-        *(per_family.get(batch.family, simulations) for batch in boundary),
+        *(per_family.get(batch.scenario, per_family.get(batch.family, simulations)) for batch in boundary),
         *([power_simulations] * len(power)),
     ]
     results = run_batches([*null, *boundary, *power], counts, seed, workers=workers)

@@ -534,15 +534,6 @@ def condition(key: str, name: str) -> ConditionSpec:
     return claim(key).condition(name)
 
 
-def designs() -> dict[str, list[tuple[str, str]]]:
-    """Design name -> the (claim, condition) pairs it puts at their threshold; ``exact`` and open ones apart."""
-    out: dict[str, list[tuple[str, str]]] = {}
-    for entry in CLAIMS.values():
-        for spec in entry.conditions:
-            out.setdefault(spec.boundary, []).append((entry.key, spec.name))
-    return out
-
-
 def open_designs() -> list[tuple[str, str, str]]:
     """(claim, condition, why) for every condition no simulation yet puts at its threshold."""
     return [

@@ -31,6 +31,7 @@ import os
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,6 +143,9 @@ class LayerPlan:
     # the common mean: a fixed unit direction (else a random one per simulation) and a multiplier per row (else 1)
     mean_direction: np.ndarray | None = None
     mean_scale: np.ndarray | None = None
+    # the SFT's own spread per row (else the base's ``spectrum``) and a multiplier of its whole state per row (else 1)
+    sft_spectrum: np.ndarray | None = None
+    sft_scale: np.ndarray | None = None
 
 
 def _common_mean(plan: LayerPlan, direction: np.ndarray) -> np.ndarray:
@@ -155,15 +159,18 @@ def _row_states(
     plan: LayerPlan, row: int, mean: np.ndarray, z: np.ndarray, e: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(base, SFT) states of ``row`` from standard normals ``z`` and ``e`` (samples, D): the base is the common
-    mean (times the row's ``mean_scale``) plus z·√λ; the SFT adds σ·e·√λ (σ from the row's CKA) and moves its
-    centroid by ``shift[row]`` along the widest direction."""
+    mean (times the row's ``mean_scale``) plus z·√λ; the SFT adds σ·e·√λ (σ from the row's CKA; its own λ where
+    ``sft_spectrum`` is set), moves its centroid by ``shift[row]`` along the widest direction and is multiplied
+    by the row's ``sft_scale``."""
     scale = 1.0 if plan.mean_scale is None else plan.mean_scale[row]
     spread = np.sqrt(plan.spectrum[row])
     x = scale * mean + z * spread
     sigma = sft_noise_scale(plan.cka[row])
     moved = (z + sigma * e) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
-    y = scale * mean + moved * spread
+    y = scale * mean + moved * (spread if plan.sft_spectrum is None else np.sqrt(plan.sft_spectrum[row]))
     y[..., 0] += plan.shift[row]
+    if plan.sft_scale is not None:
+        y *= plan.sft_scale[row]
     return x, y
 
 
@@ -350,6 +357,18 @@ def boundary_plan(condition: str, sizes: Sizes, thresholds: dict | None = None) 
         return _cosine_plan(condition, sizes, float(t["C1"]["cosine_drop_min"]))
     elif condition == "r_weight_change_cosine":
         return correlation_plan(sizes, float(t["C7"]["cosine_r_max"]))
+    elif condition == "r_weight_change_spectral":
+        return spectral_correlation_plan(sizes, float(t["C7"]["spectral_r_min"]))
+    elif condition in STAGE_CONDITIONS:
+        c = t["C6"]
+        limits = (c["transition_ratio_min"], c["collapse_ratio_max"], c["explode_ratio_min"], c["track_pearson_min"])
+        return stages_plan(condition, sizes, *map(float, limits))
+    elif condition.startswith("directional_") and condition.removeprefix("directional_") in DATASET_METRICS:
+        metric = condition.removeprefix("directional_")
+        margins = t["directional"]
+        return _directional_dataset_plan(
+            metric, sizes, float(margins["margin"]), float(margins["relative_margin"][metric])
+        )
     else:
         raise KeyError(f"no boundary design for {condition!r}; known: {', '.join(BOUNDARIES)}")
     return LayerPlan(cka, shift, probe, _spectrum(sizes.layers + 1, sizes.width), np.full(sizes.layers, 0.05))
@@ -393,10 +412,14 @@ def population_cosine(plan: LayerPlan, row: int, draws: int = COSINE_DRAWS, seed
     return metrics.cosine_similarity(torch.from_numpy(x), torch.from_numpy(y))
 
 
-def _solve(function: Callable[[float], float], target: float, low: float, high: float) -> float:
-    """The argument in [low, high] where the monotone ``function`` meets ``target`` (bisection on a log scale)."""
-    rising = function(high) > function(low)
-    for _ in range(40):  # the bracket's ratio shrinks to 1 + 1e-11
+def _solve(function: Callable[[float], float], target: float, low: float, high: float, steps: int = 40) -> float:
+    """The argument in [low, high] where the monotone ``function`` meets ``target`` (bisection on a log scale,
+    ``steps`` halvings: 40 shrink a bracket's ratio of 1e7 to 1 + 1e-11, 24 to 1 + 1e-6)."""
+    ends = function(low), function(high)
+    if not min(ends) <= target <= max(ends):
+        raise ValueError(f"nothing in [{low:g}, {high:g}] meets {target:g}; the function spans {ends[0]:g}-{ends[1]:g}")
+    rising = ends[1] > ends[0]
+    for _ in range(steps):
         middle = math.sqrt(low * high)
         if (function(middle) < target) == rising:
             low = middle
@@ -458,31 +481,32 @@ PAPER_CORRELATION = "paper:r_weight_change_cosine"  # C7 with exactly the paper'
 
 
 @functools.lru_cache(maxsize=32)  # solved once per size and correlation in each process
-def correlation_plan(sizes: Sizes, r: float) -> LayerPlan:
+def correlation_plan(
+    sizes: Sizes,
+    r: float,
+    centroid_shift: float = 10.0,
+    level: float = C7_COSINE_LEVEL,
+    spread: float = C7_COSINE_SPREAD,
+    draws: int = COSINE_DRAWS,
+) -> LayerPlan:
     """A pair whose population correlation across decoder layers between the weight change (exact: no
     log-normal noise) and the population mean cosine is exactly ``r`` (C7's first condition), and whose
     |Δ spectral norm| follows the weight change (its second condition comfortably met).
 
     The weight change climbs after the midpoint (Fig. 4's J); the SFT's centroid moves along the common mean's
-    direction by 10 times it, which adds that much to the SFT's largest singular value and little to its
-    cosine; each row's common mean is then scaled (``_solve``) until its population cosine is the planted
-    value: the level minus the spread times ρ·ŵ + √(1 − ρ²)·v, ŵ the standardised weight change and v a fixed
-    standardised pattern orthogonal to it, so that Pearson(w, cosine) = r.
+    direction by ``centroid_shift`` times it, which adds that much to the SFT's largest singular value and little
+    to its cosine; each row's common mean is then scaled (``_solve``) until its population cosine is the planted
+    value (``_planted``: a level and a spread about it that correlate with the weight change at exactly r).
     """
     layers = sizes.layers
     rows = layers + 1
     position = (np.arange(1, layers + 1) - 0.5) / layers
     weight = 0.05 + 0.07 * (np.clip(position - 0.5, 0, None) / (position[-1] - 0.5)) ** 2
-    standard = (weight - weight.mean()) / weight.std()
-    pattern = np.where(np.arange(layers) % 2 == 0, 1.0, -1.0)
-    pattern = pattern - pattern.mean() - (pattern @ standard) / (standard @ standard) * standard
-    pattern /= pattern.std()
-    planted = C7_COSINE_LEVEL + C7_COSINE_SPREAD * (r * standard + math.sqrt(1 - r**2) * pattern)
-    shift = np.concatenate([[0.0], 10 * weight])
+    planted = _planted(weight, r, level, spread)
     direction = np.eye(sizes.width)[0]
     plan = LayerPlan(
         np.full(rows, 0.8),
-        shift,
+        np.concatenate([[0.0], centroid_shift * weight]),
         np.full(rows, 0.02),
         _spectrum(rows, sizes.width),
         weight,
@@ -495,10 +519,226 @@ def correlation_plan(sizes: Sizes, r: float) -> LayerPlan:
         def cosine_at(scale: float, row: int = row) -> float:
             trial = scales.copy()
             trial[row] = scale
-            return population_cosine(dataclasses.replace(plan, mean_scale=trial), row)
+            return population_cosine(dataclasses.replace(plan, mean_scale=trial), row, draws)
 
         scales[row] = _solve(cosine_at, planted[row - 1], 1e-3, 1e3)
     return dataclasses.replace(plan, mean_scale=scales)
+
+
+SPECTRAL_PROBES = 400  # independent probes behind a row's expected spectral metrics at N (a design's estimand)
+SPREAD_PROBES = 2000  # probes behind a design of differences across layers (C7's spectral correlation)
+SPECTRAL_STEPS = 24  # bisection steps of a design solving for expected spectral metrics (to 1 + 1e-6)
+SPECTRAL = ("dataset_entropy", "effective_rank", "log_condition_number", "spectral_norm")
+
+
+def expected_spectra(
+    plan: LayerPlan, row: int, samples: int, model: str = "base", probes: int = SPECTRAL_PROBES, seed: int = 0
+) -> dict[str, float]:
+    """The expected value at ``samples`` probe samples of each spectral metric of ``model``'s states at ``row``:
+    the estimand of these metrics (a probe's own value, docs/statistics.md), averaged over ``probes`` independent
+    probes through ``metrics.spectral_summary``, as a profile measures them. The draws are fixed by ``seed``, so
+    a design can solve for a value (``_solve``); ``plan`` must fix its mean's direction. The condition number
+    enters as its logarithm, the curve C6 tracks."""
+    if plan.mean_direction is None:
+        raise ValueError("expected spectral metrics need the plan's mean direction fixed")
+    rng = np.random.default_rng(seed)
+    d = plan.spectrum.shape[1]
+    mean = _common_mean(plan, plan.mean_direction.copy())
+    z, e = rng.standard_normal((probes, samples, d)), rng.standard_normal((probes, samples, d))
+    states = _row_states(plan, row, mean, z, e)[0 if model == "base" else 1].astype(np.float32)  # as profiled
+    sigmas = torch.linalg.svdvals(torch.from_numpy(states).double())  # every probe's SVD at once
+    eps = torch.finfo(torch.float32).eps
+    totals = dict.fromkeys(SPECTRAL, 0.0)
+    for sigma in sigmas:
+        summary = metrics.summary_of_singular_values(sigma, (samples, d), eps)
+        totals["dataset_entropy"] += summary["entropy"]
+        totals["effective_rank"] += summary["effective_rank"]
+        totals["log_condition_number"] += math.log(summary["condition_number"])
+        totals["spectral_norm"] += summary["spectral_norm"]
+    return {name: total / probes for name, total in totals.items()}
+
+
+# C6's designs (§4.2, Fig. 2): a transition from the embeddings, a plateau whose expected effective rank climbs
+# gently (by PLATEAU_RISE from its first row to its last, its spectrum's decay ramping up to PLATEAU_END_DECAY),
+# and a last row where one direction takes over
+PLATEAU_END_DECAY, PLATEAU_RISE = 0.99, 0.10
+EMBEDDING_DECAY = 0.3  # row 0's spectrum where C6's transition is comfortably met
+STAGE_WIDTH = 24  # the narrowest hidden size whose plateau leaves an effective rank room to collapse five-fold
+STAGE_OFFSET = 0.5  # a common mean that does not itself collapse the spectrum
+# C6's collapse design with at least this many probe samples: with 40, the last row's effective rank is so noisy
+# that the log ratio's own bias (E log R < log E R) let the collapse at its threshold hold 4-6% (N < D: N = 40,
+# D = 66; 200-500 simulations), against 2.0-2.5% with 100
+COLLAPSE_SAMPLES = 100
+COLLAPSED_RANK = 1.25  # the comfortably collapsed last row's expected effective rank where COMFORT is out of reach
+COMFORT = 4.0  # a C6 ratio comfortably met: this many times beyond its threshold (on the log scale of its interval)
+C6_TRACKED = {  # C6's tracked curves (``claims._tracked``) -> the expected metric behind each
+    "effective_rank": "effective_rank",
+    "dataset_entropy": "dataset_entropy",
+    "condition_number": "log_condition_number",
+    "spectral_norm": "spectral_norm",
+}
+
+
+def _stage_spectrum(width: int, decay: float, boost: float = 1.0, scale: float = 1.0) -> np.ndarray:
+    """λ_k = scale² · decay^k, the widest direction times ``boost``."""
+    spectrum = scale**2 * decay ** np.arange(width, dtype=float)
+    spectrum[0] *= boost
+    return spectrum
+
+
+@functools.lru_cache(maxsize=32)  # solved once per design and size in each process, not per simulation
+def stages_plan(
+    condition: str, sizes: Sizes, transition_min: float, collapse_max: float, explode_min: float, track_min: float
+) -> LayerPlan:
+    """C6's three stages with one condition exactly at its threshold and the others ``COMFORT`` times beyond
+    theirs, every value being an expected value at N (``expected_spectra``), solved by bisection.
+
+    Base and SFT share every row's population (the SFT's spread rescaled to the base's), so both models' ratios
+    sit where the design puts them:
+
+    - ``transition_ratio``: row 0's spectrum decays faster, until |E rank(1) − E rank(0)| is the threshold
+      times the median |step| of E rank between plateau rows;
+    - ``rank_collapse_ratio``: the last row's widest direction is boosted until its E rank is the threshold
+      times the plateau's median;
+    - ``norm_explode_ratio``: the last row is scaled (its rank unchanged) until its E spectral norm is the
+      threshold times the plateau's median;
+    - ``min_track_pearson``: the SFT's tail rows before the last collapse early (their widest direction
+      boosted) until the smallest correlation across rows of the base's and the SFT's expected curves is the
+      threshold; the base keeps its last-row collapse only.
+    """
+    rows, width, n = sizes.layers + 1, sizes.width, sizes.samples
+    head, tail = claims.tail_split(list(range(rows)), sizes.layers)
+    plateau, last, early = [row for row in head if row >= 1], rows - 1, tail[:-1]
+    if not early:
+        raise ValueError(f"C6's designs need two tail rows; {sizes.layers} layers have {len(tail)}")
+    decay = np.full(rows, PLATEAU_END_DECAY)
+    boost, scale = np.ones(rows), np.ones(rows)
+
+    def plan_of(sft_boost: float | None = None) -> LayerPlan:
+        spectrum = np.stack([_stage_spectrum(width, decay[r], boost[r], scale[r]) for r in range(rows)])
+        sft = None
+        if sft_boost is not None:
+            sft = spectrum.copy()
+            sft[early] = np.stack([_stage_spectrum(width, decay[r], sft_boost, scale[r]) for r in early])
+        return LayerPlan(
+            np.full(rows, 0.985),
+            np.zeros(rows),
+            np.full(rows, 0.02),
+            spectrum,
+            np.full(sizes.layers, 0.05),
+            offset=STAGE_OFFSET,
+            keep_spread=True,
+            mean_direction=np.ones(width) / math.sqrt(width),
+            mean_scale=scale.copy(),
+            sft_spectrum=sft,
+        )
+
+    def expected(row: int, plan: LayerPlan | None = None, model: str = "base") -> dict[str, float]:
+        return expected_spectra(plan or plan_of(), row, n, model)
+
+    def rank_at(row: int, parameter: str) -> Callable[[float], float]:
+        target = {"decay": decay, "boost": boost}[parameter]
+
+        def rank(value: float) -> float:
+            target[row] = value
+            return expected(row)["effective_rank"]
+
+        return rank
+
+    # the plateau's decay ramps from where the expected effective rank is PLATEAU_RISE below its end's
+    end = expected(plateau[-1])["effective_rank"]
+    start = _solve(rank_at(plateau[0], "decay"), end / (1 + PLATEAU_RISE), 0.05, PLATEAU_END_DECAY, SPECTRAL_STEPS)
+    decay[plateau] = np.linspace(start, PLATEAU_END_DECAY, len(plateau))
+    levels = {row: expected(row) for row in plateau}
+    ranks = np.array([levels[row]["effective_rank"] for row in plateau])
+    step = float(np.median(np.abs(np.diff(ranks))))
+    rank_median = float(np.median(ranks))
+    norm_median = float(np.median([levels[row]["spectral_norm"] for row in plateau]))
+
+    if condition == "transition_ratio":
+        decay[0] = _solve(rank_at(0, "decay"), ranks[0] - transition_min * step, 0.05, decay[1], SPECTRAL_STEPS)
+    else:  # comfortably: embeddings whose few directions carry nearly everything
+        decay[0] = EMBEDDING_DECAY
+        if abs(ranks[0] - expected(0)["effective_rank"]) < COMFORT * transition_min * step:
+            raise ValueError(f"the plateau's steps at width {width} leave no comfortable transition")
+    # comfortably collapsed: COMFORT times below the threshold, or to 1.25 where the plateau is too narrow for that
+    # (an effective rank is at least 1)
+    collapse = collapse_max * rank_median if condition == "rank_collapse_ratio" else None
+    collapse = collapse or max(collapse_max / COMFORT * rank_median, COLLAPSED_RANK)
+    boost[last] = _solve(rank_at(last, "boost"), collapse, 1.0, 1e7, SPECTRAL_STEPS)
+    explode = explode_min * (1 if condition == "norm_explode_ratio" else COMFORT)
+    scale[last] = explode * norm_median / expected(last)["spectral_norm"]
+    if condition != "min_track_pearson":
+        return plan_of()
+    base = [expected(row) for row in range(rows)]
+
+    def smallest_track(sft_boost: float) -> float:
+        plan = plan_of(sft_boost)
+        sft = [expected(row, plan, "sft") if row in early else base[row] for row in range(rows)]
+        return min(
+            float(np.corrcoef([b[key] for b in base], [s[key] for s in sft])[0, 1]) for key in C6_TRACKED.values()
+        )
+
+    return plan_of(_solve(smallest_track, track_min, 1.0, 1e7, SPECTRAL_STEPS))
+
+
+C7_SPECTRAL_LEVEL, C7_SPECTRAL_SPREAD = 0.10, 0.03  # planted Δ spectral norm over the base's mean: level, spread
+# where C7's spectral design puts its cosine condition: r = -0.97, with cosines spread widely enough across layers
+# (0.94 ± 0.018) that sampling noise at N = 40 leaves the correlation far beyond -0.70
+C7_COMFORTABLE_R, C7_COMFORTABLE_COSINES = -0.97, (0.94, 0.018)
+
+
+def _planted(weight: np.ndarray, r: float, level: float, spread: float) -> np.ndarray:
+    """Values across decoder layers whose Pearson correlation with ``weight`` is exactly ``r``: the level plus
+    the spread times ρ·ŵ + √(1 − ρ²)·v, ŵ the standardised weight change and v a fixed standardised pattern
+    orthogonal to it."""
+    standard = (weight - weight.mean()) / weight.std()
+    pattern = np.where(np.arange(len(weight)) % 2 == 0, 1.0, -1.0)
+    pattern = pattern - pattern.mean() - (pattern @ standard) / (standard @ standard) * standard
+    pattern /= pattern.std()
+    return level + spread * (r * standard + math.sqrt(1 - r**2) * pattern)
+
+
+@functools.lru_cache(maxsize=32)  # solved once per size and correlation in each process
+def spectral_correlation_plan(sizes: Sizes, r: float) -> LayerPlan:
+    """C7's spectral condition at ``r``: the cosine design (``correlation_plan``) at ``C7_COMFORTABLE_R`` without
+    its centroid shift, and the SFT's state at each row multiplied (which leaves every cosine as it is) until
+    its expected spectral norm at N exceeds the base's by a planted amount that correlates with the exact
+    weight change at exactly ``r`` (``_planted``: 0.10 ± 0.03 of the base's mean spectral norm)."""
+    # the cosines need not sit exactly at their planted values here, only far beyond the threshold: fewer draws
+    plan = correlation_plan(sizes, C7_COMFORTABLE_R, 0.0, *C7_COMFORTABLE_COSINES, draws=COSINE_DRAWS // 4)
+    rows, n = sizes.layers + 1, sizes.samples
+    # a correlation of 10 differences: more probes than a ratio needs (400 probes left it 0.008 above r at N < D)
+    base = np.array([expected_spectra(plan, row, n, probes=SPREAD_PROBES)["spectral_norm"] for row in range(1, rows)])
+    sft = np.array([expected_spectra(plan, row, n, "sft", SPREAD_PROBES)["spectral_norm"] for row in range(1, rows)])
+    change = base.mean() * _planted(plan.weight, r, C7_SPECTRAL_LEVEL, C7_SPECTRAL_SPREAD)
+    return dataclasses.replace(plan, sft_scale=np.concatenate([[1.0], (base + change) / sft]))
+
+
+@functools.lru_cache(maxsize=32)  # solved once per design and size in each process
+def _directional_dataset_plan(metric: str, sizes: Sizes, margin: float, relative_margin: float) -> LayerPlan:
+    """The directional null with one dataset-level hypothesis's middle band exactly at its smallest change of
+    interest (``margin`` + ``relative_margin`` of the base's expected level, downwards as claimed) and the first
+    and last bands ``COMFORTABLE_MARGINS`` times beyond it: the SFT's spread shrinks at each band's rows until
+    its expected ``metric`` at N is there (its common mean, unchanged, then takes a larger share)."""
+    null = dataclasses.replace(
+        layer_plan("directional_null", sizes), mean_direction=np.ones(sizes.width) / math.sqrt(sizes.width)
+    )
+    row = depth.row_of_layer(0)  # every row has the same population: one row's level is every row's
+    level = expected_spectra(null, row, sizes.samples)[metric]
+
+    def sft_level(shrink: float) -> float:
+        plan = dataclasses.replace(null, sft_spectrum=null.spectrum * shrink)
+        return expected_spectra(plan, row, sizes.samples, "sft")[metric]
+
+    smallest = margin + relative_margin * abs(level)
+    middle = _solve(sft_level, level - smallest, 1e-4, 1.0, SPECTRAL_STEPS)
+    edges = _solve(sft_level, level - COMFORTABLE_MARGINS * smallest, 1e-4, 1.0, SPECTRAL_STEPS)
+    sft = null.spectrum.copy()
+    for band, layers in depth.layer_groups(sizes.layers).items():
+        for layer in layers:
+            sft[depth.row_of_layer(layer)] *= middle if band == "middle" else edges
+    return dataclasses.replace(null, sft_spectrum=sft)
 
 
 BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the condition is put at its threshold
@@ -511,14 +751,29 @@ BOUNDARIES = {  # per-layer boundary designs: boundary:<condition> -> how the co
     "cosine_drop": "the last row's population cosine C1.cosine_drop_min below the plateau's mean",
     "cosine_tail_below_plateau": "one plateau row's population cosine equal to the lowest tail row's",
     "r_weight_change_cosine": "the population correlation of weight change and cosine across layers at C7's",
+    "r_weight_change_spectral": "the correlation of weight change and expected |Δ spectral norm| at N at C7's",
+    "transition_ratio": "the expected effective rank's jump from row 0 to 1 at C6's ratio to the plateau's steps",
+    "rank_collapse_ratio": "the last row's expected effective rank at C6's ratio to the plateau's median",
+    "norm_explode_ratio": "the last row's expected spectral norm at C6's ratio to the plateau's median",
+    "min_track_pearson": "the SFT's tail collapsing early, until the least correlated expected curves are at C6's r",
+    "directional_dataset_entropy": "the SFT's expected dataset entropy at N in the middle band at its smallest change",
+    "directional_effective_rank": "the SFT's expected effective rank at N in the middle band at its smallest change",
 }
+STAGE_CONDITIONS = ("transition_ratio", "rank_collapse_ratio", "norm_explode_ratio", "min_track_pearson")
+DATASET_METRICS = ("dataset_entropy", "effective_rank")
 
 
 def layer_verdicts(
-    scenario: str, sizes: Sizes, thresholds: dict, rng: np.random.Generator, keys: Sequence[str] = PER_LAYER
+    scenario: str,
+    sizes: Sizes,
+    thresholds: dict,
+    rng: np.random.Generator,
+    keys: Sequence[str] = PER_LAYER,
+    plan: LayerPlan | None = None,
 ) -> dict[str, claims.Verdict]:
-    """The per-layer verdicts on one simulated pair, as ``verification.Measured`` gives them on a real one."""
-    pair = simulated_pair(layer_plan(scenario, sizes, thresholds), sizes, rng)
+    """The per-layer verdicts on one simulated pair, as ``verification.Measured`` gives them on a real one
+    (``plan``: the scenario's population, where it was solved already)."""
+    pair = simulated_pair(plan or layer_plan(scenario, sizes, thresholds), sizes, rng)
     sampling = thresholds["bootstrap"]
     measured = verification.Measured(
         "simulated", pair, thresholds, bootstrap.Resampler(pair, sampling["jackknife_groups"], sampling["seed"])
@@ -878,14 +1133,13 @@ Outcome = tuple[str, str | None, tuple[tuple[str, str], ...]]  # verdict, focus 
 def _simulate_chunk(job: tuple) -> list[dict[str, Outcome]]:
     """Outcomes of simulations ``indices`` of one batch: per claim, (verdict, focus conditions, every deciding
     condition's own)."""
-    batch, thresholds, seed, indices = job
+    batch, thresholds, seed, indices, plan = job
     torch.set_num_threads(1)  # one simulation per core: threads would only contend
+    options = dict(batch.options) | ({"plan": plan} if plan is not None else {})
     out = []
     for index in indices:
         rng = np.random.default_rng([seed, list(FAMILIES).index(batch.family), _scenario_code(batch.scenario), index])
-        verdicts = _SIMULATORS[batch.family](
-            batch.scenario, batch.sizes, thresholds, rng, batch.claims, **dict(batch.options)
-        )
+        verdicts = _SIMULATORS[batch.family](batch.scenario, batch.sizes, thresholds, rng, batch.claims, **options)
         out.append(
             {
                 key: (
@@ -897,6 +1151,11 @@ def _simulate_chunk(job: tuple) -> list[dict[str, Outcome]]:
             }
         )
     return out
+
+
+def _solved_plan(job: tuple[str, Sizes, dict]) -> LayerPlan:
+    torch.set_num_threads(1)
+    return layer_plan(*job)
 
 
 def default_workers() -> int:
@@ -918,22 +1177,30 @@ def run_batches(
 ) -> list[dict[str, list[tuple[str, str | None]]]]:
     """Per batch, per claim, the outcome of every simulation (and of its focus conditions), in order.
 
-    All batches share one pool of ``workers`` processes (default: ``default_workers``), fed chunks of simulations; each
-    simulation draws from its own seeded generator, so the outcomes do not depend on the split.
+    All batches share one pool of ``workers`` processes (default: ``default_workers``): it first solves each
+    per-layer scenario's population once (``layer_plan``: a design may solve for expected values, seconds each),
+    then is fed chunks of simulations; each simulation draws from its own seeded generator, so the outcomes do not
+    depend on the split.
     """
     thresholds = thresholds or config.thresholds_for("calibration")
     counts = [simulations] * len(batches) if isinstance(simulations, int) else list(simulations)
-    jobs, owners = [], []
-    for number, (batch, count) in enumerate(zip(batches, counts, strict=True)):
-        for start in range(0, count, _CHUNK):
-            jobs.append((batch, thresholds, seed, range(start, min(start + _CHUNK, count))))
-            owners.append(number)
     workers = workers or default_workers()
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(_simulate_chunk, jobs))
-    else:
-        parts = [_simulate_chunk(job) for job in jobs]
+    chunks = sum(math.ceil(count / _CHUNK) for count in counts)
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 and chunks > 1 else nullcontext() as pool:
+        run = pool.map if pool is not None else map
+        # the dearest solves first, so that the workers finish them together
+        scenarios = sorted(
+            {(b.scenario, b.sizes) for b in batches if b.family == "layers"},
+            key=lambda item: -item[1].width * item[1].layers,
+        )
+        plans = dict(zip(scenarios, run(_solved_plan, [(*item, thresholds) for item in scenarios]), strict=True))
+        jobs, owners = [], []
+        for number, (batch, count) in enumerate(zip(batches, counts, strict=True)):
+            plan = plans[batch.scenario, batch.sizes] if batch.family == "layers" else None
+            for start in range(0, count, _CHUNK):
+                jobs.append((batch, thresholds, seed, range(start, min(start + _CHUNK, count)), plan))
+                owners.append(number)
+        parts = list(run(_simulate_chunk, jobs))
     results: list[dict[str, list]] = [{key: [] for key in batch.claims} for batch in batches]
     for number, part in zip(owners, parts, strict=True):
         for row in part:
@@ -1052,6 +1319,10 @@ def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = ()) -> list[B
                 tokens = deep.scaled(samples=max(sizes.samples, count), token_samples=count)
                 batches.append(Batch(family, scenario, tokens, keys, f"{scenario}{at}"))
             elif family == "layers":
+                if scenario.removeprefix("boundary:") in STAGE_CONDITIONS:  # a plateau with room to collapse
+                    deep = deep.scaled(width=max(deep.width, STAGE_WIDTH))
+                if scenario == "boundary:rank_collapse_ratio":
+                    deep = deep.scaled(samples=max(deep.samples, COLLAPSE_SAMPLES))
                 batches += [
                     Batch(family, scenario, deep, keys, f"{scenario}{at}"),
                     Batch(family, scenario, wide(deep), keys, f"{scenario}{at}, N < D"),

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import calibration, config, metrics, verification
+from harness import calibration, config, depth, metrics, verification
 from harness.verdicts import bootstrap, claims, registry
 
 NIGHTLY = os.environ.get("HYPOTHESIS_PROFILE") == "nightly"
@@ -27,10 +27,23 @@ POWER_SIMULATIONS = 200 if NIGHTLY else 40
 # At each condition's boundary: 500 simulations per design at night; by day fewer for the newer designs where a
 # simulation is dear (a LoRA study's three bootstrap schemes), with the bound widened by its Monte-Carlo error.
 # The designs this module ran at 500 before (the swaps' and C4:M5's hardest null) keep their 500.
+# The designs that solve for expected values at N (C6's, C7's spectral condition, the dataset-level directions) run
+# 100 by day.
+EXPECTED_VALUE_DESIGNS = (
+    *calibration.STAGE_CONDITIONS,
+    "r_weight_change_spectral",
+    *(f"directional_{metric}" for metric in calibration.DATASET_METRICS),
+)
 BOUNDARY_SIMULATIONS = (
     {"layers": 500, "swap": 500, "lora": 500}
     if NIGHTLY
-    else {"layers": 200, "swap": 500, "lora": 100, "hardest_u": 500}
+    else {
+        "layers": 200,
+        "swap": 500,
+        "lora": 100,
+        "hardest_u": 500,
+        **{f"boundary:{design}": 100 for design in EXPECTED_VALUE_DESIGNS},
+    }
 )
 SIZES = calibration.NIGHTLY if NIGHTLY else calibration.SMALL
 DEPTHS = (16, 32, 64) if NIGHTLY else ()  # the boundary designs at real depths at night; 10 layers by day
@@ -238,3 +251,64 @@ def test_the_correlation_design_plants_exactly_the_asked_correlation():
         cosines = [calibration.population_cosine(plan, row) for row in range(1, sizes.layers + 1)]
         assert stats.pearsonr(plan.weight, cosines).statistic == pytest.approx(r, abs=1e-6)
         assert plan.weight_spread == 0.0  # the weight change is exact: the estimand is this very correlation
+
+
+def test_the_expected_value_designs_put_their_statistic_at_the_threshold():
+    """The designs that solve for expected values at N (C6's, C7's spectral condition, the dataset-level
+    directions) put their statistic at its threshold: probes drawn afresh (other draws, more of them) read the
+    same values within their Monte-Carlo error."""
+    from scipy import stats
+
+    designs = {}  # each design's sizes with more samples than dimensions: the plans the tables above solved
+    for batch in calibration.boundary_batches(SIZES):
+        designs.setdefault(batch.scenario, batch.sizes)
+    rows = SIZES.layers + 1
+    head, _ = claims.tail_split(list(range(rows)), SIZES.layers)
+    plateau = [row for row in head if row >= 1]
+
+    plan_sizes = {}
+
+    def design(name):
+        at = designs[f"boundary:{name}"]
+        plan = calibration.boundary_plan(name, at, T)
+        plan_sizes[id(plan)] = at
+        return plan
+
+    def fresh(plan, row, model="base", probes=500):
+        return calibration.expected_spectra(plan, row, plan_sizes[id(plan)].samples, model, probes, seed=7)
+
+    def plateau_values(plan, metric):
+        return np.array([fresh(plan, row)[metric] for row in plateau])
+
+    c6 = T["C6"]
+    collapse = design("rank_collapse_ratio")
+    ratio = fresh(collapse, rows - 1)["effective_rank"] / np.median(plateau_values(collapse, "effective_rank"))
+    assert ratio == pytest.approx(c6["collapse_ratio_max"], rel=0.02)
+    explode = design("norm_explode_ratio")
+    ratio = fresh(explode, rows - 1)["spectral_norm"] / np.median(plateau_values(explode, "spectral_norm"))
+    assert ratio == pytest.approx(c6["explode_ratio_min"], rel=0.02)
+    transition = design("transition_ratio")
+    ranks = plateau_values(transition, "effective_rank")
+    jump = ranks[0] - fresh(transition, 0)["effective_rank"]
+    assert jump / np.median(np.abs(np.diff(ranks))) == pytest.approx(c6["transition_ratio_min"], rel=0.05)
+    tracked = design("min_track_pearson")
+    curves = {model: [fresh(tracked, row, model) for row in range(rows)] for model in ("base", "sft")}
+    smallest = min(
+        stats.pearsonr([b[key] for b in curves["base"]], [s[key] for s in curves["sft"]]).statistic
+        for key in calibration.C6_TRACKED.values()
+    )
+    assert smallest == pytest.approx(c6["track_pearson_min"], abs=0.005)
+
+    spectral = design("r_weight_change_spectral")
+    change = [
+        fresh(spectral, row, "sft", 2000)["spectral_norm"] - fresh(spectral, row, "base", 2000)["spectral_norm"]
+        for row in range(1, rows)
+    ]
+    assert stats.pearsonr(spectral.weight, change).statistic == pytest.approx(T["C7"]["spectral_r_min"], abs=0.01)
+
+    middle = [depth.row_of_layer(layer) for layer in depth.layer_groups(SIZES.layers)["middle"]]
+    for metric in calibration.DATASET_METRICS:
+        plan = design(f"directional_{metric}")
+        base, sft = fresh(plan, middle[0])[metric], fresh(plan, middle[0], "sft")[metric]
+        smallest = T["directional"]["margin"] + T["directional"]["relative_margin"][metric] * base
+        assert sft - base == pytest.approx(-smallest, rel=0.1), metric

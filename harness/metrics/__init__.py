@@ -13,6 +13,7 @@ from harness.metrics.spectrum import (
     sparsity,
     spectral_norm,
     spectral_summary,
+    summary_of_singular_values,
     weighted_spectra,
 )
 from harness.metrics.token_layers import curvatures, prompt_entropies, sparsities, token_metrics
@@ -41,5 +42,6 @@ __all__ = [
     "token_metrics",
     "spectral_norm",
     "spectral_summary",
+    "summary_of_singular_values",
     "weighted_spectra",
 ]

@@ -161,15 +161,23 @@ def spectral_summary(
     """Every spectral metric of one matrix from a single SVD (what a layer profile needs)."""
     eps = _precision(z)
     z = as_matrix(z, "representation", min_rows=2 if normalize else 1)
-    sigma = torch.linalg.svdvals(z)
-    shape = _shape(z)
+    return {
+        **summary_of_singular_values(torch.linalg.svdvals(z), _shape(z), eps, alpha, normalize),
+        "sparsity": float((z.abs() < sparsity_eps).double().mean()),
+    }
+
+
+def summary_of_singular_values(
+    sigma: torch.Tensor, shape: tuple[int, int], eps: float, alpha: float = 1.0, normalize: bool = True
+) -> dict[str, float]:
+    """``spectral_summary``'s metrics (all but sparsity) of a (N, D) = ``shape`` matrix from its singular values
+    ``sigma`` (descending), ``eps`` the precision of its dtype: for many matrices whose SVD was taken at once."""
     return {
         "entropy": _entropy_from(sigma, shape, alpha, normalize, 2.0),
         "effective_rank": _effective_rank_from(sigma),
         "rank_deficiency": float(min(shape) - _rank_from(sigma, shape, eps)),
         "condition_number": _condition_from(sigma, shape, eps),
         "spectral_norm": float(sigma[0]),
-        "sparsity": float((z.abs() < sparsity_eps).double().mean()),
     }
 
 

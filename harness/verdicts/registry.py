@@ -17,7 +17,8 @@ Designs (``Condition.boundary``, ``Claim.null``) are ``family:scenario`` names o
   and ``implication_holds`` checks it against the configured thresholds), so no design can put it at its
   threshold while the others are met, and a verdict can never hold on it alone;
 - ``open: <why>``: no simulation yet sets this statistic exactly at its threshold; the reason says what is
-  missing. Reports list these (``open_designs``), and the calibration's tables do not pretend to cover them.
+  missing (``open_designs`` lists them; none is open today, and a test keeps it so), and the calibration's
+  tables do not pretend to cover them.
 """
 
 from __future__ import annotations
@@ -377,14 +378,15 @@ _CLAIMS = (
                 "min_track_pearson",
                 "C6.track_pearson_min",
                 ">=",
-                OPEN + "the expected metric curves at N samples have no closed form to set a correlation of 0.9",
+                "layers:boundary:min_track_pearson",
+                scale="fisher",
                 power=(("paper", 1.0),),
             ),
             ConditionSpec(
                 "{model}_transition_ratio",
                 "C6.transition_ratio_min",
                 ">=",
-                OPEN + "the expected effective rank at N samples has no closed form to set a ratio of 3",
+                "layers:boundary:transition_ratio",
                 scale="log",
                 power=(("paper", 0.925),),
             ),
@@ -392,7 +394,7 @@ _CLAIMS = (
                 "{model}_rank_collapse_ratio",
                 "C6.collapse_ratio_max",
                 "<=",
-                OPEN + "the expected effective rank at N samples has no closed form to set a ratio of 0.2",
+                "layers:boundary:rank_collapse_ratio",
                 "~0.2 (~0.05 to < 0.01)",
                 scale="log",
                 power=(("paper", 1.0),),
@@ -401,9 +403,7 @@ _CLAIMS = (
                 "{model}_norm_explode_ratio",
                 "C6.explode_ratio_min",
                 ">=",
-                OPEN
-                + "a collapsed last row's expected spectral norm at N samples has no closed form to set a ratio of 2 "
-                "while its effective rank stays collapsed",
+                "layers:boundary:norm_explode_ratio",
                 "> 2 (explodes to over 500)",
                 scale="log",
                 power=(("paper", 1.0),),
@@ -433,7 +433,7 @@ _CLAIMS = (
                 "r_weight_change_{metric}",
                 "C7.spectral_r_min",
                 ">=",
-                OPEN + "the expected spectral norm at N samples is not set in closed form, nor its correlation",
+                "layers:boundary:r_weight_change_spectral",
                 "> 0.8",
                 scale="fisher",
                 power=(("paper", 1.0), ("paper, r = -0.79", 1.0)),
@@ -481,14 +481,10 @@ def _band(threshold: str, boundary: str) -> ConditionSpec:
 
 DIRECTIONAL_BANDS = {
     **dict.fromkeys(SAMPLE_LEVEL, _band("directional.relative_margin", "layers:boundary:directional_sample")),
-    **dict.fromkeys(
-        DATASET_LEVEL,
-        _band(
-            "directional.relative_margin",
-            OPEN + "the expected dataset-level metrics at N samples have no closed form to set a band's change "
-            "at its margin",
-        ),
-    ),
+    **{
+        key: _band("directional.relative_margin", f"layers:boundary:directional_{key.removeprefix('D:')}")
+        for key in DATASET_LEVEL
+    },
     **dict.fromkeys(EXACT_COUNT, _band("directional.margin", EXACT)),
 }
 

@@ -400,14 +400,20 @@ def _directional_sample_plan(sizes: Sizes, t: dict) -> LayerPlan:
 COSINE_DRAWS = 20_000  # Monte-Carlo draws of a row's population mean cosine (its error under 5% of the jackknife's)
 
 
+@functools.lru_cache(maxsize=4)  # a design evaluates the same draws dozens of times while it bisects
+def _probe_draws(seed: int, probes: int, samples: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standard normals z and e (probes, samples, width) of the designs' Monte Carlo (``population_cosine``,
+    ``expected_spectra``), in float32 like the states they make."""
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal((probes, samples, width), dtype=np.float32) for _ in range(2))  # type: ignore[return-value]
+
+
 def population_cosine(plan: LayerPlan, row: int, draws: int = COSINE_DRAWS, seed: int = 0) -> float:
     """The population mean per-sample cosine of base and SFT states at ``row`` (eq. 7's estimand), by Monte
     Carlo with fixed draws: ``plan`` must fix its mean's direction (``mean_direction``)."""
     if plan.mean_direction is None:
         raise ValueError("a population cosine needs the plan's mean direction fixed")
-    rng = np.random.default_rng(seed)
-    d = plan.spectrum.shape[1]
-    z, e = rng.standard_normal((draws, d)), rng.standard_normal((draws, d))
+    z, e = (draw[0] for draw in _probe_draws(seed, 1, draws, plan.spectrum.shape[1]))
     x, y = _row_states(plan, row, _common_mean(plan, plan.mean_direction.copy()), z, e)
     return metrics.cosine_similarity(torch.from_numpy(x), torch.from_numpy(y))
 
@@ -526,9 +532,8 @@ def correlation_plan(
 
 
 SPECTRAL_PROBES = 400  # independent probes behind a row's expected spectral metrics at N (a design's estimand)
-SPREAD_PROBES = 2000  # probes behind a design of differences across layers (C7's spectral correlation)
+SPREAD_PROBES = 2000  # probes behind a design of small differences: C7's spectral correlation, a band's smallest change
 SPECTRAL_STEPS = 24  # bisection steps of a design solving for expected spectral metrics (to 1 + 1e-6)
-SPECTRAL = ("dataset_entropy", "effective_rank", "log_condition_number", "spectral_norm")
 
 
 def expected_spectra(
@@ -541,21 +546,22 @@ def expected_spectra(
     enters as its logarithm, the curve C6 tracks."""
     if plan.mean_direction is None:
         raise ValueError("expected spectral metrics need the plan's mean direction fixed")
-    rng = np.random.default_rng(seed)
     d = plan.spectrum.shape[1]
     mean = _common_mean(plan, plan.mean_direction.copy())
-    z, e = rng.standard_normal((probes, samples, d)), rng.standard_normal((probes, samples, d))
-    states = _row_states(plan, row, mean, z, e)[0 if model == "base" else 1].astype(np.float32)  # as profiled
-    sigmas = torch.linalg.svdvals(torch.from_numpy(states).double())  # every probe's SVD at once
-    eps = torch.finfo(torch.float32).eps
-    totals = dict.fromkeys(SPECTRAL, 0.0)
-    for sigma in sigmas:
-        summary = metrics.summary_of_singular_values(sigma, (samples, d), eps)
-        totals["dataset_entropy"] += summary["entropy"]
-        totals["effective_rank"] += summary["effective_rank"]
-        totals["log_condition_number"] += math.log(summary["condition_number"])
-        totals["spectral_norm"] += summary["spectral_norm"]
-    return {name: total / probes for name, total in totals.items()}
+    z, e = _probe_draws(seed, probes, samples, d)
+    states = torch.from_numpy(_row_states(plan, row, mean, z, e)[0 if model == "base" else 1].astype(np.float32))
+    states = states.double()  # float32 as profiled, then float64 as the metrics take it
+    # every probe's singular values at once, from the eigenvalues of its smaller Gram matrix (several times
+    # faster than an SVD; float64 keeps σ_min / σ_max to 1e-8, far below the rank tolerance of float32 data)
+    gram = states @ states.mT if samples <= d else states.mT @ states
+    sigmas = torch.linalg.eigvalsh(gram).flip(-1).clamp_min(0).sqrt()
+    spectra = metrics.spectra_of_singular_values(sigmas, (samples, d), torch.finfo(torch.float32).eps)
+    return {
+        "dataset_entropy": float(spectra["entropy"].mean()),
+        "effective_rank": float(spectra["effective_rank"].mean()),
+        "log_condition_number": float(spectra["condition_number"].log().mean()),
+        "spectral_norm": float(spectra["spectral_norm"].mean()),
+    }
 
 
 # C6's designs (§4.2, Fig. 2): a transition from the embeddings, a plateau whose expected effective rank climbs
@@ -725,11 +731,11 @@ def _directional_dataset_plan(metric: str, sizes: Sizes, margin: float, relative
         layer_plan("directional_null", sizes), mean_direction=np.ones(sizes.width) / math.sqrt(sizes.width)
     )
     row = depth.row_of_layer(0)  # every row has the same population: one row's level is every row's
-    level = expected_spectra(null, row, sizes.samples)[metric]
+    level = expected_spectra(null, row, sizes.samples, probes=SPREAD_PROBES)[metric]
 
     def sft_level(shrink: float) -> float:
         plan = dataclasses.replace(null, sft_spectrum=null.spectrum * shrink)
-        return expected_spectra(plan, row, sizes.samples, "sft")[metric]
+        return expected_spectra(plan, row, sizes.samples, "sft", SPREAD_PROBES)[metric]
 
     smallest = margin + relative_margin * abs(level)
     middle = _solve(sft_level, level - smallest, 1e-4, 1.0, SPECTRAL_STEPS)

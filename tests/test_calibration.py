@@ -309,6 +309,6 @@ def test_the_expected_value_designs_put_their_statistic_at_the_threshold():
     middle = [depth.row_of_layer(layer) for layer in depth.layer_groups(SIZES.layers)["middle"]]
     for metric in calibration.DATASET_METRICS:
         plan = design(f"directional_{metric}")
-        base, sft = fresh(plan, middle[0])[metric], fresh(plan, middle[0], "sft")[metric]
+        base, sft = fresh(plan, middle[0], "base", 2000)[metric], fresh(plan, middle[0], "sft", 2000)[metric]
         smallest = T["directional"]["margin"] + T["directional"]["relative_margin"][metric] * base
         assert sft - base == pytest.approx(-smallest, rel=0.1), metric

@@ -35,19 +35,29 @@ def rank_tolerance(shape: tuple[int, int], eps: float) -> float:
     return shape[1] * eps
 
 
+def _ranks(sigmas: torch.Tensor, shape: tuple[int, int], eps: float) -> torch.Tensor:
+    """(B,) ranks of B matrices of ``shape`` from their singular values (B, k), descending."""
+    if sigmas.shape[-1] == 0:
+        return torch.zeros(sigmas.shape[0], dtype=torch.long)
+    return (sigmas > sigmas[:, :1] * rank_tolerance(shape, eps)).sum(-1)  # 0 where σ_1 is 0
+
+
 def _rank_from(sigma: torch.Tensor, shape: tuple[int, int], eps: float) -> int:
-    if sigma.numel() == 0 or sigma[0] == 0:
-        return 0
-    return int((sigma > sigma[0] * rank_tolerance(shape, eps)).sum())
+    return int(_ranks(sigma[None], shape, eps)[0])
 
 
-def _shares(sigma: torch.Tensor, what: str) -> torch.Tensor:
-    energy = sigma**2
-    total = energy.sum()
-    if total <= 0:
+def _shares(sigmas: torch.Tensor, what: str) -> torch.Tensor:
+    """(B, k) energy shares σ_j² / Σ σ² of B matrices (zero shares kept as 0)."""
+    energy = sigmas**2
+    total = energy.sum(-1, keepdim=True)
+    if (total <= 0).any():
         raise DegenerateInputError(f"{what} of an all-zero matrix is undefined")
-    shares = energy / total
-    return shares[shares > 0]
+    return energy / total
+
+
+def _shannon(p: torch.Tensor) -> torch.Tensor:
+    """(B,) −Σ p log p (natural log) over each row's positive shares."""
+    return -(p * torch.where(p > 0, p, torch.ones_like(p)).log()).sum(-1)
 
 
 def _shape(z: torch.Tensor) -> tuple[int, int]:
@@ -59,20 +69,27 @@ def max_rank(shape: tuple[int, int]) -> int:
     return min(shape)
 
 
-def _entropy_from(sigma: torch.Tensor, shape: tuple[int, int], alpha: float, normalize: bool, log_base: float) -> float:
+def _entropies(
+    sigmas: torch.Tensor, shape: tuple[int, int], alpha: float, normalize: bool, log_base: float
+) -> torch.Tensor:
+    """(B,) matrix entropies (``matrix_entropy``) of B matrices of ``shape`` from their singular values (B, k)."""
     if alpha < 0:
         raise ValueError(f"alpha must be non-negative, got {alpha}")
     if normalize and max_rank(shape) < 2:
         raise DegenerateInputError(
             "normalised entropy needs at least 2 rows and 2 features (it divides by log min(N, D))"
         )
-    p = _shares(sigma, "entropy")
+    p = _shares(sigmas, "entropy")
     if abs(alpha - 1.0) < 1e-12:
-        raw = -(p * torch.log(p)).sum()
-    else:
-        raw = torch.log((p**alpha).sum()) / (1 - alpha)
-    entropy = max(float(raw), 0.0) / math.log(log_base)
+        raw = _shannon(p)
+    else:  # over the positive shares only (0 ** 0 would count a zero as 1)
+        raw = torch.log(torch.where(p > 0, p**alpha, torch.zeros_like(p)).sum(-1)) / (1 - alpha)
+    entropy = raw.clamp_min(0.0) / math.log(log_base)
     return entropy / (math.log(max_rank(shape)) / math.log(log_base)) if normalize else entropy
+
+
+def _entropy_from(sigma: torch.Tensor, shape: tuple[int, int], alpha: float, normalize: bool, log_base: float) -> float:
+    return float(_entropies(sigma[None], shape, alpha, normalize, log_base)[0])
 
 
 def matrix_entropy(z: torch.Tensor, alpha: float = 1.0, normalize: bool = True, log_base: float = 2.0) -> float:
@@ -101,8 +118,7 @@ def dataset_entropy(pooled: torch.Tensor, alpha: float = 1.0, normalize: bool = 
 
 
 def _effective_rank_from(sigma: torch.Tensor) -> float:
-    p = _shares(sigma, "effective rank")
-    return float(torch.exp(-(p * torch.log(p)).sum()))
+    return float(_shannon(_shares(sigma[None], "effective rank")).exp()[0])
 
 
 def effective_rank(z: torch.Tensor) -> float:
@@ -130,11 +146,16 @@ def spectral_norm(z: torch.Tensor) -> float:
     return float(singular_values(z)[0])
 
 
-def _condition_from(sigma: torch.Tensor, shape: tuple[int, int], eps: float) -> float:
-    rank = _rank_from(sigma, shape, eps)
-    if rank == 0:
+def _conditions(sigmas: torch.Tensor, shape: tuple[int, int], eps: float) -> torch.Tensor:
+    """(B,) σ_1 / σ_r of B matrices, σ_r the smallest singular value above the rank tolerance."""
+    ranks = _ranks(sigmas, shape, eps)
+    if (ranks == 0).any():
         raise DegenerateInputError("condition number of an all-zero matrix is undefined")
-    return float(sigma[0] / sigma[rank - 1])
+    return sigmas[:, 0] / sigmas.gather(1, (ranks - 1)[:, None])[:, 0]
+
+
+def _condition_from(sigma: torch.Tensor, shape: tuple[int, int], eps: float) -> float:
+    return float(_conditions(sigma[None], shape, eps)[0])
 
 
 def condition_number(z: torch.Tensor) -> float:
@@ -171,13 +192,25 @@ def summary_of_singular_values(
     sigma: torch.Tensor, shape: tuple[int, int], eps: float, alpha: float = 1.0, normalize: bool = True
 ) -> dict[str, float]:
     """``spectral_summary``'s metrics (all but sparsity) of a (N, D) = ``shape`` matrix from its singular values
-    ``sigma`` (descending), ``eps`` the precision of its dtype: for many matrices whose SVD was taken at once."""
+    ``sigma`` (descending), ``eps`` the precision of its dtype."""
     return {
-        "entropy": _entropy_from(sigma, shape, alpha, normalize, 2.0),
-        "effective_rank": _effective_rank_from(sigma),
-        "rank_deficiency": float(min(shape) - _rank_from(sigma, shape, eps)),
-        "condition_number": _condition_from(sigma, shape, eps),
-        "spectral_norm": float(sigma[0]),
+        name: float(values[0])
+        for name, values in spectra_of_singular_values(sigma[None], shape, eps, alpha, normalize).items()
+    }
+
+
+def spectra_of_singular_values(
+    sigmas: torch.Tensor, shape: tuple[int, int], eps: float, alpha: float = 1.0, normalize: bool = True
+) -> dict[str, torch.Tensor]:
+    """``summary_of_singular_values`` of B matrices of one ``shape`` at once, from their singular values
+    (B, k), each row descending: (B,) per metric."""
+    entropy = _entropies(sigmas, shape, alpha, normalize, 2.0)  # first: it says what is degenerate
+    return {
+        "entropy": entropy,
+        "effective_rank": _shannon(_shares(sigmas, "effective rank")).exp(),
+        "rank_deficiency": (min(shape) - _ranks(sigmas, shape, eps)).to(sigmas.dtype),
+        "condition_number": _conditions(sigmas, shape, eps),
+        "spectral_norm": sigmas[:, 0],
     }
 
 

@@ -541,9 +541,9 @@ def expected_spectra(
 ) -> dict[str, float]:
     """The expected value at ``samples`` probe samples of each spectral metric of ``model``'s states at ``row``:
     the estimand of these metrics (a probe's own value, docs/statistics.md), averaged over ``probes`` independent
-    probes through ``metrics.spectral_summary``, as a profile measures them. The draws are fixed by ``seed``, so
-    a design can solve for a value (``_solve``); ``plan`` must fix its mean's direction. The condition number
-    enters as its logarithm, the curve C6 tracks."""
+    probes through ``metrics.spectra_of_singular_values``, the formulas a profile measures them with. The draws
+    are fixed by ``seed``, so a design can solve for a value (``_solve``); ``plan`` must fix its mean's
+    direction. The condition number enters as its logarithm, the curve C6 tracks."""
     if plan.mean_direction is None:
         raise ValueError("expected spectral metrics need the plan's mean direction fixed")
     d = plan.spectrum.shape[1]
@@ -669,8 +669,10 @@ def stages_plan(
             raise ValueError(f"the plateau's steps at width {width} leave no comfortable transition")
     # comfortably collapsed: COMFORT times below the threshold, or to 1.25 where the plateau is too narrow for that
     # (an effective rank is at least 1)
-    collapse = collapse_max * rank_median if condition == "rank_collapse_ratio" else None
-    collapse = collapse or max(collapse_max / COMFORT * rank_median, COLLAPSED_RANK)
+    if condition == "rank_collapse_ratio":
+        collapse = collapse_max * rank_median
+    else:
+        collapse = max(collapse_max / COMFORT * rank_median, COLLAPSED_RANK)
     boost[last] = _solve(rank_at(last, "boost"), collapse, 1.0, 1e7, SPECTRAL_STEPS)
     explode = explode_min * (1 if condition == "norm_explode_ratio" else COMFORT)
     scale[last] = explode * norm_median / expected(last)["spectral_norm"]

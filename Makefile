@@ -28,7 +28,7 @@ TUNED := tiny_olmo2,planted_lora_mid_block,planted_lora_edges,planted_lora_reten
 TUNED_REVERSED := planted_lora_middle_forgets,planted_lora_retention,planted_lora_edges,planted_lora_mid_block,tiny_olmo2
 WARM_OUT := reports/warm
 
-.PHONY: run test lint clean warm setup lock drift controls-across-builds
+.PHONY: run test lint clean warm setup lock drift controls-across-builds nightly-calibration
 
 $(STAMP): pyproject.toml constraints/torch.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -100,6 +100,14 @@ test: $(STAMP)
 	  $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0
+
+# The calibration and coverage at their nightly sizes (HYPOTHESIS_PROFILE=nightly, every core): 1,000 simulations
+# without an effect, 500 per boundary design at 16, 32 and 64 layers, C1's designs also at N = 1,000 with D = 1,024,
+# power at 16 layers, coverage at a 7B model's width. Hours of CPU: the nightly calibration workflow runs the
+# calibration and the coverage as two jobs.
+NIGHTLY_TESTS ?= $(CALIBRATION_TESTS) tests/test_coverage.py tests/test_cka_coverage.py
+nightly-calibration: $(STAMP)
+	$(OFFLINE) HYPOTHESIS_PROFILE=nightly $(PY) -m pytest $(NIGHTLY_TESTS) $(PYTEST_ARGS)
 
 # Every planted control on independent builds of the tiny pairs (one kernel setting and one cache each), with
 # each answer's margin: reports/builds/margins.md. About 15 minutes a build on 2 cores.

@@ -77,6 +77,9 @@ class Sizes:
 SMALL = Sizes()
 NIGHTLY = Sizes(layers=16, samples=100, width=16, token_samples=50, swap_items=200, items=200, texts=50)
 PAPER = Sizes(layers=16, samples=1000, width=16, token_samples=100, swap_items=100, items=1319, texts=100)
+# §4.1's 1,000 pooled probe samples with more hidden dimensions than samples, at 16 layers: where the boundary
+# designs of the claims that read no spectral series are simulated at night (``real_size_batches``)
+REAL = Sizes(layers=16, samples=1000, width=1024, token_samples=100)
 
 
 # --- per-layer claims: a simulated pair of runs --------------------------------------------------
@@ -1295,12 +1298,30 @@ def boundary_limit(simulations: int, limit: float = BOUNDARY_LIMIT) -> float:
     return limit + 2 * math.sqrt(limit * (1 - limit) / max(simulations, 1))
 
 
-def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = ()) -> list[Batch]:
+def real_size_batches(sizes: Sizes = REAL) -> list[Batch]:
+    """The per-layer boundary designs of the claims that read only the pair series (``bootstrap.NEEDS``: C1's CKA,
+    cosine and mean-shift conditions) at ``sizes``, the paper's sample count with D ≥ N. One simulation there takes
+    about 7 s on one core (the profile tables and the pair jackknife of 17 rows); the spectral series' jackknife (50
+    eigen-decompositions of 1,000 × 1,000 per row and model) would take minutes, which is why the designs of the
+    other claims stay at N = 100 (``boundary_batches``)."""
+    batches = []
+    for design, entries in registry.simulated_designs().items():
+        family, _, scenario = design.partition(":")
+        if family != "layers" or scenario == "null" or scenario in TOKEN_LEVEL_DESIGNS:
+            continue
+        if all(bootstrap.NEEDS.get(claim) == "pair" for claim in entries):
+            label = f"{scenario}, L={sizes.layers}, N={sizes.samples}, D={sizes.width}"
+            batches.append(Batch(family, scenario, sizes, tuple(calibration_key(c) for c in entries), label))
+    return batches
+
+
+def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = (), real: Sizes | None = None) -> list[Batch]:
     """One batch per simulated boundary design of the registry (``registry.simulated_designs``): each claim
     whose condition the design puts at its threshold while its other conditions are comfortably met. The
     per-layer designs also with fewer samples than dimensions (those of the token-level samples with 100 of
     them instead); the LoRA designs with 200 items and quiet seeds, where a pick of the luckiest arm has the
-    most room. ``depths``: the per-layer and swap designs at each of these layer counts (default: the sizes')."""
+    most room. ``depths``: the per-layer and swap designs at each of these layer counts (default: the sizes');
+    ``real``: also the designs ``real_size_batches`` affords at these sizes."""
     batches = []
     for design, entries in registry.simulated_designs().items():
         family, _, scenario = design.partition(":")
@@ -1337,7 +1358,7 @@ def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = ()) -> list[B
                 ]
             else:
                 batches.append(Batch(family, scenario, deep, keys, f"{scenario}{at}"))
-    return batches
+    return batches + (real_size_batches(real) if real is not None else [])
 
 
 POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup
@@ -1421,6 +1442,7 @@ def tables(
     workers: int | None = None,
     boundary_simulations: dict[str, int] | None = None,
     depths: Sequence[int] = (),
+    real_sizes: Sizes | None = None,
 ) -> Tables:
     """Holds per claim on data with no effect and at each condition's boundary; outcomes per claim and per
     condition at the paper's effect sizes.
@@ -1428,10 +1450,11 @@ def tables(
     Columns: the shares of holds / refuted / inconclusive verdicts, the share of simulations in which the
     ``focus`` conditions (those at the boundary) all hold, the number of simulations and the data sizes.
     ``boundary_simulations``: simulations per scenario or family at the boundary (default: ``simulations``);
-    ``depths``:
-    the layer counts of the boundary designs (``boundary_batches``).
+    ``depths`` and ``real_sizes``: the layer counts of the boundary designs and the sizes of those also simulated at
+    the paper's sample count (``boundary_batches``).
     """
-    null, boundary, power = null_batches(sizes), boundary_batches(sizes, depths), power_batches(paper_sizes)
+    null, boundary = null_batches(sizes), boundary_batches(sizes, depths, real_sizes)
+    power = power_batches(paper_sizes)
     per_family = boundary_simulations or {}
     counts = [
         *([simulations] * len(null)),

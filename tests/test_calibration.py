@@ -47,6 +47,8 @@ BOUNDARY_SIMULATIONS = (
 )
 SIZES = calibration.NIGHTLY if NIGHTLY else calibration.SMALL
 DEPTHS = (16, 32, 64) if NIGHTLY else ()  # the boundary designs at real depths at night; 10 layers by day
+# C1's designs also at the paper's 1,000 probe samples with D = 1,024 at night (7 s a simulation)
+REAL_SIZES = calibration.REAL if NIGHTLY else None
 # Power at §4.1's sizes (1,000 pooled and 100 token-level samples, GSM8K's 1,319 items); 10 layers instead of 16
 # keep the default run short.
 POWER_SIZES = calibration.PAPER if NIGHTLY else calibration.PAPER.scaled(layers=10)
@@ -66,6 +68,7 @@ def measured(show) -> calibration.Tables:
         workers=WORKERS,
         boundary_simulations=BOUNDARY_SIMULATIONS,
         depths=DEPTHS,
+        real_sizes=REAL_SIZES,
     )
     show(f"\nholds on data with no effect:\n{calibration.format_table(measured.null)}")
     show(f"\nholds with one condition at its threshold:\n{calibration.format_table(measured.boundary)}")
@@ -96,7 +99,7 @@ def test_a_claim_holds_in_at_most_5_percent_of_simulations_without_an_effect(mea
 def _boundary_rows():
     return [
         pytest.param(batch, claim, id=f"{claim}-{batch.label or batch.scenario}")
-        for batch in calibration.boundary_batches(SIZES, DEPTHS)
+        for batch in calibration.boundary_batches(SIZES, DEPTHS, REAL_SIZES)
         for claim in batch.claims
     ]
 
@@ -114,6 +117,19 @@ def test_a_claim_with_one_condition_at_its_threshold_holds_at_most_2_5_percent(m
         f"{claim} held in {row['holds']:.1%} of {row['simulations']} simulations with {row['focus']} at its "
         f"threshold ({batch.scenario}, {row['sizes']}); at most {limit:.1%} is acceptable"
     )
+
+
+def test_c1s_boundary_designs_are_also_simulated_at_the_papers_sample_count_with_more_dimensions():
+    """At night C1's designs (the claim reads only the pair series, 7 s a simulation at these sizes) also run with
+    §4.1's 1,000 probe samples and D = 1,024; the designs of claims that read spectral series cannot afford it."""
+    batches = calibration.real_size_batches()
+    c1 = [design for design, entries in registry.simulated_designs().items() if set(entries) == {"C1"}]
+    assert len(c1) == 5
+    assert sorted(f"{batch.family}:{batch.scenario}" for batch in batches) == sorted(c1)
+    for batch in batches:
+        assert batch.claims == ("C1",)
+        assert batch.sizes.samples == 1000 <= batch.sizes.width
+        assert batch.sizes.layers >= 16
 
 
 def test_power_at_the_papers_effect_sizes_is_reported(measured):

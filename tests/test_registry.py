@@ -53,6 +53,19 @@ def test_every_threshold_has_a_provenance_entry():
         assert provenance.get(spec.threshold), f"{spec.name}: no provenance entry for {spec.threshold}"
 
 
+def test_a_condition_under_80_percent_power_names_the_size_that_reaches_it_or_its_claim_says_none_does():
+    """Item by item: the power at the paper's effect is measured per condition; where it is under 80%, the
+    provenance line names the size that reaches 80% (tests/test_calibration.py measures it again), or the claim's
+    notes say up to which size none did."""
+    for key, entry in registry.CLAIMS.items():
+        for spec in entry.conditions:
+            low = {scenario for scenario, share in spec.power if share < 0.8}
+            named = {scenario for scenario, *_ in spec.powered_at}
+            assert all(share >= 0.8 for *_, share in spec.powered_at), (key, spec.name)
+            if low - named:
+                assert any("under 80% power" in note for note in entry.notes), (key, spec.name, low - named)
+
+
 def test_every_condition_has_a_boundary_design_the_calibration_runs():
     simulated = {(batch.family, batch.scenario) for batch in calibration.boundary_batches()}
     for entry in registry.CLAIMS.values():

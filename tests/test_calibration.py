@@ -166,7 +166,7 @@ def test_each_conditions_declared_power_is_what_the_calibration_measures(measure
 
 def _powered_rows():
     return [
-        pytest.param(claim, spec, powered, id=f"{claim}.{spec.name}-{powered[1]}={powered[2]}")
+        pytest.param(claim, spec, powered, id=f"{claim}.{spec.name}-" + ",".join(f"{k}={v}" for k, v in powered[1]))
         for claim, entry in registry.CLAIMS.items()
         for spec in entry.conditions
         for powered in spec.powered_at
@@ -177,7 +177,7 @@ def _powered_rows():
 def test_the_sizes_a_provenance_line_names_give_a_condition_80_percent_power(claim, spec, powered):
     """Where the paper's sizes leave a condition under 80% power at the paper's effect, its provenance line names
     the size that reaches it (``registry.ConditionSpec.powered_at``): measured again here, 200 simulations."""
-    scenario, size, value, declared = powered
+    scenario, sizes, declared = powered
     key = calibration.calibration_key(claim)
     family = calibration.family_of(key)
     if family == "lora" and not NIGHTLY:
@@ -185,14 +185,14 @@ def test_the_sizes_a_provenance_line_names_give_a_condition_80_percent_power(cla
     batch = next(
         b for b in calibration.power_batches(POWER_SIZES) if (b.family, b.label or b.scenario) == (family, scenario)
     )
-    batch = dataclasses.replace(batch, sizes=batch.sizes.scaled(**{size: value}), keys=(key,))
+    batch = dataclasses.replace(batch, sizes=batch.sizes.scaled(**dict(sizes)), keys=(key,))
     results = calibration.run_batches([batch], registry.POWER_SIMULATIONS, workers=WORKERS)
     table = calibration.condition_table([batch], results).loc[(key, scenario)]
     rows = table[[spec.matches(name) for name in table.index]]
     assert not rows.empty, f"no simulated condition of {claim} matches {spec.name}"
     error = 3 * math.sqrt(declared * (1 - declared) * 2 / registry.POWER_SIMULATIONS)
     for name, row in rows.iterrows():
-        assert row["holds"] >= 0.8, f"{claim}.{name} held in {row['holds']:.1%} with {value:,} {size} ({scenario})"
+        assert row["holds"] >= 0.8, f"{claim}.{name} held in {row['holds']:.1%} with {dict(sizes)} ({scenario})"
         assert abs(row["holds"] - declared) <= error, (claim, name, row["holds"], declared)
 
 

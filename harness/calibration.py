@@ -77,8 +77,8 @@ class Sizes:
 SMALL = Sizes()
 NIGHTLY = Sizes(layers=16, samples=100, width=16, token_samples=50, swap_items=200, items=200, texts=50)
 PAPER = Sizes(layers=16, samples=1000, width=16, token_samples=100, swap_items=100, items=1319, texts=100)
-# §4.1's 1,000 pooled probe samples with more hidden dimensions than samples, at 16 layers: where the boundary
-# designs of the claims that read no spectral series are simulated at night (``real_size_batches``)
+# §4.1's 1,000 pooled probe samples with more hidden dimensions than samples: where the boundary designs of the
+# claims that read no spectral series are simulated at night, at 16, 32 and 64 layers (``real_size_batches``)
 REAL = Sizes(layers=16, samples=1000, width=1024, token_samples=100)
 
 
@@ -207,8 +207,11 @@ def _probe_counts(
     return rng.binomial(counts.astype(int), accuracy).astype(float), counts
 
 
-def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> profile.PairProfile:
-    """A pair profile of simulated runs, its tables built by ``profile.intrinsic_table`` and ``pair_table``."""
+def simulated_pair(
+    plan: LayerPlan, sizes: Sizes, rng: np.random.Generator, spectral: bool = True
+) -> profile.PairProfile:
+    """A pair profile of simulated runs, its tables built by ``profile.intrinsic_table`` and ``pair_table``
+    (``spectral=False``: without the spectral metrics, which the claims of the pair series never read)."""
     rows, n, d = len(plan.cka), sizes.samples, plan.spectrum.shape[1]
     mean = _common_mean(plan, rng.standard_normal(d) if plan.mean_direction is None else plan.mean_direction.copy())
     z = _depth_process(rng, rows, (n, d), plan.depth_correlation)
@@ -233,7 +236,7 @@ def simulated_pair(plan: LayerPlan, sizes: Sizes, rng: np.random.Generator) -> p
     spread = plan.weight_spread
     weights = plan.weight * np.exp(spread * rng.standard_normal(len(plan.weight)) - spread**2 / 2)
     options = profile.ProfileOptions(pooled_samples=n, token_samples=sizes.token_samples)
-    tables = {label: profile.intrinsic_table(run, options) for label, run in runs.items()}
+    tables = {label: profile.intrinsic_table(run, options, spectral) for label, run in runs.items()}
     pair = profile.pair_table(
         runs["base"],
         runs["sft"],
@@ -784,7 +787,9 @@ def layer_verdicts(
 ) -> dict[str, claims.Verdict]:
     """The per-layer verdicts on one simulated pair, as ``verification.Measured`` gives them on a real one
     (``plan``: the scenario's population, where it was solved already)."""
-    pair = simulated_pair(plan or layer_plan(scenario, sizes, thresholds), sizes, rng)
+    # claims of the pair series alone leave out the SVD per layer and model, half a simulation at N = 1,000
+    spectral = not all(bootstrap.NEEDS.get(key) == "pair" for key in keys)
+    pair = simulated_pair(plan or layer_plan(scenario, sizes, thresholds), sizes, rng, spectral)
     sampling = thresholds["bootstrap"]
     measured = verification.Measured(
         "simulated", pair, thresholds, bootstrap.Resampler(pair, sampling["jackknife_groups"], sampling["seed"])
@@ -1267,18 +1272,31 @@ def power_rates(
     return null_rates(claim, simulations, seed, sizes, "paper", workers, **options)
 
 
-def wide(sizes: Sizes) -> Sizes:
-    """``sizes`` with fewer probe samples than hidden dimensions (N = 0.6 D), where every real model's profile
-    lives: the same scenario, another regime of every estimator."""
-    return sizes.scaled(width=max(sizes.width, int(sizes.samples / 0.6)))
+WIDE_RATIO = 0.6  # N/D of the designs with fewer samples than dimensions
+# N/D of a real model's profile: the paper's 1,000 probe samples against D = 5,120 (13B, 32B); 0.24-0.49 at
+# D = 2,048-4,096. What an estimator at N < D feels is this ratio (the sample spectrum's spread around the
+# population's grows with D/N), so the nightly designs at N = 100 and D = 500 stand for N = 1,000 and D = 5,000,
+# whose spectral jackknife costs minutes a simulation.
+REAL_RATIO = 0.2
 
 
-def null_batches(sizes: Sizes = SMALL) -> list[Batch]:
+def wide(sizes: Sizes, ratio: float = WIDE_RATIO) -> Sizes:
+    """``sizes`` with fewer probe samples than hidden dimensions (N = ``ratio`` · D), where every real model's
+    profile lives: the same scenario, another regime of every estimator."""
+    return sizes.scaled(width=max(sizes.width, int(sizes.samples / ratio)))
+
+
+def _narrow_label(ratio: float) -> str:
+    return "N < D" if ratio == WIDE_RATIO else f"N = {ratio:g} D"
+
+
+def null_batches(sizes: Sizes = SMALL, ratios: Sequence[float] = (WIDE_RATIO,)) -> list[Batch]:
     """Every claim on data with no effect; the per-layer claims and the directional hypotheses also with fewer
-    samples than dimensions (``wide``)."""
+    samples than dimensions, at each N/D of ``ratios`` (``wide``)."""
+    per_layer = (*PER_LAYER, *DIRECTIONAL)  # one simulated pair serves both
     return [
-        Batch("layers", "null", sizes, (*PER_LAYER, *DIRECTIONAL)),  # one simulated pair serves both
-        Batch("layers", "null", wide(sizes), (*PER_LAYER, *DIRECTIONAL), label="null, N < D"),
+        Batch("layers", "null", sizes, per_layer),
+        *(Batch("layers", "null", wide(sizes, r), per_layer, label=f"null, {_narrow_label(r)}") for r in ratios),
         Batch("swap", "null", sizes),
         Batch("lora", "null", sizes),
     ]
@@ -1298,30 +1316,72 @@ def boundary_limit(simulations: int, limit: float = BOUNDARY_LIMIT) -> float:
     return limit + 2 * math.sqrt(limit * (1 - limit) / max(simulations, 1))
 
 
-def real_size_batches(sizes: Sizes = REAL) -> list[Batch]:
+REAL_DEPTHS = (16, 32, 64)  # a 1B-7B model's 16-32 layers, a 32B model's 64
+
+
+def real_size_batches(sizes: Sizes = REAL, depths: Sequence[int] = ()) -> list[Batch]:
     """The per-layer boundary designs of the claims that read only the pair series (``bootstrap.NEEDS``: C1's CKA,
-    cosine and mean-shift conditions) at ``sizes``, the paper's sample count with D ≥ N. One simulation there takes
-    about 7 s on one core (the profile tables and the pair jackknife of 17 rows); the spectral series' jackknife (50
-    eigen-decompositions of 1,000 × 1,000 per row and model) would take minutes, which is why the designs of the
-    other claims stay at N = 100 (``boundary_batches``)."""
+    cosine and mean-shift conditions) at ``sizes``, the paper's sample count with D ≥ N, at each of ``depths``
+    (default: the sizes' layers). One simulation there takes about 4 s on one core at 16 layers, twice that at 32
+    (the pair's tables and jackknife; the spectral metrics, which these claims do not read, are left out). The
+    spectral series' jackknife (50 eigen-decompositions of 1,000 × 1,000 per row and model, 2 minutes a
+    simulation at 16 layers) cannot be afforded, which is why the designs of the other claims stay at N = 100
+    (``boundary_batches``)."""
     batches = []
     for design, entries in registry.simulated_designs().items():
         family, _, scenario = design.partition(":")
         if family != "layers" or scenario == "null" or scenario in TOKEN_LEVEL_DESIGNS:
             continue
         if all(bootstrap.NEEDS.get(claim) == "pair" for claim in entries):
-            label = f"{scenario}, L={sizes.layers}, N={sizes.samples}, D={sizes.width}"
-            batches.append(Batch(family, scenario, sizes, tuple(calibration_key(c) for c in entries), label))
+            for layers in depths or (sizes.layers,):
+                deep = sizes.scaled(layers=layers)
+                label = f"{scenario}, L={layers}, N={deep.samples}, D={deep.width}"
+                batches.append(Batch(family, scenario, deep, tuple(calibration_key(c) for c in entries), label))
     return batches
 
 
-def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = (), real: Sizes | None = None) -> list[Batch]:
+def real_ratio_batches(sizes: Sizes = NIGHTLY, depths: Sequence[int] = ()) -> list[Batch]:
+    """Every per-layer boundary design whose statistics see the hidden size, with N/D at a real model's
+    ``REAL_RATIO`` (N = 100, D = 500 from the nightly sizes), at each of ``depths``: where the designs of the claims
+    that read the spectral series, which ``real_size_batches`` cannot afford at N = 1,000, meet a real model's
+    regime (a simulation takes about 1 s at 16 layers)."""
+    batches = []
+    for design, entries in registry.simulated_designs().items():
+        family, _, scenario = design.partition(":")
+        if family != "layers" or scenario == "null" or scenario in TOKEN_LEVEL_DESIGNS:
+            continue
+        for layers in depths or (sizes.layers,):
+            deep = wide(_design_sizes(scenario, sizes.scaled(layers=layers)), REAL_RATIO)
+            label = f"{scenario}, L={layers}, N={deep.samples}, D={deep.width}"
+            batches.append(Batch(family, scenario, deep, tuple(calibration_key(c) for c in entries), label))
+    return batches
+
+
+def boundary_table(
+    batches: Sequence[Batch], simulations: int, seed: int = 0, workers: int | None = None
+) -> pd.DataFrame:
+    """Holds per claim at each of ``batches`` (``real_size_batches``, ``real_ratio_batches``), ``simulations``
+    each: a boundary table of its own, for the designs that run at night in jobs of their own."""
+    return _table(batches, run_batches(batches, simulations, seed, workers=workers))
+
+
+def _design_sizes(scenario: str, sizes: Sizes) -> Sizes:
+    """The sizes a per-layer boundary design needs at least: C6's a plateau with room to collapse."""
+    if scenario.removeprefix("boundary:") in STAGE_CONDITIONS:
+        sizes = sizes.scaled(width=max(sizes.width, STAGE_WIDTH))
+    if scenario == "boundary:rank_collapse_ratio":
+        sizes = sizes.scaled(samples=max(sizes.samples, COLLAPSE_SAMPLES))
+    return sizes
+
+
+def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = ()) -> list[Batch]:
     """One batch per simulated boundary design of the registry (``registry.simulated_designs``): each claim
     whose condition the design puts at its threshold while its other conditions are comfortably met. The
     per-layer designs also with fewer samples than dimensions (those of the token-level samples with 100 of
     them instead); the LoRA designs with 200 items and quiet seeds, where a pick of the luckiest arm has the
-    most room. ``depths``: the per-layer and swap designs at each of these layer counts (default: the sizes');
-    ``real``: also the designs ``real_size_batches`` affords at these sizes."""
+    most room. ``depths``: the per-layer and swap designs at each of these layer counts (default: the sizes').
+    The designs at the paper's sample count and at a real model's N/D have tables of their own (``boundary_table``
+    of ``real_size_batches`` and ``real_ratio_batches``)."""
     batches = []
     for design, entries in registry.simulated_designs().items():
         family, _, scenario = design.partition(":")
@@ -1348,17 +1408,14 @@ def boundary_batches(sizes: Sizes = SMALL, depths: Sequence[int] = (), real: Siz
                 tokens = deep.scaled(samples=max(sizes.samples, count), token_samples=count)
                 batches.append(Batch(family, scenario, tokens, keys, f"{scenario}{at}"))
             elif family == "layers":
-                if scenario.removeprefix("boundary:") in STAGE_CONDITIONS:  # a plateau with room to collapse
-                    deep = deep.scaled(width=max(deep.width, STAGE_WIDTH))
-                if scenario == "boundary:rank_collapse_ratio":
-                    deep = deep.scaled(samples=max(deep.samples, COLLAPSE_SAMPLES))
+                deep = _design_sizes(scenario, deep)
                 batches += [
                     Batch(family, scenario, deep, keys, f"{scenario}{at}"),
                     Batch(family, scenario, wide(deep), keys, f"{scenario}{at}, N < D"),
                 ]
             else:
                 batches.append(Batch(family, scenario, deep, keys, f"{scenario}{at}"))
-    return batches + (real_size_batches(real) if real is not None else [])
+    return batches
 
 
 POWER_SEED_SDS = (0.01, 0.05)  # between-seed sd of a LoRA arm's score: a quiet and a noisy training setup
@@ -1442,7 +1499,7 @@ def tables(
     workers: int | None = None,
     boundary_simulations: dict[str, int] | None = None,
     depths: Sequence[int] = (),
-    real_sizes: Sizes | None = None,
+    ratios: Sequence[float] = (WIDE_RATIO,),
 ) -> Tables:
     """Holds per claim on data with no effect and at each condition's boundary; outcomes per claim and per
     condition at the paper's effect sizes.
@@ -1450,10 +1507,10 @@ def tables(
     Columns: the shares of holds / refuted / inconclusive verdicts, the share of simulations in which the
     ``focus`` conditions (those at the boundary) all hold, the number of simulations and the data sizes.
     ``boundary_simulations``: simulations per scenario or family at the boundary (default: ``simulations``);
-    ``depths`` and ``real_sizes``: the layer counts of the boundary designs and the sizes of those also simulated at
-    the paper's sample count (``boundary_batches``).
+    ``depths``: the layer counts of the boundary designs (``boundary_batches``); ``ratios``: the N/D of the null
+    with fewer samples than dimensions.
     """
-    null, boundary = null_batches(sizes), boundary_batches(sizes, depths, real_sizes)
+    null, boundary = null_batches(sizes, ratios), boundary_batches(sizes, depths)
     power = power_batches(paper_sizes)
     per_family = boundary_simulations or {}
     counts = [

@@ -6,16 +6,20 @@ confidence and number of resamples. At the paper's effect sizes its power is rep
 high where the paper's design gives it room (C4 with GSM8K's 1,319 items, C1's CKA conditions). The per-layer
 null and boundary scenarios run twice: with more samples than dimensions and with fewer (N = 40, D = 66).
 
-``HYPOTHESIS_PROFILE=nightly`` runs more simulations at larger sizes on every core.
+``HYPOTHESIS_PROFILE=nightly`` runs more simulations at larger sizes on every core: every design at 16, 32 and 64
+layers, the per-layer ones also at a real model's N/D = 0.2 (N = 100, D = 500), and C1's at the paper's N = 1,000
+with D = 1,024.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -48,8 +52,10 @@ BOUNDARY_SIMULATIONS = (
 )
 SIZES = calibration.NIGHTLY if NIGHTLY else calibration.SMALL
 DEPTHS = (16, 32, 64) if NIGHTLY else ()  # the boundary designs at real depths at night; 10 layers by day
-# C1's designs also at the paper's 1,000 probe samples with D = 1,024 at night (7 s a simulation)
-REAL_SIZES = calibration.REAL if NIGHTLY else None
+# N/D of the null with fewer samples than dimensions: also a real model's 0.2 at night (N = 100, D = 500)
+RATIOS = (calibration.WIDE_RATIO, calibration.REAL_RATIO) if NIGHTLY else (calibration.WIDE_RATIO,)
+# C1's designs also at the paper's 1,000 probe samples with D = 1,024, at night (4 s a simulation at 16 layers)
+REAL_DEPTHS = calibration.REAL_DEPTHS
 # Power at §4.1's sizes (1,000 pooled and 100 token-level samples, GSM8K's 1,319 items); 10 layers instead of 16
 # keep the default run short.
 POWER_SIZES = calibration.PAPER if NIGHTLY else calibration.PAPER.scaled(layers=10)
@@ -69,7 +75,7 @@ def measured(show) -> calibration.Tables:
         workers=WORKERS,
         boundary_simulations=BOUNDARY_SIMULATIONS,
         depths=DEPTHS,
-        real_sizes=REAL_SIZES,
+        ratios=RATIOS,
     )
     show(f"\nholds on data with no effect:\n{calibration.format_table(measured.null)}")
     show(f"\nholds with one condition at its threshold:\n{calibration.format_table(measured.boundary)}")
@@ -100,7 +106,7 @@ def test_a_claim_holds_in_at_most_5_percent_of_simulations_without_an_effect(mea
 def _boundary_rows():
     return [
         pytest.param(batch, claim, id=f"{claim}-{batch.label or batch.scenario}")
-        for batch in calibration.boundary_batches(SIZES, DEPTHS, REAL_SIZES)
+        for batch in calibration.boundary_batches(SIZES, DEPTHS)
         for claim in batch.claims
     ]
 
@@ -120,17 +126,112 @@ def test_a_claim_with_one_condition_at_its_threshold_holds_at_most_2_5_percent(m
     )
 
 
+@functools.cache
+def _measured_at(kind: str, layers: int) -> pd.DataFrame:
+    """The boundary table of the ``kind`` designs (``real_size_batches`` or ``real_ratio_batches``) at ``layers``
+    layers, simulated once per depth, so that ``-k "real_depths and L64"`` simulates only that depth (the nightly
+    workflow's jobs)."""
+    batches = {"size": calibration.real_size_batches, "ratio": calibration.real_ratio_batches}[kind](depths=(layers,))
+    return calibration.boundary_table(batches, BOUNDARY_SIMULATIONS["layers"], workers=WORKERS)
+
+
+def _check_boundary(show, table: pd.DataFrame, batch: calibration.Batch) -> None:
+    for claim in batch.claims:
+        row = table.loc[(claim, batch.label)]
+        limit = calibration.boundary_limit(int(row["simulations"]))
+        show(f"\n{claim} at its boundary, {batch.label}: holds {row['holds']:.1%} of {row['simulations']}")
+        assert row["simulations"] == BOUNDARY_SIMULATIONS["layers"] >= 500
+        assert row["holds"] <= limit, (
+            f"{claim} held in {row['holds']:.1%} of {row['simulations']} simulations with {row['focus']} at its "
+            f"threshold ({batch.label}); at most {limit:.1%} is acceptable"
+        )
+
+
+def _nightly_rows(batches: list[calibration.Batch], why: str) -> list:
+    """One test per design and depth at night; by day one skipped row that says why."""
+    if not NIGHTLY:
+        return [pytest.param(None, id="by-day", marks=pytest.mark.skip(reason=f"{why}: make nightly-calibration"))]
+    return [pytest.param(b, id=f"{b.scenario}-L{b.sizes.layers}") for b in batches]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    _nightly_rows(
+        calibration.real_size_batches(depths=REAL_DEPTHS),
+        "C1 at N = 1,000, D = 1,024 and 16 to 64 layers takes 20 core-hours (4-16 s a simulation)",
+    ),
+)
+def test_at_the_papers_sample_count_and_real_depths_c1_with_one_condition_at_its_threshold_holds_at_most_2_5_percent(
+    show, batch
+):
+    """C1 reads only the pair series, so its designs also run with §4.1's 1,000 probe samples, more dimensions
+    than samples, and a real model's 16, 32 and 64 layers."""
+    _check_boundary(show, _measured_at("size", batch.sizes.layers), batch)
+
+
+@pytest.mark.parametrize(
+    "batch",
+    _nightly_rows(
+        calibration.real_ratio_batches(depths=REAL_DEPTHS),
+        "the per-layer designs at N = 100, D = 500 and 16 to 64 layers take hours of CPU (1-4 s a simulation)",
+    ),
+)
+def test_at_a_real_ratio_of_samples_to_dimensions_a_claim_with_one_condition_at_its_threshold_holds_at_most_2_5_percent(
+    show, batch
+):
+    """Every per-layer design whose statistics see the hidden size, the spectral claims' among them, with N/D = 0.2
+    (§4.1's 1,000 samples against a 13B model's 5,120 dimensions) at 16, 32 and 64 layers."""
+    _check_boundary(show, _measured_at("ratio", batch.sizes.layers), batch)
+
+
 def test_c1s_boundary_designs_are_also_simulated_at_the_papers_sample_count_with_more_dimensions():
-    """At night C1's designs (the claim reads only the pair series, 7 s a simulation at these sizes) also run with
-    §4.1's 1,000 probe samples and D = 1,024; the designs of claims that read spectral series cannot afford it."""
-    batches = calibration.real_size_batches()
+    """C1's designs (the claim reads only the pair series) run with §4.1's 1,000 probe samples and D = 1,024 at 16,
+    32 and 64 layers; the designs of claims that read spectral series cannot afford it."""
+    batches = calibration.real_size_batches(depths=REAL_DEPTHS)
     c1 = [design for design, entries in registry.simulated_designs().items() if set(entries) == {"C1"}]
     assert len(c1) == 5
-    assert sorted(f"{batch.family}:{batch.scenario}" for batch in batches) == sorted(c1)
+    assert sorted(f"{batch.family}:{batch.scenario}" for batch in batches) == sorted(c1 * len(REAL_DEPTHS))
+    assert {batch.sizes.layers for batch in batches} == {16, 32, 64}
     for batch in batches:
         assert batch.claims == ("C1",)
         assert batch.sizes.samples == 1000 <= batch.sizes.width
-        assert batch.sizes.layers >= 16
+
+
+def test_at_night_every_per_layer_design_also_runs_at_a_real_models_ratio_of_samples_to_dimensions():
+    """N/D = 0.2 (§4.1's 1,000 samples against a 13B model's 5,120 dimensions) for the null and every per-layer
+    design whose statistics see the hidden size, at 16, 32 and 64 layers."""
+    designs = {
+        design.partition(":")[2]
+        for design in registry.simulated_designs()
+        if design.startswith("layers:") and design.partition(":")[2] not in calibration.TOKEN_LEVEL_DESIGNS
+    }
+    batches = calibration.real_ratio_batches(depths=REAL_DEPTHS)
+    assert {b.scenario for b in batches} == designs - {"null"}
+    assert {(b.scenario, b.sizes.layers) for b in batches} == {(d, n) for d in designs - {"null"} for n in REAL_DEPTHS}
+    nulls = calibration.null_batches(calibration.NIGHTLY, (calibration.WIDE_RATIO, calibration.REAL_RATIO))
+    for sizes in [b.sizes for b in batches] + [b.sizes for b in nulls if b.label == "null, N = 0.2 D"]:
+        assert sizes.samples >= 100 and sizes.width >= 5 * sizes.samples
+
+
+@pytest.mark.parametrize("claim", [claim for claim, kind in bootstrap.NEEDS.items() if kind == "pair"])
+def test_a_claim_of_the_pair_series_gets_the_same_verdict_without_the_spectral_metrics(claim):
+    """The simulations of claims that read only the pair series leave out the spectral metrics (an SVD per layer
+    and model, half of a simulation at N = 1,000): simulated with them, every condition's value and interval is
+    the same."""
+    thresholds = config.thresholds_for("calibration")
+    batches = [b for b in calibration.boundary_batches() if b.family == "layers" and claim in b.claims]
+    assert batches
+    for batch in batches[:4]:
+        plan = calibration.layer_plan(batch.scenario, batch.sizes, thresholds)
+        for index in range(2):
+            alone, beside = (
+                calibration.layer_verdicts(
+                    batch.scenario, batch.sizes, thresholds, np.random.default_rng(index), keys, plan
+                )
+                for keys in ((claim,), (claim, "C6"))  # C6 reads the spectral series, so that pair has them
+            )
+            assert all(np.isfinite(c.value) for c in beside["C6"].deciding)
+            assert repr(alone[claim].conditions) == repr(beside[claim].conditions), (batch.label, index)
 
 
 def test_power_at_the_papers_effect_sizes_is_reported(measured):

@@ -340,13 +340,21 @@ def _nan_mean(values: np.ndarray) -> tuple[float, int]:
     return (float(finite.mean()) if finite.size else math.nan), int(finite.size)
 
 
-def intrinsic_table(run: ModelRun, options: ProfileOptions) -> pd.DataFrame:
-    """Layer × intrinsic metric for one model (the quantities of Fig. 2 and Fig. 3)."""
+SPECTRAL_SUMMARY = ("entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm", "sparsity")
+
+
+def intrinsic_table(run: ModelRun, options: ProfileOptions, spectral: bool = True) -> pd.DataFrame:
+    """Layer × intrinsic metric for one model (the quantities of Fig. 2 and Fig. 3).
+
+    ``spectral=False`` leaves the pooled matrices' spectral metrics NaN: a simulation of claims that read only
+    the pair series (``calibration.simulated_pair``) skips the one SVD per layer they do not need."""
     sample_values = {name: run.sample_metric(name) for name in (*SAMPLE_METRICS, "probe_hits", "probe_counts")}
     rows = []
     for layer in range(run.n_layers):
-        summary = metrics.spectral_summary(
-            run.pooled(layer), options.alpha, options.normalize_entropy, options.sparsity_eps
+        summary = (
+            metrics.spectral_summary(run.pooled(layer), options.alpha, options.normalize_entropy, options.sparsity_eps)
+            if spectral
+            else dict.fromkeys(SPECTRAL_SUMMARY, math.nan)
         )
         row = {
             "layer": layer,

@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 LOCK ?= constraints/lock.txt
 PINS := -c constraints/torch.txt $(if $(LOCK),-c $(LOCK))
 PYTEST_ARGS ?=
+# Each lane of `make test` lists its slowest tests, so that a slow machine's log says where the time went.
+TEST_TIMES := --durations=10
 
 # Tests and the default job run offline: the tiny pairs are built here, nothing is fetched.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -67,8 +69,8 @@ PURE_TESTS := tests/test_coverage.py tests/test_claims.py tests/test_lora_claims
 	tests/test_depth.py tests/test_directional.py tests/test_metrics.py tests/test_data.py tests/test_tokenizer.py \
 	tests/test_pinned_numerics.py tests/test_across_builds.py tests/test_cka_coverage.py suites/test_metric_invariants.py
 MODEL_FREE := $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HARNESS_WORKERS=1 $(PY) -m pytest
-PURE_RUN := $(MODEL_FREE) $(PURE_TESTS) $(PYTEST_ARGS)
-CALIBRATION_RUN := $(MODEL_FREE) $(CALIBRATION_TESTS) $(PYTEST_ARGS)
+PURE_RUN := $(MODEL_FREE) $(PURE_TESTS) $(TEST_TIMES) $(PYTEST_ARGS)
+CALIBRATION_RUN := $(MODEL_FREE) $(CALIBRATION_TESTS) $(TEST_TIMES) $(PYTEST_ARGS)
 
 warm: $(STAMP)
 	mkdir -p $(WARM_OUT)
@@ -94,17 +96,17 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory warm
 	cat $(WARM_OUT)/calibration.log $(WARM_OUT)/pure.log
 	test "$$(cat $(WARM_OUT)/calibration.rc)" = 0 && test "$$(cat $(WARM_OUT)/pure.rc)" = 0
-	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(UNIT_TESTS) $(PYTEST_ARGS) \
+	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(UNIT_TESTS) $(TEST_TIMES) $(PYTEST_ARGS) \
 	  > $(WARM_OUT)/units.log 2>&1; echo $$? > $(WARM_OUT)/units.rc ) & units=$$!; \
 	$(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS)) \
-	  $(PYTEST_ARGS); \
+	  $(TEST_TIMES) $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0
 
 # The calibration and coverage at their nightly sizes (HYPOTHESIS_PROFILE=nightly, every core): 1,000 simulations
-# without an effect, 500 per boundary design at 16, 32 and 64 layers, C1's designs also at N = 1,000 with D = 1,024,
-# power at 16 layers, coverage at a 7B model's width. Hours of CPU: the nightly calibration workflow runs the
-# calibration and the coverage as two jobs.
+# without an effect, 500 per boundary design at 16, 32 and 64 layers (C1's also at N = 1,000 with D = 1,024),
+# power at 16 layers, coverage at a 7B model's width. Hours of CPU: the nightly calibration workflow splits it into
+# four jobs (the calibration, C1 at N = 1,000 with 16 and 32 layers, with 64 layers, and the coverage).
 NIGHTLY_TESTS ?= $(CALIBRATION_TESTS) tests/test_coverage.py tests/test_cka_coverage.py
 nightly-calibration: $(STAMP)
 	$(OFFLINE) HYPOTHESIS_PROFILE=nightly $(PY) -m pytest $(NIGHTLY_TESTS) $(PYTEST_ARGS)

@@ -385,6 +385,10 @@ def pair_table(
     """Layer × pair metric: CKA (eq. 6), cosine (eq. 7), mean shift, ΔW (eq. 1), eqs. 8-9 differences."""
     if base.n_layers != sft.n_layers or base.n_samples != sft.n_samples:
         raise ValueError("base and SFT runs differ in layers or samples; they must share probe set and depth")
+    # eq. 9: difference of dataset-level values, aligned on the layer (one subtraction per column, not per cell)
+    dataset_deltas = {
+        name: (sft_table[name] - base_table[name]).to_dict() for name in (*DATASET_METRICS, "probe_accuracy")
+    }
     rows = []
     for layer in range(base.n_layers):
         x, y = base.pooled(layer), sft.pooled(layer)
@@ -398,8 +402,8 @@ def pair_table(
         for name in SAMPLE_METRICS:  # eq. 8: mean over samples of the per-sample difference
             diff = sft.sample_metric(name)[:, layer] - base.sample_metric(name)[:, layer]
             row[f"delta_{name}"], _ = _nan_mean(diff)
-        for name in (*DATASET_METRICS, "probe_accuracy"):  # eq. 9: difference of dataset-level values
-            row[f"delta_{name}"] = float(sft_table.loc[layer, name] - base_table.loc[layer, name])
+        for name, delta in dataset_deltas.items():
+            row[f"delta_{name}"] = float(delta[layer])
         rows.append(row)
     return pd.DataFrame(rows).set_index("layer")
 

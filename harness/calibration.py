@@ -1319,6 +1319,22 @@ def boundary_limit(simulations: int, limit: float = BOUNDARY_LIMIT) -> float:
 REAL_DEPTHS = (16, 32, 64)  # a 1B-7B model's 16-32 layers, a 32B model's 64
 
 
+def _hidden_size_designs() -> list[tuple[str, list[str]]]:
+    """(scenario, claims) of the per-layer boundary designs whose statistics see the hidden size (not the null,
+    not those of the token-level samples)."""
+    designs = []
+    for design, entries in registry.simulated_designs().items():
+        family, _, scenario = design.partition(":")
+        if family == "layers" and scenario != "null" and scenario not in TOKEN_LEVEL_DESIGNS:
+            designs.append((scenario, list(entries)))
+    return designs
+
+
+def _sized_batch(scenario: str, entries: Sequence[str], sizes: Sizes) -> Batch:
+    label = f"{scenario}, L={sizes.layers}, N={sizes.samples}, D={sizes.width}"
+    return Batch("layers", scenario, sizes, tuple(calibration_key(c) for c in entries), label)
+
+
 def real_size_batches(sizes: Sizes = REAL, depths: Sequence[int] = ()) -> list[Batch]:
     """The per-layer boundary designs of the claims that read only the pair series (``bootstrap.NEEDS``: C1's CKA,
     cosine and mean-shift conditions) at ``sizes``, the paper's sample count with D ≥ N, at each of ``depths``
@@ -1327,17 +1343,12 @@ def real_size_batches(sizes: Sizes = REAL, depths: Sequence[int] = ()) -> list[B
     spectral series' jackknife (50 eigen-decompositions of 1,000 × 1,000 per row and model, 2 minutes a
     simulation at 16 layers) cannot be afforded, which is why the designs of the other claims stay at N = 100
     (``boundary_batches``)."""
-    batches = []
-    for design, entries in registry.simulated_designs().items():
-        family, _, scenario = design.partition(":")
-        if family != "layers" or scenario == "null" or scenario in TOKEN_LEVEL_DESIGNS:
-            continue
-        if all(bootstrap.NEEDS.get(claim) == "pair" for claim in entries):
-            for layers in depths or (sizes.layers,):
-                deep = sizes.scaled(layers=layers)
-                label = f"{scenario}, L={layers}, N={deep.samples}, D={deep.width}"
-                batches.append(Batch(family, scenario, deep, tuple(calibration_key(c) for c in entries), label))
-    return batches
+    return [
+        _sized_batch(scenario, entries, sizes.scaled(layers=layers))
+        for scenario, entries in _hidden_size_designs()
+        if all(bootstrap.NEEDS.get(claim) == "pair" for claim in entries)
+        for layers in depths or (sizes.layers,)
+    ]
 
 
 def real_ratio_batches(sizes: Sizes = NIGHTLY, depths: Sequence[int] = ()) -> list[Batch]:
@@ -1345,16 +1356,11 @@ def real_ratio_batches(sizes: Sizes = NIGHTLY, depths: Sequence[int] = ()) -> li
     ``REAL_RATIO`` (N = 100, D = 500 from the nightly sizes), at each of ``depths``: where the designs of the claims
     that read the spectral series, which ``real_size_batches`` cannot afford at N = 1,000, meet a real model's
     regime (a simulation takes about 1 s at 16 layers)."""
-    batches = []
-    for design, entries in registry.simulated_designs().items():
-        family, _, scenario = design.partition(":")
-        if family != "layers" or scenario == "null" or scenario in TOKEN_LEVEL_DESIGNS:
-            continue
-        for layers in depths or (sizes.layers,):
-            deep = wide(_design_sizes(scenario, sizes.scaled(layers=layers)), REAL_RATIO)
-            label = f"{scenario}, L={layers}, N={deep.samples}, D={deep.width}"
-            batches.append(Batch(family, scenario, deep, tuple(calibration_key(c) for c in entries), label))
-    return batches
+    return [
+        _sized_batch(scenario, entries, wide(_design_sizes(scenario, sizes.scaled(layers=layers)), REAL_RATIO))
+        for scenario, entries in _hidden_size_designs()
+        for layers in depths or (sizes.layers,)
+    ]
 
 
 def boundary_table(

@@ -340,7 +340,15 @@ def _nan_mean(values: np.ndarray) -> tuple[float, int]:
     return (float(finite.mean()) if finite.size else math.nan), int(finite.size)
 
 
-SPECTRAL_SUMMARY = ("entropy", "effective_rank", "rank_deficiency", "condition_number", "spectral_norm", "sparsity")
+# an intrinsic table's column for each of ``metrics.spectral_summary``'s values
+SPECTRAL_COLUMNS = {
+    "dataset_entropy": "entropy",
+    "effective_rank": "effective_rank",
+    "rank_deficiency": "rank_deficiency",
+    "condition_number": "condition_number",
+    "spectral_norm": "spectral_norm",
+    "pooled_sparsity": "sparsity",
+}
 
 
 def intrinsic_table(run: ModelRun, options: ProfileOptions, spectral: bool = True) -> pd.DataFrame:
@@ -351,20 +359,14 @@ def intrinsic_table(run: ModelRun, options: ProfileOptions, spectral: bool = Tru
     sample_values = {name: run.sample_metric(name) for name in (*SAMPLE_METRICS, "probe_hits", "probe_counts")}
     rows = []
     for layer in range(run.n_layers):
-        summary = (
-            metrics.spectral_summary(run.pooled(layer), options.alpha, options.normalize_entropy, options.sparsity_eps)
-            if spectral
-            else dict.fromkeys(SPECTRAL_SUMMARY, math.nan)
-        )
-        row = {
-            "layer": layer,
-            "dataset_entropy": summary["entropy"],
-            "effective_rank": summary["effective_rank"],
-            "rank_deficiency": summary["rank_deficiency"],
-            "condition_number": summary["condition_number"],
-            "spectral_norm": summary["spectral_norm"],
-            "pooled_sparsity": summary["sparsity"],
-        }
+        row: dict[str, float] = {"layer": layer}
+        if spectral:
+            summary = metrics.spectral_summary(
+                run.pooled(layer), options.alpha, options.normalize_entropy, options.sparsity_eps
+            )
+            row.update({column: summary[key] for column, key in SPECTRAL_COLUMNS.items()})
+        else:
+            row.update(dict.fromkeys(SPECTRAL_COLUMNS, math.nan))
         for name in SAMPLE_METRICS:
             row[name], row[f"{name}_samples"] = _nan_mean(sample_values[name][:, layer])
         counts = sample_values["probe_counts"][:, layer]

@@ -24,6 +24,7 @@ n − 1 degrees of freedom would (measured calibration: tests/test_calibration.p
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -33,6 +34,18 @@ from scipy import stats
 Values = Sequence[float] | np.ndarray  # resampled values: a list or an array
 
 
+# Quantiles of the normal and t distributions, each computed once: a verdict asks for the same few on every
+# condition of every replicate set, and scipy's ppf costs far more than the interval around it.
+@functools.lru_cache(maxsize=1024)
+def normal_quantile(probability: float) -> float:
+    return float(stats.norm.ppf(probability))
+
+
+@functools.lru_cache(maxsize=1024)
+def t_quantile(probability: float, degrees_of_freedom: int) -> float:
+    return float(stats.t.ppf(probability, degrees_of_freedom))
+
+
 def percentile_interval(values: Values, confidence: float) -> tuple[float, float] | None:
     """The central ``confidence`` percentile interval of the finite values (None when there are none)."""
     finite = np.asarray(values, dtype=float)
@@ -40,7 +53,8 @@ def percentile_interval(values: Values, confidence: float) -> tuple[float, float
     if not finite.size:
         return None
     tail = (1 - confidence) / 2 * 100
-    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def normal_interval(point: float, values: Values, confidence: float) -> tuple[float, float] | None:
@@ -53,7 +67,7 @@ def normal_interval(point: float, values: Values, confidence: float) -> tuple[fl
     finite = finite[np.isfinite(finite)]
     if finite.size < 2 or not math.isfinite(point):
         return None
-    half = float(stats.norm.ppf(0.5 + confidence / 2)) * float(finite.std(ddof=1))
+    half = normal_quantile(0.5 + confidence / 2) * float(finite.std(ddof=1))
     return point - half, point + half
 
 
@@ -61,8 +75,8 @@ def seed_inflation(n_seeds: int, confidence: float) -> float:
     """Factor on the between-seed variance: n / (n − 1) · (t_{n−1} / z)², 1 for a single seed (no seed variance)."""
     if n_seeds < 2:
         return 1.0
-    z = stats.norm.ppf(0.5 + confidence / 2)
-    t = stats.t.ppf(0.5 + confidence / 2, n_seeds - 1)
+    z = normal_quantile(0.5 + confidence / 2)
+    t = t_quantile(0.5 + confidence / 2, n_seeds - 1)
     return n_seeds / (n_seeds - 1) * (t / z) ** 2
 
 
@@ -170,7 +184,7 @@ def jackknife_interval(point: float, replicates: Values, confidence: float, scal
     error = jackknife_standard_error(values)
     if not (math.isfinite(point) and math.isfinite(error)):
         return math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * error
+    half = t_quantile(0.5 + confidence / 2, len(values) - 1) * error
     return point - half, point + half
 
 

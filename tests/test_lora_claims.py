@@ -15,6 +15,7 @@ import pytest
 
 from harness import config
 from harness.depth import segment_groups
+from harness.lora import judge
 from harness.lora import plan as lora_plan
 from harness.lora import runs as lora_runs
 from harness.lora import study as lora_study
@@ -285,6 +286,33 @@ def test_shards_of_a_study_train_every_run_exactly_once(monkeypatch, count):
     assert max(sizes) - min(sizes) <= 1  # the shards are as even as the run count allows
     with pytest.raises(ValueError, match="between 1 and"):
         study.run_shard(count + 1, count)
+
+
+def _gathered_means(matrix, seeds, drawn):
+    """Each resample's arm means by gathering its seeds and items: the definition the contraction must match."""
+    return np.stack([matrix[:, s][:, :, d].mean(axis=(1, 2)) for s, d in zip(seeds, drawn, strict=True)])
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_all_resamples_mean_at_once_as_each_resample_gathered_alone(binary):
+    rng = np.random.default_rng(3)
+    matrix = rng.integers(0, 2, (5, 3, 40)).astype(float) if binary else rng.normal(size=(5, 3, 40))
+    seeds, drawn = rng.integers(0, 3, (50, 3)), rng.integers(0, 40, (50, 40))
+    expected = _gathered_means(matrix, seeds, drawn)
+    measured = judge.resampled_means(matrix, seeds, drawn)
+    if binary:  # sums of zeros and ones are exact in any order: the verdicts of real studies do not move
+        assert np.array_equal(measured, expected)
+    else:
+        np.testing.assert_allclose(measured, expected, rtol=1e-12)
+
+
+def test_an_undefined_item_makes_only_the_resamples_that_draw_it_undefined():
+    matrix = np.ones((2, 1, 4))
+    matrix[1, 0, 3] = np.nan
+    drawn = np.array([[0, 1, 2, 2], [3, 0, 1, 2]])
+    means = judge.resampled_means(matrix, np.zeros((2, 1), dtype=int), drawn)
+    assert means[0].tolist() == [1.0, 1.0] and means[1, 0] == 1.0 and np.isnan(means[1, 1])
+    assert np.array_equal(np.isnan(means), np.isnan(_gathered_means(matrix, np.zeros((2, 1), dtype=int), drawn)))
 
 
 def test_the_minimum_detectable_difference_shrinks_as_the_root_of_the_items_scored():

@@ -13,6 +13,7 @@ train nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeAlias
 
 import numpy as np
 
@@ -31,11 +32,33 @@ def score_matrix(study, labels: list[str]) -> np.ndarray:
     return np.stack([items(study, label) for label in labels])
 
 
-def resampled_scores(matrix: np.ndarray, labels: list[str], seeds: np.ndarray, drawn: np.ndarray) -> dict[str, float]:
-    """Mean task score per arm over the given seed and item indices (drawn with replacement)."""
-    # the sum over count is np.mean's own arithmetic, without its set-up (this runs for every resample)
-    means = matrix[:, seeds][:, :, drawn].sum(axis=(1, 2)) / (len(seeds) * len(drawn))
-    return dict(zip(labels, means.tolist(), strict=True))
+def counts(drawn: np.ndarray, size: int) -> np.ndarray:
+    """(resamples, size): how often each index was drawn in each row of ``drawn`` (resamples, draws)."""
+    rows = drawn.shape[0]
+    offsets = (drawn + size * np.arange(rows)[:, None]).ravel()
+    return np.bincount(offsets, minlength=rows * size).reshape(rows, size).astype(float)
+
+
+def count_weighted(spec: str, values: np.ndarray, *weights: np.ndarray) -> np.ndarray:
+    """``np.einsum(spec, values, *weights)`` with draw counts ``weights``, NaN wherever a non-finite value was drawn
+    (an undrawn one, weighted 0, must not count: 0 · NaN would)."""
+    finite = np.isfinite(values)
+    total = np.einsum(spec, np.where(finite, values, 0.0), *weights, optimize=True)
+    if not finite.all():
+        drawn_bad = np.einsum(spec, (~finite).astype(float), *weights, optimize=True)
+        total[drawn_bad > 0] = np.nan
+    return total
+
+
+def resampled_means(matrix: np.ndarray, seeds: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """(resamples, arms): each arm's mean task score over the seeds and items of each resample (rows of
+    ``seeds`` and ``drawn``, drawn with replacement).
+
+    A resample's mean is the count-weighted sum over the distinct seeds and items: all resamples in one
+    contraction instead of one gather each (binary per-item scores give the same sums exactly)."""
+    n_seeds, n_items = matrix.shape[1:]
+    total = count_weighted("asi,rs,ri->ra", matrix, counts(seeds, n_seeds), counts(drawn, n_items))
+    return total / (seeds.shape[1] * drawn.shape[1])
 
 
 def retention(result: dict) -> dict[str, dict | None]:
@@ -45,11 +68,15 @@ def retention(result: dict) -> dict[str, dict | None]:
     }
 
 
-def judged_with_intervals(
-    study, judge: Callable[[np.ndarray, np.ndarray, dict | None], claims.Verdict], key: str, title_suffix: str = ""
-) -> claims.Verdict:
-    """``judge(seed_index, item_index, text_index)`` on the data, then on joint, seeds-only and items-only
-    resamples; every condition's interval from those (``claims.with_intervals``)."""
+# A judge gives the verdicts of many resamples at once: (seed indices, item indices, text indices per set or
+# None), each with one row per resample, in, one verdict per row out.
+Judge: TypeAlias = Callable[[np.ndarray, np.ndarray, dict | None], list[claims.Verdict]]
+
+
+def judged_with_intervals(study, judge: Judge, key: str, title_suffix: str = "") -> claims.Verdict:
+    """``judge`` on the data, then on joint, seeds-only and items-only resamples; every condition's interval from
+    those (``claims.with_intervals``). Every resample is drawn in turn (its seeds, items, then texts), so the
+    draws do not depend on how many resamples a scheme has."""
     sampling = study.thresholds["bootstrap"]
     n_seeds = len(study.settings.seeds)
     n_items = items(study, study.plan.arms[0].label).shape[1]
@@ -64,9 +91,16 @@ def judged_with_intervals(
             {name: rng.integers(0, n, n) for name, n in n_texts.items()} if drawn_items else None,
         )
 
-    verdict = judge(every_seed, every_item, None)
+    def resamples(seeds: bool, drawn_items: bool) -> list[claims.Verdict]:
+        drawn = [draw(seeds, drawn_items) for _ in range(sampling["resamples"])]
+        if not drawn:
+            return []
+        texts = {name: np.stack([d[2][name] for d in drawn]) for name in n_texts} if drawn_items else None
+        return judge(np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn]), texts)
+
+    verdict = judge(every_seed[None], every_item[None], None)[0]
     schemes = {
-        scheme: [judge(*draw(*flags)) for _ in range(sampling["resamples"])]
+        scheme: resamples(*flags)
         for scheme, flags in (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))
     }
     note = (
@@ -87,9 +121,12 @@ def score_verdict(
 ) -> claims.Verdict:
     """A verdict on the arms' mean task scores, ``predicate`` applied to the data and to every resample."""
     matrix = score_matrix(study, labels)
-    return judged_with_intervals(
-        study, lambda seeds, drawn, _texts: predicate(resampled_scores(matrix, labels, seeds, drawn)), key, title_suffix
-    )
+
+    def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> list[claims.Verdict]:
+        means = resampled_means(matrix, seeds, drawn).tolist()
+        return [predicate(dict(zip(labels, row, strict=True))) for row in means]
+
+    return judged_with_intervals(study, judge, key, title_suffix)
 
 
 def unavailable(study, key: str) -> str | None:
@@ -183,17 +220,27 @@ def retention_verdict(study) -> claims.Verdict:
     }  # (labels, seeds, texts) each
     middle_scores = score_matrix(study, middle_labels)
 
-    def judge(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> claims.Verdict:
-        means = middle_scores[:, seeds][:, :, drawn].mean(axis=(1, 2))
-        middle = middle_labels[int(np.argmax(means))]  # the first of equals, as idxmax
-        distances = {}
+    def summed(values: np.ndarray, seeds: np.ndarray, text_counts: np.ndarray) -> np.ndarray:
+        """(labels, resamples, drawn seeds): per drawn seed of each resample, the count-weighted sum over its texts."""
+        per_seed = count_weighted("lst,rt->lrs", values, text_counts)  # (labels, resamples, seeds run)
+        return np.take_along_axis(per_seed, np.broadcast_to(seeds, (len(values), *seeds.shape)), axis=2)
+
+    def judge(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> list[claims.Verdict]:
+        means = resampled_means(middle_scores, seeds, drawn)
+        middles = [middle_labels[i] for i in np.argmax(means, axis=1)]  # the first of equals, as idxmax
+        distances: dict[str, np.ndarray] = {}
         for name, (nll, tokens) in arrays.items():
-            i = texts[name] if texts else slice(None)
             base_nll, base_tokens = base_texts[name]
-            base_ppl = np.exp(base_nll[i].sum() / base_tokens[i].sum())
-            perplexity = np.exp(nll[:, seeds][:, :, i].sum(2) / tokens[:, seeds][:, :, i].sum(2)).mean(1)
-            distances[name] = dict(zip(labels, np.abs(perplexity - base_ppl).tolist(), strict=True))
-        return claims.retention_closest(distances, middle, t)
+            text_counts = counts(texts[name], len(base_nll)) if texts else np.ones((len(seeds), len(base_nll)))
+            base_ppl = np.exp((text_counts @ base_nll) / (text_counts @ base_tokens))
+            perplexity = np.exp(summed(nll, seeds, text_counts) / summed(tokens, seeds, text_counts)).mean(axis=2)
+            distances[name] = np.abs(perplexity - base_ppl)  # (labels, resamples)
+        return [
+            claims.retention_closest(
+                {name: dict(zip(labels, d[:, r].tolist(), strict=True)) for name, d in distances.items()}, middle, t
+            )
+            for r, middle in enumerate(middles)
+        ]
 
     return judged_with_intervals(study, judge, "C8")
 
@@ -211,14 +258,16 @@ def minimum_detectable_difference(study, first: str, second: str, power: float =
     matrix = score_matrix(study, [first, second])
     confidence = study.thresholds["bootstrap"]["confidence"]
 
-    def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> claims.Verdict:
-        scores = matrix[:, seeds][:, :, drawn].mean(axis=(1, 2))
-        return claims.Verdict(
-            "power",
-            "difference of two arms",
-            [claims.Condition("difference", float(scores[0] - scores[1]), 0.0, ">")],
-            "difference",
-        )
+    def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> list[claims.Verdict]:
+        return [
+            claims.Verdict(
+                "power",
+                "difference of two arms",
+                [claims.Condition("difference", first_score - second_score, 0.0, ">")],
+                "difference",
+            )
+            for first_score, second_score in resampled_means(matrix, seeds, drawn).tolist()
+        ]
 
     condition = judged_with_intervals(study, judge, "power").main
     found = {"arms": [first, second], "difference": condition.value, "power": power}

@@ -58,9 +58,10 @@ class _Sums:
     l_k: np.ndarray  # (L̃ k)_m
 
     @classmethod
-    def of(cls, gram_k: np.ndarray, gram_l: np.ndarray) -> _Sums:
+    def of(cls, gram_k: np.ndarray, gram_l: np.ndarray, product: np.ndarray | None = None) -> _Sums:
+        """The sums of K̃ and L̃ (``product``: their elementwise product, when the caller has it already)."""
         k, l = gram_k.sum(axis=1), gram_l.sum(axis=1)  # noqa: E741
-        p = (gram_k * gram_l).sum(axis=1)
+        p = (gram_k * gram_l if product is None else product).sum(axis=1)
         return cls(
             len(k), float(p.sum()), float(k.sum()), float(l.sum()), float(k @ l), k, l, p, gram_k @ l, gram_l @ k
         )
@@ -200,13 +201,15 @@ def _left_out(kept: np.ndarray) -> np.ndarray:
     return (np.atleast_2d(kept) <= 0).T.astype(float)
 
 
-def _leave_groups_out_hsic(gram_k: np.ndarray, gram_l: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The unbiased HSIC with each column's samples of ``out`` (N, G) left out, from the full sample's sums:
-    leaving a set S out removes its rows and columns from each sum (and adds back the block counted twice),
-    as ``_leave_one_out_hsic`` does for one sample; three (N × N)·(N × G) products in all, no submatrix."""
-    sums = _Sums.of(gram_k, gram_l)
-    a, b = gram_k @ out, gram_l @ out  # (N, G): each sample's sums over the left-out set
-    inside = (gram_k * gram_l) @ out
+def _leave_groups_out_hsic(
+    sums: _Sums, product: np.ndarray, k_out: np.ndarray, l_out: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """The unbiased HSIC with each column's samples of ``out`` (N, G) left out, from the full sample's ``sums``
+    of K̃ and L̃, their elementwise ``product`` and their sums over each left-out set (``k_out`` = K̃·out,
+    ``l_out`` = L̃·out): leaving a set S out removes its rows and columns from each sum (and adds back the block
+    counted twice), as ``_leave_one_out_hsic`` does for one sample; no submatrix."""
+    a, b = k_out, l_out  # (N, G): each sample's sums over the left-out set
+    inside = product @ out
     n = sums.n - out.sum(axis=0)
     s1 = sums.s1 - 2 * (out.T @ sums.p) + (out * inside).sum(axis=0)
     total_k = sums.total_k - 2 * (out.T @ sums.k) + (out * a).sum(axis=0)
@@ -225,15 +228,20 @@ def _leave_groups_out_hsic(gram_k: np.ndarray, gram_l: np.ndarray, out: np.ndarr
 def debiased_cka_kept(x: torch.Tensor, y: torch.Tensor, kept: np.ndarray) -> tuple[float, np.ndarray]:
     """The debiased linear CKA of ``debiased_linear_cka`` on all N samples, and on the samples each row of
     ``kept`` (G, N) keeps (positive entries): the replicates of a delete-a-group jackknife. A subset whose
-    self-HSIC is not positive gives NaN (undefined). The Gram matrices are formed once."""
+    self-HSIC is not positive gives NaN (undefined). Each Gram matrix, its products with the left-out sets and
+    each pair's full-sample sums are formed once, for the full value and the replicates alike."""
     x, y = as_matrix(x, "CKA x", min_rows=MIN_SAMPLES), as_matrix(y, "CKA y", min_rows=MIN_SAMPLES)
     if x.shape[0] != y.shape[0]:
         raise DegenerateInputError(f"CKA needs the same samples on both sides: {x.shape[0]} vs {y.shape[0]} rows")
-    (gram_x, _), (gram_y, _) = _gram(x), _gram(y)
     out = _left_out(kept)
-    grams = {"xy": (gram_x, gram_y), "xx": (gram_x, gram_x), "yy": (gram_y, gram_y)}
-    full = {key: unbiased_hsic(*pair) for key, pair in grams.items()}
-    replicates = {key: _leave_groups_out_hsic(*pair, out) for key, pair in grams.items()}
+    grams = {"x": _gram(x)[0], "y": _gram(y)[0]}
+    left_out = {side: gram @ out for side, gram in grams.items()}
+    full, replicates = {}, {}
+    for key, (k_side, l_side) in {"xy": ("x", "y"), "xx": ("x", "x"), "yy": ("y", "y")}.items():
+        product = grams[k_side] * grams[l_side]
+        sums = _Sums.of(grams[k_side], grams[l_side], product)
+        full[key] = float(_hsic(sums.n, sums.s1, sums.total_k, sums.total_l, sums.s3))
+        replicates[key] = _leave_groups_out_hsic(sums, product, left_out[k_side], left_out[l_side], out)
     return float(_ratio(full["xy"], full["xx"], full["yy"])), _ratio(*(replicates[key] for key in ("xy", "xx", "yy")))
 
 

@@ -171,6 +171,24 @@ def test_lm_eval_probes_the_environment_once_per_process(monkeypatch):
     assert len(probes) == 1 and evaluator.add_env_info is original
 
 
+def test_lm_eval_compiles_each_template_once_and_renders_the_same_text(monkeypatch):
+    from lm_eval import utils
+
+    template = "Question: {{question | regex_replace('  +', ' ')}}\nAnswer:"
+    docs = [{"question": f"what  is {i}   + {i}?"} for i in range(5)]
+    expected = [utils.apply_template(template, doc) for doc in docs]
+    compiled = []
+    original_from_string = utils.env.from_string
+    monkeypatch.setattr(utils.env, "from_string", lambda text: (compiled.append(text), original_from_string(text))[1])
+    evaluate._compiled_template.cache_clear()
+    original = utils.apply_template
+    with evaluate._templates_compiled_once():
+        rendered = [utils.apply_template(template, doc) for doc in docs]
+    assert rendered == expected and rendered[1] == "Question: what is 1 + 1?\nAnswer:"
+    assert compiled == [template]  # once for five documents
+    assert utils.apply_template is original  # lm-eval's own function again after the evaluation
+
+
 def test_the_local_task_folder_follows_the_lm_eval_it_includes(isolated_cache, monkeypatch, tmp_path):
     # a cache shared by two environments (another checkout or venv) must not hand one the other's task files
     import lm_eval.tasks

@@ -315,6 +315,23 @@ def test_an_undefined_item_makes_only_the_resamples_that_draw_it_undefined():
     assert np.array_equal(np.isnan(means), np.isnan(_gathered_means(matrix, np.zeros((2, 1), dtype=int), drawn)))
 
 
+def test_a_studys_verdicts_share_one_set_of_resamples_drawn_in_turn():
+    judge.resample_indices.cache_clear()
+    study = planted("planted_mid_block")
+    for key in ("C4", "C4:M5"):
+        study.verdict(key)
+    assert judge.resample_indices.cache_info().misses == 1  # drawn once, read by both verdicts
+    drawn = judge.resample_indices(5, 2, 3, 4, (("texts", 2),))
+    rng = np.random.default_rng(5)  # each resample in turn: its seeds, its items, then each text set's
+    for row in range(2):
+        assert drawn["joint"][0][row].tolist() == rng.integers(0, 3, 3).tolist()
+        assert drawn["joint"][1][row].tolist() == rng.integers(0, 4, 4).tolist()
+        assert drawn["joint"][2]["texts"][row].tolist() == rng.integers(0, 2, 2).tolist()
+    assert drawn["seeds"][2] is None and drawn["items"][0].tolist() == [[0, 1, 2]] * 2
+    assert not drawn["joint"][1].flags.writeable  # shared between verdicts: nobody may change them
+    assert judge.resample_indices(5, 0, 3, 4, ()) == {"joint": None, "seeds": None, "items": None}
+
+
 def test_the_minimum_detectable_difference_shrinks_as_the_root_of_the_items_scored():
     control = PLANTED["planted_mid_block"]
     small, large = (

@@ -12,6 +12,7 @@ train nothing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -71,38 +72,52 @@ def retention(result: dict) -> dict[str, dict | None]:
 # A judge gives the verdicts of many resamples at once: (seed indices, item indices, text indices per set or
 # None), each with one row per resample, in, one verdict per row out.
 Judge: TypeAlias = Callable[[np.ndarray, np.ndarray, dict | None], list[claims.Verdict]]
+Indices: TypeAlias = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray] | None]
+SCHEMES = (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))  # resample seeds?, items?
 
 
-def judged_with_intervals(study, judge: Judge, key: str, title_suffix: str = "") -> claims.Verdict:
-    """``judge`` on the data, then on joint, seeds-only and items-only resamples; every condition's interval from
-    those (``claims.with_intervals``). Every resample is drawn in turn (its seeds, items, then texts), so the
-    draws do not depend on how many resamples a scheme has."""
-    sampling = study.thresholds["bootstrap"]
-    n_seeds = len(study.settings.seeds)
-    n_items = items(study, study.plan.arms[0].label).shape[1]
-    n_texts = {name: len(texts["nll"]) for name, texts in retention(study.untuned).items() if texts}
-    rng = np.random.default_rng(sampling["seed"])
+@functools.lru_cache(maxsize=16)
+def resample_indices(
+    seed: int, resamples: int, n_seeds: int, n_items: int, n_texts: tuple[tuple[str, int], ...]
+) -> dict[str, Indices | None]:
+    """Per scheme (``SCHEMES``: joint, seeds-only, items-only), the seed, item and text indices of each resample,
+    drawn in turn (its seeds, items, then each text set's) from one generator seeded with ``seed``; None without
+    resamples. Every verdict of a study, and every study of the same sizes, reads the same draws: drawn once per
+    process, as read-only arrays."""
+    rng = np.random.default_rng(seed)
     every_seed, every_item = np.arange(n_seeds), np.arange(n_items)
 
     def draw(seeds: bool, drawn_items: bool):
         return (
             rng.integers(0, n_seeds, n_seeds) if seeds else every_seed,
             rng.integers(0, n_items, n_items) if drawn_items else every_item,
-            {name: rng.integers(0, n, n) for name, n in n_texts.items()} if drawn_items else None,
+            {name: rng.integers(0, n, n) for name, n in n_texts} if drawn_items else None,
         )
 
-    def resamples(seeds: bool, drawn_items: bool) -> list[claims.Verdict]:
-        drawn = [draw(seeds, drawn_items) for _ in range(sampling["resamples"])]
+    indices: dict[str, Indices | None] = {}
+    for scheme, flags in SCHEMES:
+        drawn = [draw(*flags) for _ in range(resamples)]
         if not drawn:
-            return []
-        texts = {name: np.stack([d[2][name] for d in drawn]) for name in n_texts} if drawn_items else None
-        return judge(np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn]), texts)
+            indices[scheme] = None
+            continue
+        texts = {name: np.stack([d[2][name] for d in drawn]) for name, _ in n_texts} if flags[1] else None
+        arrays = (np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn]), texts)
+        for array in (*arrays[:2], *(texts or {}).values()):
+            array.setflags(write=False)
+        indices[scheme] = arrays
+    return indices
 
-    verdict = judge(every_seed[None], every_item[None], None)[0]
-    schemes = {
-        scheme: resamples(*flags)
-        for scheme, flags in (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))
-    }
+
+def judged_with_intervals(study, judge: Judge, key: str, title_suffix: str = "") -> claims.Verdict:
+    """``judge`` on the data, then on joint, seeds-only and items-only resamples (``resample_indices``); every
+    condition's interval from those (``claims.with_intervals``)."""
+    sampling = study.thresholds["bootstrap"]
+    n_seeds = len(study.settings.seeds)
+    n_items = items(study, study.plan.arms[0].label).shape[1]
+    n_texts = tuple((name, len(texts["nll"])) for name, texts in retention(study.untuned).items() if texts)
+    drawn = resample_indices(int(sampling["seed"]), int(sampling["resamples"]), n_seeds, n_items, n_texts)
+    verdict = judge(np.arange(n_seeds)[None], np.arange(n_items)[None], None)[0]
+    schemes = {scheme: judge(*indices) if indices else [] for scheme, indices in drawn.items()}
     note = (
         f"percentile intervals over {sampling['resamples']} resamples of the scored items (paired across "
         f"arms), texts and {n_seeds} seeds, best arms picked anew in each; widened for {n_seeds} seeds "

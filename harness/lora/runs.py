@@ -295,7 +295,7 @@ def _train_and_score(
     trained = time.perf_counter()
     trainable = tuning.trainable_parameters(wrapped)
     # scored as the base model with the adapters merged into its weights: the same function, without the adapters'
-    # layers and peft's wrappers around every call (a fifth of a tiny model's generation)
+    # layers and peft's wrappers around every call
     merged = wrapped.merge_and_unload()
     scores = score_model(merged, tokenizer, settings, retention_texts(settings))
     result = {

@@ -201,9 +201,9 @@ def _compiled_template(template: str):
 
 @contextmanager
 def _templates_compiled_once():
-    """lm-eval compiles a task's prompt template anew (jinja2's ``from_string``) for every document it renders: a
-    tenth of a LoRA run's scoring on a tiny model. Within the evaluation each distinct template is compiled once,
-    in lm-eval's own environment, and rendered as before (the same text)."""
+    """lm-eval compiles a task's prompt template anew (jinja2's ``from_string``) for every document it renders.
+    During an evaluation each distinct template is compiled once per process (``_compiled_template``), in lm-eval's
+    own environment, and rendered as before (the same text)."""
     from lm_eval import utils
 
     if not hasattr(utils, "env") or not callable(getattr(utils, "apply_template", None)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -29,12 +30,19 @@ def _merge(base: dict, override: dict, where: str) -> dict:
 def load_config(path: Path | None = None) -> dict:
     text = Path(path).read_text() if path else resources.files("harness").joinpath("claims.yaml").read_text()
     try:
-        config = yaml.safe_load(text)
+        config = _parsed(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"claims config {path or 'claims.yaml'} is not valid YAML: {error}") from error
     if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
         raise ConfigError(f"claims config {path or 'claims.yaml'} must be a mapping with format: {CONFIG_FORMAT}")
-    return config
+    return copy.deepcopy(config)  # the caller's own copy: the parsed one is shared
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text: str):
+    """The YAML of a config text, parsed once per process (15 ms each: the regression comparison reads a
+    tolerance per column, and every threshold lookup reads the config)."""
+    return yaml.safe_load(text)
 
 
 def thresholds_for(model: str, config: dict | None = None) -> dict:

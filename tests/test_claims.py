@@ -123,6 +123,19 @@ def test_per_model_overrides_apply_and_unknown_keys_are_refused(tmp_path):
         config.load_config(path)
 
 
+def test_each_load_of_the_config_is_the_callers_own_copy(tmp_path):
+    """The parsed YAML is kept per text: a caller that changes its config changes no later load, and an edited file
+    is read anew."""
+    first = config.load_config()
+    first["defaults"]["C1"]["cka_drop_min"] = -1.0
+    assert config.load_config()["defaults"]["C1"]["cka_drop_min"] != -1.0
+    path = tmp_path / "claims.yaml"
+    path.write_text(__import__("yaml").safe_dump(config.load_config()))
+    assert config.load_config(path) == config.load_config()
+    path.write_text("format: 1\ndefaults: {}\n")
+    assert config.load_config(path) == {"format": 1, "defaults": {}}
+
+
 def test_constant_series_give_no_correlation_and_no_verdict():
     assert math.isnan(claims.pearson(series([1.0] * 11), series(range(11))))
     bundle = {**paper_like_bundle(), "weight_change": series([1.0] * 11)}

@@ -90,10 +90,18 @@ def submit(study, settings: JobSettings) -> list:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(visible_gpus=gpus, gpus_per_node=len(gpus), timeout_min=24 * 60)
         executors.append(executor)
-    return [
+    jobs = [
         executors[index % len(executors)].submit(lora_runs.run_arm_quietly, *(values[index] for values in arguments))
         for index in range(len(pending))
     ]
+    for job in jobs:
+        # a local job writes its result before its process ends, on this machine's disk: once the process is gone
+        # a missing result is a failure, not a slow file system (submitit would wait 15 s for it, as for a cluster)
+        job._results_timeout_s = 0
+    return jobs
+
+
+POLL_SECONDS = 0.2  # how often ``wait`` asks whether a job has ended (submitit keeps a cluster's answers a while)
 
 
 def wait(jobs: list, progress: bool = True) -> list[str]:
@@ -103,7 +111,7 @@ def wait(jobs: list, progress: bool = True) -> list[str]:
 
     failures = []
     with tqdm(total=len(jobs), desc="LoRA runs (jobs)", disable=not progress or not jobs) as bar:
-        for job in submitit.helpers.as_completed(jobs, poll_frequency=1):
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=POLL_SECONDS):
             try:
                 job.result()
             except Exception as error:  # a failed or killed job: the study reports it and resumes later

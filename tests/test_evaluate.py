@@ -202,3 +202,25 @@ def test_the_local_task_folder_follows_the_lm_eval_it_includes(isolated_cache, m
     monkeypatch.setattr(lm_eval.tasks, "__file__", str(moved / "__init__.py"))
     there = evaluate.local_task_folder(options)
     assert there != here and f"include: {moved}/gsm8k/gsm8k.yaml" in (there / "gsm8k_local.yaml").read_text()
+
+
+def test_the_task_index_is_built_once_per_folder_where_lm_evals_manager_keeps_no_state(isolated_cache, monkeypatch):
+    import lm_eval.tasks
+
+    options = evaluate.EvalOptions()
+    monkeypatch.setattr(evaluate, "_TASK_MANAGERS", {})
+    local = evaluate.task_manager(["gsm8k_local"], options)
+    assert "gsm8k_local" in local.all_tasks and "gsm8k" not in local.all_tasks  # lm-eval's own tasks not indexed
+    assert evaluate.task_manager(["mmlu_local", "gsm8k_local"], options) is local
+
+    built = []
+
+    class RecordsGroups:  # an older manager: it records groups as it loads tasks
+        def __init__(self, **kwargs):
+            built.append(kwargs)
+            self.task_group_map: dict = {}
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", RecordsGroups)
+    monkeypatch.setattr(evaluate, "_TASK_MANAGERS", {})
+    first, second = (evaluate.task_manager(["gsm8k"], options) for _ in range(2))
+    assert first is not second and len(built) == 2 and built[0]["include_defaults"] is True

@@ -91,12 +91,24 @@ def local_task_folder(options: EvalOptions) -> Path:
     return folder
 
 
+_TASK_MANAGERS: dict[tuple[str, bool], object] = {}
+
+
 def task_manager(tasks: list[str], options: EvalOptions):
+    """lm-eval's index of the tasks: the local ones, and lm-eval's built-in ones only when a task needs them
+    (indexing them reads thousands of YAML files, about 8 s). An index is built once per process and folder where
+    lm-eval's manager keeps no state between loads (its index and a stateless factory, lm-eval 0.4.13 on);
+    an older manager records groups as it loads tasks, so each evaluation gets its own."""
     from lm_eval.tasks import TaskManager
 
-    if all(task in LOCAL_TASKS for task in tasks):  # indexing lm-eval's built-in tasks costs seconds
-        return TaskManager(include_path=str(local_task_folder(options)), include_defaults=False)
-    return TaskManager(include_path=str(local_task_folder(options)))
+    folder = str(local_task_folder(options))  # content-addressed: a complete folder never changes
+    key = (folder, not all(task in LOCAL_TASKS for task in tasks))
+    if key in _TASK_MANAGERS:
+        return _TASK_MANAGERS[key]
+    manager = TaskManager(include_path=folder, include_defaults=key[1])
+    if not hasattr(manager, "task_group_map"):
+        _TASK_MANAGERS[key] = manager
+    return manager
 
 
 # lm-eval's warnings that say nothing to a harness user: they describe how the harness itself calls it (an

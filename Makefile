@@ -92,9 +92,11 @@ warm: $(STAMP)
 # baselines and check every planted control. The benchmarks are shared between them so that both finish
 # together (measured: 3:52 and 2:22 with every benchmark beside the unit tests, 3:14 and 3:50 with the
 # profile-speed ones beside the suites; 3:26 and 3:42 once the swap scores were cached, before the LoRA
-# speed ones joined the suites). Every lane runs on one thread: a second thread waits for a core the other
-# lane holds (a resampled verdict took three times as long with two).
-UNIT_TESTS := $(filter-out $(PURE_TESTS) $(CALIBRATION_TESTS),$(wildcard tests/test_*.py))
+# speed ones joined the suites; at 3fe89ca, 4:22 and 5:10 with every benchmark beside the suites, so the
+# shape-scale one, 18 s, runs beside the unit tests). Every lane runs on one thread: a second thread waits for a
+# core the other lane holds (a resampled verdict took three times as long with two).
+UNIT_BENCHMARKS := benchmarks/test_shape_scale.py
+UNIT_TESTS := $(filter-out $(PURE_TESTS) $(CALIBRATION_TESTS),$(wildcard tests/test_*.py)) $(UNIT_BENCHMARKS)
 
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
@@ -104,7 +106,7 @@ test: $(STAMP)
 	test "$$(cat $(WARM_OUT)/calibration.rc)" = 0 && test "$$(cat $(WARM_OUT)/pure.rc)" = 0
 	( $(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest $(UNIT_TESTS) $(TEST_TIMES) $(PYTEST_ARGS) \
 	  > $(WARM_OUT)/units.log 2>&1; echo $$? > $(WARM_OUT)/units.rc ) & units=$$!; \
-	$(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS)) \
+	$(OFFLINE) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest --baseline suites benchmarks $(addprefix --ignore=,$(PURE_TESTS) $(UNIT_BENCHMARKS)) \
 	  $(TEST_TIMES) $(PYTEST_ARGS); \
 	claims=$$?; wait $$units; cat $(WARM_OUT)/units.log; \
 	test $$claims = 0 && test "$$(cat $(WARM_OUT)/units.rc)" = 0

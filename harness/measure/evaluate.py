@@ -97,7 +97,7 @@ _TASK_MANAGERS: dict[tuple[str, bool], object] = {}
 def task_manager(tasks: list[str], options: EvalOptions):
     """lm-eval's index of the tasks: the local ones, and lm-eval's built-in ones only when a task needs them
     (indexing them reads thousands of YAML files, about 8 s). An index is built once per process and folder where
-    lm-eval's manager keeps no state between loads (its index and a stateless factory, lm-eval 0.4.13 on);
+    lm-eval's manager keeps no state between loads (an index and a stateless factory, as in lm-eval 0.4.13);
     an older manager records groups as it loads tasks, so each evaluation gets its own."""
     from lm_eval.tasks import TaskManager
 

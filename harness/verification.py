@@ -132,18 +132,26 @@ def pair_section(measured=None, swaps=None, study=None, downstream: dict | None 
     return section, evidence
 
 
+def _reason(verdict: claims.Verdict) -> claims.Condition:
+    """The condition that gave ``verdict`` its outcome (an inconclusive condition before a refuted one would not)."""
+    deciding = verdict.deciding
+    refuted = [c for c in deciding if c.outcome == claims.REFUTED]
+    return next(iter(refuted or [c for c in deciding if c.outcome != claims.HOLDS]), verdict.main)
+
+
 def verdict_table(verdicts: dict[str, claims.Verdict]) -> str:
     """A plain-text table of verdicts: claim, outcome, statistic, value, interval, threshold and its source.
 
-    The statistic shown is the verdict's first deciding condition that is not met
-    (the reason it is not "holds"), else its main statistic. The last line counts the outcomes.
+    The statistic shown is the reason for the outcome: of a refuted verdict its first refuted condition, of an
+    inconclusive one its first deciding condition that is not met, else its main statistic. The last line counts
+    the outcomes.
     """
     width = max([5, *map(len, verdicts)])
     lines = [
         f"{'claim':<{width}} {'outcome':<12} {'statistic':<30} {'value':>10} {'interval':>22} {'threshold':>11}  source"
     ]
     for claim, verdict in sorted(verdicts.items()):
-        shown = next((c for c in verdict.deciding if c.outcome != claims.HOLDS), verdict.main)
+        shown = _reason(verdict)
         ci = f"[{shown.interval[0]:.4g}, {shown.interval[1]:.4g}]" if shown.interval else "exact"
         value = f"{shown.value:.4g}" if claims._finite(shown.value) else "undefined"
         origin = shown.source.split(":")[0] if shown.source else ""

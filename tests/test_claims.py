@@ -339,3 +339,27 @@ def test_pearson_of_subnormal_series_is_that_of_the_rescaled_series():
 
     exact = stats.pearsonr(tiny / 5e-324, other).statistic
     assert claims.pearson(layers(tiny), layers(other)) == pytest.approx(exact, abs=1e-12)
+
+
+def test_the_verdict_table_shows_the_condition_that_gave_the_outcome():
+    """A refuted verdict shows its refuted condition even when an inconclusive one comes first; an inconclusive
+    verdict its unmet condition; a verdict that holds its main statistic."""
+    from harness import verification
+
+    unsure = claims.Condition("unsure_track", 0.99, 0.9, ">=", interval=(-1.0, 1.0))
+    wrong = claims.Condition("wrong_ratio", 0.5, 0.9, ">=", interval=(0.4, 0.6))
+    met = claims.Condition("met_ratio", 5.0, 1.0, ">=", interval=(4.0, 6.0))
+    aside = claims.Condition("aside", 0.0, 1.0, ">=", decides=False)  # reported only: never the reason
+    assert (unsure.outcome, wrong.outcome, met.outcome) == (claims.INCONCLUSIVE, claims.REFUTED, claims.HOLDS)
+    table = verification.verdict_table(
+        {
+            "R": claims.Verdict("R", "refuted", [met, unsure, wrong], "met_ratio"),
+            "I": claims.Verdict("I", "inconclusive", [met, unsure], "met_ratio"),
+            "H": claims.Verdict("H", "holds", [aside, met], "met_ratio"),
+        }
+    )
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:-1]}
+    assert rows["R"][1:3] == ["refuted", "wrong_ratio"]
+    assert rows["I"][1:3] == ["inconclusive", "unsure_track"]
+    assert rows["H"][1:3] == ["holds", "met_ratio"]
+    assert table.splitlines()[-1] == "1 holds, 1 refuted, 1 inconclusive"

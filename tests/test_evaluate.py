@@ -171,6 +171,36 @@ def test_lm_eval_probes_the_environment_once_per_process(monkeypatch):
     assert len(probes) == 1 and evaluator.add_env_info is original
 
 
+def test_lm_eval_records_the_commit_without_git_complaining_outside_a_repository(tmp_path, monkeypatch, capfd):
+    import subprocess
+
+    import lm_eval.evaluator as evaluator
+
+    if not hasattr(evaluator, "get_git_commit_hash"):
+        pytest.skip("this lm-eval release records no git commit of its own")
+    outside, repository = tmp_path / "outside", tmp_path / "repository"
+    outside.mkdir()
+    repository.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repository)]
+    try:
+        subprocess.run(["git", "init", "-q", str(repository)], check=True, capture_output=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "one"], check=True, capture_output=True)
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"git cannot make a repository here ({error}); install git to run this check")
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # outside/ is no repository, whatever is above
+    evaluate._git_commit.cache_clear()
+    original = evaluator.get_git_commit_hash
+    recorded = {}
+    with evaluate._environment_probed_once():
+        for folder in (outside, repository):
+            monkeypatch.chdir(folder)
+            recorded[folder.name] = evaluator.get_git_commit_hash()
+    assert evaluator.get_git_commit_hash is original
+    assert recorded == {"outside": None, "repository": head}
+    assert "fatal" not in capfd.readouterr().err
+
+
 def test_lm_eval_compiles_each_template_once_and_renders_the_same_text(monkeypatch):
     from lm_eval import utils
 

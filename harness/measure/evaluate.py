@@ -189,19 +189,41 @@ def _environment() -> tuple[tuple[str, object], ...]:
     return tuple(storage.items())
 
 
+@lru_cache(maxsize=8)
+def _git_commit(folder: str) -> str | None:
+    """What lm-eval records as the commit of the folder it runs in (``git describe --always``, else the commit
+    its ``.git`` names), without git's "fatal: not a git repository" on the terminal when it is none."""
+    import subprocess
+
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always"], cwd=folder, capture_output=True, text=True, check=True
+        )
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return get_commit_from_path(folder)
+    return described.stdout.strip()
+
+
 @contextmanager
 def _environment_probed_once():
     """lm-eval probes the environment with subprocesses (pip, git, nvidia-smi) on every evaluation: half a
     second of a 2.5-second LoRA run on a tiny model. Within a process the environment does not change, so
-    the first probe's answer is handed to every later evaluation; the results hold the same information."""
+    the first probe's answer is handed to every later evaluation; the results hold the same information.
+    Its git probe printed git's complaint in every run outside a repository; it is asked quietly, once per folder."""
     import lm_eval.evaluator as evaluator
 
-    original = evaluator.add_env_info
+    originals = evaluator.add_env_info, getattr(evaluator, "get_git_commit_hash", None)
     evaluator.add_env_info = lambda storage: storage.update(_environment())
+    if originals[1] is not None:
+        evaluator.get_git_commit_hash = lambda: _git_commit(os.getcwd())
     try:
         yield
     finally:
-        evaluator.add_env_info = original
+        evaluator.add_env_info = originals[0]
+        if originals[1] is not None:
+            evaluator.get_git_commit_hash = originals[1]
 
 
 @lru_cache(maxsize=256)

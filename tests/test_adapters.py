@@ -2,6 +2,7 @@
 from the adapter alone, its config in the report."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -24,7 +25,8 @@ def _adapter(base_dir, folder, layers=(0, 2), targets=("q_proj", "v_proj", "o_pr
         init_lora_weights=False,
         **extra,
     )
-    wrapped = get_peft_model(model, config)
+    with adapters.peft_quietly():
+        wrapped = get_peft_model(model, config)
     with torch.no_grad():
         for name, parameter in wrapped.named_parameters():
             if "lora_B" in name:
@@ -47,6 +49,21 @@ def test_the_weight_change_from_the_adapter_alone_equals_the_merged_models(micro
         assert from_adapter[layer] == pytest.approx(from_merged[layer], rel=1e-4)
     only_q = adapters.adapter_weight_change(folder, micro_pair.base_dir, modules=("q_proj",))["eq1"]
     assert only_q[1] == pytest.approx(weight_change(micro_pair.base_dir, merged, modules=("q_proj",))[1], rel=1e-4)
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_merging_an_adapter_shows_none_of_peft_s_expected_warnings_and_lets_others_pass(
+    micro_pair, isolated_cache, tmp_path
+):
+    folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adapters.merged_directory(micro_pair.base_dir, "micro", folder, progress=False)
+        with adapters.peft_quietly():
+            warnings.warn("another library's own warning", FutureWarning, stacklevel=1)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "is_gradient_checkpointing" in m]
+    assert "another library's own warning" in messages
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)

@@ -243,6 +243,8 @@ def test_an_adapter_made_for_another_base_is_refused_in_one_line(family_cache, t
     wider = {**json.loads(SHAPES["llama"].read_text()), "hidden_size": 96, "intermediate_size": 128}
     other_dir, _ = dry_run.build_shape_pair("llama-wider", wider, "float32", progress=False)
     model = models.load_model(models.ModelRef(str(other_dir)))  # its Q/K/V have other shapes
-    get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    with adapters.peft_quietly():
+        wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    wrapped.save_pretrained(tmp_path / "adapter")
     with pytest.raises(adapters.AdapterError, match="does not fit the base"):
         adapters.merged_directory(llama_dir, "llama", tmp_path / "adapter", progress=False)

@@ -1,6 +1,7 @@
 """Segment masks, budget matching and the LoRA arms peft really builds."""
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -55,6 +56,14 @@ def test_peft_adapts_exactly_the_arms_layers_and_modules(micro_pair):
     kv = wrapped.base_model.model.model.layers[1].self_attn.k_proj.base_layer.out_features
     per_layer = 2 * arm.rank * (hidden + hidden) + 2 * arm.rank * (hidden + kv)  # q, o and k, v
     assert tuning.trainable_parameters(wrapped) == per_layer
+
+
+def test_wrapping_a_model_with_an_arm_shows_none_of_peft_s_expected_warnings(micro_pair):
+    model = models.load_model(models.ModelRef(str(micro_pair.base_dir)), device="cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tuning.apply_arm(model, tuning.budget_matched_arm("010", 3, full_rank=4))
+    assert not [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)]
 
 
 def test_merging_the_trained_adapters_leaves_the_models_outputs_unchanged(micro_pair):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from harness import depth
 from harness.depth import segments
 from harness.errors import BadInputError
+from harness.sources.adapters import peft_quietly
 from harness.sources.layouts import ATTENTION_MODULES, DEFAULT_LAYOUT, Layout, layout_of
 
 SCALING_POLICIES = ("constant_ratio", "fixed_alpha")
@@ -176,7 +177,8 @@ def apply_arm(model, arm: Arm):
 
     layout = layout_of(model)
     targets = layout.lora_targets(tuple(arm.modules))
-    wrapped = get_peft_model(model, lora_config(arm, layout))
+    with peft_quietly():
+        wrapped = get_peft_model(model, lora_config(arm, layout))
     adapted = [name for name, module in wrapped.named_modules() if hasattr(module, "lora_A") and module.lora_A]
     expected = len(arm.layers) * len(targets)  # a fused Q/K/V module is one adapter
     layers_seen = sorted({int(name.split(".layers.")[1].split(".")[0]) for name in adapted})

@@ -10,8 +10,11 @@ and no second merge on a later run. The weight change of eq. 1 needs no merge at
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,6 +31,20 @@ MERGE_FORMAT = 1  # bump when how a merged checkpoint is made changes
 
 class AdapterError(BadInputError):
     """An adapter the harness cannot apply: not LoRA, missing weights, or made for another base."""
+
+
+# peft's warnings that say nothing to a harness user: peft reads a property transformers 5 renamed, on every model
+# it wraps. Every other warning passes.
+EXPECTED_PEFT_WARNINGS = (r"`is_gradient_checkpointing` is deprecated",)
+
+
+@contextlib.contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Wrap a model with peft (an arm's adapters, or a published adapter) without its expected warnings."""
+    with warnings.catch_warnings():
+        for message in EXPECTED_PEFT_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
 
 
 def adapter_folder(location: str, revision: str | None = None, offline: bool = True) -> Path | None:
@@ -113,7 +130,8 @@ def merged_directory(base_dir: Path, base_fingerprint: str, adapter_dir: Path, p
                 model.resize_token_embeddings(len(tokenizer))
             bar.update()
             try:
-                merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+                with peft_quietly():
+                    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
             except RuntimeError as error:
                 if "size mismatch" not in str(error):
                     raise

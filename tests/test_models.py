@@ -223,6 +223,45 @@ def test_a_truncated_safetensors_file_is_named(micro_pair, tmp_path, capsys):
     assert not (tmp_path / "report.json").exists()
 
 
+def test_a_checkpoint_missing_tensors_its_config_needs_is_refused_not_filled_with_random_values(
+    micro_pair, isolated_cache, tmp_path, capsys
+):
+    from safetensors.torch import load_file, save_file
+
+    from harness import cli
+
+    sft = _copy(micro_pair, tmp_path)
+    (shard,) = sft.glob("*.safetensors")
+    tensors = load_file(shard)
+    dropped = sorted(name for name in tensors if name.startswith("model.layers.1.mlp."))
+    assert len(dropped) == 3
+    save_file({name: t for name, t in tensors.items() if name not in dropped}, shard, metadata={"format": "pt"})
+    code = cli.main(
+        ["profile", "--base", str(micro_pair.base_dir), "--sft", str(sft), "--out", str(tmp_path / "report.json")]
+    )
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and message.startswith("error: ") and str(sft) in message
+    assert "lacks 3 of the weights" in message and dropped[0] in message and "random values" in message
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_a_config_that_does_not_fit_its_weights_is_refused_in_one_line(micro_pair, isolated_cache, tmp_path, capsys):
+    from harness import cli
+
+    copies = {side: _copy(micro_pair, tmp_path, side) for side in ("base", "sft")}
+    for folder in copies.values():  # both sides alike, so that the pair itself matches
+        config = json.loads((folder / "config.json").read_text())
+        config["intermediate_size"] += 16
+        (folder / "config.json").write_text(json.dumps(config))
+    code = cli.main(
+        ["profile", "--base", str(copies["base"]), "--sft", str(copies["sft"]), "--out", str(tmp_path / "report.json")]
+    )
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and message.startswith("error: ") and str(copies["base"]) in message
+    assert "do not have the shapes its config.json gives them" in message
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_a_checkpoint_with_only_pytorch_model_bin_is_refused_at_the_availability_check(micro_pair, tmp_path):
     sft = _copy(micro_pair, tmp_path)
     model = models.load_model(models.ModelRef(str(sft)), device="cpu")

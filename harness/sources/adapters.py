@@ -22,7 +22,7 @@ import torch
 from harness import cache
 from harness.errors import BadInputError
 from harness.metrics.weights import layer_weight_change
-from harness.sources import layouts
+from harness.sources import layouts, loading
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -123,7 +123,7 @@ def merged_directory(base_dir: Path, base_fingerprint: str, adapter_dir: Path, p
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         with tqdm(total=3, desc=f"merging the adapter {adapter_dir.name}", disable=not progress) as bar:
-            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
+            model = loading.load_complete(AutoModelForCausalLM, base_dir, str(base_dir), dtype="auto")
             tokenizer_dir = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_dir
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
             if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:  # the SFT added (chat) tokens

@@ -16,7 +16,7 @@ import torch
 
 from harness import cache
 from harness.errors import BadInputError
-from harness.sources import layouts
+from harness.sources import layouts, loading
 
 ARCHITECTURE_FIELDS = (
     "model_type",
@@ -477,7 +477,7 @@ def load_model(ref: ModelRef, dtype: str | torch.dtype = "float32", device: str 
     kwargs = {"dtype": resolve_dtype(dtype), "revision": ref.revision}
     if device == "auto" and torch.cuda.is_available():
         kwargs["device_map"] = "auto"
-    model = AutoModelForCausalLM.from_pretrained(ref.location, **kwargs)
+    model = loading.load_complete(AutoModelForCausalLM, ref.location, ref.describe(), **kwargs)
     if "device_map" not in kwargs:
         model.to("cpu" if device == "auto" else device)
     check_finite_weights(model, ref.describe())

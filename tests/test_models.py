@@ -262,6 +262,26 @@ def test_a_config_that_does_not_fit_its_weights_is_refused_in_one_line(micro_pai
     assert not (tmp_path / "report.json").exists()
 
 
+def test_a_config_with_fewer_layers_than_its_weights_is_refused_not_run_truncated(
+    micro_pair, isolated_cache, tmp_path, capsys
+):
+    from harness import cli
+
+    copies = {side: _copy(micro_pair, tmp_path, side) for side in ("base", "sft")}
+    for folder in copies.values():  # both sides alike, so that the pair itself matches
+        config = json.loads((folder / "config.json").read_text())
+        config["num_hidden_layers"] -= 1
+        (folder / "config.json").write_text(json.dumps(config))
+    code = cli.main(
+        ["profile", "--base", str(copies["base"]), "--sft", str(copies["sft"]), "--out", str(tmp_path / "report.json")]
+    )
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and message.startswith("error: ") and str(copies["base"]) in message
+    assert "tensors in its decoder layers that its config.json's architecture has no place for" in message
+    assert "model.layers.2." in message
+    assert not (tmp_path / "report.json").exists()
+
+
 def test_a_checkpoint_with_only_pytorch_model_bin_is_refused_at_the_availability_check(micro_pair, tmp_path):
     sft = _copy(micro_pair, tmp_path)
     model = models.load_model(models.ModelRef(str(sft)), device="cpu")

@@ -3,7 +3,13 @@ that does not fit the weights fails deep inside it; either is refused here in on
 
 from __future__ import annotations
 
+import re
+
 from harness.errors import BadInputError
+
+# a tensor inside a decoder layer (``model.layers.3.``, ``gpt_neox.layers.3.``); transformers already leaves out the
+# stray keys it knows to be harmless (an old checkpoint's rotary ``inv_freq`` buffers)
+IN_A_LAYER = re.compile(r"(^|\.)layers\.\d+\.")
 
 
 class IncompleteCheckpointError(BadInputError):
@@ -12,9 +18,10 @@ class IncompleteCheckpointError(BadInputError):
 
 
 def load_complete(model_class, location, name: str, **kwargs):
-    """``model_class.from_pretrained(location)``, refusing a checkpoint whose weights do not fill the architecture
-    its config.json describes: transformers fills a missing tensor with random values and only logs it, so a
-    partly saved or hand-edited checkpoint would be analysed as a different model."""
+    """``model_class.from_pretrained(location)``, refusing a checkpoint whose weights and config.json do not match:
+    transformers fills a missing tensor with random values and leaves out a decoder layer's tensor the config has
+    no place for, and only logs either, so a partly saved or hand-edited checkpoint would be analysed as another
+    model."""
     try:
         model, info = model_class.from_pretrained(location, output_loading_info=True, **kwargs)
     except RuntimeError as error:
@@ -30,5 +37,13 @@ def load_complete(model_class, location, name: str, **kwargs):
         raise IncompleteCheckpointError(
             f"{name} lacks {len(missing)} of the weights its config.json's architecture needs ({shown}): "
             "transformers would fill them with random values; save or download the whole checkpoint again"
+        )
+    stray = sorted(key for key in info.get("unexpected_keys") or () if IN_A_LAYER.search(key))
+    if stray:
+        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+        raise IncompleteCheckpointError(
+            f"{name} holds {len(stray)} tensors in its decoder layers that its config.json's architecture has no "
+            f"place for ({shown}): transformers would leave them out and run another model; is config.json the "
+            "one these weights were saved with (its layer count, its modules)?"
         )
     return model

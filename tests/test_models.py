@@ -23,7 +23,16 @@ def _save_tiny_model(directory, family="olmo2", layers=2, hidden=32):
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config)
     model.save_pretrained(directory)
+    _word_tokenizer(config.vocab_size).save_pretrained(directory)  # a checkpoint folder as saved: with its tokenizer
     return directory
+
+
+def _word_tokenizer(size: int):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    core = Tokenizer(models.WordLevel({f"w{i}": i for i in range(size - 1)} | {"<unk>": size - 1}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<unk>")
 
 
 @pytest.fixture
@@ -138,6 +147,38 @@ def test_local_pair_resolves_and_loads_through_the_same_path(tmp_path):
     model = models.load_model(resolved.sft, dtype="bfloat16", device="cpu")
     assert model.dtype == torch.bfloat16 and not model.training
     assert models.weights_fingerprint(resolved.base).startswith("sha256:")
+
+
+def test_a_local_checkpoint_saved_without_its_tokenizer_is_refused_before_any_work(tmp_path):
+    base = _save_tiny_model(tmp_path / "base")
+    sft = _save_tiny_model(tmp_path / "sft")
+    for name in models.TOKENIZER_FILES:
+        (sft / name).unlink(missing_ok=True)
+    with pytest.raises(models.ModelUnavailableError, match=r"sft has no tokenizer .*tokenizer.save_pretrained"):
+        models.resolve_pair(models.custom_pair(str(base), str(sft)))
+
+
+def test_a_sharded_checkpoint_missing_a_shard_names_it(tmp_path):
+    base = _save_tiny_model(tmp_path / "base")
+    sft = tmp_path / "sft"
+    models.load_model(models.ModelRef(str(base)), device="cpu").save_pretrained(sft, max_shard_size="20KB")
+    shards = sorted(sft.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    shards[1].unlink()
+    reason = models.unavailable_reason(models.custom_pair(str(base), str(sft)))
+    assert f"lacks {shards[1].name} of the {len(shards)} shards its model.safetensors.index.json names" in reason
+
+
+def test_a_folder_without_config_or_weights_says_which_is_missing(tmp_path):
+    base = _save_tiny_model(tmp_path / "base")
+    (tmp_path / "empty").mkdir()
+    assert "empty has no config.json" in models.unavailable_reason(
+        models.custom_pair(str(base), str(tmp_path / "empty"))
+    )
+    (tmp_path / "config_only").mkdir()
+    (tmp_path / "config_only" / "config.json").write_text((base / "config.json").read_text())
+    reason = models.unavailable_reason(models.custom_pair(str(base), str(tmp_path / "config_only")))
+    assert "config_only has no weights (no *.safetensors, no pytorch_model.bin)" in reason
 
 
 def test_missing_local_directory_is_reported(tmp_path):

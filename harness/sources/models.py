@@ -283,15 +283,44 @@ def cached_snapshot(ref: ModelRef) -> Path | None:
 
 
 def _has_complete_weights(folder: Path) -> bool:
+    return _weights_problem(folder) is None
+
+
+def _weights_problem(folder: Path) -> str | None:
+    """What keeps a checkpoint folder's config and weights from loading (None when nothing does)."""
     if not (folder / "config.json").is_file():
-        return False
+        return "has no config.json"
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         import json
 
-        shards = set(json.loads(index.read_text())["weight_map"].values())
-        return all((folder / shard).is_file() for shard in shards)
-    return any(folder.glob("*.safetensors")) or (folder / "pytorch_model.bin").is_file()
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return "has a model.safetensors.index.json that is not a readable shard index"
+        lacking = sorted(shard for shard in shards if not (folder / shard).is_file())
+        if lacking:
+            shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+            return f"lacks {shown} of the {len(shards)} shards its model.safetensors.index.json names"
+        return None
+    if any(folder.glob("*.safetensors")) or (folder / "pytorch_model.bin").is_file():
+        return None
+    return "has no weights (no *.safetensors, no pytorch_model.bin)"
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+def check_has_tokenizer(ref: ModelRef) -> None:
+    """Refuse, before any work, a local checkpoint saved without its tokenizer: the probe texts are encoded by
+    each model's own."""
+    folder = Path(ref.location).expanduser()
+    if not ref.is_local or any((folder / name).is_file() for name in TOKENIZER_FILES) or any(folder.glob("*.tiktoken")):
+        return
+    raise ModelUnavailableError(
+        f"{ref.location} has no tokenizer ({', '.join(TOKENIZER_FILES)}): save the tokenizer the model was trained "
+        "with into it (tokenizer.save_pretrained(DIR))"
+    )
 
 
 def _unavailable_checkpoint(ref: ModelRef) -> str | None:
@@ -306,8 +335,9 @@ def _unavailable_checkpoint(ref: ModelRef) -> str | None:
                 if any((folder / name).is_file() for name in weights)
                 else (f"{ref.location} has adapter_config.json but no adapter_model.safetensors")
             )
-        if not _has_complete_weights(folder):
-            return f"{ref.location} has no config.json with complete weights"
+        problem = _weights_problem(folder)
+        if problem:
+            return f"{ref.location} {problem}"
         if not any(folder.glob("*.safetensors")):
             return (
                 f"{ref.location} holds its weights as pytorch_model.bin only: the harness streams weights "
@@ -388,6 +418,8 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
     check_supported_layout(base_config, resolved.base.describe())
     check_supported_layout(sft_config, resolved.sft.describe())
     check_same_architecture(base_config, sft_config, resolved.base.describe(), resolved.sft.describe())
+    check_has_tokenizer(resolved.base)
+    check_has_tokenizer(resolved.sft)
     return resolved
 
 

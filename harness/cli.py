@@ -170,10 +170,10 @@ def command_diff(args: argparse.Namespace) -> int:
     from harness.verdicts import regression
 
     current_report = reports.load_report(args.current or args.baseline)
-    new = regression.sections_of(current_report, args.pair)
+    new = regression.sections_of(current_report, args.pair, source=str(args.current or args.baseline))
     if args.current:
         old_report = reports.load_report(args.baseline)
-        old = regression.sections_of(old_report, args.pair)
+        old = regression.sections_of(old_report, args.pair, source=str(args.baseline))
         notes = regression.environment_notes(old_report, current_report)
     else:  # one report: each of its pairs against its stored baseline
         old = {name: _stored_baseline(Path(args.baselines_dir), name, section) for name, section in new.items()}
@@ -224,7 +224,7 @@ def command_rescore(args: argparse.Namespace) -> int:
     report = reports.load_report(path)
     # the report's own thresholds, unless a claims config or a setting is given
     claims_config = claims_config_of(args) if (args.claims_config or args.settings) else None
-    rescored = rescore.rescore_report(report, claims_config)
+    rescored = rescore.rescore_report(report, claims_config, source=str(path))
     changed = 0
     for name, result in rescored.items():
         under = ", ".join([*([args.claims_config] if args.claims_config else []), *(args.settings or [])])

@@ -19,7 +19,7 @@ from harness import config, verification
 from harness.errors import BadInputError
 from harness.lora import study as lora_study
 from harness.output import reports
-from harness.verdicts import bootstrap, claims, directional
+from harness.verdicts import bootstrap, claims, directional, regression
 
 
 @dataclass
@@ -108,14 +108,19 @@ def _with_int_keys(swaps: dict) -> dict:
     return {**swaps, **{part: {int(m): rows for m, rows in swaps[part].items()} for part in ("segments", "items")}}
 
 
-def rescore_report(report: dict, claims_config: dict | None = None) -> dict[str, Rescored]:
+def rescore_report(report: dict, claims_config: dict | None = None, source: str = "the report") -> dict[str, Rescored]:
     """Every pair of a stored report of verdicts (``harness verify``, ``tune`` or a pytest session)."""
     if report.get("kind") not in ("claims", "lora"):
         raise BadInputError(
             f"a {report.get('kind')!r} report holds no verdicts: rescore the report of "
             "`harness verify`, `harness tune` or a pytest session"
         )
+    regression.sections_of(report, source=source)  # each pair's section as the harness writes it
     evidence = report.get("evidence") or {}
+    if not isinstance(evidence, dict) or not all(isinstance(kept, dict) for kept in evidence.values()):
+        raise reports.ReportError(
+            f"{source} is not a well-formed harness report: its evidence is not an object per pair"
+        )
     missing = sorted(name for name in report["pairs"] if name not in evidence)
     if missing:
         raise BadInputError(

@@ -89,6 +89,65 @@ def test_missing_and_corrupt_baselines_are_clear_errors(tmp_path):
         regression.load_baseline(older)
 
 
+def _damage(report: dict, damage: str) -> None:
+    """Change ``report`` in place as a hand edit or a broken write might."""
+    tables, verdicts = report["tables"], report["verdicts"]
+    if damage == "tables_a_list":
+        report["tables"] = []
+    elif damage == "table_without_data":
+        del tables["pair"]["data"]
+    elif damage == "short_row":
+        tables["base"]["data"][0] = tables["base"]["data"][0][:-1]
+    elif damage == "text_value":
+        tables["sft"]["data"][1][0] = "x"
+    elif damage == "verdict_as_text":
+        verdicts["C1"] = "holds"
+    elif damage == "verdict_without_value":
+        del verdicts["C2"]["value"]
+    elif damage == "one_sided_interval":
+        verdicts["C1"]["ci"] = [0.1]
+    elif damage == "no_pair_name":
+        del report["pair"]["name"]
+
+
+DAMAGES = {
+    "tables_a_list": "its 'tables' is a list, not an object",
+    "table_without_data": "its table 'pair' lacks its columns, index and data lists",
+    "short_row": "its table 'base' has rows that do not match its",
+    "text_value": "its table 'sft' holds a value that is not a number",
+    "verdict_as_text": "its verdict 'C1' is a str, not an object",
+    "verdict_without_value": "its verdict 'C2' lacks its statistic or its numeric value",
+    "one_sided_interval": "its verdict 'C1' has an interval that is not two numbers",
+    "no_pair_name": "not a well-formed baseline report (no pair name)",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_report_shaped_otherwise_than_the_harness_writes_is_one_clear_error(baseline, tmp_path, capsys, damage):
+    """Valid JSON of the right schema version, damaged inside: the baseline check, `harness diff` and `harness
+    rescore` each refuse it in one line naming the file, never with a traceback."""
+    damaged = copy.deepcopy(baseline)
+    _damage(damaged, damage)
+    path = tmp_path / "damaged.json"
+    path.write_text(json.dumps(damaged))
+    if damage != "no_pair_name":  # a stored baseline is read by the path it is stored under, not by its pair name
+        with pytest.raises(reports.ReportError, match=DAMAGES[damage]):
+            regression.load_baseline(path)
+        claims_report = {
+            "schema_version": damaged["schema_version"],
+            "kind": "claims",
+            "pairs": {"tiny_olmo2": damaged},
+            "evidence": {"tiny_olmo2": {}},
+        }
+        (tmp_path / "claims.json").write_text(json.dumps(claims_report))
+        assert cli.main(["rescore", str(tmp_path / "claims.json")]) == 2
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        assert message.startswith("error: ") and "claims.json" in message and DAMAGES[damage] in message
+    assert cli.main(["diff", str(TINY_BASELINE), str(path)]) == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith("error: ") and str(path) in message and DAMAGES[damage] in message
+
+
 def test_harness_diff_exits_non_zero_on_drift(baseline, tmp_path, capsys):
     same, drifted = tmp_path / "same.json", tmp_path / "drifted.json"
     same.write_text(json.dumps(baseline))

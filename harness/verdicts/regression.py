@@ -341,24 +341,93 @@ def load_baseline(path: Path) -> dict:
         raise reports.ReportError(
             f"no baseline at {path}: create it with --update-baselines (and review it before committing)"
         )
-    return reports.load_report(path)
+    return check_section(reports.load_report(path), str(path))
 
 
-def sections_of(report: dict, pair: str | None = None) -> dict[str, dict]:
+def sections_of(report: dict, pair: str | None = None, source: str = "the report") -> dict[str, dict]:
     """The per-pair sections of any report the harness writes: claims and LoRA reports (one section per
-    pair), profile reports and baselines (one pair), and evaluation reports (scores of one pair)."""
+    pair), profile reports and baselines (one pair), and evaluation reports (scores of one pair). A section
+    that is not shaped as the harness writes it is a clear error (``check_section``)."""
     kind = report.get("kind")
     sections: Any
+    named = report.get("pair")
     if kind in ("baseline", "profile"):
-        sections = {report["pair"]["name"]: report}
+        if not isinstance(named, dict) or not isinstance(named.get("name"), str):
+            raise reports.ReportError(f"{source} is not a well-formed {kind} report (no pair name); {_REGENERATE}")
+        sections = {named["name"]: report}
     elif kind == "evaluate":
-        sections = {report["pair"]: {"scores": report["scores"]}}
+        if not isinstance(named, str) or "scores" not in report:
+            raise reports.ReportError(f"{source} is not a well-formed evaluation (no pair or scores); {_REGENERATE}")
+        sections = {named: {"scores": report["scores"]}}
     else:
         sections = report.get("pairs")
     if not isinstance(sections, dict):
         raise reports.ReportError(f"not a report the harness writes (kind {kind!r}, no pair sections)")
+    for name, section in sections.items():
+        check_section(section, f"{source} (pair {name})")
     if pair is not None:
         if pair not in sections:
             raise reports.ReportError(f"report has no pair {pair!r}; it has {sorted(sections)}")
         return {pair: sections[pair]}
     return sections
+
+
+_REGENERATE = "restore it or regenerate it with this version of the harness"
+OBJECT_PARTS = ("pair", "probe", "options", "tables", "verdicts")  # what a comparison reads as objects
+
+
+def check_section(section, source: str) -> dict:
+    """``section`` itself when it is shaped as the harness writes a pair's section, as far as a comparison
+    reads it (its tables, verdicts, probe, pair and options); otherwise a clear error naming ``source``."""
+    problem = _section_problem(section)
+    if problem:
+        raise reports.ReportError(f"{source} is not a well-formed harness report: {problem}; {_REGENERATE}")
+    return section
+
+
+def _section_problem(section) -> str | None:
+    if not isinstance(section, dict):
+        return f"a pair's section is a {type(section).__name__}, not an object"
+    for part in OBJECT_PARTS:
+        if part in section and not isinstance(section[part], dict):
+            return f"its {part!r} is a {type(section[part]).__name__}, not an object"
+    for name, payload in section.get("tables", {}).items():
+        problem = _table_problem(payload)
+        if problem:
+            return f"its table {name!r} {problem}"
+    for claim, verdict in section.get("verdicts", {}).items():
+        problem = _verdict_problem(verdict)
+        if problem:
+            return f"its verdict {claim!r} {problem}"
+    return None
+
+
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _table_problem(payload) -> str | None:
+    parts = ("columns", "index", "data")
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(part), list) for part in parts):
+        return "lacks its columns, index and data lists"
+    columns, index, data = (payload[part] for part in parts)
+    if len(data) != len(index) or any(not isinstance(row, list) or len(row) != len(columns) for row in data):
+        return f"has rows that do not match its {len(index)} layers and {len(columns)} columns"
+    if not all(_number_or_none(value) for row in data for value in row):
+        return "holds a value that is not a number"
+    return None
+
+
+def _verdict_problem(verdict) -> str | None:
+    if not isinstance(verdict, dict):
+        return f"is a {type(verdict).__name__}, not an object"
+    if not isinstance(verdict.get("outcome"), str) and not isinstance(verdict.get("holds"), bool):
+        return "has no outcome"
+    if not isinstance(verdict.get("statistic"), str) or "value" not in verdict or not _number_or_none(verdict["value"]):
+        return "lacks its statistic or its numeric value"
+    interval = verdict.get("ci")
+    if interval is not None and not (
+        isinstance(interval, list) and len(interval) == 2 and all(map(_number_or_none, interval))
+    ):
+        return "has an interval that is not two numbers"
+    return None

@@ -286,40 +286,32 @@ def test_a_checkpoint_missing_tensors_its_config_needs_is_refused_not_filled_wit
     assert not (tmp_path / "report.json").exists()
 
 
-def test_a_config_that_does_not_fit_its_weights_is_refused_in_one_line(micro_pair, isolated_cache, tmp_path, capsys):
-    from harness import cli
-
-    copies = {side: _copy(micro_pair, tmp_path, side) for side in ("base", "sft")}
-    for folder in copies.values():  # both sides alike, so that the pair itself matches
-        config = json.loads((folder / "config.json").read_text())
-        config["intermediate_size"] += 16
-        (folder / "config.json").write_text(json.dumps(config))
-    code = cli.main(
-        ["profile", "--base", str(copies["base"]), "--sft", str(copies["sft"]), "--out", str(tmp_path / "report.json")]
-    )
-    message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and message.startswith("error: ") and str(copies["base"]) in message
-    assert "do not have the shapes its config.json gives them" in message
-    assert not (tmp_path / "report.json").exists()
-
-
-def test_a_config_with_fewer_layers_than_its_weights_is_refused_not_run_truncated(
-    micro_pair, isolated_cache, tmp_path, capsys
+@pytest.mark.parametrize(
+    ("setting", "change", "expected"),
+    [
+        ("intermediate_size", 16, "do not have the shapes its config.json gives them"),
+        # a layer count cut short: transformers would run the first layers and leave the rest out
+        ("num_hidden_layers", -1, "tensors in its decoder layers that its config.json's architecture has no place for"),
+    ],
+    ids=["other_shapes", "fewer_layers"],
+)
+def test_a_config_that_does_not_fit_its_weights_is_refused_in_one_line(
+    micro_pair, isolated_cache, tmp_path, capsys, setting, change, expected
 ):
     from harness import cli
 
     copies = {side: _copy(micro_pair, tmp_path, side) for side in ("base", "sft")}
     for folder in copies.values():  # both sides alike, so that the pair itself matches
         config = json.loads((folder / "config.json").read_text())
-        config["num_hidden_layers"] -= 1
+        config[setting] += change
         (folder / "config.json").write_text(json.dumps(config))
     code = cli.main(
         ["profile", "--base", str(copies["base"]), "--sft", str(copies["sft"]), "--out", str(tmp_path / "report.json")]
     )
     message = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and message.startswith("error: ") and str(copies["base"]) in message
-    assert "tensors in its decoder layers that its config.json's architecture has no place for" in message
-    assert "model.layers.2." in message
+    assert code == 2 and message.startswith("error: ") and str(copies["base"]) in message and expected in message
+    if setting == "num_hidden_layers":
+        assert "model.layers.2." in message  # the micro pair's third and last layer
     assert not (tmp_path / "report.json").exists()
 
 

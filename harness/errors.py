@@ -13,3 +13,9 @@ class BadInputError(ValueError):
 
 class NonFiniteError(BadInputError, FloatingPointError):
     """A model produced NaN or infinite activations, logits or log-likelihoods."""
+
+
+def first_of(names, shown: int = 3) -> str:
+    """The first ``shown`` of ``names`` for a message, and how many more there are."""
+    names = list(names)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")

@@ -152,17 +152,16 @@ class ClaimSession:
         """Measure ``name`` once per session. A registered pair that cannot be had here is skipped, with its
         reason, every time; the pair the user named with --base/--sft is an error instead (a typo must not
         pass as a skip)."""
-        if name in self.unavailable:
-            self._unavailable(name)
-        if name not in store and name not in self.refused:
+        if name not in store and name not in self.refused and name not in self.unavailable:
             spec = self.spec(name)
             try:
                 store[name] = make(spec)
             except models.ModelUnavailableError as error:
                 self.unavailable[name] = str(error)
-                self._unavailable(name)
             except BadInputError as error:
                 self.refused[name] = f"{name} is refused: {error}"
+        if name in self.unavailable:  # outside the handler: the message alone, not the error it replaces
+            self._unavailable(name)
         if name in self.refused:  # one line per test of the pair, no traceback
             pytest.fail(self.refused[name], pytrace=False)
         return store[name]

@@ -74,6 +74,7 @@ def test_a_pair_named_with_base_and_sft_runs_alone_and_an_unloadable_one_fails(t
     )
     assert run.returncode == 1, run.stdout[-2000:]
     assert "the pair named with --base/--sft cannot be loaded" in run.stdout
+    assert "During handling" not in run.stdout  # the message alone, not the error it replaces
     assert "[custom]" in run.stdout and "[tiny_olmo2]" not in run.stdout  # --base/--sft select the custom pair
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from harness.errors import BadInputError
+from harness.errors import BadInputError, first_of
 
 # a tensor inside a decoder layer (``model.layers.3.``, ``gpt_neox.layers.3.``); transformers already leaves out the
 # stray keys it knows to be harmless (an old checkpoint's rotary ``inv_freq`` buffers)
@@ -33,14 +33,14 @@ def load_complete(model_class, location, name: str, **kwargs):
         ) from None
     missing = sorted(info.get("missing_keys") or ())
     if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        shown = first_of(missing)
         raise IncompleteCheckpointError(
             f"{name} lacks {len(missing)} of the weights its config.json's architecture needs ({shown}): "
             "transformers would fill them with random values; save or download the whole checkpoint again"
         )
     stray = sorted(key for key in info.get("unexpected_keys") or () if IN_A_LAYER.search(key))
     if stray:
-        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+        shown = first_of(stray)
         raise IncompleteCheckpointError(
             f"{name} holds {len(stray)} tensors in its decoder layers that its config.json's architecture has no "
             f"place for ({shown}): transformers would leave them out and run another model; is config.json the "

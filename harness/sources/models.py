@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 
 from harness import cache
-from harness.errors import BadInputError
+from harness.errors import BadInputError, first_of
 from harness.sources import layouts, loading
 
 ARCHITECTURE_FIELDS = (
@@ -90,7 +90,7 @@ def check_finite_weights(model, name: str) -> None:
     """Refuse a model with NaN or infinite weights: every score and metric of it would be meaningless."""
     broken = [param_name for param_name, param in model.named_parameters() if not _all_finite(param)]
     if broken:
-        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
+        shown = first_of(broken, 5)
         raise UnsupportedModelError(f"{name} has non-finite (NaN or infinite) weights in {shown}")
 
 
@@ -300,7 +300,7 @@ def _weights_problem(folder: Path) -> str | None:
             return "has a model.safetensors.index.json that is not a readable shard index"
         lacking = sorted(shard for shard in shards if not (folder / shard).is_file())
         if lacking:
-            shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+            shown = first_of(lacking)
             return f"lacks {shown} of the {len(shards)} shards its model.safetensors.index.json names"
         return None
     if any(folder.glob("*.safetensors")) or (folder / "pytorch_model.bin").is_file():

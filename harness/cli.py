@@ -283,7 +283,7 @@ def command_verify(args: argparse.Namespace) -> int:
     reports.point_latest(folder)
     print(
         f"claims of the paper on {spec.name} ({measured.profile.meta['probe']['samples']} probe samples of "
-        f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count']} layers):\n"
+        f"{measured.profile.meta['probe']['name']}, {measured.profile.meta['layers']['count'] - 1} decoder layers):\n"
     )
     print(
         verification.verdict_table(

@@ -220,4 +220,5 @@ def test_a_custom_pairs_evaluation_settings_are_command_line_options(
     }
     assert len(section["swaps"]["base_with_sft_block"]["host"]["per_item"]) == 6
     out = capsys.readouterr().out
+    assert "(40 probe samples of gsm8k-local, 3 decoder layers)" in out
     assert "C3:base_with_sft_block:M5: not given" in out  # three layers cannot be split into five segments

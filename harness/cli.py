@@ -101,11 +101,13 @@ def pair_summary(resolved: models.ResolvedPair) -> str:
 def profile_options(args: argparse.Namespace, spec: models.ModelSpec):
     from harness.measure.profile import ProfileOptions
     from harness.plants.catalogue import control_pooled_samples
+    from harness.sources.data import token_samples_of
 
+    pooled_samples = control_pooled_samples(spec.name, args.pooled_samples)
     return ProfileOptions(
         probe_set=args.probe_set,
-        pooled_samples=control_pooled_samples(spec.name, args.pooled_samples),
-        token_samples=args.token_samples,
+        pooled_samples=pooled_samples,
+        token_samples=token_samples_of(pooled_samples, args.token_samples),
         max_tokens=args.max_tokens,
         alpha=args.alpha,
         cka_center=not args.uncentered_cka,
@@ -137,16 +139,11 @@ def command_profile(args: argparse.Namespace) -> int:
 
 
 def _add_profile_options(parser: argparse.ArgumentParser) -> None:
-    from harness.sources.data import MAX_TOKENS, POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+    from harness import options
+    from harness.sources.data import MAX_TOKENS, PROBE_SETS
 
     parser.add_argument("--probe-set", default=DEFAULT_PROBE_SET, choices=PROBE_SETS, help="probe texts")
-    parser.add_argument("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
-    parser.add_argument(
-        "--token-samples",
-        type=int,
-        default=TOKEN_LEVEL_SAMPLES,
-        help="first samples that also get token-level metrics and the logit lens",
-    )
+    options.add_options(parser.add_argument, options.PROBE_OPTIONS)
     parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="truncate each text to this many tokens")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--alpha", type=float, default=1.0, help="matrix-entropy order (1 = von Neumann)")

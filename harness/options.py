@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.sources.data import POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES
+
 
 def _task_list(text: str) -> list[str]:
     return [task.strip() for task in text.split(",") if task.strip()]
@@ -84,6 +86,22 @@ STUDY_OPTIONS: tuple[Option, ...] = (
     ),
 )
 STUDY_DEFAULTS = {"tune_segments": None, "tune_executor": "serial", "tune_workers": 1}
+# How many probe samples a profile reads (§4.1): `harness verify`/`profile` and pytest alike.
+PROBE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        ("--pooled-samples",),
+        "pooled_samples",
+        f"probe samples of the pooled metrics (default {POOLED_SAMPLES})",
+        kwargs={"type": int, "default": POOLED_SAMPLES},
+    ),
+    Option(
+        ("--token-samples",),
+        "token_samples",
+        f"first of them that also get token-level metrics and the logit lens (default {TOKEN_LEVEL_SAMPLES}, "
+        "or every pooled sample when there are fewer)",
+        kwargs={"type": int},
+    ),
+)
 
 
 def add_options(add, options: tuple[Option, ...] = SHARED_OPTIONS, command_line: bool = False) -> None:
@@ -91,8 +109,8 @@ def add_options(add, options: tuple[Option, ...] = SHARED_OPTIONS, command_line:
     ``addoption`` (both take the same arguments); the command line also takes their older spellings."""
     for option in options:
         flags = (*option.flags, *option.command_line_aliases) if command_line else option.flags
-        default = STUDY_DEFAULTS.get(option.dest)
-        add(*flags, dest=option.dest, default=default, help=option.help, **option.kwargs)
+        kwargs = {"default": STUDY_DEFAULTS.get(option.dest), **option.kwargs}
+        add(*flags, dest=option.dest, help=option.help, **kwargs)
 
 
 def settings_of(values: Mapping[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from harness.output import reports
 from harness.plants.build import register
 from harness.plants.catalogue import CONTROLS, LADDERS, control_pooled_samples, ladder_rungs
 from harness.sources import models
-from harness.sources.data import POOLED_SAMPLES, PROBE_SETS, TOKEN_LEVEL_SAMPLES
+from harness.sources.data import PROBE_SETS, token_samples_of
 from harness.verdicts import claims, dose_response, registry, regression
 
 REAL_MARKERS = (*models.REAL_PAIRS, "custom")
@@ -69,8 +69,7 @@ def pytest_addoption(parser):
     group.addoption("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
     group.addoption("--dtype", default=None, help="model dtype (default: the pair's own, bfloat16 for real models)")
     group.addoption("--probe-set", default="gsm8k-local", choices=PROBE_SETS, help="probe texts for the profiles")
-    group.addoption("--pooled-samples", type=int, default=POOLED_SAMPLES, help="samples for pooled metrics")
-    group.addoption("--token-samples", type=int, default=TOKEN_LEVEL_SAMPLES, help="samples for token metrics")
+    options.add_options(group.addoption, options.PROBE_OPTIONS)
     group.addoption("--report-dir", default="reports", help="where each session writes its report and figures")
     group.addoption(
         "--baseline",
@@ -141,10 +140,11 @@ class ClaimSession:
         return models.get_spec(name)
 
     def options(self, spec: models.ModelSpec) -> ProfileOptions:
+        pooled_samples = control_pooled_samples(spec.name, self.pooled_samples)
         return ProfileOptions(
             probe_set=self.probe_set,
-            pooled_samples=control_pooled_samples(spec.name, self.pooled_samples),
-            token_samples=self.token_samples,
+            pooled_samples=pooled_samples,
+            token_samples=token_samples_of(pooled_samples, self.token_samples),
             dtype=self.dtype or spec.dtype,
         )
 

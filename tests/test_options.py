@@ -3,8 +3,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from harness import cli, options
+from harness.errors import BadInputError
 from harness.output import reports
+from harness.sources import models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,9 +27,40 @@ def test_the_command_line_and_the_plugin_declare_the_shared_options_alike(pytest
     declared = {flag: action.dest for action in _subparser("tune")._actions for flag in action.option_strings}
     for option in options.STUDY_OPTIONS:  # the same names, and the command line's older spellings
         assert all(declared.get(flag) == option.dest for flag in (*option.flags, *option.command_line_aliases))
+    for command in ("verify", "profile", "tune"):
+        declared = {flag: action.dest for action in _subparser(command)._actions for flag in action.option_strings}
+        assert all(declared.get(flag) == option.dest for option in options.PROBE_OPTIONS for flag in option.flags)
     help_text = pytester.runpytest("--help").stdout.str()
-    for option in (*options.SHARED_OPTIONS, *options.STUDY_OPTIONS):
+    for option in (*options.SHARED_OPTIONS, *options.STUDY_OPTIONS, *options.PROBE_OPTIONS):
         assert all(re.search(rf"{re.escape(flag)}\b", help_text) for flag in option.flags), option.flags
+
+
+@pytest.mark.parametrize(
+    ("pair", "asked", "expected"),
+    [
+        ("tiny_olmo2", [], (1000, 100)),  # §4.1's sizes
+        ("tiny_olmo2", ["--pooled-samples", "64"], (64, 64)),  # fewer pooled samples than 100: all of them
+        ("tiny_olmo2", ["--pooled-samples", "64", "--token-samples", "10"], (64, 10)),
+        ("planted_late", [], (300, 100)),  # a planted control's profile is 300 samples
+        ("planted_late", ["--pooled-samples", "40"], (40, 40)),
+    ],
+)
+def test_the_token_level_samples_are_100_or_every_pooled_sample_when_fewer(pair, asked, expected):
+    from harness.plants.build import register
+
+    register()
+    spec = models.get_spec(pair)
+    for command, required in (("verify", []), ("profile", ["--out", "profile.json"]), ("tune", [])):
+        chosen = cli.profile_options(_subparser(command).parse_args(["--pair", pair, *asked, *required]), spec)
+        assert (chosen.pooled_samples, chosen.token_samples) == expected
+
+
+def test_more_token_level_samples_than_pooled_ones_are_refused_with_both_counts():
+    with pytest.raises(BadInputError, match=r"token_samples \(100\) must lie between 0 and pooled_samples \(64\)"):
+        cli.profile_options(
+            _subparser("verify").parse_args(["--pooled-samples", "64", "--token-samples", "100"]),
+            models.get_spec("tiny_olmo2"),
+        )
 
 
 def test_the_shared_options_become_one_claims_config():

@@ -76,7 +76,10 @@ class ProfileOptions:
         if self.pooled_samples < 2:
             raise BadInputError("pooled_samples must be at least 2 (dataset metrics need two samples)")
         if not 0 <= self.token_samples <= self.pooled_samples:
-            raise BadInputError("token_samples must lie between 0 and pooled_samples (they are its first samples)")
+            raise BadInputError(
+                f"token_samples ({self.token_samples}) must lie between 0 and pooled_samples "
+                f"({self.pooled_samples}): they are the pooled samples' first"
+            )
         if self.max_tokens < 3:
             raise BadInputError("max_tokens must be at least 3 (curvature needs three tokens)")
         if self.last_layer not in capture.LAST_LAYER_CHOICES:

@@ -21,6 +21,12 @@ POOLED_SAMPLES = 1000  # §4.1: pooled analysis uses 1,000 instances
 MAX_TOKENS = 256  # §4.1: T = 256
 
 
+def token_samples_of(pooled_samples: int, asked: int | None = None) -> int:
+    """How many of the pooled samples (their first) also get token-level metrics: ``asked``, or by default
+    §4.1's 100, every pooled sample when there are fewer."""
+    return min(TOKEN_LEVEL_SAMPLES, pooled_samples) if asked is None else asked
+
+
 class ProbeDataError(BadInputError):
     """A probe set is empty, unreadable or too small for what was asked."""
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -313,6 +314,63 @@ def test_a_config_that_does_not_fit_its_weights_is_refused_in_one_line(
     if setting == "num_hidden_layers":
         assert "model.layers.2." in message  # the micro pair's third and last layer
     assert not (tmp_path / "report.json").exists()
+
+
+def _damage_config_json(folder):
+    (folder / "config.json").write_text('{"model_type": "olmo2", "hidden_size": 32,')  # cut short
+
+
+def _give_an_unknown_model_type(folder):
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "olmo9"}))
+
+
+def _damage_tokenizer_json(folder):
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "truncated')
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (_damage_config_json, r"has a config that transformers \S+ cannot read \(OSError: .*not a valid JSON file"),
+        (_give_an_unknown_model_type, r"has a config that transformers \S+ cannot read \(ValueError: .*`olmo9`"),
+        (_damage_tokenizer_json, r"has a tokenizer that cannot be loaded \(JSONDecodeError: "),
+    ],
+    ids=["config_not_json", "unknown_model_type", "tokenizer_not_json"],
+)
+@pytest.mark.parametrize("side", ["base", "sft"])
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_config_or_tokenizer_transformers_cannot_read_is_refused_in_one_line_before_any_work(
+    micro_pair, isolated_cache, tmp_path, capsys, damage, expected, side
+):
+    from harness import cli
+
+    folders = {"base": micro_pair.base_dir, "sft": micro_pair.sft_dir, side: _copy(micro_pair, tmp_path, side)}
+    damage(folders[side])
+    out = tmp_path / "report.json"
+    code = cli.main(["profile", "--base", str(folders["base"]), "--sft", str(folders["sft"]), "--out", str(out)])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and message.startswith("error: " + str(folders[side])) and re.search(expected, message)
+    assert not out.exists() and not (isolated_cache / "profiles").exists()  # refused before any model ran
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_an_adapter_on_a_base_whose_config_cannot_be_read_is_refused_before_the_merge(
+    micro_pair, isolated_cache, tmp_path
+):
+    import peft
+
+    from harness.sources import adapters
+
+    base = _copy(micro_pair, tmp_path, "base")
+    model = models.load_model(models.ModelRef(str(base)), device="cpu")
+    with adapters.peft_quietly():
+        adapter = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    adapter.save_pretrained(tmp_path / "adapter")
+    _damage_config_json(base)
+    with pytest.raises(models.UnreadableCheckpointError, match="base has a config that transformers"):
+        models.resolve_pair(models.custom_pair(str(base), str(tmp_path / "adapter")))
+    assert not (isolated_cache / "merged-adapters").exists()
 
 
 def test_a_checkpoint_with_only_pytorch_model_bin_is_refused_at_the_availability_check(micro_pair, tmp_path):

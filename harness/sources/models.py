@@ -105,6 +105,15 @@ class PairMismatchError(BadInputError):
     """Base and SFT models do not share the architecture a layer-wise comparison needs."""
 
 
+class UnreadableCheckpointError(BadInputError):
+    """A checkpoint's config or tokenizer files that transformers cannot read (not JSON, an unknown model type)."""
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: " + (text.splitlines()[0] if text else "(no message)")
+
+
 class ModelUnavailableError(BadInputError):
     """A model cannot be had here (not cached and the hub is offline, or no such directory)."""
 
@@ -418,8 +427,9 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
     check_supported_layout(base_config, resolved.base.describe())
     check_supported_layout(sft_config, resolved.sft.describe())
     check_same_architecture(base_config, sft_config, resolved.base.describe(), resolved.sft.describe())
-    check_has_tokenizer(resolved.base)
-    check_has_tokenizer(resolved.sft)
+    for ref in (resolved.base, resolved.sft):
+        check_has_tokenizer(ref)
+        check_readable_tokenizer(ref)
     return resolved
 
 
@@ -432,6 +442,7 @@ def _with_adapter_merged(spec: ModelSpec, progress: bool) -> ResolvedPair | None
         return None
     config = adapters.read_config(folder)
     check_readable_weights(spec.base)
+    load_config(spec.base)  # an unreadable base config is refused before the merge loads the base
     merged = adapters.merged_directory(
         checkpoint_directory(spec.base), files_fingerprint(spec.base), folder, progress=progress
     )
@@ -440,9 +451,26 @@ def _with_adapter_merged(spec: ModelSpec, progress: bool) -> ResolvedPair | None
 
 
 def load_config(ref: ModelRef):
-    from transformers import AutoConfig
+    import transformers
 
-    return AutoConfig.from_pretrained(ref.location, revision=ref.revision)
+    try:
+        return transformers.AutoConfig.from_pretrained(ref.location, revision=ref.revision)
+    except (OSError, ValueError) as error:  # a config.json that is not JSON, a model type transformers lacks
+        raise UnreadableCheckpointError(
+            f"{ref.describe()} has a config that transformers {transformers.__version__} cannot read "
+            f"({_first_line(error)})"
+        ) from error
+
+
+def check_readable_tokenizer(ref: ModelRef) -> None:
+    """Refuse, before any work, a tokenizer that cannot be loaded (a damaged tokenizer.json, say): the probe texts
+    are encoded by each model's own, after the other model's profile was already taken."""
+    try:
+        load_tokenizer(ref)
+    except Exception as error:  # transformers and tokenizers raise many kinds for malformed tokenizer files
+        raise UnreadableCheckpointError(
+            f"{ref.describe()} has a tokenizer that cannot be loaded ({_first_line(error)})"
+        ) from error
 
 
 def layer_count(ref: ModelRef) -> int:

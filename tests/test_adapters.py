@@ -2,6 +2,7 @@
 from the adapter alone, its config in the report."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -98,6 +99,45 @@ def test_an_adapter_folder_without_weights_is_refused_in_one_line(tmp_path):
     assert "adapter_model.safetensors" in reason and "\n" not in reason
     with pytest.raises(adapters.AdapterError, match="no adapter_model"):
         adapters.read_config(tmp_path / "adapter")
+
+
+def _damage_adapter_config(folder):
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA",')
+
+
+def _cut_adapter_weights_short(folder):
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _target_modules_the_base_lacks(folder):
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ["query_key_value"]}))
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (_damage_adapter_config, r"adapter_config.json is not valid JSON"),
+        (_cut_adapter_weights_short, r"adapter_model.safetensors is not a complete safetensors file"),
+        (_target_modules_the_base_lacks, r"does not fit the base .*none of its target modules \['query_key_value'\]"),
+    ],
+    ids=["config_not_json", "weights_cut_short", "targets_not_in_base"],
+)
+def test_a_damaged_adapter_is_refused_in_one_line_before_anything_is_merged(
+    micro_pair, isolated_cache, tmp_path, capsys, damage, expected
+):
+    from harness import cli
+
+    damage(_adapter(micro_pair.base_dir, tmp_path / "adapter"))
+    out = tmp_path / "report.json"
+    code = cli.main(
+        ["profile", "--base", str(micro_pair.base_dir), "--sft", str(tmp_path / "adapter"), "--out", str(out)]
+    )
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and message.startswith("error: ") and re.search(expected, message)
+    assert not out.exists() and not list((isolated_cache / "merged-adapters").glob("[!.]*"))  # no merged model
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)

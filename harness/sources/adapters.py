@@ -80,7 +80,12 @@ def adapter_folder(location: str, revision: str | None = None, offline: bool = T
 
 
 def read_config(folder: Path) -> dict:
-    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise AdapterError(f"{folder / ADAPTER_CONFIG} is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise AdapterError(f"{folder / ADAPTER_CONFIG} is not a JSON object of LoRA settings")
     if config.get("peft_type", "LORA") != "LORA":
         raise AdapterError(f"{folder} is a {config.get('peft_type')} adapter; the harness applies LoRA adapters")
     if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
@@ -138,6 +143,14 @@ def merged_directory(base_dir: Path, base_fingerprint: str, adapter_dir: Path, p
                 raise AdapterError(
                     f"the adapter {adapter_dir} does not fit the base {base_dir} (its tensors have "
                     "other shapes): name the base it was trained on"
+                ) from None
+            except ValueError as error:  # peft's NoMatchingPeftModuleError
+                if "not found in the base model" not in str(error):
+                    raise
+                targets = read_config(adapter_dir).get("target_modules")
+                raise AdapterError(
+                    f"the adapter {adapter_dir} does not fit the base {base_dir} (none of its target modules "
+                    f"{targets} is in it): name the base it was trained on"
                 ) from None
             bar.update()
             merged.save_pretrained(scratch)

@@ -441,6 +441,7 @@ def _with_adapter_merged(spec: ModelSpec, progress: bool) -> ResolvedPair | None
     if folder is None:
         return None
     config = adapters.read_config(folder)
+    check_readable_weights(ModelRef(str(folder)))  # a cut-short adapter_model.safetensors
     check_readable_weights(spec.base)
     load_config(spec.base)  # an unreadable base config is refused before the merge loads the base
     merged = adapters.merged_directory(

@@ -436,3 +436,29 @@ def test_reading_a_study_that_has_not_run_says_so_and_never_trains(monkeypatch):
         with pytest.raises(lora_study.StudyNotRunError, match="has not run: train it with `harness tune"):
             read()
     assert not study.has_run and study.runs == {}
+
+
+def test_a_model_too_shallow_for_an_inverted_u_count_has_that_verdict_withheld_with_the_reason():
+    thresholds = {**T, "C4": {**T["C4"], "inverted_u_counts": [3, 5, 10]}}
+    settings = lora_runs.TuneSettings(task="gsm8k_local")
+    plan = lora_plan.plan_arms(6, thresholds, settings)
+    assert plan.roles["single:10"] == [] and all(len(arm.label) != 10 for arm in plan.arms)
+    assert len(plan.roles["single:3"]) == 3 and len(plan.roles["single:5"]) == 5
+    study = lora_study.LoraStudy("shallow", None, thresholds, settings, plan)
+    assert study.verdict_keys() == ["C4", "C4:M3", "C4:M5", "C4:M10", "C4-control", "C8"]
+    assert "shallow has 6 decoder layers: C4 at M = 10 needs at least 10" in study.unavailable("C4:M10")
+    assert study.unavailable("C4:M3") is None and study.unavailable("C4:M5") is None
+
+
+def test_the_lora_figure_and_table_show_a_retention_set_that_could_not_be_read_as_unavailable(tmp_path):
+    from harness.output import plots
+
+    study = planted("planted_mid_block")
+    unreadable = {"unavailable": "probe set 'ifeval' is not in the datasets cache"}  # a real set offline
+    for scored in (study.untuned, *study.runs.values()):
+        scored["retention"]["ifeval"] = unreadable
+    assert plots.lora_figure("planted_mid_block", study, tmp_path / "lora.png").is_file()
+    table = plots.lora_markdown("planted_mid_block", study)
+    rows = [row for row in table if row.startswith("| ") and row.count("|") == table[2].count("|")][1:]
+    assert table[2].endswith("| ppl:wikitext-local | ppl:ifeval |") and rows[0].startswith("| base | untuned |")
+    assert len(rows) == 1 + len(study.plan.arms) and all(row.endswith(" | unavailable |") for row in rows)

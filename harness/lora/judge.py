@@ -155,6 +155,12 @@ def unavailable(study, key: str) -> str | None:
         return "C4 is decided by the 20-80% mid-block arm (C4.decides: midblock), which this study lacks"
     if key.startswith("C4:M"):
         count = int(key.removeprefix("C4:M"))
+        if count > study.plan.n_layers:
+            return (
+                f"{study.name} has {study.plan.n_layers} decoder layers: C4 at M = {count} needs at least "
+                f"{count}, one per segment (ask for the values it can take with --tune-segments, or set "
+                "C4.inverted_u_counts in a claims config)"
+            )
         if f"single:{count}" not in roles:
             return (
                 f"the single-segment arms for M = {count} are not in this study of {study.name} (its "

@@ -49,6 +49,9 @@ def plan_arms(
         add("masks", mask, tuning.mask_layers(mask, n_layers))
     roles["middle"] = tuning.middle_masks([m for m in roles["masks"] if len(m) == count])
     for m in segment_counts if segment_counts is not None else c4["inverted_u_counts"]:
+        if m > n_layers:  # no arms: its verdict says the model is too shallow for this M
+            roles[f"single:{m}"] = []
+            continue
         for mask in tuning.single_segment_masks(m):
             add(f"single:{m}", mask, tuning.mask_layers(mask, n_layers))
     edges = tuning.edge_layers(n_layers)

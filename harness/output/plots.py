@@ -175,7 +175,8 @@ def lora_figure(name: str, study, path: Path) -> Path:
     table = study.table()
     summary = study.summary()
     arms = list(dict.fromkeys(table["arm"]))
-    retention = [c for c in summary.columns if c.startswith("ppl:")]
+    # a retention set that could not be read here (a real one offline) has no perplexity to draw
+    retention = [c for c in summary.columns if c.startswith("ppl:") and summary[c].notna().any()]
     panels = [("score", f"{study.settings.task} exact match"), ("answer_loglik", "answer log-likelihood")]
     panels += [(column, f"perplexity, {column[4:]}") for column in retention]
     figure, axes = _subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), layout="constrained", squeeze=False)
@@ -195,7 +196,9 @@ def lora_figure(name: str, study, path: Path) -> Path:
             axis.plot(
                 positions + (offset - (len(study.settings.seeds) - 1) / 2) * 0.15, rows[column], "k.", markersize=4
             )
-        axis.axhline(summary.loc["base", column], color="grey", linestyle="--", label="untuned base")
+        untuned = summary.loc["base", column]
+        if untuned is not None and np.isfinite(float(untuned)):
+            axis.axhline(untuned, color="grey", linestyle="--", label="untuned base")
         axis.set_xticks(positions, arms, rotation=60, ha="right", fontsize=7)
         axis.set_title(label)
     axes[0][0].legend(fontsize=7)
@@ -205,6 +208,11 @@ def lora_figure(name: str, study, path: Path) -> Path:
         + (f"\n{verdicts}" if verdicts else "")
     )
     return _save(figure, path)
+
+
+def _number_or_unavailable(value) -> str:
+    """A retention perplexity for a table cell: a set that could not be read here (a real one offline) has none."""
+    return "unavailable" if value is None or not np.isfinite(float(value)) else f"{value:.2f}"
 
 
 def lora_markdown(name: str, study) -> list[str]:
@@ -219,7 +227,7 @@ def lora_markdown(name: str, study) -> list[str]:
         "|---|---|---|---|---|---|---|" + "---|" * sum(c.startswith("ppl:") for c in summary.columns),
     ]
     for arm, row in summary.iterrows():
-        ppl = " | ".join(f"{row[c]:.2f}" for c in summary.columns if c.startswith("ppl:"))
+        ppl = " | ".join(_number_or_unavailable(row[c]) for c in summary.columns if c.startswith("ppl:"))
         lines.append(
             f"| {arm} | {row['roles']} | {int(row['rank'])} | {int(row['trainable']):,} | {row['score']:.3f} "
             f"| {row['score_sd']:.3f} | {row['answer_loglik']:.3f} | {ppl} |"

@@ -1,7 +1,10 @@
 """lm-eval on in-memory models, offline, and the likelihood scores used for swaps and retention."""
 
+import dataclasses
+
 import pytest
 
+from harness.errors import BadInputError
 from harness.measure import evaluate
 from harness.sources import models, synthetic
 
@@ -43,6 +46,18 @@ def test_a_real_task_offline_is_unavailable_not_zero(micro_pair, monkeypatch):
     model, tokenizer = models.load_model(ref, device="cpu"), models.load_tokenizer(ref)
     with pytest.raises(evaluate.TaskUnavailable, match="gsm8k_local"):
         evaluate.lm_eval_scores(model, tokenizer, ["gsm8k"], evaluate.EvalOptions(limit=2))
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_answers_longer_than_the_models_context_are_refused_in_one_line_naming_the_setting(micro_pair, isolated_cache):
+    ref = models.ModelRef(str(micro_pair.sft_dir))
+    model, tokenizer = models.load_model(ref, device="cpu"), models.load_tokenizer(ref)
+    assert model.config.max_position_embeddings == 256
+    longest = evaluate.EvalOptions(limit=1, num_fewshot=0, max_gen_toks=256)
+    with pytest.raises(BadInputError, match=r"up to 256 tokens, but the model's context is 256 tokens: .*max_gen_toks"):
+        evaluate.lm_eval_scores(model, tokenizer, ["gsm8k_local"], longest)
+    shorter = evaluate.lm_eval_scores(model, tokenizer, ["gsm8k_local"], dataclasses.replace(longest, max_gen_toks=8))
+    assert shorter["gsm8k_local"]["n"] == 1
 
 
 @pytest.mark.slow

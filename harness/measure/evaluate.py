@@ -271,6 +271,14 @@ def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> 
                 log_samples=per_item,
                 gen_kwargs=({"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None),
             )
+    except AssertionError as error:  # lm-eval checks that an answer fits in the model's context
+        if "max tokens to generate" not in str(error):
+            raise
+        raise BadInputError(
+            f"lm-eval would generate answers of up to {options.max_gen_toks or 256} tokens, but the model's "
+            f"context is {wrapped.max_length} tokens: ask for shorter answers with --set evaluation.max_gen_toks=N "
+            "(--max-gen-toks N), or --set tuning.max_gen_toks=N for the LoRA arms' scoring"
+        ) from None
     except ConnectionError as error:
         raise TaskUnavailable(
             f"lm-eval could not load {tasks}: the hub is offline and the data are not cached "

@@ -248,6 +248,7 @@ def command_verify(args: argparse.Namespace) -> int:
     from harness.output import plots, reports
     from harness.verdicts import claims
 
+    reports.check_report_dir(args.report_dir)
     spec = _pair_from_args(args)
     claims_config = claims_config_of(args)
     measured = verification.measure(spec, profile_options(args, spec), device=args.device, claims_config=claims_config)
@@ -372,6 +373,9 @@ def command_tune(args: argparse.Namespace) -> int:
     """Train budget-matched LoRA arms on a pair's base model and score them (C4, C8, the referee's controls)."""
     from pathlib import Path
 
+    from harness.output import reports
+
+    reports.check_report_dir(args.report_dir)
     if args.pairs:  # several studies in one process: the libraries are imported once
         names = [name.strip() for name in args.pairs.split(",") if name.strip()]
         for name in names:
@@ -545,6 +549,9 @@ def command_build(args: argparse.Namespace) -> int:
 
 def command_run(args: argparse.Namespace) -> int:
     """The main job on one pair: build or find it, describe it, verify every claim built so far."""
+    from harness.output import reports
+
+    reports.check_report_dir(args.report_dir)
     command_build(args)
     print()
     return command_verify(args)

@@ -111,6 +111,7 @@ class ClaimSession:
         self.probe_set = option.probe_set
         self.pooled_samples, self.token_samples = option.pooled_samples, option.token_samples
         self.report_dir = Path(option.report_dir)
+        reports.check_report_dir(self.report_dir)  # refused at the start, not after the last test
         self.regression = option.baseline
         self.baselines_dir = Path(option.baselines_dir)
         self.update_baselines = option.update_baselines

@@ -142,6 +142,26 @@ def test_tune_refuses_a_malformed_mask(capsys):
     assert "a mask is a string of 0 and 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "verify", "tune"])
+def test_a_report_folder_that_cannot_be_written_is_refused_before_any_work(command, capsys, tmp_path, monkeypatch):
+    from harness.sources import models
+
+    monkeypatch.setattr(models, "resolve_pair", lambda *a, **k: pytest.fail("a pair was resolved"))
+    (tmp_path / "a_file").write_text("")
+    assert cli.main([command, "--pair", "tiny_olmo2", "--report-dir", str(tmp_path / "a_file" / "reports")]) == 2
+    error = capsys.readouterr().err
+    assert (
+        error == f"error: the report folder {tmp_path}/a_file/reports cannot be written: {tmp_path}/a_file is a file\n"
+    )
+
+
+def test_pytest_refuses_a_report_folder_that_cannot_be_written_before_any_test(pytester):
+    pytester.makefile(".txt", a_file="")
+    result = pytester.runpytest("--report-dir", "a_file.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "the report folder a_file.txt cannot be written: a_file.txt is a file" in result.stderr.str()
+
+
 def test_list_shows_every_registered_pair(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["list"]) == 0

@@ -60,7 +60,13 @@ def load_shape(name_or_path: str) -> tuple[str, dict]:
     """A registered pair's architecture (``olmo2_7b``) or any config.json-like file, as (name, config dict)."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file():
-        return path.stem, json.loads(path.read_text())
+        try:
+            shape = json.loads(path.read_text())
+        except (UnicodeDecodeError, ValueError) as error:
+            raise BadInputError(f"the shape {name_or_path} is not valid JSON ({error})") from None
+        if not isinstance(shape, dict) or not isinstance(shape.get("model_type"), str):
+            raise BadInputError(f"the shape {name_or_path} is not a config.json: no model_type in a JSON object")
+        return path.stem, shape
     if name_or_path not in shape_names():
         raise BadInputError(
             f"no shape {name_or_path!r}: the shipped shapes are {', '.join(shape_names())}, or name a config.json file"
@@ -77,7 +83,20 @@ def model_config(shape: dict, tokenizer):
     values.update(
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id
     )
-    config = AutoConfig.for_model(shape["model_type"], **values)
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if shape["model_type"] not in CONFIG_MAPPING:
+        raise BadInputError(
+            f"the shape's model_type {shape['model_type']!r} is not one transformers {transformers.__version__} knows"
+        )
+    try:
+        config = AutoConfig.for_model(shape["model_type"], **values)
+    except Exception as error:  # transformers' own checks of a config (widths that do not fit, say): input, not a bug
+        raise BadInputError(
+            f"the shape is not a {shape['model_type']} config transformers can build "
+            f"({type(error).__name__}: {str(error).strip().splitlines()[-1].strip()})"
+        ) from None
     models.check_supported_layout(config, f"shape {shape['model_type']}")
     vocabulary = text_config(config).vocab_size
     if vocabulary < len(tokenizer):

@@ -1,6 +1,7 @@
 """The dry run of a pair's shape: every stage measured on a random pair built to that shape, and the estimate."""
 
 import json
+import re
 
 import pytest
 
@@ -114,6 +115,29 @@ def test_a_shape_that_cannot_fit_is_refused_before_anything_is_built(isolated_ca
 def test_an_unknown_shape_names_the_shipped_ones():
     with pytest.raises(dry_run.BadInputError, match="olmo2_7b"):
         dry_run.load_shape("gpt5")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"model_type": "llama", "hidden_size": 64,', r"toy.json is not valid JSON"),
+        ("[1, 2]", r"toy.json is not a config.json: no model_type"),
+        (json.dumps({**SMALL_SHAPE, "model_type": "llama9"}), r"model_type 'llama9' is not one transformers \S+ knows"),
+        (
+            json.dumps({**SMALL_SHAPE, "model_type": "llama", "num_attention_heads": 3}),
+            r"not a llama config transformers can build \(.*not a multiple of the number of attention heads",
+        ),
+    ],
+    ids=["not_json", "not_an_object", "unknown_model_type", "heads_do_not_divide"],
+)
+def test_a_shape_file_transformers_cannot_build_is_refused_in_one_line_before_anything_is_built(
+    text, expected, isolated_cache, tmp_path, capsys
+):
+    (tmp_path / "toy.json").write_text(text)
+    assert cli.main(["dry-run", "--shape", str(tmp_path / "toy.json"), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith("error: ") and re.search(expected, error[-1])
+    assert not list(isolated_cache.glob("dry-run/*/*"))
 
 
 @pytest.mark.parametrize("vocabulary", [64, 512])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -18,24 +19,134 @@ class ConfigError(BadInputError):
     """The claims config is missing, malformed, or names an unknown key."""
 
 
+def _kind(value) -> str:
+    """The kind of a config value, as a message names it."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
+PLURALS = {"an integer": "integers", "a number": "numbers", "a text": "texts", "true or false": "true or false"}
+
+
+def _fits(default, value) -> bool:
+    """Whether ``value`` may replace ``default``: the same kind (an integer where a number is), a list of the
+    default list's element kind. A null default is optional: it takes any value."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, list):
+        kinds = {_kind(item) for item in default}
+        return isinstance(value, list) and (len(kinds) != 1 or all(_fits(default[0], item) for item in value))
+    return _kind(default) == _kind(value)
+
+
 def _merge(base: dict, override: dict, where: str) -> dict:
+    if not isinstance(override, dict):
+        raise ConfigError(f"{where}: {override!r} is not a mapping of its keys {sorted(base)}")
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if key not in merged:
             raise ConfigError(f"{where}: unknown key {key!r}; known keys: {sorted(merged)}")
-        merged[key] = _merge(merged[key], value, f"{where}.{key}") if isinstance(value, dict) else value
+        if isinstance(merged[key], dict):
+            merged[key] = _merge(merged[key], value, f"{where}.{key}")
+            continue
+        if not _fits(merged[key], value):
+            wanted = _kind(merged[key])
+            if isinstance(merged[key], list) and merged[key]:
+                wanted += " of " + PLURALS.get(_kind(merged[key][0]), "values")
+            raise ConfigError(f"{where}.{key}: {value!r} is not {wanted} (claims.yaml has {merged[key]!r})")
+        merged[key] = value
     return merged
 
 
+# The settings whose values outside a range would give a verdict no meaning (an interval at 150% confidence,
+# a segment count of 0): (lowest, highest, whether the ends themselves are allowed), each element of a list.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "bootstrap.confidence": (0.0, 1.0, False),
+    "bootstrap.resamples": (2, math.inf, True),
+    "bootstrap.jackknife_groups": (2, math.inf, True),
+    "C2.midpoint": (0.0, 1.0, True),
+    "C3.segment_counts": (1, math.inf, True),
+    "C3.items": (2, math.inf, True),
+    "C4.segment_count": (3, math.inf, True),
+    "C4.inverted_u_counts": (1, math.inf, True),
+    "C4.random_sets": (0, math.inf, True),
+    "block_finder.stable_share": (0.0, 1.0, True),
+    "tuning.full_rank": (1, math.inf, True),
+    "tuning.steps": (1, math.inf, True),
+    "tuning.batch_size": (1, math.inf, True),
+    "tuning.learning_rate": (0.0, math.inf, False),
+    "tuning.train_examples": (1, math.inf, True),
+    "tuning.checkpoint_every": (1, math.inf, True),
+    "tuning.eval_limit": (1, math.inf, True),
+    "tuning.eval_batch_size": (1, math.inf, True),
+    "tuning.max_gen_toks": (1, math.inf, True),
+    "tuning.likelihood_items": (2, math.inf, True),
+    "tuning.retention_samples": (1, math.inf, True),
+    "tuning.retention_max_tokens": (2, math.inf, True),
+    "evaluation.limit": (1, math.inf, True),
+    "evaluation.num_fewshot": (0, math.inf, True),
+    "evaluation.max_gen_toks": (1, math.inf, True),
+    "directional.margin": (0.0, math.inf, True),
+}
+
+
+def check_ranges(thresholds: dict, where: str = "claims config") -> None:
+    """Refuse a setting outside the range in which it means something (``RANGES``), naming it."""
+    for key, (low, high, closed) in RANGES.items():
+        section, _, name = key.partition(".")
+        value = thresholds.get(section, {}).get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            inside = low <= item <= high if closed else low < item < high
+            if not inside:
+                if high == math.inf:
+                    allowed = f"at least {low:g}" if closed else f"above {low:g}"
+                else:
+                    allowed = f"between {low:g} and {high:g}" + ("" if closed else ", exclusive")
+                each = "every value of " if isinstance(value, list) else ""
+                raise ConfigError(f"{where}: {each}{key} must be {allowed}; got {value!r}")
+    if not thresholds.get("tuning", {}).get("seeds", [0]):
+        raise ConfigError(f"{where}: tuning.seeds is empty: a LoRA arm needs at least one seed")
+
+
+def check_config(config: dict) -> None:
+    """Check every pair's thresholds in ``config`` (kinds and ranges), before any work."""
+    for model in ["defaults", *(config.get("models") or {})]:
+        check_ranges(thresholds_for(model, config), "the claims config" if model == "defaults" else f"models.{model}")
+
+
 def load_config(path: Path | None = None) -> dict:
-    text = Path(path).read_text() if path else resources.files("harness").joinpath("claims.yaml").read_text()
+    try:
+        text = Path(path).read_text() if path else resources.files("harness").joinpath("claims.yaml").read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"claims config {path} cannot be read ({error})") from None
     try:
         config = _parsed(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"claims config {path or 'claims.yaml'} is not valid YAML: {error}") from error
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"claims config {path or 'claims.yaml'} is not valid YAML: {problem}{at}") from None
     if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
         raise ConfigError(f"claims config {path or 'claims.yaml'} must be a mapping with format: {CONFIG_FORMAT}")
-    return copy.deepcopy(config)  # the caller's own copy: the parsed one is shared
+    config = copy.deepcopy(config)  # the caller's own copy: the parsed one is shared
+    if path:  # a user's file: its defaults are checked against claims.yaml's, and those it leaves out taken from it
+        config["defaults"] = _merge(load_config()["defaults"], config.get("defaults") or {}, f"{path}: defaults")
+    return config
 
 
 @functools.lru_cache(maxsize=16)
@@ -83,6 +194,7 @@ def with_settings(config: dict | None, settings: list[str] | tuple[str, ...]) ->
         for part in path[:-1]:
             target = target.setdefault(part, {})
         target[path[-1]] = value
+    check_config(config)
     return config
 
 

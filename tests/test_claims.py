@@ -132,8 +132,51 @@ def test_each_load_of_the_config_is_the_callers_own_copy(tmp_path):
     path = tmp_path / "claims.yaml"
     path.write_text(__import__("yaml").safe_dump(config.load_config()))
     assert config.load_config(path) == config.load_config()
-    path.write_text("format: 1\ndefaults: {}\n")
-    assert config.load_config(path) == {"format": 1, "defaults": {}}
+    path.write_text("format: 1\ndefaults: {}\n")  # a user's file takes what it leaves out from claims.yaml
+    assert config.load_config(path) == {"format": 1, "defaults": config.load_config()["defaults"]}
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("C1.cka_plateau_min=abc", r"setting.C1.cka_plateau_min: 'abc' is not a number \(claims.yaml has 0.98\)"),
+        ("C3.segment_counts=3", r"setting.C3.segment_counts: 3 is not a list of integers"),
+        ("C3.segment_counts=[3, 5.5]", r"is not a list of integers"),
+        ("C1=3", r"setting.C1: 3 is not a mapping of its keys"),
+        ("C4.decides=3", r"setting.C4.decides: 3 is not a text"),
+        ("tuning.steps=true", r"setting.tuning.steps: True is not an integer"),
+        ("bootstrap.confidence=1.5", r"bootstrap.confidence must be between 0 and 1, exclusive; got 1.5"),
+        ("C3.segment_counts=[3, 0]", r"every value of C3.segment_counts must be at least 1; got \[3, 0\]"),
+        ("tuning.steps=0", r"tuning.steps must be at least 1; got 0"),
+        ("tuning.learning_rate=0", r"tuning.learning_rate must be above 0; got 0"),
+        ("evaluation.limit=0", r"evaluation.limit must be at least 1; got 0"),
+        ("tuning.seeds=[]", r"tuning.seeds is empty"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_or_outside_its_range_is_refused_naming_it(setting, expected):
+    with pytest.raises(config.ConfigError, match=expected):
+        config.with_settings(None, [setting])
+
+
+def test_settings_of_the_right_kind_inside_their_ranges_are_taken():
+    config.check_config(config.load_config())  # claims.yaml itself, every model's thresholds
+    chosen = config.with_settings(
+        None, ["bootstrap.confidence=0.9", "tuning.fixed_alpha=64", "evaluation.limit=5", "C3.segment_counts=[3]"]
+    )
+    thresholds = config.thresholds_for("any", chosen)
+    assert thresholds["bootstrap"]["confidence"] == 0.9 and thresholds["tuning"]["fixed_alpha"] == 64
+    assert thresholds["evaluation"]["limit"] == 5 and thresholds["C3"]["segment_counts"] == [3]
+
+
+def test_a_claims_config_file_that_cannot_be_read_or_holds_a_wrong_kind_is_refused_naming_it(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"claims config .*none.yaml cannot be read"):
+        config.load_config(tmp_path / "none.yaml")
+    (tmp_path / "broken.yaml").write_text("format: 1\ndefaults:\n  C1: {cka_plateau_min: [0.9\n")
+    with pytest.raises(config.ConfigError, match=r"broken.yaml is not valid YAML: .* at line 4, column 1$"):
+        config.load_config(tmp_path / "broken.yaml")
+    (tmp_path / "wrong.yaml").write_text("format: 1\ndefaults:\n  C1: {cka_plateau_min: high}\n")
+    with pytest.raises(config.ConfigError, match=r"wrong.yaml: defaults.C1.cka_plateau_min: 'high' is not a number"):
+        config.load_config(tmp_path / "wrong.yaml")
 
 
 def test_constant_series_give_no_correlation_and_no_verdict():

@@ -78,10 +78,10 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "bootstrap.resamples": (2, math.inf, True),
     "bootstrap.jackknife_groups": (2, math.inf, True),
     "C2.midpoint": (0.0, 1.0, True),
-    "C3.segment_counts": (1, math.inf, True),
+    "C3.segment_counts": (3, math.inf, True),  # first, middle and last segments
     "C3.items": (2, math.inf, True),
     "C4.segment_count": (3, math.inf, True),
-    "C4.inverted_u_counts": (1, math.inf, True),
+    "C4.inverted_u_counts": (3, math.inf, True),
     "C4.random_sets": (0, math.inf, True),
     "block_finder.stable_share": (0.0, 1.0, True),
     "tuning.full_rank": (1, math.inf, True),

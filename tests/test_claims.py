@@ -146,7 +146,7 @@ def test_each_load_of_the_config_is_the_callers_own_copy(tmp_path):
         ("C4.decides=3", r"setting.C4.decides: 3 is not a text"),
         ("tuning.steps=true", r"setting.tuning.steps: True is not an integer"),
         ("bootstrap.confidence=1.5", r"bootstrap.confidence must be between 0 and 1, exclusive; got 1.5"),
-        ("C3.segment_counts=[3, 0]", r"every value of C3.segment_counts must be at least 1; got \[3, 0\]"),
+        ("C3.segment_counts=[3, 0]", r"every value of C3.segment_counts must be at least 3; got \[3, 0\]"),
         ("tuning.steps=0", r"tuning.steps must be at least 1; got 0"),
         ("tuning.learning_rate=0", r"tuning.learning_rate must be above 0; got 0"),
         ("evaluation.limit=0", r"evaluation.limit must be at least 1; got 0"),

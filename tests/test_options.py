@@ -110,3 +110,9 @@ def test_every_report_is_built_by_one_function():
     plugin = (ROOT / "pytest_layerwise_sft" / "plugin.py").read_text()
     command_line = (ROOT / "harness" / "cli.py").read_text()
     assert "verification.pair_section(" in plugin and command_line.count("verification.pair_section(") >= 2
+
+
+@pytest.mark.parametrize("alpha", ["-1", "inf", "nan"])
+def test_a_matrix_entropy_order_below_zero_is_refused_before_any_work(alpha):
+    with pytest.raises(BadInputError, match=r"alpha, the order of the matrix entropy \(eq. 2-3\), must be 0 or above"):
+        cli.profile_options(_subparser("verify").parse_args(["--alpha", alpha]), models.get_spec("tiny_olmo2"))

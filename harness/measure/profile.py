@@ -80,6 +80,10 @@ class ProfileOptions:
                 f"token_samples ({self.token_samples}) must lie between 0 and pooled_samples "
                 f"({self.pooled_samples}): they are the pooled samples' first"
             )
+        if not 0 <= self.alpha < math.inf:
+            raise BadInputError(
+                f"alpha, the order of the matrix entropy (eq. 2-3), must be 0 or above; got {self.alpha}"
+            )
         if self.max_tokens < 3:
             raise BadInputError("max_tokens must be at least 3 (curvature needs three tokens)")
         if self.last_layer not in capture.LAST_LAYER_CHOICES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -52,6 +53,13 @@ def _fits(default, value) -> bool:
     return _kind(default) == _kind(value)
 
 
+def _number_written_as_text(value):
+    """``1e9`` as the number it means: YAML 1.1 (PyYAML) reads an exponent without a dot as text."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
 def _merge(base: dict, override: dict, where: str) -> dict:
     if not isinstance(override, dict):
         raise ConfigError(f"{where}: {override!r} is not a mapping of its keys {sorted(base)}")
@@ -62,6 +70,8 @@ def _merge(base: dict, override: dict, where: str) -> dict:
         if isinstance(merged[key], dict):
             merged[key] = _merge(merged[key], value, f"{where}.{key}")
             continue
+        if isinstance(merged[key], float):
+            value = _number_written_as_text(value)
         if not _fits(merged[key], value):
             wanted = _kind(merged[key])
             if isinstance(merged[key], list) and merged[key]:
@@ -176,7 +186,7 @@ def parse_setting(text: str) -> tuple[list[str], object]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"setting {key}: {value!r} is not a value ({error})") from error
-    return key.strip().split("."), parsed
+    return key.strip().split("."), _number_written_as_text(parsed)
 
 
 def with_settings(config: dict | None, settings: list[str] | tuple[str, ...]) -> dict:

@@ -161,9 +161,17 @@ def test_a_setting_of_the_wrong_kind_or_outside_its_range_is_refused_naming_it(s
 def test_settings_of_the_right_kind_inside_their_ranges_are_taken():
     config.check_config(config.load_config())  # claims.yaml itself, every model's thresholds
     chosen = config.with_settings(
-        None, ["bootstrap.confidence=0.9", "tuning.fixed_alpha=64", "evaluation.limit=5", "C3.segment_counts=[3]"]
+        None,
+        [
+            "bootstrap.confidence=0.9",
+            "tuning.fixed_alpha=64",
+            "evaluation.limit=5",
+            "C3.segment_counts=[3]",
+            "directional.margin=1e9",  # YAML 1.1 reads an exponent without a dot as text; a number is meant
+        ],
     )
     thresholds = config.thresholds_for("any", chosen)
+    assert thresholds["directional"]["margin"] == 1e9
     assert thresholds["bootstrap"]["confidence"] == 0.9 and thresholds["tuning"]["fixed_alpha"] == 64
     assert thresholds["evaluation"]["limit"] == 5 and thresholds["C3"]["segment_counts"] == [3]
 

@@ -251,6 +251,7 @@ def command_verify(args: argparse.Namespace) -> int:
     reports.check_report_dir(args.report_dir)
     spec = _pair_from_args(args)
     claims_config = claims_config_of(args)
+    verification.check_downstream_tasks(spec, claims_config)
     measured = verification.measure(spec, profile_options(args, spec), device=args.device, claims_config=claims_config)
     for claim in claims.CLAIMS:
         measured.verdict(claim)
@@ -318,6 +319,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
     )
+    evaluate.check_tasks(tasks, options)
     resolved = models.resolve_pair(spec)
     table = {}
     for label, ref in (("base", resolved.base), ("sft", resolved.sft)):
@@ -721,12 +723,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_device_and_dtype(args: argparse.Namespace) -> None:
+    """A device this machine lacks, or a dtype no model runs in, is refused before any work."""
+    if getattr(args, "device", None) is not None:
+        models.check_device(args.device)
+    if getattr(args, "dtype", None) is not None:
+        models.resolve_dtype(args.dtype)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.plants import build  # the command line can name the planted controls as pairs
 
     build.register()
     try:
+        _check_device_and_dtype(args)
         return args.handler(args)
     except BadInputError as error:  # what a user's input causes: one line, exit 2; anything else is a bug and
         print(f"error: {error}", file=sys.stderr)  # keeps its traceback

@@ -292,14 +292,29 @@ def measure_swaps(
     )
 
 
+def _evaluation_options(thresholds: dict):
+    from harness.measure import evaluate
+
+    settings = thresholds["evaluation"]
+    return evaluate.EvalOptions(
+        limit=settings["limit"], num_fewshot=settings["num_fewshot"], max_gen_toks=settings["max_gen_toks"]
+    )
+
+
+def check_downstream_tasks(spec: models.ModelSpec, claims_config: dict | None) -> None:
+    """Refuse, before any work, a downstream task lm-eval does not know."""
+    from harness.measure import evaluate
+
+    thresholds = config.thresholds_for(spec.name, claims_config)
+    evaluate.check_tasks(list(thresholds["evaluation"]["tasks"]), _evaluation_options(thresholds))
+
+
 def downstream_scores(resolved: models.ResolvedPair, thresholds: dict, dtype: str, device: str = "auto") -> dict:
     """lm-eval scores of base and SFT on the configured tasks; an unavailable task is recorded as such."""
     from harness.measure import evaluate
 
     settings = thresholds["evaluation"]
-    options = evaluate.EvalOptions(
-        limit=settings["limit"], num_fewshot=settings["num_fewshot"], max_gen_toks=settings["max_gen_toks"]
-    )
+    options = _evaluation_options(thresholds)
     tokenizer = models.load_tokenizer(resolved.sft)
     scores: dict = {}
     for label, ref in (("base", resolved.base), ("sft", resolved.sft)):

@@ -108,6 +108,9 @@ class ClaimSession:
         option = config.option
         self.base, self.sft = option.base, option.sft
         self.device, self.dtype = option.device, option.dtype
+        models.check_device(self.device)  # a device or dtype this machine cannot run: refused before any test
+        if self.dtype is not None:
+            models.resolve_dtype(self.dtype)
         self.probe_set = option.probe_set
         self.pooled_samples, self.token_samples = option.pooled_samples, option.token_samples
         self.report_dir = Path(option.report_dir)

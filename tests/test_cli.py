@@ -155,6 +155,38 @@ def test_a_report_folder_that_cannot_be_written_is_refused_before_any_work(comma
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (
+            ["--device", "cuda"],
+            r"error: device .cuda.: torch \S+ has no cuda device here; use --device cpu \(or auto\)",
+        ),
+        (["--device", "tpu"], r"error: unknown device .tpu.; use auto, cpu, cuda or cuda:N"),
+        (["--dtype", "int8"], "error: unknown dtype 'int8'; use float32, bfloat16, float16 or auto"),
+    ],
+)
+def test_a_device_or_dtype_this_machine_cannot_run_is_refused_before_any_work(option, expected, capsys, monkeypatch):
+    import torch
+
+    from harness.sources import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
+    monkeypatch.setattr(models, "resolve_pair", lambda *a, **k: pytest.fail("a pair was resolved"))
+    for command in ("verify", "profile", "evaluate", "tune"):
+        out = ["--out", "x.json"] if command == "profile" else []
+        assert cli.main([command, "--pair", "tiny_olmo2", *option, *out]) == 2
+        assert re.fullmatch(expected + "\n", capsys.readouterr().err)
+
+
+def test_pytest_refuses_a_device_this_machine_lacks_before_any_test(pytester, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = pytester.runpytest("--device", "cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "has no cuda device here" in result.stderr.str()
+
+
 def test_pytest_refuses_a_report_folder_that_cannot_be_written_before_any_test(pytester):
     pytester.makefile(".txt", a_file="")
     result = pytester.runpytest("--report-dir", "a_file.txt")

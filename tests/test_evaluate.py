@@ -48,6 +48,24 @@ def test_a_real_task_offline_is_unavailable_not_zero(micro_pair, monkeypatch):
         evaluate.lm_eval_scores(model, tokenizer, ["gsm8k"], evaluate.EvalOptions(limit=2))
 
 
+def test_a_task_lm_eval_does_not_know_is_refused_and_any_task_it_knows_is_taken():
+    # the index of lm-eval's own tasks, built once per process (a real task's test above builds it too)
+    with pytest.raises(BadInputError, match=r"lm-eval \S+ has no task gsm9k: .*`lm-eval ls tasks`.*gsm8k_local"):
+        evaluate.check_tasks(["gsm8k", "gsm9k"], evaluate.EvalOptions())
+    evaluate.check_tasks(["gsm8k", "mmlu", "gsm8k_local", "arc_easy"], evaluate.EvalOptions())
+
+
+def test_a_task_outside_the_harness_s_own_is_read_at_its_first_preferred_metric():
+    arc = {"alias": "arc_easy", "acc,none": 0.5, "acc_stderr,none": 0.01, "acc_norm,none": 0.6}
+    assert evaluate.primary_metric("arc_easy", arc) == "acc,none"
+    assert evaluate.primary_metric("gsm8k", {"exact_match,flexible-extract": 0.2}) == "exact_match,strict-match"
+    assert (
+        evaluate.primary_metric("story", {"alias": "story", "bleu,none": 3.0, "bleu_stderr,none": 1.0}) == "bleu,none"
+    )
+    with pytest.raises(BadInputError, match="reported no score for task 'empty'"):
+        evaluate.primary_metric("empty", {"alias": "empty"})
+
+
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
 def test_answers_longer_than_the_models_context_are_refused_in_one_line_naming_the_setting(micro_pair, isolated_cache):
     ref = models.ModelRef(str(micro_pair.sft_dir))

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from harness import cache
-from harness.errors import BadInputError, NonFiniteError
+from harness.errors import BadInputError, NonFiniteError, first_of
 from harness.sources import synthetic
 from harness.sources.scoring import gsm8k_prompt
 
@@ -36,6 +36,43 @@ PRIMARY_METRIC = {
     "mmlu_local": "acc,none",
 }
 TASK_DATA_FORMAT = 1
+
+
+# The metric reported for a task lm-eval runs that the table above does not name: the first of these it gives.
+PREFERRED_METRICS = ("exact_match", "acc", "acc_norm", "f1", "word_perplexity")
+
+
+def primary_metric(task: str, metrics: dict) -> str:
+    """The ``metric,filter`` key a task's score is read from: the table's, else the first preferred metric the task
+    reports, else its first number."""
+    if task in PRIMARY_METRIC:
+        return PRIMARY_METRIC[task]
+    numbers = [key for key, value in metrics.items() if "," in key and isinstance(value, (int, float))]
+    scores = [key for key in numbers if "_stderr" not in key.partition(",")[0]]
+    for name in PREFERRED_METRICS:
+        found = [key for key in scores if key.partition(",")[0] == name]
+        if found:
+            return found[0]
+    if not scores:
+        raise BadInputError(f"lm-eval reported no score for task {task!r} (its results: {sorted(metrics)})")
+    return scores[0]
+
+
+def check_tasks(tasks: list[str], options: EvalOptions) -> None:
+    """Refuse, before any work, a task name lm-eval does not know (a typo, or a task of a newer lm-eval)."""
+    known = getattr(task_manager(tasks, options), "all_tasks", None)
+    unknown = [task for task in tasks if known is not None and task not in known]
+    if unknown:
+        raise BadInputError(
+            f"lm-eval {_lm_eval_version()} has no task {first_of(unknown)}: name a task, group or tag that "
+            f"`lm-eval ls tasks` lists (offline: {', '.join(LOCAL_TASKS)})"
+        )
+
+
+def _lm_eval_version() -> str:
+    from importlib import metadata
+
+    return metadata.version("lm_eval")
 
 
 class TaskUnavailable(BadInputError):
@@ -288,7 +325,7 @@ def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> 
     scores = {}
     for task in tasks:
         metrics = results["results"][task]
-        metric = PRIMARY_METRIC[task]
+        metric = primary_metric(task, metrics)
         name, _, filter_name = metric.partition(",")
         scores[task] = {
             "metric": metric,

@@ -517,9 +517,27 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
         resolved = getattr(torch, dtype)
     except AttributeError:
         resolved = None
-    if not isinstance(resolved, torch.dtype):
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
         raise BadInputError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
     return resolved
+
+
+def check_device(device: str) -> None:
+    """Refuse, before any work, a device this machine does not have (``cuda`` without a GPU torch can use)."""
+    try:
+        named = torch.device(device) if device != "auto" else None
+    except RuntimeError:
+        raise BadInputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if named is None or named.type == "cpu":
+        return
+    backend = getattr(torch, named.type, None)  # torch.cuda, torch.mps, torch.xpu: each says whether it is there
+    if not callable(getattr(backend, "is_available", None)) or not backend.is_available():
+        raise BadInputError(
+            f"device {device!r}: torch {torch.__version__} has no {named.type} device here; use --device cpu (or auto)"
+        )
+    count = getattr(backend, "device_count", lambda: 1)()
+    if named.index is not None and named.index >= count:
+        raise BadInputError(f"device {device!r}: this machine has {count} {named.type} device(s)")
 
 
 def default_device() -> str:

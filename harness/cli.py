@@ -571,6 +571,8 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness import options
+
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered pairs and whether they can be loaded here").set_defaults(
@@ -665,15 +667,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.set_defaults(handler=command_evaluate)
     swap_parser = commands.add_parser("swap", help="layer-swap scores and the C3 verdicts")
     _add_pair_options(swap_parser)
-    swap_parser.add_argument("--segments", type=int, nargs="+", default=[3, 5, 10], help="values of M")
+    swap_parser.add_argument(
+        "--segments", type=options.segment_count, nargs="+", default=[3, 5, 10], help="values of M (at least 3)"
+    )
     swap_parser.add_argument("--device", default="auto")
     _add_settings_options(swap_parser)
     swap_parser.set_defaults(handler=command_swap)
     calibrate = commands.add_parser("calibrate", help="false holds on simulated no-effect data, and power")
-    calibrate.add_argument("--simulations", type=int, default=500, help="simulations per claim and scenario")
+    calibrate.add_argument(
+        "--simulations",
+        type=options.whole_number_of_at_least(1, "a number of simulations"),
+        default=500,
+        help="simulations per claim and scenario",
+    )
     calibrate.add_argument(
         "--power-simulations",
-        type=int,
+        type=options.whole_number_of_at_least(1, "a number of simulations"),
         default=100,
         help="simulations per claim at the paper's effect sizes (the paper's data sizes)",
     )

@@ -43,7 +43,9 @@ def layer_of_row(row: int) -> int:
 
 def segments(n_layers: int, count: int) -> list[list[int]]:
     """Decoder layers 0..n-1 split into ``count`` contiguous segments as equal as possible (earlier ones longer)."""
-    if not 1 <= count <= n_layers:
+    if count < 1:
+        raise BadInputError(f"a segment count must be at least 1; got {count}")
+    if count > n_layers:
         raise BadInputError(
             f"cannot split {n_layers} layers into {count} segments: a claim at M = {count} needs at "
             f"least {count} decoder layers"

@@ -3,12 +3,34 @@ and one function that turns them into a run's claims config."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.config import RANGES
 from harness.sources.data import POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES
+
+
+def whole_number_of_at_least(minimum: int, what: str):
+    """An option's type: a whole number of at least ``minimum`` (argparse and pytest say which, as a usage error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}; got {value}")
+        return value
+
+    parse.__name__ = "whole number"  # how argparse names the type in its own messages
+    return parse
+
+
+# M of a layer swap or a single-segment LoRA study: a first, a middle and a last segment (as the claims config's)
+segment_count = whole_number_of_at_least(int(RANGES["C3.segment_counts"][0]), "a segment count M")
 
 
 def _task_list(text: str) -> list[str]:
@@ -66,7 +88,7 @@ STUDY_OPTIONS: tuple[Option, ...] = (
         ("--tune-segments",),
         "tune_segments",
         "values of M for the single-segment inverted U of C4 (default: the claims config's)",
-        kwargs={"type": int, "nargs": "+", "metavar": "M"},
+        kwargs={"type": segment_count, "nargs": "+", "metavar": "M"},
         command_line_aliases=("--segments",),
     ),
     Option(

@@ -116,3 +116,24 @@ def test_every_report_is_built_by_one_function():
 def test_a_matrix_entropy_order_below_zero_is_refused_before_any_work(alpha):
     with pytest.raises(BadInputError, match=r"alpha, the order of the matrix entropy \(eq. 2-3\), must be 0 or above"):
         cli.profile_options(_subparser("verify").parse_args(["--alpha", alpha]), models.get_spec("tiny_olmo2"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["swap", "--segments", "3", "2"], "argument --segments: a segment count M must be at least 3; got 2"),
+        (["tune", "--tune-segments", "0"], "a segment count M must be at least 3; got 0"),
+        (["calibrate", "--simulations", "0"], "argument --simulations: a number of simulations must be at least 1"),
+        (["calibrate", "--power-simulations", "x"], "argument --power-simulations: 'x' is not a whole number"),
+    ],
+)
+def test_counts_that_could_give_no_verdict_are_usage_errors(argv, expected, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(argv)
+    assert stopped.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_pytest_refuses_a_segment_count_below_three(pytester):
+    result = pytester.runpytest("--tune-segments", "5", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "argument --tune-segments: a segment count M must be at least 3; got 2" in result.stderr.str()

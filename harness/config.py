@@ -186,7 +186,7 @@ def parse_setting(text: str) -> tuple[list[str], object]:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as error:
         raise ConfigError(f"setting {key}: {value!r} is not a value ({error})") from error
-    return key.strip().split("."), _number_written_as_text(parsed)
+    return key.strip().split("."), parsed
 
 
 def with_settings(config: dict | None, settings: list[str] | tuple[str, ...]) -> dict:

@@ -60,8 +60,8 @@ def primary_metric(task: str, metrics: dict) -> str:
 
 def check_tasks(tasks: list[str], options: EvalOptions) -> None:
     """Refuse, before any work, a task name lm-eval does not know (a typo, or a task of a newer lm-eval)."""
-    known = getattr(task_manager(tasks, options), "all_tasks", None)
-    unknown = [task for task in tasks if known is not None and task not in known]
+    known = getattr(task_manager(tasks, options), "all_tasks", None)  # None: an lm-eval without the index
+    unknown = [task for task in tasks if task not in known] if known is not None else []
     if unknown:
         raise BadInputError(
             f"lm-eval {_lm_eval_version()} has no task {first_of(unknown)}: name a task, group or tag that "

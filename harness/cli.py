@@ -17,8 +17,10 @@ def _pair_from_args(args: argparse.Namespace) -> models.ModelSpec:
     if getattr(args, "base", None) or getattr(args, "sft", None):
         if not (args.base and args.sft):
             raise SystemExit("error: --base and --sft go together")
+        if args.pair:  # two pairs named: which one was meant is the user's to say
+            raise SystemExit(f"error: --pair {args.pair} and --base/--sft name two pairs: give one")
         return models.custom_pair(args.base, args.sft, dtype=args.dtype or "bfloat16")
-    return models.get_spec(args.pair)
+    return models.get_spec(args.pair or models.DEFAULT_PAIR)
 
 
 def _check_output_file(path: str | None) -> None:
@@ -51,7 +53,7 @@ def _add_settings_options(parser: argparse.ArgumentParser, evaluation: bool = Fa
 def _add_pair_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pair",
-        default=models.DEFAULT_PAIR,
+        default=None,
         help=f"registered pair (default {models.DEFAULT_PAIR}); see `harness list`",
     )
     parser.add_argument("--base", help="base checkpoint: hub id or local directory (with --sft)")
@@ -85,7 +87,12 @@ def pair_summary(resolved: models.ResolvedPair) -> str:
         f"vocabulary {base_config.vocab_size}",
     ]
     info = resolved.build_info
-    if info:
+    if info and "exact_match" not in info:  # a planted control: weights edited from a tiny pair, not trained
+        expected = info.get("expected") or {}
+        lines.append(f"planted     {info['description']} (edited from the tiny pair's build {info['source']})")
+        if expected:
+            lines.append("expected    " + ", ".join(f"{k} {'holds' if v else 'refuted'}" for k, v in expected.items()))
+    elif info:
         score = info["exact_match"]
         lines += [
             f"parameters  {info['parameters']:,}",
@@ -380,6 +387,10 @@ def command_tune(args: argparse.Namespace) -> int:
     reports.check_report_dir(args.report_dir)
     if args.pairs:  # several studies in one process: the libraries are imported once
         names = [name.strip() for name in args.pairs.split(",") if name.strip()]
+        if not names or args.pair or args.base or args.sft:
+            raise SystemExit(
+                "error: --pairs takes registered pairs, comma-separated, instead of --pair or --base/--sft"
+            )
         for name in names:
             models.get_spec(name)  # an unknown name is refused before any study is trained
         return max(command_tune(argparse.Namespace(**{**vars(args), "pairs": None, "pair": name})) for name in names)
@@ -751,6 +762,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInputError as error:  # what a user's input causes: one line, exit 2; anything else is a bug and
         print(f"error: {error}", file=sys.stderr)  # keeps its traceback
         return 2
+    except KeyboardInterrupt:  # the user's stop, not a bug: every finished step is in the cache
+        print(
+            f"\ninterrupted: run `harness {args.command}` again to resume (finished steps are read from the cache)",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,10 @@ segment_count = whole_number_of_at_least(int(RANGES["C3.segment_counts"][0]), "a
 
 
 def _task_list(text: str) -> list[str]:
-    return [task.strip() for task in text.split(",") if task.strip()]
+    tasks = [task.strip() for task in text.split(",") if task.strip()]
+    if not tasks:
+        raise argparse.ArgumentTypeError(f"{text!r} names no task: give lm-eval task names, comma-separated")
+    return tasks
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,20 @@ class ClaimSession:
         self.regression = option.baseline
         self.baselines_dir = Path(option.baselines_dir)
         self.update_baselines = option.update_baselines
+        if self.update_baselines:
+            reports.check_report_dir(self.baselines_dir, "baselines folder")
+        elif self.regression and self.baselines_dir.exists() and not self.baselines_dir.is_dir():
+            raise BadInputError(f"--baselines-dir {self.baselines_dir} is a file, not a folder of baselines")
         self.claims_config = options.claims_config_of(vars(option))
         self.tune_pairs = option.tune or list(DEFAULT_TUNED)
+        for name in self.tune_pairs:  # a misspelt pair would only skip its LoRA suites, saying nothing of it
+            if name == "custom" and not self.base:
+                raise BadInputError("--tune custom trains the pair of --base and --sft: give both")
+            if name not in (*models.REGISTRY, *CONTROLS, "custom"):
+                raise BadInputError(
+                    f"--tune {name}: no such pair; it takes a registered pair (`harness list`), a planted "
+                    "control, or custom (the pair of --base and --sft)"
+                )
         self.tune_segments = option.tune_segments
         self.jobs_settings = arm_jobs.JobSettings(executor=option.tune_executor, workers=option.tune_workers)
         self.inconclusive = option.inconclusive

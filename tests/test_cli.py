@@ -194,6 +194,80 @@ def test_pytest_refuses_a_report_folder_that_cannot_be_written_before_any_test(p
     assert "the report folder a_file.txt cannot be written: a_file.txt is a file" in result.stderr.str()
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["verify", "--pair", "tiny_mistral", "--base", "b", "--sft", "s"],
+            "error: --pair tiny_mistral and --base/--sft name two pairs: give one",
+        ),
+        (["tune", "--pairs", ","], "error: --pairs takes registered pairs, comma-separated, instead of"),
+        (
+            ["tune", "--pairs", "tiny_olmo2", "--base", "b", "--sft", "s"],
+            "error: --pairs takes registered pairs, comma-separated, instead of",
+        ),
+    ],
+)
+def test_two_pairs_or_none_named_at_once_are_refused_before_any_work(argv, expected, capsys, monkeypatch):
+    from harness.sources import models
+
+    monkeypatch.setattr(models, "resolve_pair", lambda *a, **k: pytest.fail("a pair was resolved"))
+    with pytest.raises(SystemExit) as refused:
+        cli.main(argv)
+    assert str(refused.value).startswith(expected)
+
+
+def test_an_empty_task_list_is_a_usage_error_on_the_command_line_and_in_pytest(capsys, pytester):
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["evaluate", "--tasks", ","])
+    assert refused.value.code == 2 and "argument --tasks: ',' names no task" in capsys.readouterr().err
+    result = pytester.runpytest("--tasks", " , ")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "names no task" in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--tune", "tiny_olmo"], "--tune tiny_olmo: no such pair"),
+        (["--tune", "custom"], "--tune custom trains the pair of --base and --sft: give both"),
+        (["--baseline", "--baselines-dir", "a_file.txt"], "--baselines-dir a_file.txt is a file"),
+        (
+            ["--update-baselines", "--baselines-dir", "a_file.txt/pairs"],
+            "the baselines folder a_file.txt/pairs cannot be written: a_file.txt is a file",
+        ),
+    ],
+)
+def test_pytest_refuses_a_misspelt_tuned_pair_or_a_baselines_file_before_any_test(option, expected, pytester):
+    pytester.makefile(".txt", a_file="")
+    result = pytester.runpytest(*option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and expected in result.stderr.str()
+
+
+def test_an_interrupted_command_says_how_to_resume_instead_of_a_traceback(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "command_list", interrupted)
+    assert cli.main(["list"]) == 130
+    assert capsys.readouterr().err == (
+        "\ninterrupted: run `harness list` again to resume (finished steps are read from the cache)\n"
+    )
+
+
+def test_the_summary_of_a_planted_control_says_what_was_planted_and_the_answers_expected(micro_pair):
+    from harness.plants.catalogue import CONTROLS
+    from harness.sources import models
+
+    spec = models.ModelSpec("planted_edges", models.ModelRef(str(micro_pair.base_dir)), models.ModelRef("x"), "olmo2")
+    info = {"name": "planted_edges", "description": CONTROLS["planted_edges"].description, "source": "ee441d2c"}
+    info["expected"] = {"C3:base_with_sft_block": True, "C3:sft_with_base_block": False}
+    summary = cli.pair_summary(models.ResolvedPair(spec, spec.base, spec.sft, build_info=info))
+    assert f"planted     {info['description']} (edited from the tiny pair's build ee441d2c)" in summary
+    assert "expected    C3:base_with_sft_block holds, C3:sft_with_base_block refuted" in summary
+    summary = cli.pair_summary(models.ResolvedPair(spec, spec.base, spec.sft, build_info={**info, "expected": {}}))
+    assert "expected" not in summary and "planted" in summary
+
+
 def test_list_shows_every_registered_pair(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["list"]) == 0

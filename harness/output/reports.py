@@ -62,13 +62,14 @@ def _source_revision() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def check_report_dir(report_dir: Path | str) -> None:
-    """Refuse a report folder that cannot be written, before any work (not at the end of a long run)."""
+def check_report_dir(report_dir: Path | str, what: str = "report folder") -> None:
+    """Refuse a report folder (or another folder a run writes into, named by ``what``) that cannot be written,
+    before any work (not at the end of a long run)."""
     target = Path(report_dir)
     existing = next((p for p in (target, *target.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
         kind = "a file" if existing is not None and existing.is_file() else "not a folder that can be written"
-        raise BadInputError(f"the report folder {report_dir} cannot be written: {existing} is {kind}")
+        raise BadInputError(f"the {what} {report_dir} cannot be written: {existing} is {kind}")
 
 
 def run_folder(report_dir: Path, group: str, when: dt.datetime | None = None) -> Path:

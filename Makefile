@@ -42,12 +42,18 @@ WARM_OUT := reports/warm
 # core here, most of it for modules no test imports), while Python compiles what is imported, once, into
 # __pycache__ (measured: set-up 101 s against 49 s; the first import of the stack 8.5 s against 18.6 s).
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile
+# The rest of the set then goes in through uv, which installs the same pinned versions (the constraints pin every
+# package) in seconds where pip takes half a minute (measured from a fresh clone: 6 s against 31 s, the two
+# environments' `pip freeze` identical). uv does not read pip's configuration: where it cannot reach the registry
+# that pip is configured for, pip installs the set as before.
+UV := uv==0.13.9
+UV_INSTALL := $(VENV)/bin/uv pip install --quiet --python $(PY)
 
 $(STAMP): pyproject.toml constraints/torch.txt $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned by the constraints file, so nothing resolves a multi-GB CUDA build
-	$(PIP_INSTALL) -c constraints/torch.txt torch
-	$(PIP_INSTALL) $(PINS) -e '.[dev]'
+	$(PIP_INSTALL) -c constraints/torch.txt torch $(UV)
+	$(UV_INSTALL) $(PINS) -e '.[dev]' || $(PIP_INSTALL) $(PINS) -e '.[dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

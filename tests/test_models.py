@@ -1,3 +1,4 @@
+import copy
 import json
 import re
 
@@ -352,6 +353,45 @@ def test_a_config_or_tokenizer_transformers_cannot_read_is_refused_in_one_line_b
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and message.startswith("error: " + str(folders[side])) and re.search(expected, message)
     assert not out.exists() and not (isolated_cache / "profiles").exists()  # refused before any model ran
+
+
+def _segment_otherwise(folder):
+    """The SFT's tokenizer with most of its merges dropped: the same vocabulary, other tokens for the same text."""
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["model"]["merges"] = tokenizer["model"]["merges"][: len(tokenizer["model"]["merges"]) // 10]
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_pair_whose_tokenizers_encode_text_differently_is_refused_before_any_work(
+    micro_pair, isolated_cache, tmp_path, capsys
+):
+    from harness import cli
+
+    sft = _copy(micro_pair, tmp_path, "sft")
+    _segment_otherwise(sft)
+    out = tmp_path / "report.json"
+    code = cli.main(["profile", "--base", str(micro_pair.base_dir), "--sft", str(sft), "--out", str(out)])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and re.fullmatch(
+        f"error: {micro_pair.base_dir} and {sft} tokenize the same text differently "
+        r"\('A baker sells 48 loaves on Monday and 3/'\.\.\.: \d+ against \d+ tokens, first apart at token \d+\)\. "
+        "A layer-wise comparison feeds both models the same tokens: .*",
+        message,
+    )
+    assert not out.exists() and not (isolated_cache / "profiles").exists()
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_tokens_added_for_a_chat_template_leave_the_pairs_tokenization_alike(micro_pair):
+    base = models.load_tokenizer(models.ModelRef(str(micro_pair.base_dir)))
+    sft = models.load_tokenizer(models.ModelRef(str(micro_pair.sft_dir)))
+    sft.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    models.check_same_tokenization(base, sft)
+    segmented_otherwise = copy.deepcopy(sft)
+    segmented_otherwise.add_tokens(["baker"])  # a word of the samples now one token in the SFT's vocabulary
+    with pytest.raises(models.PairMismatchError, match="tokenize the same text differently"):
+        models.check_same_tokenization(base, segmented_otherwise)
 
 
 @pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)

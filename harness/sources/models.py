@@ -429,7 +429,12 @@ def resolve_pair(spec: ModelSpec, progress: bool = True) -> ResolvedPair:
     check_same_architecture(base_config, sft_config, resolved.base.describe(), resolved.sft.describe())
     for ref in (resolved.base, resolved.sft):
         check_has_tokenizer(ref)
-        check_readable_tokenizer(ref)
+    check_same_tokenization(
+        check_readable_tokenizer(resolved.base),
+        check_readable_tokenizer(resolved.sft),
+        resolved.base.describe(),
+        resolved.sft.describe(),
+    )
     return resolved
 
 
@@ -463,15 +468,43 @@ def load_config(ref: ModelRef):
         ) from error
 
 
-def check_readable_tokenizer(ref: ModelRef) -> None:
+def check_readable_tokenizer(ref: ModelRef):
     """Refuse, before any work, a tokenizer that cannot be loaded (a damaged tokenizer.json, say): the probe texts
-    are encoded by each model's own, after the other model's profile was already taken."""
+    are encoded by each model's own, after the other model's profile was already taken. Returns the tokenizer."""
     try:
-        load_tokenizer(ref)
+        return load_tokenizer(ref)
     except Exception as error:  # transformers and tokenizers raise many kinds for malformed tokenizer files
         raise UnreadableCheckpointError(
             f"{ref.describe()} has a tokenizer that cannot be loaded ({_first_line(error)})"
         ) from error
+
+
+# Text of the kinds the probe sets and tasks hold (a word problem, a multiple-choice question, prose, code,
+# numbers, accents): a pair's two tokenizers must encode each alike
+TOKENIZATION_SAMPLES = (
+    "A baker sells 48 loaves on Monday and 3/4 as many on Tuesday. How many loaves did she sell in all? 48 + 36 = 84",
+    "Question: Which gas do plants take in during photosynthesis?\nA. Oxygen\nB. Carbon dioxide\nAnswer: B",
+    "The river's delta, formed over thousands of years, shelters 1,250 species (some found nowhere else).",
+    "def mean(values):\n    return sum(values) / len(values)  # an empty list raises ZeroDivisionError",
+    "Café, naïve, Zürich: résumé ≥ 3.5 € — 2026-12-07 at 14:05.",
+)
+
+
+def check_same_tokenization(base_tokenizer, sft_tokenizer, base_name: str = "base", sft_name: str = "SFT") -> None:
+    """Refuse a pair whose tokenizers encode the same text into different tokens: each model reads the probe texts
+    through its own tokenizer, and every metric compares the two models' states over the same tokens (tokens added
+    to the SFT's vocabulary for a chat template leave plain text alike)."""
+    for text in TOKENIZATION_SAMPLES:
+        base_ids, sft_ids = base_tokenizer(text).input_ids, sft_tokenizer(text).input_ids
+        if base_ids != sft_ids:
+            shorter = min(len(base_ids), len(sft_ids))
+            where = next((i for i in range(shorter) if base_ids[i] != sft_ids[i]), shorter)
+            raise PairMismatchError(
+                f"{base_name} and {sft_name} tokenize the same text differently ({text[:40]!r}...: "
+                f"{len(base_ids)} against {len(sft_ids)} tokens, first apart at token {where}). A layer-wise "
+                "comparison feeds both models the same tokens: give the SFT the base's tokenizer files if it was "
+                "fine-tuned on them, or pick the SFT that was fine-tuned from this base."
+            )
 
 
 def layer_count(ref: ModelRef) -> int:

@@ -744,11 +744,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_device_and_dtype(args: argparse.Namespace) -> None:
-    """A device this machine lacks, or a dtype no model runs in, is refused before any work."""
+    """A device this machine lacks, a dtype no model runs in, or too few probe samples for the verdicts, is
+    refused before any work (before `harness run` builds its pair)."""
     if getattr(args, "device", None) is not None:
         models.check_device(args.device)
     if getattr(args, "dtype", None) is not None:
         models.resolve_dtype(args.dtype)
+    if args.command in ("run", "verify"):
+        from harness import verification
+
+        verification.check_verifiable_samples(args.pooled_samples)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,6 +87,18 @@ class Measured:
         }
 
 
+def check_verifiable_samples(pooled_samples: int) -> None:
+    """Refuse, before any work, fewer probe samples than the verdicts' estimators take: a profile's plug-in tables
+    need two, the debiased CKA (and so every C1 interval) ``unbiased.MIN_SAMPLES``."""
+    from harness.metrics.unbiased import MIN_SAMPLES
+
+    if pooled_samples < MIN_SAMPLES:
+        raise BadInputError(
+            f"verifying the claims needs at least {MIN_SAMPLES} pooled probe samples (the debiased CKA of eq. 6 "
+            f"and its jackknife); got {pooled_samples} (`harness profile` takes 2 or more)"
+        )
+
+
 def measure(
     spec: models.ModelSpec,
     options: ProfileOptions,
@@ -95,6 +107,7 @@ def measure(
     claims_config: dict | None = None,
 ) -> Measured:
     """Resolve, profile and prepare the bootstrap of one pair (raises ModelUnavailableError when it cannot)."""
+    check_verifiable_samples(options.pooled_samples)
     thresholds = config.thresholds_for(spec.name, claims_config)
     resolved = models.resolve_pair(spec, progress=progress)
     profile = profile_pair(resolved, options, device=device, progress=progress)

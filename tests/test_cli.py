@@ -268,6 +268,25 @@ def test_the_summary_of_a_planted_control_says_what_was_planted_and_the_answers_
     assert "expected" not in summary and "planted" in summary
 
 
+@pytest.mark.parametrize("command", ["run", "verify"])
+def test_fewer_probe_samples_than_the_verdicts_take_are_refused_before_any_work(command, capsys, monkeypatch):
+    from harness.sources import models
+
+    monkeypatch.setattr(models, "resolve_pair", lambda *a, **k: pytest.fail("a pair was resolved"))
+    for samples in ("2", "4"):
+        assert cli.main([command, "--pair", "tiny_olmo2", "--pooled-samples", samples]) == 2
+        assert capsys.readouterr().err == (
+            f"error: verifying the claims needs at least 5 pooled probe samples (the debiased CKA of eq. 6 and its "
+            f"jackknife); got {samples} (`harness profile` takes 2 or more)\n"
+        )
+
+
+def test_pytest_refuses_fewer_probe_samples_than_the_verdicts_take_before_any_test(pytester):
+    result = pytester.runpytest("--pooled-samples", "4")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "verifying the claims needs at least 5 pooled probe samples" in result.stderr.str()
+
+
 def test_list_shows_every_registered_pair(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["list"]) == 0

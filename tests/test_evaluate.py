@@ -78,6 +78,20 @@ def test_answers_longer_than_the_models_context_are_refused_in_one_line_naming_t
     assert shorter["gsm8k_local"]["n"] == 1
 
 
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_more_shots_than_a_task_holds_are_refused_in_one_line_naming_the_setting(micro_pair, isolated_cache):
+    ref = models.ModelRef(str(micro_pair.sft_dir))
+    model, tokenizer = models.load_model(ref, device="cpu"), models.load_tokenizer(ref)
+    too_many = evaluate.EvalOptions(limit=1, num_fewshot=50, max_gen_toks=8)
+    with pytest.raises(
+        BadInputError,
+        match=r"^50 shots \(--num-fewshot, evaluation.num_fewshot\) are more examples than mmlu_local holds for its "
+        r"shots \(number of fewshot samples requested exceeds the 5 that are available\): ask for fewer",
+    ):
+        evaluate.lm_eval_scores(model, tokenizer, ["mmlu_local"], too_many)
+    assert evaluate.lm_eval_scores(model, tokenizer, ["mmlu_local"], dataclasses.replace(too_many, num_fewshot=5))
+
+
 @pytest.mark.slow
 def test_answer_log_likelihood_prefers_the_fine_tuned_model(tiny_pair):
     records = [synthetic.gsm8k_record(0, "test", i) for i in range(30)]

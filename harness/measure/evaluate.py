@@ -308,14 +308,22 @@ def _scores(wrapped, tasks: list[str], options: EvalOptions, per_item: bool) -> 
                 log_samples=per_item,
                 gen_kwargs=({"max_gen_toks": options.max_gen_toks} if options.max_gen_toks else None),
             )
-    except AssertionError as error:  # lm-eval checks that an answer fits in the model's context
-        if "max tokens to generate" not in str(error):
-            raise
-        raise BadInputError(
-            f"lm-eval would generate answers of up to {options.max_gen_toks or 256} tokens, but the model's "
-            f"context is {wrapped.max_length} tokens: ask for shorter answers with --set evaluation.max_gen_toks=N "
-            "(--max-gen-toks N), or --set tuning.max_gen_toks=N for the LoRA arms' scoring"
-        ) from None
+    except AssertionError as error:  # lm-eval asserts what a user's options can break: these two become a refusal
+        if "max tokens to generate" in str(error):  # an answer must fit in the model's context
+            raise BadInputError(
+                f"lm-eval would generate answers of up to {options.max_gen_toks or 256} tokens, but the model's "
+                f"context is {wrapped.max_length} tokens: ask for shorter answers with --set "
+                "evaluation.max_gen_toks=N (--max-gen-toks N), or --set tuning.max_gen_toks=N for the LoRA arms' "
+                "scoring"
+            ) from None
+        if "number of fewshot samples requested exceeds" in str(error):  # shots come from the task's own split
+            available = str(error).strip().removeprefix("Error: ").rstrip(".")
+            raise BadInputError(
+                f"{options.num_fewshot} shots (--num-fewshot, evaluation.num_fewshot) are more examples than "
+                f"{', '.join(tasks)} holds for its shots ({available}): ask for fewer, or leave it unset for each "
+                "task's own"
+            ) from None
+        raise
     except ConnectionError as error:
         raise TaskUnavailable(
             f"lm-eval could not load {tasks}: the hub is offline and the data are not cached "

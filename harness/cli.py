@@ -710,7 +710,12 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("current", nargs="?", help="the report or baseline to compare with the first")
     diff.add_argument("--baselines-dir", default="baselines", help="where stored baselines are (one argument)")
     diff.add_argument("--pair", help="compare only this pair")
-    diff.add_argument("--limit", type=int, default=60, help="rows of differences to print per pair")
+    diff.add_argument(
+        "--limit",
+        type=options.whole_number_of_at_least(0, "--limit"),
+        default=60,
+        help="rows of differences to print per pair",
+    )
     diff.set_defaults(handler=command_diff)
     dry = commands.add_parser(
         "dry-run",

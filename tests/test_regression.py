@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,17 @@ def test_harness_diff_exits_non_zero_on_drift(baseline, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sft table" in out and "effective_rank" in out and "    7 " in out
     assert cli.main(["diff", str(TINY_BASELINE), str(tmp_path / "missing.json")]) == 2
+
+
+def test_harness_diff_lists_as_many_differences_as_asked_and_refuses_a_negative_count(baseline, tmp_path, capsys):
+    drifted = tmp_path / "drifted.json"
+    changed = _nudge(_nudge(baseline, "sft", "effective_rank", 7, 1.0), "sft", "effective_rank", 8, 1.0)
+    drifted.write_text(json.dumps(changed))
+    assert cli.main(["diff", str(TINY_BASELINE), str(drifted), "--limit", "1"]) == 1
+    assert re.search(r"\n\.\.\. and \d+ more", capsys.readouterr().out)
+    with pytest.raises(SystemExit):
+        cli.main(["diff", str(TINY_BASELINE), str(drifted), "--limit", "-3"])
+    assert "argument --limit: --limit must be at least 0; got -3" in capsys.readouterr().err
 
 
 def _this_build_section():

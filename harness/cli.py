@@ -726,9 +726,22 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("--shape", help="a config.json of another architecture instead")
     dry.add_argument("--dtype", default="bfloat16")
     dry.add_argument("--device", default="auto", help="auto (the GPU when present), cpu, cuda")
-    dry.add_argument("--samples", type=int, default=16, help="probe samples of the profile stage")
-    dry.add_argument("--token-samples", type=int, default=4, help="of which with token-level metrics")
-    dry.add_argument("--lora-steps", type=int, default=3, help="LoRA steps per arm")
+    # checked before the shape pair is built (gigabytes of checkpoints for a 7B shape)
+    dry.add_argument(
+        "--samples",
+        type=options.whole_number_of_at_least(2, "--samples (dataset metrics need two)"),
+        default=16,
+        help="probe samples of the profile stage",
+    )
+    dry.add_argument(
+        "--token-samples",
+        type=options.whole_number_of_at_least(0, "--token-samples"),
+        default=4,
+        help="of which with token-level metrics",
+    )
+    dry.add_argument(
+        "--lora-steps", type=options.whole_number_of_at_least(1, "--lora-steps"), default=3, help="LoRA steps per arm"
+    )
     dry.add_argument("--out", help="write the figures as a JSON report")
     dry.set_defaults(handler=command_dry_run)
     rescore_parser = commands.add_parser(

@@ -140,6 +140,21 @@ def test_a_shape_file_transformers_cannot_build_is_refused_in_one_line_before_an
     assert not list(isolated_cache.glob("dry-run/*/*"))
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--samples", "1"], "argument --samples: --samples (dataset metrics need two) must be at least 2; got 1"),
+        (["--token-samples", "-1"], "argument --token-samples: --token-samples must be at least 0; got -1"),
+        (["--lora-steps", "0"], "argument --lora-steps: --lora-steps must be at least 1; got 0"),
+    ],
+)
+def test_sizes_no_stage_can_run_at_are_usage_errors_before_anything_is_built(option, expected, capsys, monkeypatch):
+    monkeypatch.setattr(dry_run, "run_dry", lambda *a, **k: pytest.fail("the dry run started"))
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["dry-run", "--pair", "olmo2_1b", *option])
+    assert refused.value.code == 2 and expected in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("vocabulary", [64, 512])
 def test_a_toy_vocabulary_runs_too(vocabulary, isolated_cache, tmp_path):
     # below a byte-level tokenizer's 300 tokens the shape's vocabulary is raised (and said so); above, the

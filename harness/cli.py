@@ -161,7 +161,7 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
         choices=("pre_norm", "final_norm"),
         help="take layer L before the final norm (default) or after it",
     )
-    parser.add_argument("--seed", type=int, default=0, help="probe sampling seed")
+    parser.add_argument("--seed", type=options.seed_number("--seed"), default=0, help="probe sampling seed")
     parser.add_argument("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
 
 
@@ -621,7 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     from harness import options as shared_options
 
     shared_options.add_options(tune.add_argument, shared_options.STUDY_OPTIONS, command_line=True)
-    tune.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default: the config's)")
+    tune.add_argument(
+        "--seeds",
+        type=shared_options.seed_number("--seeds"),
+        nargs="+",
+        default=None,
+        help="training seeds (default: the config's)",
+    )
     tune.add_argument("--steps", type=int, default=None, help="training steps per arm (default: the config's)")
     tune.add_argument("--full-rank", type=int, default=None, help="rank of the full-depth arm; sets the budget")
     tune.add_argument(
@@ -671,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=lambda text: text if text == "auto" else int(text),
         help="default: auto on a GPU (lm-eval's search), 8 on the CPU",
     )
-    evaluate_parser.add_argument("--seed", type=int, default=0)
+    evaluate_parser.add_argument("--seed", type=options.seed_number("--seed"), default=0)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--out", help="write the scores as JSON")
     _add_settings_options(evaluate_parser, evaluation=True)
@@ -697,7 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="simulations per claim at the paper's effect sizes (the paper's data sizes)",
     )
-    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--seed", type=options.seed_number("--seed"), default=0)
     calibrate.set_defaults(handler=command_calibrate)
     diff = commands.add_parser(
         "diff", help="compare two reports of any kind, or one with its stored baseline; exit 1 on drift"

@@ -83,6 +83,7 @@ def _merge(base: dict, override: dict, where: str) -> dict:
 
 # The settings whose values outside a range would give a verdict no meaning (an interval at 150% confidence,
 # a segment count of 0): (lowest, highest, whether the ends themselves are allowed), each element of a list.
+SEED_MAX = 2**32 - 1
 RANGES: dict[str, tuple[float, float, bool]] = {
     "bootstrap.confidence": (0.0, 1.0, False),
     "bootstrap.resamples": (2, math.inf, True),
@@ -110,7 +111,14 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "evaluation.num_fewshot": (0, math.inf, True),
     "evaluation.max_gen_toks": (1, math.inf, True),
     "directional.margin": (0.0, math.inf, True),
+    # numpy takes seeds of 0 to 2**32 - 1 (its Generator no negative one; lm-eval seeds its legacy state with them)
+    "bootstrap.seed": (0, SEED_MAX, True),
+    "tuning.seeds": (0, SEED_MAX, True),
 }
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"  # 4294967295, not 4.29497e+09
 
 
 def check_ranges(thresholds: dict, where: str = "claims config") -> None:
@@ -124,9 +132,9 @@ def check_ranges(thresholds: dict, where: str = "claims config") -> None:
             inside = low <= item <= high if closed else low < item < high
             if not inside:
                 if high == math.inf:
-                    allowed = f"at least {low:g}" if closed else f"above {low:g}"
+                    allowed = f"at least {_shown(low)}" if closed else f"above {_shown(low)}"
                 else:
-                    allowed = f"between {low:g} and {high:g}" + ("" if closed else ", exclusive")
+                    allowed = f"between {_shown(low)} and {_shown(high)}" + ("" if closed else ", exclusive")
                 each = "every value of " if isinstance(value, list) else ""
                 raise ConfigError(f"{where}: {each}{key} must be {allowed}; got {value!r}")
     if not thresholds.get("tuning", {}).get("seeds", [0]):

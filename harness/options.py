@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import RANGES
+from harness.config import RANGES, SEED_MAX
 from harness.sources.data import POOLED_SAMPLES, TOKEN_LEVEL_SAMPLES
 
 
-def whole_number_of_at_least(minimum: int, what: str):
-    """An option's type: a whole number of at least ``minimum`` (argparse and pytest say which, as a usage error)."""
+def whole_number_of_at_least(minimum: int, what: str, maximum: int | None = None):
+    """An option's type: a whole number of at least ``minimum`` (and at most ``maximum``; argparse and pytest say
+    which, as a usage error)."""
 
     def parse(text: str) -> int:
         try:
@@ -23,10 +24,17 @@ def whole_number_of_at_least(minimum: int, what: str):
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what} must be at least {minimum}; got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"{what} must be at most {maximum}; got {value}")
         return value
 
     parse.__name__ = "whole number"  # how argparse names the type in its own messages
     return parse
+
+
+def seed_number(what: str = "a seed"):
+    """An option's type for a random seed: what numpy takes (0 to 2**32 - 1; no negative one)."""
+    return whole_number_of_at_least(0, what, SEED_MAX)
 
 
 # M of a layer swap or a single-segment LoRA study: a first, a middle and a last segment (as the claims config's)

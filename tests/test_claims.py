@@ -151,6 +151,8 @@ def test_each_load_of_the_config_is_the_callers_own_copy(tmp_path):
         ("tuning.learning_rate=0", r"tuning.learning_rate must be above 0; got 0"),
         ("evaluation.limit=0", r"evaluation.limit must be at least 1; got 0"),
         ("tuning.seeds=[]", r"tuning.seeds is empty"),
+        ("bootstrap.seed=-1", r"bootstrap.seed must be between 0 and 4294967295; got -1"),
+        ("tuning.seeds=[0, -2]", r"every value of tuning.seeds must be between 0 and 4294967295; got \[0, -2\]"),
     ],
 )
 def test_a_setting_of_the_wrong_kind_or_outside_its_range_is_refused_naming_it(setting, expected):

@@ -287,6 +287,23 @@ def test_pytest_refuses_fewer_probe_samples_than_the_verdicts_take_before_any_te
     assert "verifying the claims needs at least 5 pooled probe samples" in result.stderr.str()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--seed", "-1"],
+        ["calibrate", "--seed", "-1"],
+        ["profile", "--seed", "-1", "--out", "x.json"],
+        ["tune", "--seeds", "0", "-1"],
+        ["evaluate", "--seed", str(2**32)],
+    ],
+)
+def test_a_seed_numpy_cannot_take_is_a_usage_error(argv, capsys):
+    with pytest.raises(SystemExit) as refused:
+        cli.main(argv)
+    assert refused.value.code == 2
+    assert re.search(r"argument --seeds?: --seeds? must be at (least 0|most 4294967295); got", capsys.readouterr().err)
+
+
 def test_list_shows_every_registered_pair(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["list"]) == 0

@@ -205,6 +205,11 @@ class ClaimSession:
 
     def study(self, name: str) -> lora_study.LoraStudy:
         if name not in self.tune_pairs and name not in CONTROLS:  # a planted study is always trained
+            spec = self.spec(name)
+            reason = None if spec.is_built_locally else models.unavailable_reason(spec)
+            if reason:  # a pair that cannot be had here says so first: --tune alone would not run it
+                self.unavailable.setdefault(name, reason)
+                self._unavailable(name)
             pytest.skip(
                 f"the LoRA arms of {name} are not trained in this run (C4 and C8 train every arm with every "
                 f"seed): ask for them with --tune {name} (once per pair to train), or run "

@@ -85,6 +85,20 @@ def test_a_marker_expression_that_names_no_real_pair_selects_none(tmp_path):
     assert not any(f"[{name}]" in selected for name in ("olmo2_1b", "olmo2_7b", "olmo2_32b", "mistral_7b", "custom"))
 
 
+def test_the_lora_suites_of_a_pair_that_cannot_be_had_here_say_so_rather_than_ask_for_tune(tmp_path):
+    run = _pytest(
+        "suites/test_c4_mid_block_lora.py",
+        "suites/test_c8_retention.py",
+        "-m",
+        "olmo2_7b",
+        tmp_path=tmp_path,
+        env_extra={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "hf")},
+    )
+    skips = [line for line in run.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert run.returncode == 0 and len(skips) >= 3, run.stdout[-2000:]
+    assert all("pair 'olmo2_7b' unavailable" in line and "--tune" not in line for line in skips)
+
+
 def test_base_without_sft_is_a_usage_error(tmp_path):
     run = _pytest("suites/test_c2_weight_change.py", "--base", "somewhere", tmp_path=tmp_path)
     assert run.returncode == 4 and "give both" in run.stderr

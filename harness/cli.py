@@ -767,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_device_and_dtype(args: argparse.Namespace) -> None:
+def _check_before_any_work(args: argparse.Namespace) -> None:
     """A device this machine lacks, a dtype no model runs in, or too few probe samples for the verdicts, is
     refused before any work (before `harness run` builds its pair)."""
     if getattr(args, "device", None) is not None:
@@ -786,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     build.register()
     try:
-        _check_device_and_dtype(args)
+        _check_before_any_work(args)
         return args.handler(args)
     except BadInputError as error:  # what a user's input causes: one line, exit 2; anything else is a bug and
         print(f"error: {error}", file=sys.stderr)  # keeps its traceback

@@ -113,8 +113,7 @@ class ClaimSession:
             models.resolve_dtype(self.dtype)
         self.probe_set = option.probe_set
         self.pooled_samples, self.token_samples = option.pooled_samples, option.token_samples
-        if self.pooled_samples is not None:
-            verification.check_verifiable_samples(self.pooled_samples)
+        verification.check_verifiable_samples(self.pooled_samples)
         self.report_dir = Path(option.report_dir)
         reports.check_report_dir(self.report_dir)  # refused at the start, not after the last test
         self.regression = option.baseline

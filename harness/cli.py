@@ -167,7 +167,10 @@ def _add_profile_options(parser: argparse.ArgumentParser) -> None:
 
 def command_diff(args: argparse.Namespace) -> int:
     """Compare two reports of any kind pair by pair, or one report with the stored baselines of its pairs;
-    exit 1 on any drift (a metric, a verdict, a part or a layer that differs, is missing or was added)."""
+    exit 1 on any drift. Reports of one kind (a baseline counts as a claims report) are compared whole: a
+    metric, a verdict, a part or a layer that differs, is missing or was added is drift. Reports of different
+    kinds (a profile or a LoRA study against a run or a baseline) are compared on what both hold, and what only
+    one holds is listed as not compared."""
     from pathlib import Path
 
     from harness.output import reports
@@ -179,17 +182,34 @@ def command_diff(args: argparse.Namespace) -> int:
         old_report = reports.load_report(args.baseline)
         old = regression.sections_of(old_report, args.pair, source=str(args.baseline))
         notes = regression.environment_notes(old_report, current_report)
+        old_kind = old_report.get("kind")
     else:  # one report: each of its pairs against its stored baseline
         old = {name: _stored_baseline(Path(args.baselines_dir), name, section) for name, section in new.items()}
         notes = sorted({note for name in new for note in regression.environment_notes(old[name], current_report)})
+        old_kind = "baseline"
+    whole = regression.same_kind(old_kind, current_report.get("kind"))
     drift = False
     for name in sorted(set(old) | set(new)):
         if name not in old or name not in new:
             drift = True
             print(f"{name}: only in the {'second' if name in new else 'first'} report")
             continue
-        differences = regression.compare_sections(old[name], new[name], whole=True)
+        not_compared: list[str] = []
+        if whole:
+            differences = regression.compare_sections(old[name], new[name], whole=True)
+        else:
+            try:
+                differences, not_compared = regression.compare_held(old[name], new[name])
+            except reports.ReportError as error:
+                raise reports.ReportError(
+                    f"{name}: a {old_kind} report and a {current_report.get('kind')} report: {error}"
+                ) from None
         print(f"{name}: {'no drift' if not differences else f'{len(differences)} differences'}")
+        if not_compared:
+            print(
+                f"  compared on what both hold (a {old_kind} report against a {current_report.get('kind')} "
+                "report); not compared:\n    " + "\n    ".join(not_compared)
+            )
         if differences:
             drift = True
             print(regression.format_differences(differences, limit=args.limit))
@@ -207,7 +227,15 @@ def _stored_baseline(directory, name: str, section: dict) -> dict:
     probe_set = section.get("probe", {}).get("name", DEFAULT_PROBE_SET)
     spec = models.REGISTRY.get(name)
     weights = section.get("pair", {})
-    built_here = spec is not None and spec.is_built_locally and "base_weights" in weights
+    built_here = spec is not None and spec.is_built_locally
+    if built_here and not {"base_weights", "sft_weights"} <= set(weights):
+        stored = regression.stored_builds(directory, name, probe_set)
+        raise reports.ReportError(
+            f"this report's section of {name} does not record which build of the pair it measured (a LoRA "
+            "study, or a run that measured only the swaps, names no weights), and each build of a pair built "
+            f"here has its own baseline (stored builds: {', '.join(stored) or 'none'}): compare it with one of them, "
+            f"`harness diff {regression.baseline_path(directory, name, probe_set, '<build>')} REPORT`"
+        )
     build = regression.build_of(weights) if built_here else None
     note = regression.missing_build_note(directory, name, probe_set, build)
     if note:

@@ -399,3 +399,49 @@ def test_harness_diff_with_one_report_compares_it_with_the_stored_baseline(basel
         == 2
     )
     assert "no baseline of this build of tiny_olmo2 (weights 01234567-" in capsys.readouterr().err
+
+
+def test_harness_diff_compares_reports_of_other_kinds_on_what_both_hold(baseline, tmp_path, capsys):
+    profile = {**{k: v for k, v in baseline.items() if k not in ("verdicts", "swaps", "lora")}, "kind": "profile"}
+    lora = {
+        "schema_version": reports.SCHEMA_VERSION,
+        "kind": "lora",
+        "environment": {},
+        "pairs": {"tiny_olmo2": {"lora": baseline["lora"], "verdicts": {"C4": baseline["verdicts"]["C4"]}}},
+    }
+    stored = regression.baseline_path(
+        tmp_path / "baselines", "tiny_olmo2", "gsm8k-local", regression.build_of(baseline["pair"])
+    )
+    stored.parent.mkdir(parents=True)
+    stored.write_text(json.dumps(baseline))
+    # a profile against its pair's stored baseline: the tables are compared, the rest is named as not compared
+    assert (
+        cli.main(["diff", str(_write(tmp_path, "profile.json", profile)), "--baselines-dir", str(stored.parents[1])])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "tiny_olmo2: no drift" in out and "not compared" in out and "swaps: only in the first report" in out
+    assert "verdicts only in the first report: C1, C2, " in out
+    drifted = _nudge(profile, "base", "spectral_norm", 5, 3.0)
+    assert cli.main(["diff", str(TINY_BASELINE), str(_write(tmp_path, "drifted.json", drifted))]) == 1
+    assert "base table" in capsys.readouterr().out
+    # a LoRA study against a claims report: its verdicts are compared, and a changed one is drift
+    lora_path = _write(tmp_path, "lora.json", lora)
+    assert cli.main(["diff", str(_write(tmp_path, "claims.json", _claims_report(baseline))), str(lora_path)]) == 0
+    moved = copy.deepcopy(lora)
+    moved["pairs"]["tiny_olmo2"]["verdicts"]["C4"]["value"] += 1.0
+    assert cli.main(["diff", str(TINY_BASELINE), str(_write(tmp_path, "moved.json", moved))]) == 1
+    assert "verdict C4" in capsys.readouterr().out
+    # nothing in common: one clear error, not "no drift"
+    assert cli.main(["diff", str(_write(tmp_path, "profile.json", profile)), str(lora_path)]) == 2
+    err = capsys.readouterr().err
+    assert "a profile report and a lora report: the two reports hold nothing in common to compare" in err
+    # a LoRA study names no weights: its built pair's baseline (one per build) cannot be chosen for it
+    assert cli.main(["diff", str(lora_path), "--baselines-dir", str(stored.parents[1])]) == 2
+    err = capsys.readouterr().err
+    assert "does not record which build of the pair it measured" in err and regression.build_of(baseline["pair"]) in err
+
+
+def test_reports_of_one_kind_are_compared_whole_and_a_baseline_counts_as_a_claims_report():
+    assert regression.same_kind("claims", "baseline") and regression.same_kind("lora", "lora")
+    assert not regression.same_kind("profile", "baseline") and not regression.same_kind("lora", "claims")

@@ -152,37 +152,15 @@ def compare_sections(
     """Differences of ``current`` from ``baseline`` within tolerances. ``whole``: both are whole sections
     (``harness diff``), so a part, a verdict or a layer present in only one is a difference too, and so are
     other weights or profile options."""
-    differences = []
-    if baseline.get("probe", {}).get("digest") != current.get("probe", {}).get("digest"):
-        differences.append(
-            Difference(
-                "probe data",
-                "digest",
-                None,
-                baseline.get("probe", {}).get("digest"),
-                current.get("probe", {}).get("digest"),
-                "equal (same probe texts)",
-            )
-        )
+    differences = _probe_difference(baseline, current)
     if whole:
         differences += [
             Difference("section", part, None, part in baseline, part in current, "present in both")
             for part in SECTION_PARTS
             if (part in baseline) != (part in current)
         ]
-        old_pair, new_pair = baseline.get("pair", {}), current.get("pair", {})
-        if isinstance(old_pair, dict) and isinstance(new_pair, dict):
-            differences += [
-                Difference("measured", key, None, old_pair.get(key), new_pair.get(key), "equal")
-                for key in MEASUREMENT
-                if old_pair.get(key) != new_pair.get(key)
-            ]
-        old_options, new_options = baseline.get("options", {}), current.get("options", {})
-        differences += [
-            Difference("options", key, None, old_options.get(key), new_options.get(key), "equal")
-            for key in sorted(set(old_options) | set(new_options))
-            if old_options.get(key) != new_options.get(key)
-        ]
+        differences += _measured_differences(baseline, current)
+        differences += _option_differences(baseline, current)
         if "scores" in baseline and "scores" in current:
             differences += _compare_leaves(
                 "scores", baseline["scores"], current["scores"], config.tolerance_for("value", claims_config)
@@ -192,6 +170,87 @@ def compare_sections(
     if verdicts:
         differences += compare_verdicts(baseline, current, claims_config, presence=whole)
     return differences
+
+
+SAME_KIND = {"baseline": "claims"}  # a baseline is a claims report's section, kept for comparison
+
+
+def same_kind(first: str | None, second: str | None) -> bool:
+    """Whether reports of these kinds are compared whole (``compare_sections``) rather than on what both hold
+    (``compare_held``): a baseline counts as a claims report."""
+    return SAME_KIND.get(first or "", first) == SAME_KIND.get(second or "", second)
+
+
+def compare_held(
+    baseline: dict, current: dict, claims_config: dict | None = None
+) -> tuple[list[Difference], list[str]]:
+    """Differences of two sections of reports of different kinds (a profile or a LoRA study against a run or a
+    stored baseline), over what both hold: the parts both measured (the profile's probe and options with its
+    tables), the weights both record and the verdicts both give; and what was not compared, part by part.
+    Nothing in common is an error: no comparison could say "no drift"."""
+    held = [part for part in SECTION_PARTS if part in baseline and part in current]
+    old_verdicts, new_verdicts = baseline.get("verdicts", {}), current.get("verdicts", {})
+    if not held and not set(old_verdicts) & set(new_verdicts):
+        raise reports.ReportError(
+            f"the two reports hold nothing in common to compare: the first holds {_holding(baseline)}, the "
+            f"second {_holding(current)}"
+        )
+    differences: list[Difference] = []
+    if "tables" in held:
+        differences += _probe_difference(baseline, current) + _option_differences(baseline, current)
+        differences += compare_tables(baseline, current, claims_config)
+    differences += _measured_differences(baseline, current, recorded_by_both=True)
+    if "scores" in held:
+        differences += _compare_leaves(
+            "scores", baseline["scores"], current["scores"], config.tolerance_for("value", claims_config)
+        )
+    differences += compare_verdicts(baseline, current, claims_config)
+    not_compared = [
+        f"{part}: only in the {'first' if part in baseline else 'second'} report"
+        for part in SECTION_PARTS
+        if (part in baseline) != (part in current)
+    ]
+    for which, only in (
+        ("first", set(old_verdicts) - set(new_verdicts)),
+        ("second", set(new_verdicts) - set(old_verdicts)),
+    ):
+        if only:
+            not_compared.append(f"verdicts only in the {which} report: {', '.join(sorted(only))}")
+    return differences, not_compared
+
+
+def _holding(section: dict) -> str:
+    parts = [part for part in SECTION_PARTS if part in section]
+    count = len(section.get("verdicts", {}))
+    return ", ".join([*parts, *([f"{count} verdicts"] if count else [])]) or "nothing"
+
+
+def _probe_difference(baseline: dict, current: dict) -> list[Difference]:
+    old, new = baseline.get("probe", {}).get("digest"), current.get("probe", {}).get("digest")
+    return [] if old == new else [Difference("probe data", "digest", None, old, new, "equal (same probe texts)")]
+
+
+def _measured_differences(baseline: dict, current: dict, recorded_by_both: bool = False) -> list[Difference]:
+    """Other weights (``MEASUREMENT``); with ``recorded_by_both``, only where both sections record them (a swap
+    or LoRA section names no weights)."""
+    old_pair, new_pair = baseline.get("pair", {}), current.get("pair", {})
+    if not (isinstance(old_pair, dict) and isinstance(new_pair, dict)):
+        return []
+    return [
+        Difference("measured", key, None, old_pair.get(key), new_pair.get(key), "equal")
+        for key in MEASUREMENT
+        if old_pair.get(key) != new_pair.get(key)
+        and not (recorded_by_both and (old_pair.get(key) is None or new_pair.get(key) is None))
+    ]
+
+
+def _option_differences(baseline: dict, current: dict) -> list[Difference]:
+    old_options, new_options = baseline.get("options", {}), current.get("options", {})
+    return [
+        Difference("options", key, None, old_options.get(key), new_options.get(key), "equal")
+        for key in sorted(set(old_options) | set(new_options))
+        if old_options.get(key) != new_options.get(key)
+    ]
 
 
 def _compare_leaves(where: str, old, new, tolerance: dict, path: str = "") -> list[Difference]:

@@ -76,7 +76,10 @@ def _merge(base: dict, override: dict, where: str) -> dict:
             wanted = _kind(merged[key])
             if isinstance(merged[key], list) and merged[key]:
                 wanted += " of " + PLURALS.get(_kind(merged[key][0]), "values")
-            raise ConfigError(f"{where}.{key}: {value!r} is not {wanted} (claims.yaml has {merged[key]!r})")
+            hint = ""
+            if wanted.endswith("of texts") and isinstance(value, list):
+                hint = "; quote each one, as in ['01110']: unquoted, YAML reads a mask as a number"
+            raise ConfigError(f"{where}.{key}: {value!r} is not {wanted} (claims.yaml has {merged[key]!r}){hint}")
         merged[key] = value
     return merged
 

@@ -110,6 +110,11 @@ def _with_int_keys(swaps: dict) -> dict:
 
 def rescore_report(report: dict, claims_config: dict | None = None, source: str = "the report") -> dict[str, Rescored]:
     """Every pair of a stored report of verdicts (``harness verify``, ``tune`` or a pytest session)."""
+    if report.get("kind") == "baseline":
+        raise BadInputError(
+            "a baseline keeps the verdicts but not the evidence they are given from: rescore the report of the "
+            "run that wrote it (the pytest session's report, or `harness verify`'s)"
+        )
     if report.get("kind") not in ("claims", "lora"):
         raise BadInputError(
             f"a {report.get('kind')!r} report holds no verdicts: rescore the report of "

@@ -144,6 +144,7 @@ def test_each_load_of_the_config_is_the_callers_own_copy(tmp_path):
         ("C3.segment_counts=[3, 5.5]", r"is not a list of integers"),
         ("C1=3", r"setting.C1: 3 is not a mapping of its keys"),
         ("C4.decides=3", r"setting.C4.decides: 3 is not a text"),
+        ("C8.compared=[11111, 00001]", r"\[11111, 1\] is not a list of texts .*quote each one, as in \['01110'\]"),
         ("tuning.steps=true", r"setting.tuning.steps: True is not an integer"),
         ("bootstrap.confidence=1.5", r"bootstrap.confidence must be between 0 and 1, exclusive; got 1.5"),
         ("C3.segment_counts=[3, 0]", r"every value of C3.segment_counts must be at least 3; got \[3, 0\]"),

@@ -445,3 +445,13 @@ def test_harness_diff_compares_reports_of_other_kinds_on_what_both_hold(baseline
 def test_reports_of_one_kind_are_compared_whole_and_a_baseline_counts_as_a_claims_report():
     assert regression.same_kind("claims", "baseline") and regression.same_kind("lora", "lora")
     assert not regression.same_kind("profile", "baseline") and not regression.same_kind("lora", "claims")
+
+
+def test_rescore_refuses_a_report_without_evidence_naming_what_to_rescore_instead(baseline, tmp_path, capsys):
+    profile = {**{k: v for k, v in baseline.items() if k not in ("verdicts", "swaps", "lora")}, "kind": "profile"}
+    for payload, expected in (
+        (baseline, "a baseline keeps the verdicts but not the evidence they are given from"),
+        (profile, "a 'profile' report holds no verdicts"),
+    ):
+        assert cli.main(["rescore", str(_write(tmp_path, f"{payload['kind']}.json", payload))]) == 2
+        assert expected in capsys.readouterr().err

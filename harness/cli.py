@@ -58,7 +58,7 @@ def _add_pair_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--base", help="base checkpoint: hub id or local directory (with --sft)")
     parser.add_argument("--sft", help="SFT checkpoint: hub id or local directory (with --base)")
-    parser.add_argument("--dtype", default=None, help="float32, bfloat16, float16 or auto")
+    parser.add_argument("--dtype", default=None, help=f"{', '.join(models.DTYPES)} or auto")
 
 
 def command_list(args: argparse.Namespace) -> int:

@@ -163,7 +163,12 @@ def test_a_report_folder_that_cannot_be_written_is_refused_before_any_work(comma
             r"error: device .cuda.: torch \S+ has no cuda device here; use --device cpu \(or auto\)",
         ),
         (["--device", "tpu"], r"error: unknown device .tpu.; use auto, cpu, cuda or cuda:N"),
-        (["--dtype", "int8"], "error: unknown dtype 'int8'; use float32, bfloat16, float16 or auto"),
+        (["--dtype", "int8"], "error: unknown dtype 'int8'; use float32, float64, bfloat16, float16 or auto"),
+        # floating point, but a storage type only: a traceback from torch.set_default_dtype mid-run
+        (
+            ["--dtype", "float8_e4m3fn"],
+            "error: unknown dtype 'float8_e4m3fn'; use float32, float64, bfloat16, float16 or auto",
+        ),
     ],
 )
 def test_a_device_or_dtype_this_machine_cannot_run_is_refused_before_any_work(option, expected, capsys, monkeypatch):

@@ -191,7 +191,10 @@ def test_missing_local_directory_is_reported(tmp_path):
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="unknown dtype"):
         models.resolve_dtype("float13")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        models.resolve_dtype(torch.float8_e5m2)
     assert models.resolve_dtype("bfloat16") is torch.bfloat16
+    assert models.resolve_dtype(torch.float64) is torch.float64 and models.resolve_dtype("auto") == "auto"
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])

@@ -543,15 +543,17 @@ def check_same_architecture(base_config, sft_config, base_name: str = "base", sf
         )
 
 
+# The dtypes a model is loaded and measured in: torch's float8 types are floating point too, but hold weights
+# only (no default dtype, no matmul on the CPU), so they are refused up front rather than mid-run.
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | str:
-    if isinstance(dtype, torch.dtype) or dtype == "auto":
+    if dtype == "auto":
         return dtype
-    try:
-        resolved = getattr(torch, dtype)
-    except AttributeError:
-        resolved = None
-    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
-        raise BadInputError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
+    resolved = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
+    if resolved not in {getattr(torch, name) for name in DTYPES}:
+        raise BadInputError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)} or auto")
     return resolved
 
 

@@ -702,8 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         dest="batch_size",
         default=None,
-        type=lambda text: text if text == "auto" else int(text),
-        help="default: auto on a GPU (lm-eval's search), 8 on the CPU",
+        type=options.batch_size,
+        help="auto or a whole number; default: auto on a GPU (lm-eval's search), 8 on the CPU",
     )
     evaluate_parser.add_argument("--seed", type=options.seed_number("--seed"), default=0)
     evaluate_parser.add_argument("--device", default="auto")

@@ -41,6 +41,14 @@ def seed_number(what: str = "a seed"):
 segment_count = whole_number_of_at_least(int(RANGES["C3.segment_counts"][0]), "a segment count M")
 
 
+_whole_batch = whole_number_of_at_least(1, "a batch size")
+
+
+def batch_size(text: str) -> int | str:
+    """An option's type for lm-eval's batch size: ``auto`` (its search on a GPU) or a whole number of at least 1."""
+    return text if text == "auto" else _whole_batch(text)
+
+
 def _task_list(text: str) -> list[str]:
     tasks = [task.strip() for task in text.split(",") if task.strip()]
     if not tasks:

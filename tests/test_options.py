@@ -133,6 +133,11 @@ def test_counts_that_could_give_no_verdict_are_usage_errors(argv, expected, caps
     assert stopped.value.code == 2 and expected in capsys.readouterr().err
 
 
+def test_lm_eval_s_batch_size_is_auto_or_a_whole_number():
+    assert cli.build_parser().parse_args(["evaluate", "--batch-size", "auto"]).batch_size == "auto"
+    assert cli.build_parser().parse_args(["evaluate", "--batch_size", "4"]).batch_size == 4
+
+
 def test_pytest_refuses_a_segment_count_below_three(pytester):
     result = pytester.runpytest("--tune-segments", "5", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

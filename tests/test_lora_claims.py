@@ -462,3 +462,24 @@ def test_the_lora_figure_and_table_show_a_retention_set_that_could_not_be_read_a
     rows = [row for row in table if row.startswith("| ") and row.count("|") == table[2].count("|")][1:]
     assert table[2].endswith("| ppl:wikitext-local | ppl:ifeval |") and rows[0].startswith("| base | untuned |")
     assert len(rows) == 1 + len(study.plan.arms) and all(row.endswith(" | unavailable |") for row in rows)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_a_study_whose_arms_all_score_one_value_on_every_item_gives_no_verdict_on_the_arms(rate):
+    # no arm solves an item (or every arm every item): each resample is the same, so a percentile interval would
+    # be the point itself and refute "the middle scores higher" on data that cannot compare the arms
+    bound = PlantedResults("bound", dict.fromkeys(MID_WINS, rate), MID_CLOSE, {}, "every arm at one score")
+    study = planted_study(bound, T)
+    for key in ("C4", "C4:M5", "C4-control"):
+        verdict = study.verdict(key)
+        assert verdict.outcome == "inconclusive", verdict.explain()
+        assert f"every arm scored {rate:g} on every item with every seed" in verdict.ci_note
+        assert all(math.isnan(low) and math.isnan(high) for low, high in (c.interval for c in verdict.conditions))
+    assert study.verdict("C8").holds  # the retention texts still separate the arms
+
+
+def test_arms_at_the_floor_beside_arms_that_score_keep_their_verdicts():
+    edges_at_zero = {**MID_WINS, "10000": 0.0, "00001": 0.0}
+    study = planted_study(PlantedResults("edges", edges_at_zero, MID_CLOSE, {}, "edges never score"), T)
+    assert study.verdict("C4").holds and study.verdict("C4:M5").holds
+    assert "every arm scored" not in study.verdict("C4").ci_note

@@ -13,7 +13,9 @@ train nothing.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeAlias
 
 import numpy as np
@@ -134,14 +136,35 @@ def judged_with_intervals(study, judge: Judge, key: str, title_suffix: str = "")
 def score_verdict(
     study, key: str, predicate: Callable[[dict[str, float]], claims.Verdict], labels: list[str], title_suffix: str = ""
 ) -> claims.Verdict:
-    """A verdict on the arms' mean task scores, ``predicate`` applied to the data and to every resample."""
+    """A verdict on the arms' mean task scores, ``predicate`` applied to the data and to every resample.
+
+    When every arm scored the same on every item with every seed (all 0: no arm solves a single item), the
+    resamples cannot vary, and their intervals would shrink to the point: the data say nothing about how the
+    arms compare, so every condition's interval is undefined and the verdict inconclusive, saying why."""
     matrix = score_matrix(study, labels)
 
     def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> list[claims.Verdict]:
         means = resampled_means(matrix, seeds, drawn).tolist()
         return [predicate(dict(zip(labels, row, strict=True))) for row in means]
 
-    return judged_with_intervals(study, judge, key, title_suffix)
+    verdict = judged_with_intervals(study, judge, key, title_suffix)
+    bound = single_score(matrix)
+    if bound is not None:
+        verdict.conditions = [replace(condition, interval=(math.nan, math.nan)) for condition in verdict.conditions]
+        verdict.ci_note = (
+            f"every arm scored {bound:g} on every item with every seed: the study cannot tell the arms apart (the "
+            f"task is at a bound of its score for this model; train longer, or score a task it can learn); "
+            f"{verdict.ci_note}"
+        )
+    return verdict
+
+
+def single_score(matrix: np.ndarray) -> float | None:
+    """The one value every defined score of ``matrix`` takes, or None when they differ (or none is defined)."""
+    defined = matrix[np.isfinite(matrix)]
+    if defined.size and bool((defined == defined[0]).all()):
+        return float(defined[0])
+    return None
 
 
 def unavailable(study, key: str) -> str | None:

@@ -57,6 +57,16 @@ def test_identical_sections_do_not_differ(baseline):
     assert regression.compare_sections(baseline, copy.deepcopy(baseline)) == []
 
 
+def test_an_undefined_interval_matches_its_stored_self(baseline, tmp_path):
+    # a report stores NaN as null: the measured verdict (NaN) and its baseline (None) agree
+    measured = copy.deepcopy(baseline)
+    measured["verdicts"]["C1"]["ci"] = [float("nan"), float("nan")]
+    stored = reports.load_report(reports.write_report(tmp_path / "stored.json", measured))
+    assert stored["verdicts"]["C1"]["ci"] == [None, None]
+    assert regression.compare_sections(stored, measured) == []
+    assert regression.compare_sections(baseline, measured) != []  # a defined interval is not an undefined one
+
+
 def test_a_changed_value_is_reported_with_its_table_column_and_layer(baseline):
     differences = regression.compare_sections(baseline, _nudge(baseline, "pair", "cka", 3, 0.01))
     assert [(d.where, d.column, d.layer) for d in differences] == [("pair table", "cka", 3)]

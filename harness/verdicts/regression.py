@@ -43,9 +43,14 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _undefined(value) -> bool:
+    """No value: None, or NaN, which a report stores as null (strict JSON)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _close(baseline, current, tolerance: dict) -> bool:
-    if baseline is None or current is None:
-        return baseline is None and current is None
+    if _undefined(baseline) or _undefined(current):
+        return _undefined(baseline) and _undefined(current)
     if isinstance(baseline, bool) or isinstance(current, bool):
         return baseline == current
     baseline, current = float(baseline), float(current)

@@ -5,6 +5,7 @@ The predicates are checked alone, then through a LoraStudy whose runs are drawn 
 bootstrap and the retention distances are exercised on results whose answer is known.
 """
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -483,3 +484,18 @@ def test_arms_at_the_floor_beside_arms_that_score_keep_their_verdicts():
     study = planted_study(PlantedResults("edges", edges_at_zero, MID_CLOSE, {}, "edges never score"), T)
     assert study.verdict("C4").holds and study.verdict("C4:M5").holds
     assert "every arm scored" not in study.verdict("C4").ci_note
+
+
+def test_a_condition_on_arms_that_scored_alike_on_every_item_has_no_interval_and_the_others_keep_theirs():
+    study = planted("planted_mid_block")
+    for seed in study.settings.seeds:  # the first 20% arm answers every item as the mid-block does
+        study.runs[("10000", seed)]["task"] = copy.deepcopy(study.runs[("01110", seed)]["task"])
+    verdict = study.verdict("C4-control")
+    alike = next(c for c in verdict.conditions if c.name == "middle_minus_first_20pct")
+    assert alike.value == 0 and all(math.isnan(bound) for bound in alike.interval)
+    assert alike.outcome == "inconclusive" and "middle_minus_first_20pct: the arms compared scored alike" in (
+        verdict.ci_note
+    )
+    assert verdict.outcome == "inconclusive", verdict.explain()  # it was refuted on the point [0, 0]
+    kept = next(c for c in verdict.conditions if c.name == "middle_minus_last_20pct")
+    assert kept.interval[0] < kept.value < kept.interval[1] and kept.outcome == "holds"

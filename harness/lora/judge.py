@@ -138,9 +138,11 @@ def score_verdict(
 ) -> claims.Verdict:
     """A verdict on the arms' mean task scores, ``predicate`` applied to the data and to every resample.
 
-    When every arm scored the same on every item with every seed (all 0: no arm solves a single item), the
-    resamples cannot vary, and their intervals would shrink to the point: the data say nothing about how the
-    arms compare, so every condition's interval is undefined and the verdict inconclusive, saying why."""
+    A condition whose resamples never vary compares arms that scored alike on every item with every seed (both
+    0 everywhere, or the same items right): paired resampling then has no item that tells them apart, and its
+    percentile interval is the point itself, although unseen items could. Its interval is undefined instead,
+    and the verdict says why; when every arm scored one value on every item (all 0: no arm solves one item of
+    the task), so is every condition's."""
     matrix = score_matrix(study, labels)
 
     def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> list[claims.Verdict]:
@@ -149,14 +151,31 @@ def score_verdict(
 
     verdict = judged_with_intervals(study, judge, key, title_suffix)
     bound = single_score(matrix)
+    alike = [c.name for c in verdict.conditions if math.isfinite(c.value) and _never_varies(c)]
     if bound is not None:
-        verdict.conditions = [replace(condition, interval=(math.nan, math.nan)) for condition in verdict.conditions]
-        verdict.ci_note = (
+        reason = (
             f"every arm scored {bound:g} on every item with every seed: the study cannot tell the arms apart (the "
-            f"task is at a bound of its score for this model; train longer, or score a task it can learn); "
-            f"{verdict.ci_note}"
+            "task is at a bound of its score for this model; train longer, or score a task it can learn)"
         )
+    elif alike:
+        reason = (
+            f"{', '.join(alike)}: the arms compared scored alike on every item with every seed, so no resample "
+            "could tell them apart; undefined rather than the point"
+        )
+    else:
+        return verdict
+    undefined = {c.name for c in verdict.conditions} if bound is not None else set(alike)
+    verdict.conditions = [
+        replace(c, interval=(math.nan, math.nan)) if c.name in undefined else c for c in verdict.conditions
+    ]
+    verdict.ci_note = f"{reason}; {verdict.ci_note}"
     return verdict
+
+
+def _never_varies(condition: claims.Condition) -> bool:
+    """Whether a condition's resamples all gave its value: exact (no interval), or a best-of-k pick whose every
+    candidate was (an interval of one point)."""
+    return condition.interval is None or condition.interval[0] == condition.interval[1]
 
 
 def single_score(matrix: np.ndarray) -> float | None:

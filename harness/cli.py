@@ -720,14 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
     swap_parser.set_defaults(handler=command_swap)
     calibrate = commands.add_parser("calibrate", help="false holds on simulated no-effect data, and power")
     calibrate.add_argument(
-        "--simulations",
-        type=options.whole_number_of_at_least(1, "a number of simulations"),
-        default=500,
-        help="simulations per claim and scenario",
+        "--simulations", type=options.simulation_count, default=500, help="simulations per claim and scenario"
     )
     calibrate.add_argument(
         "--power-simulations",
-        type=options.whole_number_of_at_least(1, "a number of simulations"),
+        type=options.simulation_count,
         default=100,
         help="simulations per claim at the paper's effect sizes (the paper's data sizes)",
     )

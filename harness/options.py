@@ -41,6 +41,7 @@ def seed_number(what: str = "a seed"):
 segment_count = whole_number_of_at_least(int(RANGES["C3.segment_counts"][0]), "a segment count M")
 
 
+simulation_count = whole_number_of_at_least(1, "a number of simulations")  # per claim and design, of `calibrate`
 _whole_batch = whole_number_of_at_least(1, "a batch size")
 
 

@@ -260,7 +260,6 @@ def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.V
     (paired); the best middle and edge segments are picked anew in every resample.
     """
     import numpy as np
-    import pandas as pd
 
     from harness import depth
     from harness.verdicts import intervals
@@ -273,7 +272,9 @@ def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.V
 
     def judged(weights: np.ndarray | None) -> claims.Verdict:
         w = np.full(items.shape[1], 1 / items.shape[1]) if weights is None else weights
-        return claims.inverted_u_swap(pd.Series(items @ w, index=index), groups, thresholds, host=float(host_items @ w))
+        # a plain dict per resample: a pandas Series would cost more than the predicate itself
+        scores = dict(zip(index, (items @ w).tolist(), strict=True))
+        return claims.inverted_u_swap(scores, groups, thresholds, host=float(host_items @ w))
 
     sampling = thresholds["bootstrap"]
     rng = np.random.default_rng(sampling["seed"])

@@ -14,12 +14,11 @@ DEFAULT_PROBE_SET = "gsm8k-local"  # the probe set of a report that does not nam
 
 
 def _pair_from_args(args: argparse.Namespace) -> models.ModelSpec:
-    if getattr(args, "base", None) or getattr(args, "sft", None):
-        if not (args.base and args.sft):
-            raise SystemExit("error: --base and --sft go together")
+    named = models.pair_locations(getattr(args, "base", None), getattr(args, "sft", None))
+    if named is not None:
         if args.pair:  # two pairs named: which one was meant is the user's to say
             raise SystemExit(f"error: --pair {args.pair} and --base/--sft name two pairs: give one")
-        return models.custom_pair(args.base, args.sft, dtype=args.dtype or "bfloat16")
+        return models.custom_pair(*named, dtype=args.dtype or "bfloat16")
     return models.get_spec(args.pair or models.DEFAULT_PAIR)
 
 
@@ -57,7 +56,9 @@ def _add_pair_options(parser: argparse.ArgumentParser) -> None:
         help=f"registered pair (default {models.DEFAULT_PAIR}); see `harness list`",
     )
     parser.add_argument("--base", help="base checkpoint: hub id or local directory (with --sft)")
-    parser.add_argument("--sft", help="SFT checkpoint: hub id or local directory (with --base)")
+    parser.add_argument(
+        "--sft", help="SFT checkpoint: hub id or local directory (with --base; alone when it is a PEFT adapter)"
+    )
     parser.add_argument("--dtype", default=None, help=f"{', '.join(models.DTYPES)} or auto")
 
 

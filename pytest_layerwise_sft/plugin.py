@@ -65,7 +65,9 @@ CONFIGURED_LISTS = {"swap_segments": ("C3", "segment_counts"), "lora_segments": 
 def pytest_addoption(parser):
     group = parser.getgroup("harness", "layer-wise SFT claims")
     group.addoption("--base", help="base checkpoint (hub id or folder) for the 'custom' pair; select it with -m custom")
-    group.addoption("--sft", help="SFT checkpoint (hub id or folder) for the 'custom' pair")
+    group.addoption(
+        "--sft", help="SFT checkpoint (hub id or folder) for the 'custom' pair; alone when it is a PEFT adapter"
+    )
     group.addoption("--device", default="auto", help="auto (GPU with device_map=auto when present), cpu, cuda")
     group.addoption("--dtype", default=None, help="model dtype (default: the pair's own, bfloat16 for real models)")
     group.addoption("--probe-set", default="gsm8k-local", choices=PROBE_SETS, help="probe texts for the profiles")
@@ -328,8 +330,12 @@ class ClaimSession:
 
 
 def pytest_configure(config):
-    if bool(config.option.base) != bool(config.option.sft):
-        raise pytest.UsageError("--base and --sft name one pair together: give both")
+    try:  # an SFT given alone as a PEFT adapter names its base: the rest of the session sees both
+        named = models.pair_locations(config.option.base, config.option.sft)
+    except BadInputError as error:
+        raise pytest.UsageError(str(error)) from None
+    if named is not None:
+        config.option.base, config.option.sft = named
     for name, spec in models.REGISTRY.items():  # so that -m PAIR works (and --strict-markers passes) anywhere
         config.addinivalue_line("markers", f"{name}: the {name} pair ({spec.base.describe()} / {spec.sft.describe()})")
     config.addinivalue_line("markers", "custom: the pair named with --base and --sft")

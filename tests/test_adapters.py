@@ -92,6 +92,32 @@ def test_an_adapter_sft_profiles_verifies_and_swaps(micro_pair, verify_small, tm
     assert change[2] == 0.0 and change[1] > 0 and change[3] > 0
 
 
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_an_adapter_given_alone_names_its_base(micro_pair, isolated_cache, tmp_path, capsys, pytester):
+    from harness import cli
+    from harness.output import reports
+
+    folder = _adapter(micro_pair.base_dir, tmp_path / "adapter")
+    assert models.pair_locations(None, str(folder)) == (str(micro_pair.base_dir), str(folder))
+    assert models.pair_locations("b", "s") == ("b", "s") and models.pair_locations(None, None) is None
+    out = tmp_path / "profile.json"
+    argv = ["profile", "--sft", str(folder), "--pooled-samples", "40", "--token-samples", "8", "--out", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    pair = reports.load_report(out)["pair"]
+    assert pair["base"] == str(micro_pair.base_dir) and pair["sft_adapter"]["source"] == str(folder)
+    # the pytest plugin reads --sft alone the same way: the custom pair is selected with its base
+    collected = pytester.runpytest("--sft", str(folder), "--co", "-q", "-p", "no:cacheprovider")
+    assert collected.ret == 5, collected.stdout.str()  # no suite in this folder, but no usage error either
+    (config := tmp_path / "adapter_config_without_base").mkdir()
+    settings = json.loads((folder / "adapter_config.json").read_text())
+    (config / "adapter_config.json").write_text(json.dumps({**settings, "base_model_name_or_path": None}))
+    (config / "adapter_model.safetensors").write_bytes((folder / "adapter_model.safetensors").read_bytes())
+    with pytest.raises(models.BadInputError, match="does not name its base .* give --base"):
+        models.pair_locations(None, str(config))
+    refused = pytester.runpytest("--sft", str(config), "-p", "no:cacheprovider")
+    assert refused.ret == 4 and "does not name its base" in refused.stderr.str()
+
+
 def test_an_adapter_folder_without_weights_is_refused_in_one_line(tmp_path):
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))

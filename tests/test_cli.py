@@ -322,9 +322,19 @@ def test_unknown_pair_is_an_error_not_a_traceback(capsys):
     assert "unknown pair" in capsys.readouterr().err
 
 
-def test_base_without_sft_is_refused():
-    with pytest.raises(SystemExit, match="--base and --sft go together"):
-        cli.main(["build", "--base", "some/model"])
+def test_base_without_sft_is_refused(capsys):
+    assert cli.main(["build", "--base", "some/model"]) == 2
+    assert "--base needs --sft" in capsys.readouterr().err
+
+
+def test_an_sft_alone_that_is_no_adapter_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "sft").mkdir()
+    for sft in (str(tmp_path / "sft"), "someorg/not-cached"):
+        assert cli.main(["build", "--sft", sft]) == 2
+        err = capsys.readouterr().err
+        assert f"--sft {sft} alone: only an SFT published as a PEFT adapter names its base" in err
+        assert "give --base too" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("shard", ["3/2", "0/2", "1", "a/b"])

@@ -28,7 +28,11 @@ def test_base_without_sft_is_a_usage_error_anywhere(pytester):
     pytester.makepyfile(test_elsewhere="def test_nothing():\n    pass\n")
     result = pytester.runpytest("--base", "somewhere")
     assert result.ret == 4
-    result.stderr.fnmatch_lines(["*give both*"])
+    result.stderr.fnmatch_lines(["*--base needs --sft*"])
+    (pytester.path / "sft").mkdir()
+    result = pytester.runpytest("--sft", "sft")  # a folder that is no adapter names no base
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--sft sft alone: only an SFT published as a PEFT adapter names its base*"])
 
 
 def test_a_custom_pairs_evaluation_and_tuning_settings_are_pytest_options(pytester):

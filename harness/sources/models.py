@@ -256,6 +256,32 @@ def custom_pair(
     return ModelSpec(name, ModelRef(base, base_revision), ModelRef(sft, sft_revision), family="custom", dtype=dtype)
 
 
+def pair_locations(base: str | None, sft: str | None) -> tuple[str, str] | None:
+    """The (base, SFT) a user names with --base and --sft (None when neither is given).
+
+    An SFT published as a PEFT adapter names its base itself (``base_model_name_or_path`` of its
+    adapter_config.json), so ``sft`` may come alone; any other SFT needs its base given."""
+    if not (base or sft):
+        return None
+    if base and sft:
+        return base, sft
+    if not sft:
+        raise BadInputError("--base needs --sft: the SFT checkpoint (hub id or folder) to compare with it")
+    from harness.sources import adapters
+
+    folder = adapters.adapter_folder(sft, offline=hub_offline())
+    if folder is None:
+        where = " (offline, and not in the hub cache)" if hub_offline() else ""
+        raise BadInputError(
+            f"--sft {sft} alone: only an SFT published as a PEFT adapter names its base, and {sft} is not "
+            f"one{where}; give --base too"
+        )
+    named = adapters.read_config(folder).get("base_model_name_or_path")
+    if not isinstance(named, str) or not named.strip():
+        raise BadInputError(f"the adapter {sft} does not name its base (no base_model_name_or_path): give --base")
+    return named, sft
+
+
 def get_spec(name: str) -> ModelSpec:
     source = _source_of(name)
     if source is not None:

@@ -129,7 +129,9 @@ class ClaimSession:
         self.tune_pairs = option.tune or list(DEFAULT_TUNED)
         for name in self.tune_pairs:  # a misspelt pair would only skip its LoRA suites, saying nothing of it
             if name == "custom" and not self.base:
-                raise BadInputError("--tune custom trains the pair of --base and --sft: give both")
+                raise BadInputError(
+                    "--tune custom trains the pair of --base and --sft: give both (or --sft alone, a PEFT adapter)"
+                )
             if name not in (*models.REGISTRY, *CONTROLS, "custom"):
                 raise BadInputError(
                     f"--tune {name}: no such pair; it takes a registered pair (`harness list`), a planted "

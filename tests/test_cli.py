@@ -234,7 +234,10 @@ def test_an_empty_task_list_is_a_usage_error_on_the_command_line_and_in_pytest(c
     ("option", "expected"),
     [
         (["--tune", "tiny_olmo"], "--tune tiny_olmo: no such pair"),
-        (["--tune", "custom"], "--tune custom trains the pair of --base and --sft: give both"),
+        (
+            ["--tune", "custom"],
+            "--tune custom trains the pair of --base and --sft: give both (or --sft alone, a PEFT adapter)",
+        ),
         (["--baseline", "--baselines-dir", "a_file.txt"], "--baselines-dir a_file.txt is a file"),
         (
             ["--update-baselines", "--baselines-dir", "a_file.txt/pairs"],

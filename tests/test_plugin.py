@@ -101,7 +101,7 @@ def test_the_lora_suites_of_a_pair_that_cannot_be_had_here_say_so_rather_than_as
 
 def test_base_without_sft_is_a_usage_error(tmp_path):
     run = _pytest("suites/test_c2_weight_change.py", "--base", "somewhere", tmp_path=tmp_path)
-    assert run.returncode == 4 and "give both" in run.stderr
+    assert run.returncode == 4 and "--base needs --sft" in run.stderr
 
 
 def test_a_refused_pair_fails_each_test_with_one_line_and_no_traceback(tmp_path):

@@ -270,17 +270,20 @@ def swap_verdict(result: dict, segment_count: int, thresholds: dict) -> claims.V
     host_items = np.asarray(result["host"]["per_item"], dtype=float)  # (items,)
     groups = depth.segment_groups(result["n_layers"], segment_count)
 
-    def judged(weights: np.ndarray | None) -> claims.Verdict:
-        w = np.full(items.shape[1], 1 / items.shape[1]) if weights is None else weights
-        # a plain dict per resample: a pandas Series would cost more than the predicate itself
-        scores = dict(zip(index, (items @ w).tolist(), strict=True))
-        return claims.inverted_u_swap(scores, groups, thresholds, host=float(host_items @ w))
-
     sampling = thresholds["bootstrap"]
     rng = np.random.default_rng(sampling["seed"])
-    resampled = [judged(w) for w in intervals.dirichlet_weights(items.shape[1], sampling["resamples"], rng)]
+    weights = intervals.dirichlet_weights(items.shape[1], sampling["resamples"], rng)
+    # each reweighting's means as its own product (a matrix product may sum in another order), then every
+    # resample's conditions at once
+    scores = np.stack([items @ w for w in weights], axis=1)  # (segments, resamples)
+    host = np.array([host_items @ w for w in weights])
+    resampled = claims.inverted_u_swap_resampled(dict(zip(index, scores, strict=True)), groups, thresholds, host)
+    uniform = np.full(items.shape[1], 1 / items.shape[1])
+    point = claims.inverted_u_swap(
+        dict(zip(index, (items @ uniform).tolist(), strict=True)), groups, thresholds, host=float(host_items @ uniform)
+    )
     verdict = claims.with_intervals(
-        judged(None),
+        point,
         resampled,
         sampling["confidence"],
         f"normal intervals (estimate ± z standard deviations) over {sampling['resamples']} Bayesian-bootstrap "

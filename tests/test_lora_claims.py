@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness import config
 from harness.depth import segment_groups
@@ -499,3 +501,137 @@ def test_a_condition_on_arms_that_scored_alike_on_every_item_has_no_interval_and
     assert verdict.outcome == "inconclusive", verdict.explain()  # it was refuted on the point [0, 0]
     kept = next(c for c in verdict.conditions if c.name == "middle_minus_last_20pct")
     assert kept.interval[0] < kept.value < kept.interval[1] and kept.outcome == "holds"
+
+
+# Every resample of a study or a swap is judged at once, over columns (``claims.Resampled``): each resample's
+# conditions must be exactly those its own verdict gives, and both exactly what the claim's definition gives in
+# plain Python floats (written out below), undefined, infinite, tied and signed-zero scores included.
+SCORE = st.one_of(
+    st.sampled_from([0.0, -0.0, 0.25, 0.5, math.nan, math.inf, -math.inf]),
+    st.floats(min_value=-1, max_value=1, allow_nan=False),
+)
+ARMS = ["01000", "00100", "00010", "01110", "11111", "10000", "00001", "r1", "r2", "r3"]
+MIDDLE_ARMS, RANDOM_ARMS, SEGMENT_ARMS = ARMS[:4], ARMS[7:], ARMS[:5]
+
+
+def _defined(value: float) -> float:
+    return value if math.isfinite(value) else math.nan
+
+
+def _highest(values: list[float]) -> float:
+    defined = [v for v in values if not math.isnan(v)]
+    return max(defined) if defined else math.nan  # the first of equals
+
+
+def _lowest(values: list[float]) -> float:
+    defined = [v for v in values if not math.isnan(v)]
+    return min(defined) if defined else math.nan
+
+
+def _best_of(values: list[float], against: float) -> tuple[float, list[float]]:
+    candidates = [_defined(v - against) for v in values]
+    return _highest(candidates), candidates
+
+
+def _mean(values: list[float]) -> float:
+    defined = np.array([v for v in values if not math.isnan(v)])
+    with np.errstate(invalid="ignore", over="ignore"):  # inf − inf is NaN, as in Python
+        return float(defined.sum() / len(defined)) if len(defined) else math.nan
+
+
+def _by_definition(s: dict, host: float, other: dict, middle: str) -> dict[str, dict[str, tuple]]:
+    """Per claim, condition -> (value, candidates) from the definitions, on one resample's scores."""
+    full, first, last = "11111", "10000", "00001"
+    c4 = {}
+    for edge, arm in (("full", full), ("first", first), ("last", last)):
+        c4[f"best_middle_minus_{edge}"] = _best_of([s[m] for m in MIDDLE_ARMS], s[arm])
+        c4[f"midblock_minus_{edge}"] = (_defined(s["01110"] - s[arm]), [])
+    control = {
+        "middle_minus_random_mean": (_defined(s["01110"] - _mean([s[r] for r in RANDOM_ARMS])), []),
+        "middle_minus_first_20pct": (_defined(s["01110"] - s[first]), []),
+        "middle_minus_last_20pct": (_defined(s["01110"] - s[last]), []),
+    }
+    segments = [s[label] for label in SEGMENT_ARMS]  # segments 0-4 of 10 layers: 0 first, 4 last, 1-3 middle
+    best_edge = _highest([segments[0], segments[4]])
+    single = {
+        "middle_minus_best_edge": _best_of(segments[1:4], best_edge),
+        "score_range": (_defined(_highest(segments) - _lowest(segments)), []),
+    }
+    swap = {
+        "middle_minus_best_edge": single["middle_minus_best_edge"],
+        "best_edge_minus_host": (_defined(best_edge - host), []),
+        "best_middle_minus_host": _best_of(segments[1:4], host),
+    }
+    compared = T["C8"]["compared"]
+    margins = {name: _lowest([d[a] for a in compared]) - d[middle] for name, d in (("a", s), ("b", other))}
+    retention = {
+        "closest_margin": (_defined(min(margins.values())), []),
+        **{f"{name}_margin": (_defined(margin), []) for name, margin in margins.items()},
+    }
+    return {"C4": c4, "C4-control": control, "C4:M5": single, "C3": swap, "C8": retention}
+
+
+def _same_float(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+
+
+def _agrees(claim: str, resampled: claims.Resampled, verdicts: list[claims.Verdict], defined: list[dict]) -> None:
+    for row, (verdict, expected) in enumerate(zip(verdicts, defined, strict=True)):
+        assert sorted(c.name for c in verdict.conditions) == sorted(expected[claim]), claim
+        for condition in verdict.conditions:
+            value, candidates = expected[claim][condition.name]
+            assert _same_float(condition.value, value), (claim, condition.name, condition.value, value)
+            assert _same_float(float(resampled.values(condition.name)[row]), value), (claim, condition.name, row)
+            assert len(condition.candidates) == len(candidates)
+            for (label, own), wanted in zip(condition.candidates, candidates, strict=True):
+                assert _same_float(own, wanted), (claim, condition.name, label)
+                assert _same_float(float(resampled.values(condition.name, label)[row]), wanted), (claim, label, row)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(SCORE, min_size=len(ARMS), max_size=len(ARMS)), min_size=1, max_size=6))
+def test_every_resample_judged_at_once_gets_the_conditions_its_own_verdict_and_the_definition_give(rows):
+    count = len(rows)
+    columns = {label: np.array([row[i] for row in rows]) for i, label in enumerate(ARMS)}
+    per_row = [dict(zip(ARMS, row, strict=True)) for row in rows]
+    reversed_rows = per_row[::-1]  # a second text set's distances: the rows in the other order
+    middles = [MIDDLE_ARMS[r % 4] for r in range(count)]  # the middle arm picked in each resample
+    hosts = [s["r1"] for s in per_row]
+    defined = [_by_definition(s, hosts[r], reversed_rows[r], middles[r]) for r, s in enumerate(per_row)]
+    groups = segment_groups(10, 5)
+    segments = {n: columns[label] for n, label in enumerate(SEGMENT_ARMS)}
+
+    def by_segment(s: dict) -> dict:
+        return {n: s[label] for n, label in enumerate(SEGMENT_ARMS)}
+
+    _agrees(
+        "C4",
+        claims.mid_block_resampled(columns, MIDDLE_ARMS, T, "01110"),
+        [claims.mid_block_beats_full(s, MIDDLE_ARMS, T, "01110") for s in per_row],
+        defined,
+    )
+    _agrees(
+        "C4-control",
+        claims.position_resampled(columns, "01110", RANDOM_ARMS, "10000", "00001"),
+        [claims.position_not_budget(s, "01110", RANDOM_ARMS, "10000", "00001", T) for s in per_row],
+        defined,
+    )
+    _agrees(
+        "C4:M5",
+        claims.single_segment_resampled(segments, groups),
+        [claims.single_segment_inverted_u(by_segment(s), groups, T) for s in per_row],
+        defined,
+    )
+    _agrees(
+        "C3",
+        claims.inverted_u_swap_resampled(segments, groups, T, columns["r1"]),
+        [claims.inverted_u_swap(by_segment(s), groups, T, host=hosts[r]) for r, s in enumerate(per_row)],
+        defined,
+    )
+    other = {label: column[::-1].copy() for label, column in columns.items()}
+    _agrees(
+        "C8",
+        claims.retention_resampled({"a": columns, "b": other}, middles, T),
+        [claims.retention_closest({"a": s, "b": reversed_rows[r]}, middles[r], T) for r, s in enumerate(per_row)],
+        defined,
+    )

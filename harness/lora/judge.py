@@ -72,8 +72,10 @@ def retention(result: dict) -> dict[str, dict | None]:
 
 
 # A judge gives the verdicts of many resamples at once: (seed indices, item indices, text indices per set or
-# None), each with one row per resample, in, one verdict per row out.
-Judge: TypeAlias = Callable[[np.ndarray, np.ndarray, dict | None], list[claims.Verdict]]
+# None), each with one row per resample, in; one verdict per row, or every row's conditions at once, out. A
+# point judge gives the verdict of the one row that draws every seed and item once: the data's own.
+Judge: TypeAlias = Callable[[np.ndarray, np.ndarray, dict | None], "list[claims.Verdict] | claims.Resampled"]
+PointJudge: TypeAlias = Callable[[np.ndarray, np.ndarray, dict | None], claims.Verdict]
 Indices: TypeAlias = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray] | None]
 SCHEMES = (("joint", (True, True)), ("seeds", (True, False)), ("items", (False, True)))  # resample seeds?, items?
 
@@ -110,15 +112,15 @@ def resample_indices(
     return indices
 
 
-def judged_with_intervals(study, judge: Judge, key: str, title_suffix: str = "") -> claims.Verdict:
-    """``judge`` on the data, then on joint, seeds-only and items-only resamples (``resample_indices``); every
-    condition's interval from those (``claims.with_intervals``)."""
+def judged_with_intervals(study, point: PointJudge, judge: Judge, key: str, title_suffix: str = "") -> claims.Verdict:
+    """``point`` on the data, then ``judge`` on joint, seeds-only and items-only resamples (``resample_indices``);
+    every condition's interval from those (``claims.with_intervals``)."""
     sampling = study.thresholds["bootstrap"]
     n_seeds = len(study.settings.seeds)
     n_items = items(study, study.plan.arms[0].label).shape[1]
     n_texts = tuple((name, len(texts["nll"])) for name, texts in retention(study.untuned).items() if texts)
     drawn = resample_indices(int(sampling["seed"]), int(sampling["resamples"]), n_seeds, n_items, n_texts)
-    verdict = judge(np.arange(n_seeds)[None], np.arange(n_items)[None], None)[0]
+    verdict = point(np.arange(n_seeds)[None], np.arange(n_items)[None], None)
     schemes = {scheme: judge(*indices) if indices else [] for scheme, indices in drawn.items()}
     note = (
         f"percentile intervals over {sampling['resamples']} resamples of the scored items (paired across "
@@ -134,9 +136,15 @@ def judged_with_intervals(study, judge: Judge, key: str, title_suffix: str = "")
 
 
 def score_verdict(
-    study, key: str, predicate: Callable[[dict[str, float]], claims.Verdict], labels: list[str], title_suffix: str = ""
+    study,
+    key: str,
+    predicate: Callable[[dict[str, float]], claims.Verdict],
+    resampled: Callable[[dict[str, np.ndarray]], claims.Resampled],
+    labels: list[str],
+    title_suffix: str = "",
 ) -> claims.Verdict:
-    """A verdict on the arms' mean task scores, ``predicate`` applied to the data and to every resample.
+    """A verdict on the arms' mean task scores: ``predicate`` on the data, and its conditions on every resample
+    at once (``resampled``, the same claim over columns of resamples).
 
     A condition whose resamples never vary compares arms that scored alike on every item with every seed (both
     0 everywhere, or the same items right): paired resampling then has no item that tells them apart, and its
@@ -145,11 +153,13 @@ def score_verdict(
     the task), so is every condition's."""
     matrix = score_matrix(study, labels)
 
-    def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> list[claims.Verdict]:
-        means = resampled_means(matrix, seeds, drawn).tolist()
-        return [predicate(dict(zip(labels, row, strict=True))) for row in means]
+    def point(seeds: np.ndarray, drawn: np.ndarray, _texts) -> claims.Verdict:
+        return predicate(dict(zip(labels, resampled_means(matrix, seeds, drawn)[0].tolist(), strict=True)))
 
-    verdict = judged_with_intervals(study, judge, key, title_suffix)
+    def judge(seeds: np.ndarray, drawn: np.ndarray, _texts) -> claims.Resampled:
+        return resampled(dict(zip(labels, resampled_means(matrix, seeds, drawn).T, strict=True)))
+
+    verdict = judged_with_intervals(study, point, judge, key, title_suffix)
     bound = single_score(matrix)
     alike = [c.name for c in verdict.conditions if math.isfinite(c.value) and _never_varies(c)]
     if bound is not None:
@@ -236,24 +246,37 @@ def verdict(study, key: str) -> claims.Verdict:
         preregistered = roles["midblock"][0] if "midblock" in roles else None
         labels = list(dict.fromkeys([*roles["middle"], *([preregistered] if preregistered else []), full, first, last]))
         return score_verdict(
-            study, key, lambda s: claims.mid_block_beats_full(s, roles["middle"], t, preregistered), labels
+            study,
+            key,
+            lambda s: claims.mid_block_beats_full(s, roles["middle"], t, preregistered),
+            lambda c: claims.mid_block_resampled(c, roles["middle"], t, preregistered),
+            labels,
         )
     if key.startswith("C4:M"):
         count = int(key.removeprefix("C4:M"))
         labels = roles[f"single:{count}"]
         groups = depth.segment_groups(study.plan.n_layers, count)
 
-        def by_segment(s: dict[str, float]) -> claims.Verdict:
-            return claims.single_segment_inverted_u(
-                {segment: s[label] for segment, label in enumerate(labels)}, groups, t
-            )
+        def by_segment(s: dict) -> dict:
+            return {segment: s[label] for segment, label in enumerate(labels)}
 
-        return score_verdict(study, key, by_segment, labels, f", M = {count}")
+        return score_verdict(
+            study,
+            key,
+            lambda s: claims.single_segment_inverted_u(by_segment(s), groups, t),
+            lambda c: claims.single_segment_resampled(by_segment(c), groups),
+            labels,
+            f", M = {count}",
+        )
     if key == "C4-control":
         middle, first, last = roles["midblock"][0], roles["first20"][0], roles["last20"][0]
         labels = list(dict.fromkeys([middle, *roles["random"], first, last]))
         return score_verdict(
-            study, key, lambda s: claims.position_not_budget(s, middle, roles["random"], first, last, t), labels
+            study,
+            key,
+            lambda s: claims.position_not_budget(s, middle, roles["random"], first, last, t),
+            lambda c: claims.position_resampled(c, middle, roles["random"], first, last),
+            labels,
         )
     if key == "C8":
         return retention_verdict(study)
@@ -288,7 +311,8 @@ def retention_verdict(study) -> claims.Verdict:
         per_seed = count_weighted("lst,rt->lrs", values, text_counts)  # (labels, resamples, seeds run)
         return np.take_along_axis(per_seed, np.broadcast_to(seeds, (len(values), *seeds.shape)), axis=2)
 
-    def judge(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> list[claims.Verdict]:
+    def distances_of(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> tuple[list, dict[str, np.ndarray]]:
+        """Per resample, the middle arm picked and every arm's distance from the base per text set (labels, R)."""
         means = resampled_means(middle_scores, seeds, drawn)
         middles = [middle_labels[i] for i in np.argmax(means, axis=1)]  # the first of equals, as idxmax
         distances: dict[str, np.ndarray] = {}
@@ -298,14 +322,19 @@ def retention_verdict(study) -> claims.Verdict:
             base_ppl = np.exp((text_counts @ base_nll) / (text_counts @ base_tokens))
             perplexity = np.exp(summed(nll, seeds, text_counts) / summed(tokens, seeds, text_counts)).mean(axis=2)
             distances[name] = np.abs(perplexity - base_ppl)  # (labels, resamples)
-        return [
-            claims.retention_closest(
-                {name: dict(zip(labels, d[:, r].tolist(), strict=True)) for name, d in distances.items()}, middle, t
-            )
-            for r, middle in enumerate(middles)
-        ]
+        return middles, distances
 
-    return judged_with_intervals(study, judge, "C8")
+    def point(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> claims.Verdict:
+        middles, distances = distances_of(seeds, drawn, texts)
+        by_label = {name: dict(zip(labels, d[:, 0].tolist(), strict=True)) for name, d in distances.items()}
+        return claims.retention_closest(by_label, middles[0], t)
+
+    def judge(seeds: np.ndarray, drawn: np.ndarray, texts: dict | None) -> claims.Resampled:
+        middles, distances = distances_of(seeds, drawn, texts)
+        by_label = {name: dict(zip(labels, d, strict=True)) for name, d in distances.items()}
+        return claims.retention_resampled(by_label, middles, t)
+
+    return judged_with_intervals(study, point, judge, "C8")
 
 
 def minimum_detectable_difference(study, first: str, second: str, power: float = 0.8) -> dict:
@@ -332,7 +361,7 @@ def minimum_detectable_difference(study, first: str, second: str, power: float =
             for first_score, second_score in resampled_means(matrix, seeds, drawn).tolist()
         ]
 
-    condition = judged_with_intervals(study, judge, "power").main
+    condition = judged_with_intervals(study, lambda *drawn: judge(*drawn)[0], judge, "power").main
     found = {"arms": [first, second], "difference": condition.value, "power": power}
     if condition.interval is None:  # no finite resample: nothing can be detected or ruled out
         return {**found, "interval": None, "half_width": None, "minimum_detectable": None}

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -177,13 +177,16 @@ class Verdict:
         }
 
 
+Resamples: TypeAlias = "Sequence[Verdict] | Resampled"  # resampled verdicts, or their conditions all at once
+
+
 def with_intervals(
     verdict: Verdict,
-    resampled: Sequence[Verdict],
+    resampled: Resamples,
     confidence: float,
     note: str,
-    seeds_only: Sequence[Verdict] = (),
-    items_only: Sequence[Verdict] = (),
+    seeds_only: Resamples = (),
+    items_only: Resamples = (),
     n_seeds: int = 1,
     jackknife: bool = False,
     normal: bool = False,
@@ -206,11 +209,14 @@ def with_intervals(
     by_name = {  # each resample's conditions by name, looked up once per condition rather than scanned
         id(verdicts): [{c.name: c for c in v.conditions} for v in verdicts]
         for verdicts in (resampled, seeds_only, items_only)
+        if not isinstance(verdicts, Resampled)
     }
 
     candidate_tables: dict[tuple[int, str], list[dict[str, float]]] = {}
 
-    def values(verdicts: Sequence[Verdict], name: str, candidate: str | None = None) -> np.ndarray:
+    def values(verdicts: Resamples, name: str, candidate: str | None = None) -> np.ndarray:
+        if isinstance(verdicts, Resampled):
+            return verdicts.values(name, candidate)
         found = [c.get(name) for c in by_name[id(verdicts)]]
         if candidate is None:
             return np.array([_condition_value(c) for c in found], dtype=float)
@@ -282,17 +288,10 @@ def _best_of(
     t: Mapping, claim: str, name: str, scores: Mapping, labels: Sequence, against: float, **given
 ) -> Condition:
     """Condition ``name``: the best of ``labels``' scores minus ``against``, with every candidate's own
-    difference beside it (``Condition.candidates``), so that its interval accounts for the pick."""
-    candidates = []
-    best = math.nan
-    for label in labels:
-        value = scores[label] - against
-        if not math.isfinite(value):
-            value = math.nan  # an undefined candidate is skipped
-        elif not best >= value:  # also when best is still NaN
-            best = value
-        candidates.append((label if isinstance(label, str) else str(label), float(value)))
-    return _condition(t, claim, name, best, candidates=tuple(candidates), **given)
+    difference beside it (``Condition.candidates``), so that its interval accounts for the pick
+    (``best_of_columns`` on one resample)."""
+    columns = {label: _column(scores[label]) for label in labels}
+    return _condition_at(t, claim, best_of_columns(name, columns, labels, _column(against), **given))
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -645,34 +644,167 @@ def weight_change_explains_shift(bundle: Bundle, t: Mapping) -> Verdict:
 
 
 # --- claims over arms and segments ---------------------------------------------------------------
+# Each is written once, over columns: a score per arm label or segment with one entry per resample. The verdict
+# on the data is the one-resample case; a study's or a swap's resamples are judged all at once (``Resampled``),
+# with the same operations element by element, so each resample's values are those a verdict of its own gives.
 
 Scores: TypeAlias = pd.Series | Mapping  # a score per arm label or segment
+Columns: TypeAlias = Mapping[Any, np.ndarray]  # a score per arm label or segment, one per resample: (R,) each
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One condition over R resamples at once: its value per resample, each candidate's own value if it is a
+    best-of-k pick, and what ``_condition`` takes beyond them (a threshold derived from the data, whether it
+    decides), given per resample where it varies."""
+
+    name: str
+    values: np.ndarray  # (R,)
+    candidates: tuple[tuple[str, np.ndarray], ...] = ()
+    given: tuple[tuple[str, Any], ...] = ()
+
+
+class Resampled:
+    """The conditions of one verdict on R resamples, read by ``with_intervals`` in place of R resampled verdicts."""
+
+    def __init__(self, statistics: Sequence[Statistic]):
+        self._statistics = {s.name: s for s in statistics}
+        self._candidates = {s.name: dict(s.candidates) for s in statistics}
+        self._count = len(statistics[0].values) if statistics else 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def values(self, name: str, candidate: str | None = None) -> np.ndarray:
+        """Condition ``name``'s value (or its candidate's) per resample, NaN where undefined (as ``_value_of``)."""
+        statistic = self._statistics.get(name)
+        if statistic is None:
+            return np.full(self._count, math.nan)
+        if candidate is not None:
+            return self._candidates[name].get(candidate, np.full(self._count, math.nan))
+        return np.where(np.isfinite(statistic.values), statistic.values, math.nan)
+
+
+def _as_python_floats(statistics: Callable) -> Callable:
+    """Run ``statistics`` with NumPy as quiet as Python's float arithmetic: inf − inf is NaN, an overflow inf."""
+
+    @functools.wraps(statistics)
+    def quiet(*args, **kwargs):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return statistics(*args, **kwargs)
+
+    return quiet
+
+
+def _column(value: float) -> np.ndarray:
+    return np.array([value], dtype=float)
+
+
+def _columns(scores: Scores) -> dict:
+    """Scores (label -> float) as columns of one resample: the data's own verdict."""
+    return {label: _column(value) for label, value in _by_label(scores).items()}
+
+
+def _condition_at(t: Mapping, claim: str, statistic: Statistic) -> Condition:
+    """The condition of a one-resample ``statistic``."""
+    given: dict[str, Any] = {
+        key: float(value[0]) if isinstance(value, np.ndarray) else value for key, value in statistic.given
+    }
+    candidates = tuple((label, float(values[0])) for label, values in statistic.candidates)
+    return _condition(t, claim, statistic.name, float(statistic.values[0]), candidates=candidates, **given)
+
+
+def _conditions_at(t: Mapping, claim: str, statistics: Sequence[Statistic]) -> list[Condition]:
+    return [_condition_at(t, claim, statistic) for statistic in statistics]
 
 
 def _by_label(scores: Scores) -> dict:
-    """Scores as a plain dict (label -> float), read once: these predicates run on every resample."""
+    """Scores as a plain dict (label -> float)."""
     if isinstance(scores, pd.Series):
         return dict(zip(scores.index.tolist(), scores.to_numpy(dtype=float).tolist(), strict=True))
     return {label: float(value) for label, value in scores.items()}
 
 
-def _defined(values: Iterable[float]) -> list[float]:
-    """The values that are not NaN (the one float unequal to itself), as plain floats: a maximum, minimum or
-    range of a handful of arms' scores over a Python list, exactly as NumPy's, costs a tenth of its set-up (the
-    predicates run on every resample)."""
-    return [value for value in values if value == value]
+def _undefined_like(scores: Columns) -> np.ndarray:
+    return np.full(len(next(iter(scores.values()))), math.nan)
 
 
-def _best(scores: Mapping, labels: Sequence) -> float:
-    """The highest score among ``labels`` (undefined scores skipped; NaN when none is defined)."""
-    defined = _defined(scores[label] for label in labels)
-    return max(defined) if defined else math.nan
+@_as_python_floats
+def best_of_columns(name: str, scores: Columns, labels: Sequence, against: np.ndarray, **given) -> Statistic:
+    """Per resample, the best of ``labels``' scores minus ``against``, with every candidate's own difference
+    beside it, so that its interval accounts for the pick. An undefined candidate is skipped (NaN); of equal
+    candidates the first is kept."""
+    best = np.full(np.shape(against), math.nan)
+    candidates = []
+    for label in labels:
+        value = scores[label] - against
+        defined = np.isfinite(value)
+        value = np.where(defined, value, math.nan)
+        best = np.where(defined & ~(best >= value), value, best)  # also where best is still NaN
+        candidates.append((label if isinstance(label, str) else str(label), value))
+    return Statistic(name, best, tuple(candidates), tuple(given.items()))
+
+
+def _highest(scores: Columns, labels: Sequence) -> np.ndarray:
+    """Per resample, the highest defined score among ``labels`` (NaN where none is defined)."""
+    best = _undefined_like(scores)
+    for label in labels:
+        value = scores[label]
+        best = np.where(~np.isnan(value) & ~(best >= value), value, best)
+    return best
+
+
+def _lowest(scores: Columns, labels: Sequence) -> np.ndarray:
+    """Per resample, the lowest defined score among ``labels`` (NaN where none is defined)."""
+    low = _undefined_like(scores)
+    for label in labels:
+        value = scores[label]
+        low = np.where(~np.isnan(value) & ~(low <= value), value, low)
+    return low
+
+
+def _mean_defined(scores: Columns, labels: Sequence) -> np.ndarray:
+    """Per resample, the mean of the defined scores among ``labels`` (NaN where none is defined), summed in the
+    order ``_skipna(…, _mean)`` sums one resample's."""
+    if not labels:
+        return _undefined_like(scores)
+    block = np.stack([scores[label] for label in labels], axis=1)  # (R, k): each row summed as one array is
+    means = block.sum(axis=1) / len(labels)
+    for row in np.flatnonzero(np.isnan(block).any(axis=1)):  # an undefined arm: the defined ones alone
+        means[row] = _skipna(block[row], _mean)
+    return means
+
+
+def _chosen(scores: Columns, chosen: Sequence) -> np.ndarray:
+    """Per resample, the score of the label chosen in it."""
+    return np.array([scores[label][row] for row, label in enumerate(chosen)], dtype=float)
 
 
 def _best_label(scores: Mapping, labels: Sequence):
     """The label with the highest defined score (the first of equals, as ``idxmax``)."""
     defined = [label for label in labels if not math.isnan(scores[label])]
     return max(defined, key=scores.__getitem__) if defined else labels[0]
+
+
+@_as_python_floats
+def _swap_statistics(
+    scores: Columns, groups: Mapping[str, Sequence[int]], t: Mapping, host: np.ndarray | None
+) -> list[Statistic]:
+    best_edge = _highest(scores, [*groups["first"], *groups["last"]])
+    statistics = [best_of_columns("middle_minus_best_edge", scores, groups["middle"], best_edge)]
+    if host is not None:
+        statistics += [
+            # the smallest drop of interest is a share of the host's own score (a log-likelihood or an accuracy)
+            Statistic(
+                "best_edge_minus_host",
+                best_edge - host,
+                given=(("threshold", -float(t["C3"]["edge_drop_relative_min"]) * np.abs(host)),),
+            ),
+            best_of_columns(
+                "best_middle_minus_host", scores, groups["middle"], host, threshold=-float(t["C3"]["host_margin"])
+            ),
+        ]
+    return statistics
 
 
 def inverted_u_swap(
@@ -682,34 +814,13 @@ def inverted_u_swap(
     last 20% of layers; against the unswapped host (``host``), the edge swaps lower its score and the
     best middle swap does not lower it beyond ``C3.host_margin``. ``scores`` is indexed by segment;
     ``groups`` says which segments are which (``depth.segment_groups``). The best middle and the best
-    edge segment are picked anew in every resample (selection-aware intervals)."""
+    edge segment are picked anew in every resample (``inverted_u_swap_resampled``: selection-aware intervals)."""
     values = _by_label(scores)
-    best_edge = _best(values, [*groups["first"], *groups["last"]])
-    conditions = [_best_of(t, "C3", "middle_minus_best_edge", values, groups["middle"], best_edge)]
-    if host is not None:
-        conditions += [
-            # the smallest drop of interest is a share of the host's own score (a log-likelihood or an accuracy)
-            _condition(
-                t,
-                "C3",
-                "best_edge_minus_host",
-                best_edge - host,
-                threshold=-float(t["C3"]["edge_drop_relative_min"]) * abs(host),
-            ),
-            _best_of(
-                t,
-                "C3",
-                "best_middle_minus_host",
-                values,
-                groups["middle"],
-                host,
-                threshold=-float(t["C3"]["host_margin"]),
-            ),
-        ]
+    statistics = _swap_statistics(_columns(values), groups, t, None if host is None else _column(host))
     return Verdict(
         "C3",
         "inverted-U layer swap",
-        conditions,
+        _conditions_at(t, "C3", statistics),
         "middle_minus_best_edge",
         {
             "score": list(values.values()),
@@ -719,33 +830,65 @@ def inverted_u_swap(
     )
 
 
+def inverted_u_swap_resampled(
+    scores: Columns, groups: Mapping[str, Sequence[int]], t: Mapping, host: np.ndarray | None = None
+) -> Resampled:
+    """``inverted_u_swap``'s conditions on every resample at once."""
+    return Resampled(_swap_statistics(scores, groups, t, host))
+
+
+@_as_python_floats
+def _single_segment_statistics(scores: Columns, groups: Mapping[str, Sequence[int]]) -> list[Statistic]:
+    best_edge = _highest(scores, [*groups["first"], *groups["last"]])
+    return [
+        best_of_columns("middle_minus_best_edge", scores, groups["middle"], best_edge),
+        Statistic("score_range", _highest(scores, list(scores)) - _lowest(scores, list(scores))),
+    ]
+
+
 def single_segment_inverted_u(scores: Scores, groups: Mapping[str, Sequence[int]], t: Mapping) -> Verdict:
     """C4, App. A (Tables 1-2): LoRA on one middle segment alone scores at least as well as LoRA on a
     segment in the first or the last 20% of layers, and the scores are not all equal (a flat line is no U).
     ``scores`` is indexed by segment; the best middle and edge segments are picked anew in every resample."""
     values = _by_label(scores)
-    best_edge = _best(values, [*groups["first"], *groups["last"]])
-    conditions = [
-        _best_of(t, "C4:M{count}", "middle_minus_best_edge", values, groups["middle"], best_edge),
-        _condition(t, "C4:M{count}", "score_range", _score_range(values.values())),
-    ]
     return Verdict(
         "C4",
         "inverted U of single-segment LoRA",
-        conditions,
+        _conditions_at(t, "C4:M{count}", _single_segment_statistics(_columns(values), groups)),
         "middle_minus_best_edge",
         {"score": list(values.values()), **{k: list(v) for k, v in groups.items()}},
     )
 
 
-def _score_range(scores: Iterable[float]) -> float:
-    """The highest defined score minus the lowest (NaN when none is defined)."""
-    defined = _defined(scores)
-    return max(defined) - min(defined) if defined else math.nan
+def single_segment_resampled(scores: Columns, groups: Mapping[str, Sequence[int]]) -> Resampled:
+    """``single_segment_inverted_u``'s conditions on every resample at once."""
+    return Resampled(_single_segment_statistics(scores, groups))
 
 
 def _edge_masks(count: int) -> tuple[str, str, str]:
     return "1" * count, "1" + "0" * (count - 1), "0" * (count - 1) + "1"
+
+
+@_as_python_floats
+def _mid_block_statistics(
+    scores: Columns, middle: Sequence[str], t: Mapping, preregistered: str | None
+) -> list[Statistic]:
+    c = t["C4"]
+    full, first, last = _edge_masks(c["segment_count"])
+    roles = ["best_middle", *(["midblock"] if preregistered is not None else [])]
+    if c["decides"] not in roles:
+        raise ValueError(f"C4.decides is {c['decides']!r}; this study has {sorted(roles)}")
+    statistics = []
+    for role in roles:
+        decides = role == c["decides"]
+        for edge, other in {"full": scores[full], "first": scores[first], "last": scores[last]}.items():
+            name = f"{role}_minus_{edge}"
+            # the best middle arm rests on a pick among the middle masks (``best_of_columns``); the mid-block on none
+            if role == "best_middle":
+                statistics.append(best_of_columns(name, scores, list(middle), other, decides=decides))
+            else:
+                statistics.append(Statistic(name, scores[preregistered] - other, given=(("decides", decides),)))
+    return statistics
 
 
 def mid_block_beats_full(
@@ -759,26 +902,8 @@ def mid_block_beats_full(
     ``preregistered``. ``C4.decides`` in the config names the one that decides; the other is reported.
     """
     c = t["C4"]
-    full, first, last = _edge_masks(c["segment_count"])
     values = _by_label(scores)
-    best = str(_best_label(values, list(middle)))
-    arms = {"best_middle": best}
-    if preregistered is not None:
-        arms["midblock"] = preregistered
-    if c["decides"] not in arms:
-        raise ValueError(f"C4.decides is {c['decides']!r}; this study has {sorted(arms)}")
-    conditions = []
-    for role, label in arms.items():
-        decides = role == c["decides"]
-        top = values[label]
-        # the best middle arm rests on a pick among the middle masks (``_best_of``); the mid-block on none
-        against = {"full": values[full], "first": values[first], "last": values[last]}
-        for edge, other in against.items():
-            name = f"{role}_minus_{edge}"
-            if role == "best_middle":
-                conditions.append(_best_of(t, "C4", name, values, list(middle), other, decides=decides))
-            else:
-                conditions.append(_condition(t, "C4", name, top - other, decides=decides))
+    conditions = _conditions_at(t, "C4", _mid_block_statistics(_columns(values), middle, t, preregistered))
     return Verdict(
         "C4",
         "mid-block LoRA beats full LoRA",
@@ -787,11 +912,30 @@ def mid_block_beats_full(
         {
             "arm": [str(label) for label in values],
             "score": list(values.values()),
-            "best_middle": [best],
+            "best_middle": [str(_best_label(values, list(middle)))],
             "midblock": [preregistered] if preregistered else [],
             "decides": [c["decides"]],
         },
     )
+
+
+def mid_block_resampled(
+    scores: Columns, middle: Sequence[str], t: Mapping, preregistered: str | None = None
+) -> Resampled:
+    """``mid_block_beats_full``'s conditions on every resample at once."""
+    return Resampled(_mid_block_statistics(scores, middle, t, preregistered))
+
+
+@_as_python_floats
+def _position_statistics(
+    scores: Columns, middle: str, random_sets: Sequence[str], first: str, last: str
+) -> list[Statistic]:
+    top = scores[middle]
+    return [
+        Statistic("middle_minus_random_mean", top - _mean_defined(scores, random_sets)),
+        Statistic("middle_minus_first_20pct", top - scores[first]),
+        Statistic("middle_minus_last_20pct", top - scores[last]),
+    ]
 
 
 def position_not_budget(
@@ -801,17 +945,11 @@ def position_not_budget(
     on randomly chosen layers (on average) and on the first and the last 20% of layers, so layer position,
     not rank or parameter count, explains its gain. ``scores`` is indexed by arm label."""
     values = _by_label(scores)
-    top = values[middle]
-    random_mean = _skipna(np.array([values[label] for label in random_sets], dtype=float), _mean)
-    conditions = [
-        _condition(t, "C4-control", "middle_minus_random_mean", top - random_mean),
-        _condition(t, "C4-control", "middle_minus_first_20pct", top - values[first]),
-        _condition(t, "C4-control", "middle_minus_last_20pct", top - values[last]),
-    ]
+    statistics = _position_statistics(_columns(values), middle, random_sets, first, last)
     return Verdict(
         "C4-control",
         "layer position, not budget, explains the gain",
-        conditions,
+        _conditions_at(t, "C4-control", statistics),
         "middle_minus_random_mean",
         {
             "arm": [str(label) for label in values],
@@ -822,27 +960,40 @@ def position_not_budget(
     )
 
 
-def _lowest(scores: Mapping, labels: Sequence) -> float:
-    """The lowest score among ``labels`` (undefined scores skipped; NaN when none is defined)."""
-    defined = _defined(scores[label] for label in labels)
-    return min(defined) if defined else math.nan
+def position_resampled(scores: Columns, middle: str, random_sets: Sequence[str], first: str, last: str) -> Resampled:
+    """``position_not_budget``'s conditions on every resample at once."""
+    return Resampled(_position_statistics(scores, middle, random_sets, first, last))
+
+
+@_as_python_floats
+def _retention_statistics(distances: Mapping[str, Columns], middles: Sequence[str], t: Mapping) -> list[Statistic]:
+    compared = t["C8"]["compared"]
+    margins = {name: _lowest(d, compared) - _chosen(d, middles) for name, d in distances.items()}
+    closest = np.full(len(middles), math.nan)
+    for number, margin in enumerate(margins.values()):  # the smallest margin, as Python's min picks it
+        closest = margin if number == 0 else np.where(margin < closest, margin, closest)
+    return [Statistic("closest_margin", closest), *(Statistic(f"{name}_margin", m) for name, m in margins.items())]
 
 
 def retention_closest(distances: Mapping[str, Scores], middle: str, t: Mapping) -> Verdict:
     """C8 (App. B, Table 4): after tuning, the middle arm's perplexity on held-out general text is the
     closest to the base model's: closer than full LoRA and the edge masks, on every text set.
     ``distances[set]`` is |perplexity(arm) - perplexity(base)| indexed by arm label."""
-    c = t["C8"]
     distances = {name: _by_label(d) for name, d in distances.items()}
-    margins = {name: _lowest(d, c["compared"]) - d[middle] for name, d in distances.items()}
-    conditions = [_condition(t, "C8", "closest_margin", min(margins.values()) if margins else math.nan)]
-    conditions += [_condition(t, "C8", f"{name}_margin", value) for name, value in margins.items()]
+    statistics = _retention_statistics({name: _columns(d) for name, d in distances.items()}, [middle], t)
     evidence = {
         "middle": [middle],
         **{f"{name}_distance": list(d.values()) for name, d in distances.items()},
         "arm": [str(label) for label in next(iter(distances.values()))] if distances else [],
     }
-    return Verdict("C8", "mid-block LoRA retains the most", conditions, "closest_margin", evidence)
+    return Verdict(
+        "C8", "mid-block LoRA retains the most", _conditions_at(t, "C8", statistics), "closest_margin", evidence
+    )
+
+
+def retention_resampled(distances: Mapping[str, Columns], middles: Sequence[str], t: Mapping) -> Resampled:
+    """``retention_closest``'s conditions on every resample at once, ``middles`` the middle arm of each."""
+    return Resampled(_retention_statistics(distances, middles, t))
 
 
 CLAIMS: dict[str, Callable[[Bundle, Mapping], Verdict]] = {

@@ -185,6 +185,8 @@ def test_an_adapter_named_by_hub_id_is_found_in_the_hub_cache_offline(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = models.custom_pair(str(micro_pair.base_dir), "someorg/tiny-sft-lora", dtype="float32")
     assert models.unavailable_reason(spec) is None
+    # given alone, the cached adapter names its base
+    assert models.pair_locations(None, "someorg/tiny-sft-lora") == (str(micro_pair.base_dir), "someorg/tiny-sft-lora")
     resolved = models.resolve_pair(spec, progress=False)
     assert resolved.adapter["source"] == "someorg/tiny-sft-lora"
     assert weight_change(micro_pair.base_dir, models.checkpoint_directory(resolved.sft))[1] > 0

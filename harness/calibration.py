@@ -161,20 +161,30 @@ def _common_mean(plan: LayerPlan, direction: np.ndarray) -> np.ndarray:
 def _row_states(
     plan: LayerPlan, row: int, mean: np.ndarray, z: np.ndarray, e: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(base, SFT) states of ``row`` from standard normals ``z`` and ``e`` (samples, D): the base is the common
-    mean (times the row's ``mean_scale``) plus z·√λ; the SFT adds σ·e·√λ (σ from the row's CKA; its own λ where
-    ``sft_spectrum`` is set), moves its centroid by ``shift[row]`` along the widest direction and is multiplied
-    by the row's ``sft_scale``."""
+    """(base, SFT) states of ``row`` from standard normals ``z`` and ``e`` (samples, D): ``_base_states`` and
+    ``_sft_states``."""
+    return _base_states(plan, row, mean, z), _sft_states(plan, row, mean, z, e)
+
+
+def _base_states(plan: LayerPlan, row: int, mean: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The base's states of ``row``: the common mean (times the row's ``mean_scale``) plus z·√λ."""
     scale = 1.0 if plan.mean_scale is None else plan.mean_scale[row]
-    spread = np.sqrt(plan.spectrum[row])
-    x = scale * mean + z * spread
+    return scale * mean + z * np.sqrt(plan.spectrum[row])
+
+
+def _sft_states(plan: LayerPlan, row: int, mean: np.ndarray, z: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The SFT's states of ``row``: the base's noise ``z`` plus σ·e, times √λ (σ from the row's CKA; its own λ
+    where ``sft_spectrum`` is set), its centroid moved by ``shift[row]`` along the widest direction, all
+    multiplied by the row's ``sft_scale``."""
+    scale = 1.0 if plan.mean_scale is None else plan.mean_scale[row]
+    spread = np.sqrt(plan.spectrum[row] if plan.sft_spectrum is None else plan.sft_spectrum[row])
     sigma = sft_noise_scale(plan.cka[row])
     moved = (z + sigma * e) / (math.sqrt(1 + sigma**2) if plan.keep_spread else 1.0)
-    y = scale * mean + moved * (spread if plan.sft_spectrum is None else np.sqrt(plan.sft_spectrum[row]))
+    y = scale * mean + moved * spread
     y[..., 0] += plan.shift[row]
     if plan.sft_scale is not None:
         y *= plan.sft_scale[row]
-    return x, y
+    return y
 
 
 def sft_noise_scale(cka: float) -> float:
@@ -555,7 +565,8 @@ def expected_spectra(
     d = plan.spectrum.shape[1]
     mean = _common_mean(plan, plan.mean_direction.copy())
     z, e = _probe_draws(seed, probes, samples, d)
-    states = torch.from_numpy(_row_states(plan, row, mean, z, e)[0 if model == "base" else 1].astype(np.float32))
+    drawn = _base_states(plan, row, mean, z) if model == "base" else _sft_states(plan, row, mean, z, e)
+    states = torch.from_numpy(drawn.astype(np.float32))
     states = states.double()  # float32 as profiled, then float64 as the metrics take it
     # every probe's singular values at once, from the eigenvalues of its smaller Gram matrix (several times
     # faster than an SVD; float64 keeps σ_min / σ_max to 1e-8, far below the rank tolerance of float32 data)

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from harness import metrics
@@ -209,6 +211,33 @@ def test_batched_token_metrics_equal_the_per_sample_per_layer_definitions(alpha)
 def test_batched_token_metrics_refuse_non_finite_states():
     with pytest.raises(DegenerateInputError, match="NaN or infinite"):
         metrics.token_metrics([torch.tensor([[[1.0, float("nan")], [0.0, 1.0]]])])
+
+
+# entries that overflow a float64 sum while each is finite, and the ones that make a sum NaN or infinite
+EXTREMES = st.sampled_from([1.7e308, -1.7e308, math.inf, -math.inf, math.nan, 0.0, -0.0, 5e-324])
+
+
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), EXTREMES), min_size=1, max_size=24))
+def test_the_finite_check_by_the_sum_agrees_with_testing_every_entry(values):
+    from harness.metrics._checks import all_finite, as_matrix
+
+    z = torch.tensor(values, dtype=torch.float64).reshape(1, -1)
+    assert all_finite(z) == bool(torch.isfinite(z).all())
+    if all_finite(z):
+        assert as_matrix(z) is not None
+    else:
+        with pytest.raises(DegenerateInputError, match=f"holds {int((~torch.isfinite(z)).sum())} NaN or infinite"):
+            as_matrix(z)
+
+
+def test_a_matrix_whose_sum_overflows_is_still_finite():
+    from harness.metrics._checks import as_matrix
+    from harness.metrics.token_layers import padded_stack
+
+    huge = torch.full((4, 3), 1.7e308, dtype=torch.float64)
+    assert not math.isfinite(huge.sum())  # the screen fires, and the entries themselves are looked at
+    assert as_matrix(huge).equal(huge)
+    assert padded_stack([huge.reshape(2, 2, 3)])[0].equal(huge.reshape(1, 2, 2, 3))
 
 
 def test_weight_change_blocks_of_rows_sum_to_the_whole_tensor():

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from harness.metrics._checks import DegenerateInputError
+from harness.metrics._checks import DegenerateInputError, all_finite
 
 
 def padded_stack(samples: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +31,7 @@ def padded_stack(samples: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tenso
                 f"token sample {index} has shape {tuple(h.shape)}; expected ({layers}, T, {width})"
             )
         stack[index, :, : h.shape[1]] = h.detach()
-    if not torch.isfinite(stack).all():
+    if not all_finite(stack):
         raise DegenerateInputError(
             f"the token samples hold {int((~torch.isfinite(stack)).sum())} NaN or infinite values"
         )

@@ -104,9 +104,11 @@ warm: $(STAMP)
 # together (measured: 3:52 and 2:22 with every benchmark beside the unit tests, 3:14 and 3:50 with the
 # profile-speed ones beside the suites; 3:26 and 3:42 once the swap scores were cached, before the LoRA
 # speed ones joined the suites; at 3fe89ca, 4:22 and 5:10 with every benchmark beside the suites, so the
-# shape-scale one, 18 s, runs beside the unit tests). Every lane runs on one thread: a second thread waits for a
-# core the other lane holds (a resampled verdict took three times as long with two).
-UNIT_BENCHMARKS := benchmarks/test_shape_scale.py
+# shape-scale one, 18 s, runs beside the unit tests; at ef835af, 4:02 and 4:07, before the unit tests ran their
+# pytest sessions in process, 45 s less, so the profile-overhead one, 22 s, joined them). Every lane runs on one
+# thread: a second thread waits for a core the other lane holds (a resampled verdict took three times as long
+# with two).
+UNIT_BENCHMARKS := benchmarks/test_shape_scale.py benchmarks/test_profile_overhead.py
 UNIT_TESTS := $(filter-out $(PURE_TESTS) $(CALIBRATION_TESTS),$(wildcard tests/test_*.py)) $(UNIT_BENCHMARKS)
 
 # The code's checks (one core for about 14 s from a fresh clone) run beside the warm-up instead of before it, where

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from harness.sources import models, zoo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +93,34 @@ def verify_small(isolated_cache, tmp_path, monkeypatch):
         return reports.load_report(tmp_path / "reports" / "custom")["pairs"]["custom"]
 
     return verify
+
+
+@dataclass(frozen=True)
+class SuitesRun:
+    """What a ``pytest suites ...`` run returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_suites(capsys, monkeypatch, tmp_path_factory):
+    """``pytest ARGS`` as a user runs it from the repository root, in this process: a second interpreter would
+    import torch and the stack again, seconds a run. Not pytester's in-process run, which drops the modules the
+    inner run imported: torch registers some of them with its C++ library, once per process, and refuses them
+    when imported again. What must start fresh (the Hugging Face cache folders, which the hub library reads once,
+    at import) runs in its own process instead."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> SuitesRun:
+        monkeypatch.chdir(ROOT)
+        monkeypatch.setattr(sys, "path", list(sys.path))  # the inner run's rootdir insertions are undone after
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()  # what the test printed before is not this run's
+        basetemp = tmp_path_factory.mktemp("inner-run")
+        returncode = pytest.main([*args, "-p", "no:cacheprovider", f"--basetemp={basetemp}"])
+        out, err = capsys.readouterr()
+        return SuitesRun(int(returncode), out, err)
+
+    return run

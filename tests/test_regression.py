@@ -2,10 +2,7 @@
 
 import copy
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,26 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_BASELINE = sorted((ROOT / "baselines" / "tiny_olmo2").glob("gsm8k-local.build-*.json"))[0]
 
 
-def _suites(tmp_path, *args, env=None):
-    """The claim suites in a fresh process, with baselines and reports under ``tmp_path``."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *args,
-            "--baselines-dir",
-            str(tmp_path / "baselines"),
-            "--report-dir",
-            str(tmp_path / "reports"),
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+def _stored_under(tmp_path):
+    """Baselines and reports under ``tmp_path``."""
+    return ("--baselines-dir", str(tmp_path / "baselines"), "--report-dir", str(tmp_path / "reports"))
 
 
 @pytest.fixture
@@ -200,7 +180,9 @@ def _this_build_section():
 
 
 @pytest.mark.slow
-def test_suites_compare_a_tiny_pair_with_the_baseline_of_its_own_build_and_fail_on_a_per_layer_diff(baseline, tmp_path):
+def test_suites_compare_a_tiny_pair_with_the_baseline_of_its_own_build_and_fail_on_a_per_layer_diff(
+    baseline, run_suites, tmp_path
+):
     section = _this_build_section()
     build = regression.build_of(section["pair"])
     own = {**baseline, "pair": section["pair"], "probe": section["probe"], "tables": section["tables"]}
@@ -208,13 +190,13 @@ def test_suites_compare_a_tiny_pair_with_the_baseline_of_its_own_build_and_fail_
     stored.parent.mkdir(parents=True)
     for name, payload, returncode in (("same", own, 0), ("nudged", _nudge(own, "base", "spectral_norm", 5, 3.0), 1)):
         stored.write_text(json.dumps(payload))
-        run = _suites(tmp_path, "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline")
+        run = run_suites("suites/test_regression.py", "-m", "tiny_olmo2", "--baseline", *_stored_under(tmp_path))
         assert run.returncode == returncode, (name, run.stdout[-3000:])
     assert "drifted from its baseline, per layer" in run.stdout
     assert "base table" in run.stdout and "spectral_norm" in run.stdout
     # another build's baseline only: no false failure, a skip that names both builds and what to do
     stored.rename(stored.with_name("gsm8k-local.build-00000000-00000000.json"))
-    run = _suites(tmp_path, "suites/test_regression.py", "-m", "tiny_olmo2", "--baseline")
+    run = run_suites("suites/test_regression.py", "-m", "tiny_olmo2", "--baseline", *_stored_under(tmp_path))
     assert run.returncode == 0, run.stdout[-3000:]
     assert f"no baseline of this build of tiny_olmo2 (weights {build}; stored builds: 00000000-00000000)" in run.stdout
     assert "--update-baselines" in run.stdout and "1 skipped" in run.stdout
@@ -275,18 +257,20 @@ def test_a_baseline_of_another_pair_or_other_weights_is_named_as_such(baseline):
     assert "other weights: sft" in regression.other_source(baseline, {**pair, "sft_weights": "sha256:0"})
 
 
-def test_an_incomplete_update_run_keeps_the_old_baseline_and_says_why(baseline, tmp_path):
+def test_an_incomplete_update_run_keeps_the_old_baseline_and_says_why(baseline, run_suites, tmp_path):
     stored = tmp_path / "baselines" / "tiny_olmo2" / "gsm8k-local.json"
     stored.parent.mkdir(parents=True)
     stored.write_text(json.dumps(baseline))
     before = stored.read_bytes()
-    run = _suites(tmp_path, "suites/test_c2_weight_change.py", "-m", "tiny_olmo2", "--update-baselines")
+    run = run_suites(
+        "suites/test_c2_weight_change.py", "-m", "tiny_olmo2", "--update-baselines", *_stored_under(tmp_path)
+    )
     assert run.returncode == 0, run.stdout[-3000:]
     assert "baseline of tiny_olmo2 not written: this run did not measure its swaps, lora" in run.stdout
     assert stored.read_bytes() == before
 
 
-def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
+def test_an_update_run_with_failed_tests_keeps_the_old_baseline(run_suites, tmp_path):
     from harness.sources import zoo
     from tests.conftest import MICRO
 
@@ -299,8 +283,7 @@ def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
     stored = tmp_path / "baselines" / "custom" / "gsm8k-local.json"
     stored.parent.mkdir(parents=True)
     stored.write_text("{}")
-    run = _suites(
-        tmp_path,
+    run = run_suites(
         "suites/test_c3_layer_swap.py",
         "suites/test_c2_weight_change.py",
         "--base",
@@ -313,6 +296,7 @@ def test_an_update_run_with_failed_tests_keeps_the_old_baseline(tmp_path):
         "--token-samples",
         "10",
         "-x",
+        *_stored_under(tmp_path),
         env={"HARNESS_CACHE": str(tmp_path / "cache")},
     )
     assert run.returncode == 1, run.stdout[-3000:]  # 4 layers cannot be split into 5 segments

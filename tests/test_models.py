@@ -435,3 +435,38 @@ def test_an_output_path_that_is_a_directory_is_refused_before_any_work(micro_pai
         ["profile", "--base", str(micro_pair.base_dir), "--sft", str(micro_pair.sft_dir), "--out", str(tmp_path)]
     )
     assert code == 2 and "is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_dtype_whose_fused_attention_cannot_run_on_this_cpu_is_attended_eagerly(micro_pair, monkeypatch):
+    monkeypatch.setattr(models, "cpu_attention_runs", lambda dtype: dtype != torch.bfloat16)
+    base = models.ModelRef(str(micro_pair.base_dir))
+    assert models.load_model(base, dtype="bfloat16", device="cpu").config._attn_implementation == "eager"
+    assert models.load_model(base, dtype="float32", device="cpu").config._attn_implementation == "sdpa"
+
+
+FORWARD_IN_BFLOAT16 = """
+import sys, torch
+from harness.sources import models
+model = models.load_model(models.ModelRef(sys.argv[1]), dtype="bfloat16", device="cpu")
+with torch.no_grad():
+    logits = model(torch.ones(1, 200, dtype=torch.long)).logits
+assert torch.isfinite(logits.float()).all()
+"""
+
+
+@pytest.mark.parametrize("micro_pair", ["olmo2"], indirect=True)
+def test_a_bfloat16_model_runs_on_the_cpu_with_the_kernels_of_an_older_cpu_selected(micro_pair):
+    """ATEN_CPU_CAPABILITY=avx2 (a setting that makes builds alike across CPUs): on an AMX CPU, torch's fused
+    bfloat16 attention then fails beyond a few dozen tokens, so the model must attend eagerly there."""
+    import os
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", FORWARD_IN_BFLOAT16, str(micro_pair.base_dir)],
+        env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]

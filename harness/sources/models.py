@@ -7,7 +7,9 @@ load through ``AutoModelForCausalLM.from_pretrained`` alike.
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -621,8 +623,32 @@ def load_model(ref: ModelRef, dtype: str | torch.dtype = "float32", device: str 
     if "device_map" not in kwargs:
         model.to("cpu" if device == "auto" else device)
     check_finite_weights(model, ref.describe())
+    if model.device.type == "cpu" and not cpu_attention_runs(model.dtype):
+        model.set_attn_implementation("eager")
     model.eval()
     return model
+
+
+@functools.cache
+def cpu_attention_runs(dtype: torch.dtype) -> bool:
+    """Whether torch's fused attention runs on the CPU at ``dtype`` in this process. torch 2.13 chooses its AMX
+    path for bfloat16 by the CPU's features but packs the operands with the kernels of the dispatch level, so
+    with ``ATEN_CPU_CAPABILITY`` below avx512 on an AMX CPU (a setting that makes builds alike across CPUs) it
+    raises "pack_vnni2 is only supported when avx512 is supported" beyond a few dozen tokens. Where it does not
+    run, models of that dtype attend eagerly: the same function, computed step by step."""
+    if dtype not in (torch.bfloat16, torch.float16):
+        return True
+    probe = torch.zeros(1, 1, 512, 64, dtype=dtype)
+    try:
+        torch.nn.functional.scaled_dot_product_attention(probe, probe, probe, is_causal=True)
+    except RuntimeError as error:
+        warnings.warn(
+            f"torch's fused {dtype} attention does not run on this CPU here ({error}); "
+            f"{dtype} models attend eagerly instead",
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def load_tokenizer(ref: ModelRef):

@@ -403,9 +403,10 @@ CONTROLS: dict[str, Control] = {
             unanswered={**_ONLY_LORA, "C8": _THROWN_OFF_RETENTION, **_OTHER_SEGMENTS},
         ),
         # C8's positive: on the pretrained model, which knows its pretraining text, a trapped layer's adapter
-        # is not thrown off but takes steps ten times as large: it forgets that text, by much the same amount
-        # with every seed (two steps, measured on this machine's build: full LoRA's perplexity 253 over three
-        # seeds, against the base's 230 and the mid-block's 233; closest margin 17.4 [10.7, 23.7]).
+        # is not thrown off but takes steps ten times as large: it forgets that text (two steps; on one build
+        # full LoRA's perplexity was 253 over three seeds, against the base's 230 and the mid-block's 233).
+        # The last segment's arm forgets the least of the compared arms, and by an amount that can vary from
+        # seed to seed (25, 51 and 53 on one build), so its study runs five seeds (harness/claims.yaml).
         Control(
             "planted_lora_retention",
             _none,

@@ -405,8 +405,8 @@ CONTROLS: dict[str, Control] = {
         # C8's positive: on the pretrained model, which knows its pretraining text, a trapped layer's adapter
         # is not thrown off but takes steps ten times as large: it forgets that text (two steps; on one build
         # full LoRA's perplexity was 253 over three seeds, against the base's 230 and the mid-block's 233).
-        # The last segment's arm forgets the least of the compared arms, and by an amount that can vary from
-        # seed to seed (25, 51 and 53 on one build), so its study runs five seeds (harness/claims.yaml).
+        # The last segment's arm is usually the compared arm that forgets least, by an amount that can vary
+        # from seed to seed (25, 51 and 53 on one build), so its study runs five seeds (harness/claims.yaml).
         Control(
             "planted_lora_retention",
             _none,
